@@ -1,0 +1,1 @@
+//! drover-sim: a model of the Consul and Nomad HTTP APIs.
