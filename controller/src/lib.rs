@@ -1,1 +1,4 @@
 //! Drover: a reconciling operator for HashiCorp Nomad, driven by records in Consul KV.
+pub mod metrics;
+pub mod config;
+pub mod tls;

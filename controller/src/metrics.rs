@@ -1,0 +1,254 @@
+//! Drover's Prometheus metrics: one place that registers them and typed methods to record them, so label values are
+//! always bounded (`&'static str` kinds and enums, never error text or free-form names).
+//!
+//! Names follow `drover_<name>_<unit>_total` (DESIGN §7). Per-app labels appear only on gauges users graph per app.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set `{result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Label set `{phase}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+/// Label set `{endpoint, code}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+    code: String,
+}
+
+/// Label set `{endpoint}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+/// Label set `{op, code}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+    code: String,
+}
+
+/// Label set `{source}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+/// Label set `{version}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// Label set `{kind}` for writes dropped or failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// All of Drover's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    reconcile_total: Family<ResultLabel, Counter>,
+    reconcile_duration: Histogram,
+    queue_depth: Gauge,
+    apps: Family<PhaseLabel, Gauge>,
+    drift_detected_total: Counter,
+    nomad_requests_total: Family<EndpointLabels, Counter>,
+    nomad_request_duration: Family<EndpointLabel, Histogram>,
+    consul_requests_total: Family<OpLabels, Counter>,
+    consul_bytes_read_total: Counter,
+    watch_restarts_total: Family<SourceLabel, Counter>,
+    status_writes_total: Family<ResultLabel, Counter>,
+    nomad_writes_total: Family<KindLabel, Counter>,
+    leader: Gauge,
+}
+
+fn code_label(code: u16) -> String {
+    if code == 0 { "error".to_string() } else { code.to_string() }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; `build_info{version}` is set at once.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("drover");
+        let reconcile_total = Family::<ResultLabel, Counter>::default();
+        registry.register("reconcile", "Reconciles finished, by result", reconcile_total.clone());
+        let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Keys waiting in the work queue", queue_depth.clone());
+        let apps = Family::<PhaseLabel, Gauge>::default();
+        registry.register("apps", "Apps by phase", apps.clone());
+        let drift_detected_total = Counter::default();
+        registry.register("drift_detected", "Jobs found changed behind Drover's back", drift_detected_total.clone());
+        let nomad_requests_total = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "nomad_requests",
+            "Nomad API requests by endpoint and status code",
+            nomad_requests_total.clone(),
+        );
+        let nomad_request_duration = Family::<EndpointLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "nomad_request_duration_seconds",
+            "Nomad API request latency",
+            nomad_request_duration.clone(),
+        );
+        let consul_requests_total = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "consul_requests",
+            "Consul API requests by operation and status code",
+            consul_requests_total.clone(),
+        );
+        let consul_bytes_read_total = Counter::default();
+        registry.register(
+            "consul_read_bytes",
+            "Bytes of KV listings read from Consul",
+            consul_bytes_read_total.clone(),
+        );
+        let watch_restarts_total = Family::<SourceLabel, Counter>::default();
+        registry.register("watch_restarts", "Watch restarts (relists) by source", watch_restarts_total.clone());
+        let status_writes_total = Family::<ResultLabel, Counter>::default();
+        registry.register("status_writes", "Status writes to Consul by result", status_writes_total.clone());
+        let nomad_writes_total = Family::<KindLabel, Counter>::default();
+        registry.register("nomad_writes", "Writes sent to Nomad by kind", nomad_writes_total.clone());
+        let leader = Gauge::default();
+        registry.register("leader", "1 when this replica is the leader and reconciles", leader.clone());
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "Build information", build_info);
+        Metrics {
+            registry: Mutex::new(registry),
+            reconcile_total,
+            reconcile_duration,
+            queue_depth,
+            apps,
+            drift_detected_total,
+            nomad_requests_total,
+            nomad_request_duration,
+            consul_requests_total,
+            consul_bytes_read_total,
+            watch_restarts_total,
+            status_writes_total,
+            nomad_writes_total,
+            leader,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    /// One reconcile finished with `result` (`ok`, `requeue`, `error`, …) after `elapsed`.
+    pub fn reconcile_finished(&self, result: &'static str, elapsed: Duration) {
+        self.reconcile_total.get_or_create(&ResultLabel { result }).inc();
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The work queue holds `depth` keys.
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Replaces the per-phase app counts.
+    pub fn set_apps_by_phase<'a>(
+        &self,
+        counts: impl IntoIterator<Item = (&'static str, usize)>,
+        all_phases: impl IntoIterator<Item = &'a &'static str>,
+    ) {
+        for phase in all_phases {
+            self.apps.get_or_create(&PhaseLabel { phase }).set(0);
+        }
+        for (phase, n) in counts {
+            self.apps.get_or_create(&PhaseLabel { phase }).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A job was found changed behind Drover's back.
+    pub fn drift_detected(&self) {
+        self.drift_detected_total.inc();
+    }
+
+    /// One Nomad request answered with `code` (0 = no answer) after `elapsed`.
+    pub fn nomad_request(&self, endpoint: &'static str, code: u16, elapsed: Duration) {
+        self.nomad_requests_total.get_or_create(&EndpointLabels { endpoint, code: code_label(code) }).inc();
+        self.nomad_request_duration.get_or_create(&EndpointLabel { endpoint }).observe(elapsed.as_secs_f64());
+    }
+
+    /// One Consul request answered with `code` (0 = no answer).
+    pub fn consul_request(&self, op: &'static str, code: u16) {
+        self.consul_requests_total.get_or_create(&OpLabels { op, code: code_label(code) }).inc();
+    }
+
+    /// `n` bytes of KV listing were read from Consul.
+    pub fn consul_bytes_read(&self, n: usize) {
+        self.consul_bytes_read_total.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// A watch started over (relist) for `source` (`consul` or `nomad`).
+    pub fn watch_restart(&self, source: &'static str) {
+        self.watch_restarts_total.get_or_create(&SourceLabel { source }).inc();
+    }
+
+    /// A status write ended with `result` (`written`, `conflict`, `error`).
+    pub fn status_write(&self, result: &'static str) {
+        self.status_writes_total.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// A write of `kind` (`register`, `stop`, `purge`) was sent to Nomad.
+    pub fn nomad_write(&self, kind: &'static str) {
+        self.nomad_writes_total.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Whether this replica leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_should_expose_build_info_and_recorded_requests() {
+        let m = Metrics::new();
+        m.nomad_request("register", 200, Duration::from_millis(3));
+        m.consul_request("kv_get", 0);
+        let text = m.encode();
+        assert!(text.contains("drover_build_info{version="), "{text}");
+        assert!(text.contains("drover_nomad_requests_total{endpoint=\"register\",code=\"200\"} 1"), "{text}");
+        assert!(text.contains("drover_consul_requests_total{op=\"kv_get\",code=\"error\"} 1"), "{text}");
+    }
+}
