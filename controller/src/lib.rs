@@ -2,3 +2,4 @@
 pub mod metrics;
 pub mod config;
 pub mod tls;
+pub mod status;
