@@ -1,0 +1,210 @@
+//! Builds the `reqwest::Client` shared by the Consul and Nomad clients: rustls on ring, optional custom CA and mTLS.
+//!
+//! No client-wide request timeout is set: each request sets its own, because a blocking query must be allowed to
+//! outlive its `wait` (see [`blocking_timeout`]) and the Nomad event stream has no end at all (its liveness is checked
+//! by heartbeats instead).
+
+use std::sync::Once;
+use std::time::Duration;
+
+/// How long a TCP connect plus TLS handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of a request that does not block on the server.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Added to a blocking query's longest server-side time, for network and scheduling delay.
+pub const BLOCKING_MARGIN: Duration = Duration::from_secs(10);
+
+/// The client could not be built. Never retryable: a file or setting has to be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read.
+    #[error("cannot read {what} file {path:?}")]
+    ReadFileFailed {
+        /// `CA certificate`, `client certificate` or `client key`.
+        what: &'static str,
+        /// The file's path.
+        path: String,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file did not hold a usable certificate or key.
+    #[error("invalid {what} in {path:?}")]
+    ParsePemFailed {
+        /// `CA certificate` or `client certificate and key`.
+        what: &'static str,
+        /// The file's path (the certificate's, for a client identity).
+        path: String,
+        /// The parser's complaint.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// reqwest refused the assembled settings.
+    #[error("cannot build the HTTP client")]
+    BuildClientFailed(#[source] reqwest::Error),
+}
+
+impl TlsError {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ReadFileFailed { .. } => "read_file_failed",
+            Self::ParsePemFailed { .. } => "parse_pem_failed",
+            Self::BuildClientFailed(_) => "build_client_failed",
+        }
+    }
+}
+
+/// TLS material for one server; all paths are PEM files.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsFiles<'a> {
+    /// When set, the only trusted root (as HashiCorp's CLIs do with `*_CACERT`).
+    pub ca_cert: Option<&'a str>,
+    /// Client certificate chain for mTLS; needs `client_key`.
+    pub client_cert: Option<&'a str>,
+    /// Private key for `client_cert`.
+    pub client_key: Option<&'a str>,
+}
+
+/// Installs ring as rustls' process-wide crypto provider, once. Installing it twice, or after someone else
+/// installed one, is harmless: the first provider stays.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // An Err only means a provider is already installed, which is what we want.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Builds an HTTP/1.1 client with [`CONNECT_TIMEOUT`] and the given TLS material.
+///
+/// HTTP/1.1 only: the Nomad event stream is a raw body ended by `Connection: close`, and neither server speaks h2
+/// on its HTTP API port without TLS ALPN anyway.
+pub fn build_http_client(files: TlsFiles<'_>) -> Result<reqwest::Client, TlsError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http1_only()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tls_backend_rustls();
+    if let Some(path) = files.ca_cert {
+        let pem = read(path, "CA certificate")?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| TlsError::ParsePemFailed {
+            what: "CA certificate",
+            path: path.to_owned(),
+            source,
+        })?;
+        builder = builder.tls_certs_only(certs);
+    }
+    if let (Some(cert_path), Some(key_path)) = (files.client_cert, files.client_key) {
+        let mut pem = read(cert_path, "client certificate")?;
+        pem.push(b'\n');
+        pem.extend(read(key_path, "client key")?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|source| TlsError::ParsePemFailed {
+            what: "client certificate and key",
+            path: cert_path.to_owned(),
+            source,
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(TlsError::BuildClientFailed)
+}
+
+/// The client-side timeout for a blocking query with this `wait`, as the server will treat it: a zero wait means the
+/// server's `default_wait`, and anything above `max_wait` is clamped.
+///
+/// The server may hold the request for that wait plus up to wait/16 of jitter (contract A2 rule 2, C3), so the
+/// client must wait longer than wait × 17/16, plus [`BLOCKING_MARGIN`] for the network.
+pub fn blocking_timeout(wait: Duration, default_wait: Duration, max_wait: Duration) -> Duration {
+    let wait = if wait.is_zero() { default_wait } else { wait.min(max_wait) };
+    wait + wait / 16 + BLOCKING_MARGIN
+}
+
+/// Characters escaped in a URL path segment: everything but RFC 3986 unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Escapes a path that may hold `/` separators (a Consul key): each segment is escaped, `/` is kept.
+pub(crate) fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Escapes one path segment, `/` included (a Nomad job ID such as `parent/periodic-1` becomes `parent%2Fperiodic-1`,
+/// contract B6).
+pub(crate) fn encode_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
+}
+
+/// Builds `?a=1&flag&b=x` from parameters; `None` values are presence-only flags (contract A1: Consul reads
+/// `recurse`, `keys`, `consistent` by presence, so "false" is expressed by leaving the flag out).
+pub(crate) fn encode_query(params: &[(&str, Option<String>)]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in params.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(name);
+        if let Some(value) = value {
+            out.push('=');
+            out.extend(percent_encoding::utf8_percent_encode(value, PATH_SEGMENT));
+        }
+    }
+    out
+}
+
+fn read(path: &str, what: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::ReadFileFailed { what, path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_timeout_should_exceed_wait_plus_jitter() {
+        let wait = Duration::from_secs(300);
+        let five_min = Duration::from_secs(300);
+        let t = blocking_timeout(wait, five_min, Duration::from_secs(600));
+        assert!(t > wait * 17 / 16, "{t:?}");
+        // A wait above the server's maximum is clamped by the server, so the timeout follows the clamp.
+        let t = blocking_timeout(Duration::from_secs(900), five_min, five_min);
+        assert_eq!(t, five_min * 17 / 16 + BLOCKING_MARGIN);
+        // No wait means the server's default wait, not "no blocking".
+        let t = blocking_timeout(Duration::ZERO, five_min, Duration::from_secs(600));
+        assert!(t > five_min * 17 / 16, "{t:?}");
+    }
+
+    #[test]
+    fn encode_query_should_send_flags_by_presence_only() {
+        let q = encode_query(&[
+            ("recurse", None),
+            ("index", Some("7".into())),
+            ("wait", Some("5000ms".into())),
+            ("namespace", Some("*".into())),
+        ]);
+        assert_eq!(q, "?recurse&index=7&wait=5000ms&namespace=%2A");
+        assert_eq!(encode_query(&[]), "");
+    }
+
+    #[test]
+    fn encode_path_should_keep_slashes_and_escape_the_rest() {
+        assert_eq!(encode_path("drover/apps/default/web-1"), "drover/apps/default/web-1");
+        assert_eq!(encode_path("a b/c?d"), "a%20b/c%3Fd");
+        assert_eq!(encode_segment("parent/periodic-1"), "parent%2Fperiodic-1");
+    }
+
+    #[test]
+    fn build_http_client_should_work_without_tls_files_and_twice() {
+        build_http_client(TlsFiles::default()).unwrap();
+        build_http_client(TlsFiles::default()).unwrap();
+    }
+
+    #[test]
+    fn build_http_client_should_name_a_missing_ca_file() {
+        let err = build_http_client(TlsFiles { ca_cert: Some("/nonexistent/drover-ca.pem"), ..TlsFiles::default() })
+            .unwrap_err();
+        assert_eq!(err.kind(), "read_file_failed");
+        assert!(err.to_string().contains("drover-ca.pem"), "{err}");
+    }
+}
