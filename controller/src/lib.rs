@@ -3,3 +3,4 @@ pub mod metrics;
 pub mod config;
 pub mod tls;
 pub mod status;
+pub mod queue;

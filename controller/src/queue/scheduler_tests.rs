@@ -1,0 +1,208 @@
+//! Unit tests of the scheduler's rules, with time passed in by hand.
+
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::time::Instant;
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn scheduler() -> Scheduler<&'static str> {
+    let backoff = Backoff::try_new(200 * MS, 1000 * MS, 2.0, 0.0).expect("valid backoff");
+    Scheduler::new(backoff)
+}
+
+fn wake(at: Instant, generation: Option<u64>) -> Wake {
+    Wake { at, generation, reason: "test" }
+}
+
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(7)
+}
+
+#[test]
+fn scheduler_should_keep_one_entry_per_key_at_the_earliest_time() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0 + 50 * MS, None));
+    s.schedule("a", wake(t0 + 10 * MS, None));
+    s.schedule("a", wake(t0 + 90 * MS, None));
+    assert_eq!(s.depth(), 1);
+    assert_eq!(s.next_due_at(), Some(t0 + 10 * MS));
+    assert_eq!(s.pop_due(t0 + 9 * MS), None);
+    assert_eq!(s.pop_due(t0 + 10 * MS), Some(("a", "test")));
+    assert_eq!((s.depth(), s.running()), (0, 1));
+    assert_eq!(s.pop_due(t0 + 100 * MS), None, "the later duplicates were merged");
+}
+
+#[test]
+fn scheduler_should_report_when_a_key_becomes_the_earliest() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    assert!(s.schedule("a", wake(t0 + 50 * MS, None)));
+    assert!(!s.schedule("b", wake(t0 + 60 * MS, None)));
+    assert!(s.schedule("b", wake(t0 + 40 * MS, None)));
+    assert!(!s.schedule("a", wake(t0 + 70 * MS, None)));
+}
+
+#[test]
+fn scheduler_should_pop_due_keys_in_time_order() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("late", wake(t0 + 20 * MS, None));
+    s.schedule("early", wake(t0 + 10 * MS, None));
+    let now = t0 + 30 * MS;
+    assert_eq!(s.pop_due(now).map(|p| p.0), Some("early"));
+    assert_eq!(s.pop_due(now).map(|p| p.0), Some("late"));
+    assert_eq!(s.pop_due(now), None);
+}
+
+#[test]
+fn scheduler_should_hold_a_running_key_and_run_it_once_more_after() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, None));
+    assert!(s.pop_due(t0).is_some());
+    s.schedule("a", wake(t0 + 30 * MS, None));
+    s.schedule("a", wake(t0 + 20 * MS, None));
+    assert_eq!(s.depth(), 1);
+    assert_eq!(s.pop_due(t0 + 100 * MS), None, "a running key is never popped");
+    s.finish("a", &Reconciled::done(None), t0 + 5 * MS, &mut rng());
+    assert_eq!(s.next_due_at(), Some(t0 + 20 * MS));
+    assert_eq!(s.depth(), 1);
+}
+
+#[test]
+fn scheduler_should_forget_a_key_that_succeeded_with_nothing_pending() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, None));
+    s.pop_due(t0);
+    s.finish("a", &Reconciled::done(None), t0, &mut rng());
+    assert_eq!((s.tracked(), s.depth(), s.running()), (0, 0, 0));
+}
+
+#[test]
+fn scheduler_should_grow_failures_only_on_results() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    let mut rng = rng();
+    s.schedule("a", wake(t0, Some(1)));
+    s.pop_due(t0);
+    s.finish("a", &Reconciled::retry(Retry::Backoff, Some(1)), t0, &mut rng);
+    assert_eq!(s.failures(&"a"), 1);
+    assert_eq!(s.next_due_at(), Some(t0 + 200 * MS));
+    for _ in 0..10 {
+        s.schedule("a", wake(t0 + MS, Some(1)));
+        s.schedule("a", wake(t0 + MS, None));
+    }
+    assert_eq!(s.failures(&"a"), 1, "wake-ups must not count as failures");
+    assert_eq!(s.next_due_at(), Some(t0 + 200 * MS), "nor run the key early");
+    assert_eq!(s.depth(), 1);
+}
+
+#[test]
+fn scheduler_should_reset_failures_when_a_wake_up_brings_a_new_generation() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, Some(1)));
+    s.pop_due(t0);
+    s.finish("a", &Reconciled::retry(Retry::Backoff, Some(1)), t0, &mut rng());
+    s.schedule("a", wake(t0 + MS, Some(2)));
+    assert_eq!(s.failures(&"a"), 0);
+    assert_eq!(s.next_due_at(), Some(t0 + MS));
+}
+
+#[test]
+fn scheduler_should_reset_failures_when_a_result_reports_a_new_generation() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    let mut rng = rng();
+    let mut now = t0;
+    for _ in 0..3 {
+        s.schedule("a", wake(now, None));
+        now = s.next_due_at().expect("scheduled");
+        s.pop_due(now);
+        s.finish("a", &Reconciled::retry(Retry::Backoff, Some(1)), now, &mut rng);
+    }
+    assert_eq!(s.failures(&"a"), 3);
+    now = s.next_due_at().expect("retry scheduled");
+    s.pop_due(now);
+    s.finish("a", &Reconciled::retry(Retry::Backoff, Some(2)), now, &mut rng);
+    assert_eq!(s.failures(&"a"), 1);
+    assert_eq!(s.next_due_at(), Some(now + 200 * MS));
+}
+
+#[test]
+fn scheduler_should_not_delay_a_new_generation_that_arrived_during_a_failing_run() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, Some(1)));
+    s.pop_due(t0);
+    s.schedule("a", wake(t0 + MS, Some(2)));
+    s.finish("a", &Reconciled::retry(Retry::Backoff, Some(1)), t0 + 2 * MS, &mut rng());
+    assert_eq!(s.next_due_at(), Some(t0 + MS), "generation 2 runs without backoff");
+    assert_eq!(s.failures(&"a"), 0);
+}
+
+#[test]
+fn scheduler_should_delay_a_same_generation_wake_up_that_arrived_during_a_failing_run() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, Some(1)));
+    s.pop_due(t0);
+    s.schedule("a", wake(t0 + MS, Some(1)));
+    s.finish("a", &Reconciled::retry(Retry::Backoff, Some(1)), t0 + 2 * MS, &mut rng());
+    assert_eq!(s.next_due_at(), Some(t0 + 202 * MS));
+    assert_eq!((s.failures(&"a"), s.depth()), (1, 1));
+}
+
+#[test]
+fn scheduler_should_leave_the_backoff_alone_on_retry_after_and_never() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    let mut rng = rng();
+    s.schedule("a", wake(t0, None));
+    s.pop_due(t0);
+    s.finish("a", &Reconciled::retry(Retry::Backoff, None), t0, &mut rng);
+    let t1 = t0 + 200 * MS;
+    s.pop_due(t1);
+    s.finish("a", &Reconciled::retry(Retry::After(Duration::ZERO), None), t1, &mut rng);
+    assert_eq!(s.next_due_at(), Some(t1), "a conflict retries at once");
+    s.pop_due(t1);
+    s.finish("a", &Reconciled::retry(Retry::Never, None), t1, &mut rng);
+    assert_eq!(s.next_due_at(), None, "never means nothing scheduled");
+    assert_eq!(s.failures(&"a"), 1);
+    s.schedule("a", wake(t1, None));
+    s.pop_due(t1);
+    s.finish("a", &Reconciled::retry(Retry::Backoff, None), t1, &mut rng);
+    assert_eq!(s.failures(&"a"), 2);
+    assert_eq!(s.next_due_at(), Some(t1 + 400 * MS));
+}
+
+#[test]
+fn scheduler_should_saturate_absurd_delays_instead_of_panicking() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, None));
+    s.pop_due(t0);
+    s.finish("a", &Reconciled::requeue_after(Duration::MAX, None), t0, &mut rng());
+    assert!(s.next_due_at().is_some_and(|at| at > t0));
+}
+
+#[test]
+fn scheduler_should_drop_waiting_keys_but_keep_running_ones_on_clear() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, None));
+    s.schedule("b", wake(t0, None));
+    s.pop_due(t0);
+    s.schedule("a", wake(t0, None));
+    s.clear_waiting();
+    assert_eq!((s.depth(), s.running(), s.next_due_at()), (0, 1, None));
+    s.finish("a", &Reconciled::done(None), t0, &mut rng());
+    assert_eq!((s.tracked(), s.depth(), s.running()), (0, 0, 0));
+}
