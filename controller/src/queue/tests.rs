@@ -395,3 +395,49 @@ async fn queue_should_enqueue_every_key_on_resync() {
     assert_eq!(keys, [1, 2, 3]);
     h.no_call_within(HOUR, "each key once").await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn queue_should_run_ten_thousand_keys_once_each_within_the_worker_bound() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const KEYS: u32 = 10_000;
+    let (queue, runner) = Queue::new(config(8));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (tx, mut ran) = mpsc::unbounded_channel();
+    let reconcile = {
+        let (in_flight, peak) = (Arc::clone(&in_flight), Arc::clone(&peak));
+        move |key: u32| {
+            let (in_flight, peak, tx) = (Arc::clone(&in_flight), Arc::clone(&peak), tx.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(MS).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send(key);
+                Reconciled::done(None)
+            }
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(runner.run(reconcile, shutdown.clone()));
+    // Every key twice: the second wake-up of each merges into the first.
+    queue.enqueue_all(0..KEYS, "resync");
+    queue.enqueue_all((0..KEYS).rev(), "resync");
+    assert_eq!(queue.depth(), KEYS as usize);
+    queue.set_ready();
+    let mut seen = vec![0u32; KEYS as usize];
+    for _ in 0..KEYS {
+        let key =
+            timeout(HOUR, ran.recv()).await.expect("a key was lost: fewer runs than keys").expect("the runner stopped");
+        seen[key as usize] += 1;
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every key runs exactly once");
+    assert_eq!(peak.load(Ordering::SeqCst), 8, "never more than 8 at once");
+    assert!(timeout(HOUR, ran.recv()).await.is_err(), "no key runs a second time");
+    assert_eq!((queue.depth(), queue.in_flight()), (0, 0));
+    shutdown.cancel();
+    let stopped = timeout(HOUR, handle).await.expect("the runner did not stop");
+    assert_eq!(stopped.expect("the runner panicked"), Stopped { aborted: 0 });
+}
