@@ -1,0 +1,296 @@
+//! The Consul prefix watcher: a blocking-query loop written as an explicit state machine (STYLE 3).
+//!
+//! ```text
+//!            ok: Snapshot{relisted}                 ok, index grew, content differs: Snapshot
+//!  Listing ─────────────────────────────▶ Watching ◀──────────────────────────────┐
+//!     ▲  │ error                           │  │ ok, same index or same content: —  │
+//!     │  ▼                                 │  └────────────────────────────────────┘
+//!   Backoff ◀──────────── error ───────────┘
+//!     ▲                                    │ index went backwards
+//!     └── (after the delay) ── Listing ◀───┘
+//! ```
+//!
+//! Rules from Consul's blocking-query docs (`features/blocking.mdx`, contract A2 and C1–C3) sit next to the
+//! transitions that implement them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::time::Instant;
+
+use super::BlockingQuery;
+use super::client::{Client, Error};
+use super::kv::{KvPair, Listing};
+use crate::metrics::Metrics;
+use crate::queue::Backoff;
+
+/// Where the watcher lists from; [`Client`] in production, an in-memory model in tests.
+pub trait PrefixSource: Send + Sync {
+    /// Lists every entry under `prefix`, blocking per `query` (a missing prefix is an empty listing with an index).
+    fn list(&self, prefix: &str, query: BlockingQuery) -> impl Future<Output = Result<Listing, Error>> + Send;
+}
+
+impl PrefixSource for Client {
+    fn list(&self, prefix: &str, query: BlockingQuery) -> impl Future<Output = Result<Listing, Error>> + Send {
+        Client::list(self, prefix, query)
+    }
+}
+
+/// A shared source is a source (the test keeps a handle to inspect it; production may share one client).
+impl<T: PrefixSource> PrefixSource for Arc<T> {
+    fn list(
+        &self,
+        prefix: &str,
+        query: BlockingQuery,
+    ) -> impl Future<Output = Result<Listing, Error>> + Send {
+        T::list(self, prefix, query)
+    }
+}
+
+/// What the watcher does, and how hard it may press Consul.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// The prefix to watch, e.g. `drover/apps/`.
+    pub prefix: String,
+    /// Server-side wait of each blocking query; Consul clamps it to 10 min (C3).
+    pub wait: Duration,
+    /// Delay between a failure and the relist that follows it.
+    pub backoff: Backoff,
+    /// Token-bucket burst: requests allowed back to back.
+    pub burst: u32,
+    /// Time to earn one token back: under constant churn the loop makes one request per `refill`.
+    pub refill: Duration,
+}
+
+impl WatchConfig {
+    /// The defaults: 5 min waits, burst 2, one request per 5 s under churn, the queue's default backoff.
+    ///
+    /// Consul's docs suggest degrading to about one request per 15 s; Drover picks 5 s because each answer is a full
+    /// snapshot (nothing is lost by waiting) and operators expect an `apply` to act within seconds.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            wait: Duration::from_secs(300),
+            backoff: Backoff::default(),
+            burst: 2,
+            refill: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the watcher reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The whole content of the prefix. Sent after every (re)list, and after a blocking query whose index grew and
+    /// whose content differs from the last snapshot. The consumer diffs per key by `ModifyIndex`.
+    Snapshot {
+        /// Every entry under the prefix.
+        entries: Arc<Vec<KvPair>>,
+        /// `X-Consul-Index` of the answer.
+        index: u64,
+        /// True when this follows a fresh list (start, error, or index reset): keys absent here are gone.
+        relisted: bool,
+        /// Size of the listing body; the watcher already adds it to `consul_read_bytes` (informational).
+        bytes: usize,
+    },
+}
+
+/// The watcher's state; relisting and backoff are states, not flags.
+#[derive(Clone, Debug)]
+pub enum State {
+    /// About to list without blocking. `failures` counts consecutive failed attempts, for the backoff.
+    Listing {
+        /// Consecutive failures so far.
+        failures: u32,
+    },
+    /// Blocking on `index`; `entries` is the last snapshot, for the content comparison.
+    Watching {
+        /// Index to block on (≥ 1).
+        index: u64,
+        /// The last snapshot sent.
+        entries: Arc<Vec<KvPair>>,
+    },
+    /// Waiting until `until` before relisting.
+    Backoff {
+        /// Consecutive failures so far.
+        failures: u32,
+        /// When to relist.
+        until: Instant,
+    },
+}
+
+impl State {
+    /// The starting state.
+    pub fn initial() -> Self {
+        Self::Listing { failures: 0 }
+    }
+}
+
+/// A token bucket: at most `burst` requests back to back, then one per `refill` (A2: "rate limit the loop").
+#[derive(Debug)]
+pub struct TokenBucket {
+    burst: f64,
+    tokens: f64,
+    refill: Duration,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket; `burst` is at least 1.
+    pub fn new(burst: u32, refill: Duration) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { burst, tokens: burst, refill, last: Instant::now() }
+    }
+
+    /// Takes a token, first waiting for one if the bucket is empty.
+    pub async fn acquire(&mut self) {
+        self.top_up();
+        if self.tokens < 1.0 && !self.refill.is_zero() {
+            let missing = 1.0 - self.tokens;
+            tokio::time::sleep(self.refill.mul_f64(missing)).await;
+            self.top_up();
+        }
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+
+    fn top_up(&mut self) {
+        let now = Instant::now();
+        let earned = if self.refill.is_zero() {
+            self.burst
+        } else {
+            now.duration_since(self.last).as_secs_f64() / self.refill.as_secs_f64()
+        };
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+    }
+}
+
+/// The watcher: the source, its settings, the rate limiter, and the metrics it reports to.
+#[derive(Debug)]
+pub struct Watcher<S> {
+    source: S,
+    config: WatchConfig,
+    limiter: TokenBucket,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: PrefixSource> Watcher<S> {
+    /// A watcher in its initial state.
+    pub fn new(source: S, config: WatchConfig, metrics: Arc<Metrics>) -> Self {
+        let limiter = TokenBucket::new(config.burst, config.refill);
+        Self { source, config, limiter, metrics }
+    }
+
+    fn backoff(&self, failures: u32) -> State {
+        // Every way into Backoff is a restart of the watch: it ends with a relist.
+        self.metrics.watch_restart("consul");
+        let delay = self.config.backoff.delay(failures, &mut rand::rng());
+        State::Backoff { failures, until: Instant::now() + delay }
+    }
+
+    /// Runs one transition: at most one request, at most one event.
+    pub async fn step(&mut self, state: State) -> (Option<Result<WatchEvent, Error>>, State) {
+        match state {
+            State::Backoff { failures, until } => {
+                tokio::time::sleep_until(until).await;
+                (None, State::Listing { failures })
+            }
+            State::Listing { failures } => {
+                self.limiter.acquire().await;
+                match self.source.list(&self.config.prefix, BlockingQuery::now()).await {
+                    Ok(listing) => {
+                        self.metrics.consul_bytes_read(listing.bytes);
+                        let entries = Arc::new(listing.entries);
+                        let event = WatchEvent::Snapshot {
+                            entries: Arc::clone(&entries),
+                            index: listing.index,
+                            relisted: true,
+                            bytes: listing.bytes,
+                        };
+                        // Index sanity (A2, C1): an index below 1 is sent back as 1, so the next request blocks.
+                        let index = listing.index.max(1);
+                        (Some(Ok(event)), State::Watching { index, entries })
+                    }
+                    Err(err) => (Some(Err(err)), self.backoff(failures.saturating_add(1))),
+                }
+            }
+            State::Watching { index, entries } => {
+                // A blocking query can return at once (timeouts, idempotent writes, unrelated churn), so the loop is
+                // rate limited rather than trusting each return to mean change (A2 "rate limit the loop", C2).
+                self.limiter.acquire().await;
+                let query = BlockingQuery::after(index, self.config.wait);
+                match self.source.list(&self.config.prefix, query).await {
+                    Err(err) => (Some(Err(err)), self.backoff(1)),
+                    Ok(listing) => {
+                        self.metrics.consul_bytes_read(listing.bytes);
+                        self.after_wake(index, entries, listing)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The transition after a blocking query answered.
+    fn after_wake(
+        &mut self,
+        index: u64,
+        entries: Arc<Vec<KvPair>>,
+        listing: Listing,
+    ) -> (Option<Result<WatchEvent, Error>>, State) {
+        if listing.index < index {
+            // The index went backwards (tombstone reap, snapshot restore, removal of the highest-index key): reset
+            // to 0 and start over with a fresh list (A2 "index goes backwards", C1).
+            self.metrics.watch_restart("consul");
+            return (None, State::Listing { failures: 0 });
+        }
+        if listing.index == index {
+            // The wait expired: same index, same body (A2 rule 3). Nothing to report.
+            return (None, State::Watching { index, entries });
+        }
+        if listing.entries == *entries {
+            // The index moved but the content did not (an idempotent write or a tombstone elsewhere): a return is
+            // no proof of change (C2). Keep the new index, report nothing.
+            return (None, State::Watching { index: listing.index, entries });
+        }
+        let entries = Arc::new(listing.entries);
+        let event = WatchEvent::Snapshot {
+            entries: Arc::clone(&entries),
+            index: listing.index,
+            relisted: false,
+            bytes: listing.bytes,
+        };
+        (Some(Ok(event)), State::Watching { index: listing.index, entries })
+    }
+}
+
+impl<S: PrefixSource + 'static> Watcher<S> {
+    /// Runs the state machine forever as a stream of events. Errors are logged here (and counted as watch
+    /// restarts by the transition into backoff); the stream only carries snapshots.
+    pub fn into_stream(self) -> impl Stream<Item = WatchEvent> + Send {
+        futures::stream::unfold((self, State::initial()), |(mut watcher, mut state)| async move {
+            loop {
+                let (event, next) = watcher.step(state).await;
+                state = next;
+                match event {
+                    Some(Ok(event)) => return Some((event, (watcher, state))),
+                    Some(Err(err)) => {
+                        let err: &(dyn std::error::Error + 'static) = &err;
+                        tracing::warn!(
+                            prefix = %watcher.config.prefix,
+                            error = err,
+                            "Consul watch failed; relisting after backoff"
+                        );
+                    }
+                    None => {}
+                }
+            }
+        })
+    }
+}
+
+/// Watches `config.prefix` on Consul: a stream of [`WatchEvent::Snapshot`]s, starting with a full list.
+pub fn watch(client: Client, config: WatchConfig, metrics: Arc<Metrics>) -> impl Stream<Item = WatchEvent> + Send {
+    Watcher::new(client, config, metrics).into_stream()
+}

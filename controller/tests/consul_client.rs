@@ -1,0 +1,457 @@
+//! Wire-format tests of the Consul client against a scripted in-test HTTP server (the one place scripted mocks are
+//! right, STYLE 9), and state-machine tests of the prefix watcher on paused time.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use drover::consul::client::RequestError;
+use drover::consul::watch::{State, Watcher};
+use drover::consul::{
+    BlockingQuery, Client, Error, KvPair, Listing, PrefixSource, TxnOp, TxnOutcome, WatchConfig, WatchEvent,
+};
+use drover::metrics::Metrics;
+use drover::tls::{TlsFiles, build_http_client};
+use tokio::time::Instant;
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    /// Path and query, exactly as sent.
+    uri: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn query(&self) -> &str {
+        self.uri.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    seen: Vec<Seen>,
+    replies: VecDeque<(u16, Vec<(&'static str, String)>, Vec<u8>)>,
+}
+
+type Shared = Arc<Mutex<Script>>;
+
+async fn answer(AxumState(script): AxumState<Shared>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
+    let mut script = script.lock().unwrap();
+    script.seen.push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers,
+        body,
+    });
+    let (code, headers, body) =
+        script.replies.pop_front().expect("the test scripted fewer replies than requests were made");
+    let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+/// A scripted server and a client pointed at it.
+struct Harness {
+    script: Shared,
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+impl Harness {
+    async fn start(token: Option<&str>) -> Harness {
+        let script: Shared = Arc::default();
+        let app = axum::Router::new().fallback(answer).with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let metrics = Arc::new(Metrics::new());
+        let http = build_http_client(TlsFiles::default()).unwrap();
+        let client = Client::with_http(http, &format!("http://{addr}"), token.map(str::to_owned), metrics.clone());
+        Harness { script, client, metrics }
+    }
+
+    fn reply(&self, code: u16, headers: &[(&'static str, &str)], body: &str) {
+        self.script.lock().unwrap().replies.push_back((
+            code,
+            headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            body.as_bytes().to_vec(),
+        ));
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.script.lock().unwrap().seen.clone()
+    }
+}
+
+const ENTRY: &str = r#"[{"LockIndex":0,"Key":"drover/apps/default/web","Flags":0,"Value":"eyJraW5kIjoiQXBwIn0=","CreateIndex":100,"ModifyIndex":200}]"#;
+
+#[tokio::test]
+async fn get_should_send_token_and_decode_base64_value() {
+    let h = Harness::start(Some("s3cret")).await;
+    h.reply(200, &[("X-Consul-Index", "200")], ENTRY);
+    let entry = h.client.get("drover/apps/default/web").await.unwrap().unwrap();
+    assert_eq!(entry.value, br#"{"kind":"App"}"#);
+    assert_eq!(entry.modify_index, 200);
+    assert_eq!(entry.session, None);
+    let seen = h.seen();
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].uri, "/v1/kv/drover/apps/default/web");
+    assert_eq!(seen[0].headers["x-consul-token"], "s3cret");
+}
+
+#[tokio::test]
+async fn get_should_return_none_on_404_and_keep_its_index() {
+    let h = Harness::start(None).await;
+    h.reply(404, &[("X-Consul-Index", "77")], "");
+    assert_eq!(h.client.get("missing").await.unwrap(), None);
+    h.reply(404, &[("X-Consul-Index", "78")], "");
+    let read = h.client.get_blocking("missing", BlockingQuery::after(77, Duration::from_secs(15)), true).await.unwrap();
+    assert_eq!((read.entry, read.index), (None, 78));
+    let seen = h.seen();
+    assert!(!seen[0].headers.contains_key("x-consul-token"));
+    assert_eq!(seen[1].query(), "index=77&wait=15000ms&consistent");
+}
+
+#[tokio::test]
+async fn list_should_send_recurse_by_presence_and_block_on_index() {
+    let h = Harness::start(None).await;
+    h.reply(200, &[("X-Consul-Index", "200")], ENTRY);
+    let listing = h.client.list("drover/apps/", BlockingQuery::after(150, Duration::from_secs(300))).await.unwrap();
+    assert_eq!(listing.index, 200);
+    assert_eq!(listing.entries.len(), 1);
+    assert_eq!(listing.bytes, ENTRY.len());
+    h.reply(200, &[("X-Consul-Index", "200")], ENTRY);
+    h.client.list("drover/apps/", BlockingQuery::now()).await.unwrap();
+    let seen = h.seen();
+    assert_eq!(seen[0].uri, "/v1/kv/drover/apps/?recurse&index=150&wait=300000ms");
+    // A non-blocking list sends neither index nor wait, and never `recurse=false`-style values.
+    assert_eq!(seen[1].uri, "/v1/kv/drover/apps/?recurse");
+}
+
+#[tokio::test]
+async fn list_should_turn_404_into_empty_listing_with_the_returned_index() {
+    let h = Harness::start(None).await;
+    h.reply(404, &[("X-Consul-Index", "321")], "");
+    let listing = h.client.list("drover/apps/", BlockingQuery::after(300, Duration::from_secs(5))).await.unwrap();
+    assert_eq!(listing.entries, Vec::<KvPair>::new());
+    assert_eq!(listing.index, 321);
+}
+
+#[tokio::test]
+async fn list_should_fail_without_an_index_header() {
+    let h = Harness::start(None).await;
+    h.reply(200, &[], ENTRY);
+    let err = h.client.list("drover/apps/", BlockingQuery::now()).await.unwrap_err();
+    assert_eq!(err.kind(), "list_failed");
+    assert!(matches!(err.request_error(), Some(RequestError::BadHeader("X-Consul-Index"))));
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn keys_should_send_keys_flag_and_treat_404_as_empty() {
+    let h = Harness::start(None).await;
+    h.reply(200, &[("X-Consul-Index", "5")], r#"["drover/apps/a","drover/apps/b"]"#);
+    h.reply(404, &[("X-Consul-Index", "5")], "");
+    assert_eq!(h.client.keys("drover/apps/").await.unwrap(), vec!["drover/apps/a", "drover/apps/b"]);
+    assert!(h.client.keys("drover/none/").await.unwrap().is_empty());
+    assert_eq!(h.seen()[0].uri, "/v1/kv/drover/apps/?keys");
+}
+
+#[tokio::test]
+async fn put_and_cas_should_send_raw_body_and_read_true_false() {
+    let h = Harness::start(None).await;
+    h.reply(200, &[], "true");
+    h.reply(200, &[], "false");
+    h.client.put("drover/apps/default/web", b"kind: App\n").await.unwrap();
+    let written = h.client.cas("drover/apps/default/web", b"v2", 200).await.unwrap();
+    assert!(!written, "a failed CAS is 200 false, not an error");
+    let seen = h.seen();
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(seen[0].body, b"kind: App\n");
+    assert_eq!(seen[0].uri, "/v1/kv/drover/apps/default/web");
+    assert_eq!(seen[1].uri, "/v1/kv/drover/apps/default/web?cas=200");
+    assert_eq!(seen[1].body, b"v2");
+}
+
+#[tokio::test]
+async fn delete_should_send_cas_only_when_asked() {
+    let h = Harness::start(None).await;
+    h.reply(200, &[], "true");
+    h.reply(200, &[], "false");
+    h.client.delete("drover/apps/x").await.unwrap();
+    assert!(!h.client.delete_cas("drover/apps/x", 9).await.unwrap());
+    let seen = h.seen();
+    assert_eq!(seen[0].method, "DELETE");
+    assert_eq!(seen[0].uri, "/v1/kv/drover/apps/x");
+    assert_eq!(seen[1].uri, "/v1/kv/drover/apps/x?cas=9");
+}
+
+#[tokio::test]
+async fn errors_should_be_classified_by_status() {
+    let h = Harness::start(None).await;
+    h.reply(500, &[], "rpc error: No cluster leader");
+    h.reply(403, &[], "Permission denied: anonymous token lacks permission");
+    h.reply(400, &[], "Missing key name");
+    let err = h.client.get("k").await.unwrap_err();
+    assert!(err.is_retryable(), "{err:#?}");
+    assert_eq!(err.kind(), "get_failed");
+    let err = h.client.put("k", b"v").await.unwrap_err();
+    assert!(err.is_permission_denied() && !err.is_retryable(), "{err:#?}");
+    let err = h.client.delete("k").await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(h.metrics.encode().contains("code=\"500\""));
+}
+
+#[tokio::test]
+async fn txn_should_send_base64_values_and_parse_a_commit() {
+    let h = Harness::start(None).await;
+    h.reply(
+        200,
+        &[],
+        r#"{"Results":[{"KV":{"LockIndex":0,"Key":"a","Flags":0,"Value":null,"CreateIndex":5,"ModifyIndex":9}}],"Errors":null}"#,
+    );
+    let outcome = h
+        .client
+        .txn(&[TxnOp::Set { key: "a".into(), value: b"hello".to_vec(), flags: 0 }, TxnOp::Delete { key: "b".into() }])
+        .await
+        .unwrap();
+    let TxnOutcome::Committed(entries) = outcome else {
+        panic!("expected a commit, got {outcome:?}");
+    };
+    assert_eq!(entries[0].modify_index, 9);
+    assert!(entries[0].value.is_empty());
+    let seen = h.seen();
+    assert_eq!((seen[0].method.as_str(), seen[0].uri.as_str()), ("PUT", "/v1/txn"));
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!([
+            {"KV": {"Verb": "set", "Key": "a", "Value": "aGVsbG8=", "Flags": 0}},
+            {"KV": {"Verb": "delete", "Key": "b"}}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn txn_should_parse_a_409_rollback() {
+    let h = Harness::start(None).await;
+    h.reply(
+        409,
+        &[("Content-Type", "application/json; charset=utf-8")],
+        r#"{"Results":null,"Errors":[{"OpIndex":1,"What":"failed to set key \"b\", index is stale"}]}"#,
+    );
+    let outcome = h
+        .client
+        .txn(&[
+            TxnOp::CheckNotExists { key: "a".into() },
+            TxnOp::Cas { key: "b".into(), value: Vec::new(), flags: 0, index: 4 },
+        ])
+        .await
+        .unwrap();
+    let TxnOutcome::RolledBack(errors) = outcome else {
+        panic!("expected a rollback, got {outcome:?}");
+    };
+    assert_eq!(errors[0].op_index, 1);
+    assert!(errors[0].what.contains("index is stale"));
+}
+
+#[tokio::test]
+async fn txn_should_refuse_more_than_64_ops_without_sending() {
+    let h = Harness::start(None).await;
+    let ops: Vec<TxnOp> = (0..65).map(|i| TxnOp::Delete { key: format!("k{i}") }).collect();
+    let err = h.client.txn(&ops).await.unwrap_err();
+    assert!(matches!(err, Error::TxnTooLarge { ops: 65, limit: 64 }));
+    assert!(h.seen().is_empty());
+}
+
+#[tokio::test]
+async fn cas_via_txn_should_return_the_new_modify_index_or_none_when_stale() {
+    let h = Harness::start(None).await;
+    h.reply(
+        200,
+        &[],
+        r#"{"Results":[{"KV":{"LockIndex":0,"Key":"s","Flags":0,"Value":null,"CreateIndex":3,"ModifyIndex":42}}],"Errors":null}"#,
+    );
+    h.reply(409, &[], r#"{"Results":null,"Errors":[{"OpIndex":0,"What":"failed to set key \"s\", index is stale"}]}"#);
+    h.reply(
+        409,
+        &[],
+        r#"{"Results":null,"Errors":[{"OpIndex":0,"What":"Permission denied: token lacks permission 'key:write' on \"s\""}]}"#,
+    );
+    assert_eq!(h.client.cas_via_txn("s", b"{}", 40).await.unwrap(), Some(42));
+    assert_eq!(h.client.cas_via_txn("s", b"{}", 40).await.unwrap(), None);
+    let err = h.client.cas_via_txn("s", b"{}", 42).await.unwrap_err();
+    assert_eq!(err.kind(), "txn_rejected");
+    let body: serde_json::Value = serde_json::from_slice(&h.seen()[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!([{"KV": {"Verb": "cas", "Key": "s", "Value": "e30=", "Flags": 0, "Index": 40}}])
+    );
+}
+
+// ---- prefix watcher state machine (paused time, scripted source) ----
+
+/// A source that answers from a script and records the queries it got.
+#[derive(Default)]
+struct ScriptedSource {
+    answers: Mutex<VecDeque<Result<Listing, Error>>>,
+    queries: Mutex<Vec<BlockingQuery>>,
+}
+
+impl ScriptedSource {
+    fn push_ok(&self, index: u64, entries: Vec<KvPair>) {
+        self.answers.lock().unwrap().push_back(Ok(Listing { entries, index, bytes: 10 }));
+    }
+
+    fn push_err(&self) {
+        self.answers.lock().unwrap().push_back(Err(Error::ListFailed {
+            prefix: "drover/apps/".into(),
+            source: RequestError::Status { code: 500, message: "No cluster leader".into() },
+        }));
+    }
+
+    fn queries(&self) -> Vec<BlockingQuery> {
+        self.queries.lock().unwrap().clone()
+    }
+}
+
+impl PrefixSource for ScriptedSource {
+    async fn list(&self, _prefix: &str, query: BlockingQuery) -> Result<Listing, Error> {
+        self.queries.lock().unwrap().push(query);
+        self.answers.lock().unwrap().pop_front().expect("the watcher made more requests than the test scripted")
+    }
+}
+
+fn pair(key: &str, modify_index: u64) -> KvPair {
+    KvPair {
+        key: key.into(),
+        value: b"v".to_vec(),
+        flags: 0,
+        session: None,
+        lock_index: 0,
+        create_index: 1,
+        modify_index,
+    }
+}
+
+fn watcher(source: &Arc<ScriptedSource>) -> (Watcher<Arc<ScriptedSource>>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let mut config = WatchConfig::new("drover/apps/");
+    config.wait = Duration::from_secs(60);
+    config.refill = Duration::from_secs(5);
+    (Watcher::new(source.clone(), config, metrics.clone()), metrics)
+}
+
+fn snapshot(event: Option<Result<WatchEvent, Error>>) -> (Vec<KvPair>, u64, bool) {
+    match event {
+        Some(Ok(WatchEvent::Snapshot { entries, index, relisted, .. })) => ((*entries).clone(), index, relisted),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_list_then_block_and_stay_silent_on_same_index() {
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, _) = watcher(&source);
+    source.push_ok(10, vec![pair("drover/apps/a", 10)]);
+    source.push_ok(10, vec![pair("drover/apps/a", 10)]);
+    let (event, state) = w.step(State::initial()).await;
+    let (entries, index, relisted) = snapshot(event);
+    assert_eq!((entries.len(), index, relisted), (1, 10, true));
+    let (event, state) = w.step(state).await;
+    assert!(event.is_none(), "a timeout with the same index is no change");
+    assert!(matches!(state, State::Watching { index: 10, .. }));
+    let queries = source.queries();
+    assert_eq!(queries[0], BlockingQuery::now());
+    assert_eq!(queries[1], BlockingQuery::after(10, Duration::from_secs(60)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_report_changed_content_and_skip_an_unchanged_wake() {
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, _) = watcher(&source);
+    source.push_ok(10, vec![pair("drover/apps/a", 10)]);
+    source.push_ok(12, vec![pair("drover/apps/a", 10)]);
+    source.push_ok(15, vec![pair("drover/apps/a", 10), pair("drover/apps/b", 15)]);
+    let (_, state) = w.step(State::initial()).await;
+    let (event, state) = w.step(state).await;
+    assert!(event.is_none(), "a new index with the same content is no change");
+    assert!(matches!(state, State::Watching { index: 12, .. }));
+    let (event, state) = w.step(state).await;
+    let (entries, index, relisted) = snapshot(event);
+    assert_eq!((entries.len(), index, relisted), (2, 15, false));
+    assert!(matches!(state, State::Watching { index: 15, .. }));
+    assert_eq!(source.queries()[2].index, 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_relist_when_the_index_goes_backwards() {
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, metrics) = watcher(&source);
+    source.push_ok(50, vec![pair("drover/apps/a", 50)]);
+    source.push_ok(30, vec![]);
+    source.push_ok(31, vec![]);
+    let (_, state) = w.step(State::initial()).await;
+    let (event, state) = w.step(state).await;
+    assert!(event.is_none());
+    assert!(matches!(state, State::Listing { .. }), "{state:?}");
+    let (event, state) = w.step(state).await;
+    let (entries, index, relisted) = snapshot(event);
+    assert_eq!((entries.len(), index, relisted), (0, 31, true));
+    assert!(matches!(state, State::Watching { index: 31, .. }));
+    assert_eq!(source.queries()[2], BlockingQuery::now(), "the index is reset to 0");
+    assert!(metrics.encode().contains("drover_watch_restarts_total{source=\"consul\"} 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_back_off_after_an_error_then_relist() {
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, metrics) = watcher(&source);
+    source.push_ok(10, vec![pair("drover/apps/a", 10)]);
+    source.push_err();
+    source.push_ok(11, vec![pair("drover/apps/a", 11)]);
+    let (_, state) = w.step(State::initial()).await;
+    let (event, state) = w.step(state).await;
+    assert!(matches!(event, Some(Err(Error::ListFailed { .. }))));
+    let State::Backoff { until, failures: 1 } = state else {
+        panic!("expected backoff, got {state:?}");
+    };
+    let started = Instant::now();
+    assert!(until > started);
+    let (event, state) = w.step(state).await;
+    assert!(event.is_none());
+    assert!(Instant::now() >= until, "the backoff was not waited out");
+    let (event, _) = w.step(state).await;
+    let (_, index, relisted) = snapshot(event);
+    assert_eq!((index, relisted), (11, true));
+    assert_eq!(source.queries()[2], BlockingQuery::now());
+    assert!(metrics.encode().contains("drover_watch_restarts_total{source=\"consul\"} 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_rate_limit_immediate_returns_with_burst_two() {
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, _) = watcher(&source);
+    for i in 0..4 {
+        source.push_ok(10 + i, vec![pair("drover/apps/a", 10 + i)]);
+    }
+    let start = Instant::now();
+    let (_, state) = w.step(State::initial()).await;
+    let (_, state) = w.step(state).await;
+    assert_eq!(Instant::now(), start, "the first two requests use the burst");
+    let (_, state) = w.step(state).await;
+    assert!(Instant::now() - start >= Duration::from_secs(5), "third waits for a token");
+    let (_, _) = w.step(state).await;
+    assert!(Instant::now() - start >= Duration::from_secs(10));
+}
