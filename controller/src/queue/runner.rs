@@ -120,6 +120,8 @@ where
     ///   backoff ends, unless `generation` is known and differs from the one the
     ///   failures belong to (then the backoff is reset). The failure count is
     ///   never changed here (kubernetes/kubernetes#132805).
+    ///   If the failures' generation is unknown (no result reported one), the
+    ///   first known generation is adopted instead of counting as new.
     /// - `reason` is logged, never given to the reconciler: a reconcile reads the
     ///   whole current state instead of trusting what woke it.
     ///
@@ -288,8 +290,6 @@ where
             }
         };
         let drained = tokio::time::timeout(self.shutdown_grace, drain).await;
-        // Whatever the finished runs asked for is dropped: the queue is closed.
-        self.shared.lock().scheduler.clear_waiting();
         let aborted = match drained {
             Ok(()) => 0,
             Err(_) => {
@@ -299,6 +299,9 @@ where
                 aborted
             }
         };
+        // Whatever the finished runs asked for is dropped, and aborted runs will
+        // never report back: the queue is closed for good.
+        self.shared.lock().scheduler.clear();
         Stopped { aborted }
     }
 }

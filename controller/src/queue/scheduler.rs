@@ -246,6 +246,34 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
         self.waiting = 0;
     }
 
+    /// Forgets everything (after shutdown, once no run can report back).
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.due.clear();
+        self.waiting = 0;
+        self.running = 0;
+    }
+
+    /// Panics if the bookkeeping disagrees with itself, for tests.
+    #[cfg(test)]
+    pub(crate) fn assert_consistent(&self) {
+        let mut due = BTreeSet::new();
+        let (mut waiting, mut running) = (0, 0);
+        for (key, state) in &self.keys {
+            assert!(!state.is_idle(), "an idle key must not hold memory");
+            waiting += usize::from(state.next.is_some());
+            running += usize::from(state.running);
+            if let (Some(next), false) = (state.next, state.running) {
+                due.insert((next.at, key.clone()));
+            }
+            if let Some(failing) = state.failing {
+                assert!(failing.failures >= 1, "a failing key has failed at least once");
+            }
+        }
+        assert!(due == self.due, "`due` must list exactly the waiting keys that are not running");
+        assert_eq!((waiting, running), (self.waiting, self.running), "counters");
+    }
+
     /// Consecutive failures of `key`, for tests.
     #[cfg(test)]
     pub(crate) fn failures(&self, key: &K) -> u32 {

@@ -10,7 +10,7 @@ use super::*;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn scheduler() -> Scheduler<&'static str> {
+fn scheduler<K: Clone + Eq + std::hash::Hash + Ord>() -> Scheduler<K> {
     let backoff = Backoff::try_new(200 * MS, 1000 * MS, 2.0, 0.0).expect("valid backoff");
     Scheduler::new(backoff)
 }
@@ -205,4 +205,95 @@ fn scheduler_should_drop_waiting_keys_but_keep_running_ones_on_clear() {
     assert_eq!((s.depth(), s.running(), s.next_due_at()), (0, 1, None));
     s.finish("a", &Reconciled::done(None), t0, &mut rng());
     assert_eq!((s.tracked(), s.depth(), s.running()), (0, 0, 0));
+}
+
+mod model {
+    //! Random sequences of operations against the scheduler's invariants.
+
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Schedule { key: u8, after_ms: u32, generation: Option<u64> },
+        Advance { ms: u32 },
+        Pop,
+        Finish { pick: usize, outcome: u8, generation: Option<u64> },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..6, 0u32..2_000, proptest::option::of(0u64..3)).prop_map(|(key, after_ms, generation)| Op::Schedule {
+                key,
+                after_ms,
+                generation
+            }),
+            (0u32..1_500).prop_map(|ms| Op::Advance { ms }),
+            Just(Op::Pop),
+            (any::<usize>(), 0u8..5, proptest::option::of(0u64..3))
+                .prop_map(|(pick, outcome, generation)| Op::Finish { pick, outcome, generation }),
+        ]
+    }
+
+    fn outcome(code: u8) -> Outcome {
+        match code {
+            0 => Outcome::Done,
+            1 => Outcome::RequeueAfter(100 * MS),
+            2 => Outcome::Retry { retry: Retry::Backoff },
+            3 => Outcome::Retry { retry: Retry::After(Duration::ZERO) },
+            _ => Outcome::Retry { retry: Retry::Never },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn scheduler_should_keep_its_invariants_under_any_sequence(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut s = scheduler();
+            let mut rng = rng();
+            let mut now = Instant::now();
+            let mut running: BTreeSet<u8> = BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Schedule { key, after_ms, generation } => {
+                        let before = s.failures(&key);
+                        s.schedule(key, wake(now + after_ms * MS, generation));
+                        let after = s.failures(&key);
+                        prop_assert!(after == before || after == 0, "a wake-up changed failures {before} -> {after}");
+                    }
+                    Op::Advance { ms } => now += ms * MS,
+                    Op::Pop => {
+                        let due_at = s.next_due_at();
+                        if let Some((key, _)) = s.pop_due(now) {
+                            prop_assert!(due_at.is_some_and(|at| at <= now), "popped a key before its time");
+                            prop_assert!(running.insert(key), "key {key} popped while running");
+                        }
+                    }
+                    Op::Finish { pick, outcome: code, generation } => {
+                        if running.is_empty() {
+                            continue;
+                        }
+                        let key = *running.iter().nth(pick % running.len()).expect("non-empty");
+                        running.remove(&key);
+                        let before = s.failures(&key);
+                        let result = Reconciled { outcome: outcome(code), generation };
+                        s.finish(key, &result, now, &mut rng);
+                        let after = s.failures(&key);
+                        match result.outcome {
+                            Outcome::Retry { retry: Retry::Backoff } => prop_assert!(
+                                after == before + 1 || after <= 1,
+                                "a failure moved failures {before} -> {after}"
+                            ),
+                            Outcome::Done | Outcome::RequeueAfter(_) => prop_assert!(after == 0),
+                            Outcome::Retry { .. } => prop_assert!(after == before || after == 0),
+                        }
+                    }
+                }
+                s.assert_consistent();
+                prop_assert_eq!(s.running(), running.len());
+            }
+        }
+    }
 }

@@ -379,6 +379,7 @@ async fn queue_should_abort_reconciles_that_outlive_the_shutdown_grace() {
     let stopped = timeout(HOUR, &mut h.runner).await.expect("the runner must stop once the 5 s grace runs out");
     assert_eq!(stopped.expect("the runner panicked"), Stopped { aborted: 1 });
     assert_eq!(h.ms(Instant::now()), 5000);
+    assert_eq!((h.queue.depth(), h.queue.in_flight()), (0, 0), "nothing is left behind");
 }
 
 #[tokio::test(start_paused = true)]
