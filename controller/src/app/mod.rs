@@ -1,0 +1,179 @@
+//! The App record (DESIGN §2): its types, parsing of untrusted bytes, validation, rendering to
+//! a Nomad job, the spec hash (DESIGN §3) and the JSON Schemas in `crds/`.
+//!
+//! # Layout
+//! - [`spec`] and [`strategy`]: the record's types, which are also its schema;
+//! - [`duration`]: the `30s`/`5m` duration strings;
+//! - [`key`]: [`AppKey`], where a record lives in Consul KV;
+//! - [`parse`]: bytes → [`App`], safe on hostile input;
+//! - [`validate`] (and `validate_job` for `spec.job`): every problem, with its path;
+//! - [`render`]: [`App`] → Nomad `api.Job` JSON;
+//! - [`hash`]: the canonical spec hash;
+//! - [`schema`]: the JSON Schemas.
+//!
+//! The pipeline a reconcile uses is [`load`]: parse, validate, render and hash, with every error
+//! collected so the status can show all of them and the record never reaches Nomad.
+
+pub mod duration;
+pub mod hash;
+pub mod key;
+pub mod parse;
+pub mod render;
+pub mod schema;
+pub mod spec;
+pub mod strategy;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+pub mod validate;
+mod validate_job;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use duration::HumanDuration;
+pub use hash::spec_hash;
+pub use key::{AppKey, ParseAppKeyError};
+pub use parse::{parse, parse_documents};
+pub use render::render;
+pub use schema::{schemas, write_schemas};
+pub use spec::{
+    App, AppSpec, Check, CheckType, DeletionPolicy, DriftPolicy, Metadata, Resources, ServiceSpec, Template,
+};
+pub use strategy::{
+    AnalysisRef, AnalysisTemplate, Autoscaling, BlueGreenStrategy, CanaryStep, CanaryStrategy, OnEmpty, PauseStep,
+    PrometheusQuery, ScaleDown, ScalingCheck, Strategy, StrategyType, TargetValue,
+};
+pub use validate::validate;
+
+/// The only record version this Drover reads.
+pub const API_VERSION: &str = "drover.io/v1alpha1";
+/// The only record kind this Drover reads.
+pub const KIND: &str = "App";
+/// The job `Meta` key that marks a job as Drover's; its value is `<namespace>/<name>` and never
+/// changes (DESIGN §3: any other Meta change would restart every allocation).
+pub const OWNER_META_KEY: &str = "drover.io/app";
+
+/// One problem with a record: where it is and why it is wrong.
+///
+/// `path` uses the record's own field names (`spec.template.count`,
+/// `spec.job.TaskGroups[0].Tasks`, `metadata.labels["team"]`); an empty path means the whole
+/// document (for example "not YAML or JSON").
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    /// Where the problem is, as a path of field names and `[index]`es from the document root.
+    pub path: String,
+    /// What is wrong and, where it helps, how to fix it.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> FieldError {
+        FieldError { path: path.into(), reason: reason.into() }
+    }
+
+    /// The same problem seen from a containing document, e.g. `documents[2]`.
+    #[must_use]
+    pub fn prefixed(mut self, prefix: &str) -> FieldError {
+        self.path = join_path(prefix, &self.path);
+        self
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.reason) } else { write!(f, "{}: {}", self.path, self.reason) }
+    }
+}
+
+/// Everything a reconcile needs about a valid record: the record, the Nomad job it renders to,
+/// that job's ID and its spec hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Where the record lives.
+    pub key: AppKey,
+    /// The parsed, valid record.
+    pub app: App,
+    /// The rendered Nomad job (`api.Job` JSON, durations in nanoseconds).
+    pub job: serde_json::Value,
+    /// The job's `ID`.
+    pub job_id: String,
+    /// `spec_hash(&job)`: what status records as `appliedHash`.
+    pub hash: String,
+}
+
+/// Parses, validates (against `key`), renders and hashes a record's bytes.
+///
+/// # Errors
+/// Every problem found, each with its path. When the bytes parse only partly (say, one unknown
+/// field), the rest of the record is still validated, so the list is as complete as it can be.
+pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
+    let (app, mut errors) = parse::parse_lenient(bytes);
+    let Some(app) = app else {
+        return Err(errors);
+    };
+    errors.extend(validate(&app, Some(key)));
+    if !errors.is_empty() {
+        errors.sort();
+        errors.dedup();
+        return Err(errors);
+    }
+    let job = render(&app)?;
+    let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or(&app.metadata.name).to_owned();
+    let hash = spec_hash(&job);
+    Ok(Desired { key: key.clone(), app, job, job_id, hash })
+}
+
+/// `parent` + `.child` (or `parent[3]` when `child` starts with `[`); either may be empty.
+pub(crate) fn join_path(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_owned(),
+        (false, true) => parent.to_owned(),
+        (false, false) if child.starts_with('[') => format!("{parent}{child}"),
+        (false, false) => format!("{parent}.{child}"),
+    }
+}
+
+/// The path of map key `key` under `parent`: `parent.key` for plain identifiers, otherwise
+/// `parent["key"]` so keys with dots or slashes (`drover.io/app`) stay unambiguous.
+pub(crate) fn key_path(parent: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        join_path(parent, key)
+    } else {
+        let quoted = serde_json::to_string(key).unwrap_or_else(|_| format!("\"{key}\""));
+        format!("{parent}[{quoted}]")
+    }
+}
+
+/// The path of element `index` under `parent`: `parent[index]`.
+pub(crate) fn index_path(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_error_should_display_path_and_reason() {
+        let e = FieldError::new("spec.template.count", "must be ≥ 0");
+        assert_eq!(e.to_string(), "spec.template.count: must be ≥ 0");
+        assert_eq!(FieldError::new("", "not YAML").to_string(), "not YAML");
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"path": "spec.template.count", "reason": "must be ≥ 0"})
+        );
+    }
+
+    #[test]
+    fn paths_should_quote_keys_that_are_not_identifiers() {
+        assert_eq!(key_path("spec.job.Meta", "drover.io/app"), "spec.job.Meta[\"drover.io/app\"]");
+        assert_eq!(key_path("spec", "template"), "spec.template");
+        assert_eq!(index_path("spec.job.TaskGroups", 2), "spec.job.TaskGroups[2]");
+        assert_eq!(FieldError::new("spec.x", "bad").prefixed("documents[2]").path, "documents[2].spec.x");
+        assert_eq!(FieldError::new("", "bad").prefixed("documents[0]").path, "documents[0]");
+    }
+}

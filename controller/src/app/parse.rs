@@ -1,0 +1,293 @@
+//! Bytes → [`App`], for bytes anyone could have written into Consul KV.
+//!
+//! Every input ends in a value or in field errors, never in a panic, a stall or an allocation
+//! out of proportion to the input:
+//! - the size is capped at Consul's value limit before anything is parsed;
+//! - non-UTF-8 input is rejected;
+//! - nesting depth is capped (serde_json's recursion limit, and the YAML budget);
+//! - YAML aliases, anchors, nodes and replayed events are budgeted, so an alias bomb stops
+//!   after a bounded amount of work;
+//! - numbers that do not fit their field are type errors with the field's path.
+//!
+//! Parsing is two steps: text → `serde_json::Value` (syntax and budgets), then `Value` → `App`
+//! (types and unknown fields) through `serde_path_to_error`, so each error names its field. A
+//! typed error stops serde at the first problem; to still report every problem, the offending
+//! field is removed and the value deserialised again, a bounded number of times.
+
+use serde_json::Value;
+use serde_path_to_error::Segment;
+
+use super::spec::App;
+use super::{FieldError, index_path, key_path};
+
+/// The largest record accepted: Consul's KV value limit (512 KiB), so anything bigger could not
+/// have been stored anyway.
+pub const MAX_RECORD_BYTES: usize = 512 * 1024;
+
+/// The largest file `parse_documents` reads (`drover apply -f` of many records at once).
+pub const MAX_DOCUMENTS_BYTES: usize = 32 * 1024 * 1024;
+
+/// The deepest nesting of mappings and sequences accepted. A Nomad job nests about a dozen
+/// levels deep; this keeps recursive code far from the stack's limit.
+pub const MAX_DEPTH: usize = 64;
+
+/// How many field errors one document may report from the type-checking step before giving up.
+const MAX_TYPE_ERRORS: usize = 32;
+
+/// Parses one record, YAML or JSON (JSON if the first non-blank character is `{`).
+///
+/// # Errors
+/// Every problem found while reading: syntax, limits, wrong types, unknown fields. This does
+/// not validate values (see [`super::validate`]).
+pub fn parse(bytes: &[u8]) -> Result<App, Vec<FieldError>> {
+    match parse_lenient(bytes) {
+        (Some(app), errors) if errors.is_empty() => Ok(app),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Parses a file of records: multi-document YAML (`---` between records) or one JSON object.
+/// Empty YAML documents are skipped; `documents[i]` in error paths counts the others.
+///
+/// # Errors
+/// Every problem of every document, each path prefixed by `documents[i]`.
+pub fn parse_documents(text: &str) -> Result<Vec<App>, Vec<FieldError>> {
+    if text.len() > MAX_DOCUMENTS_BYTES {
+        return Err(vec![FieldError::new(
+            "",
+            format!("the file is {} bytes; the limit is {MAX_DOCUMENTS_BYTES}", text.len()),
+        )]);
+    }
+    let values = if looks_like_json(text.as_bytes()) {
+        vec![json_value(text.as_bytes()).map_err(|e| vec![e.prefixed("documents[0]")])?]
+    } else {
+        let mut options = yaml_options();
+        if let Some(budget) = options.budget.as_mut() {
+            // A stream of records may be larger than one record, but each one is bounded.
+            budget.max_nodes = budget.max_nodes.saturating_mul(16);
+            budget.max_events = budget.max_events.saturating_mul(16);
+        }
+        serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options)
+            .map_err(|e| vec![FieldError::new("", yaml_reason(&e))])?
+    };
+    let mut apps = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (i, value) in values.into_iter().enumerate() {
+        let prefix = index_path("documents", i);
+        match from_value(value) {
+            (Some(app), errs) if errs.is_empty() => apps.push(app),
+            (_, errs) => errors.extend(errs.into_iter().map(|e| e.prefixed(&prefix))),
+        }
+    }
+    if errors.is_empty() { Ok(apps) } else { Err(errors) }
+}
+
+/// Parses as far as possible: the record with the fields that failed to parse left out (if the
+/// rest still makes a record), and every error found. `load` validates the partial record too,
+/// so one typo does not hide the other problems.
+pub(crate) fn parse_lenient(bytes: &[u8]) -> (Option<App>, Vec<FieldError>) {
+    match document_value(bytes) {
+        Ok(value) => from_value(value),
+        Err(e) => (None, vec![e]),
+    }
+}
+
+/// Text → `Value`, with every limit applied.
+fn document_value(bytes: &[u8]) -> Result<Value, FieldError> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(FieldError::new(
+            "",
+            format!("the record is {} bytes; Consul values are limited to {MAX_RECORD_BYTES}", bytes.len()),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(FieldError::new("", "the record is empty"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        FieldError::new(
+            "",
+            format!(
+                "the record is not UTF-8 text (invalid byte at offset {}), so neither YAML nor JSON",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if looks_like_json(bytes) {
+        json_value(bytes)
+    } else {
+        serde_saphyr::from_str_with_options::<Value>(text, yaml_options())
+            .map_err(|e| FieldError::new("", yaml_reason(&e)))
+    }
+}
+
+fn looks_like_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn json_value(bytes: &[u8]) -> Result<Value, FieldError> {
+    // serde_json stops at 128 levels by itself ("recursion limit exceeded"), before the stack
+    // is at risk; the walk below applies Drover's own, lower limit.
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| FieldError::new("", format!("not valid JSON: {e}")))?;
+    if depth_exceeds(&value, MAX_DEPTH) {
+        return Err(FieldError::new("", format!("the document nests deeper than {MAX_DEPTH} levels")));
+    }
+    Ok(value)
+}
+
+/// Whether any path in `value` is deeper than `limit`, without recursion.
+fn depth_exceeds(value: &Value, limit: usize) -> bool {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth > limit {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    false
+}
+
+/// The YAML limits. Defaults of serde-saphyr are meant for files of megabytes; a record is at
+/// most 512 KiB, so the budgets are set to what such a record can legitimately need.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = Some(MAX_RECORD_BYTES);
+    budget.max_depth = MAX_DEPTH;
+    budget.max_events = 400_000;
+    budget.max_nodes = 200_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_documents = 1_024;
+    budget.max_recorded_anchor_events = 100_000;
+    budget.max_recorded_anchor_bytes = 4 * 1024 * 1024;
+    budget.max_total_scalar_bytes = 8 * 1024 * 1024;
+    budget.max_merge_keys = 1_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    // An alias expands to a copy of its anchor's events; this bounds the total copied, which is
+    // what makes a billion-laughs document fail after ~100k events instead of exhausting memory.
+    options.alias_limits.max_total_replayed_events = 100_000;
+    options.alias_limits.max_replay_stack_depth = 16;
+    options.with_snippet = false;
+    options
+}
+
+fn yaml_reason(err: &serde_saphyr::Error) -> String {
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    format!("not valid YAML: {first}")
+}
+
+/// `Value` → `App`, reporting every type error found (bounded), each with its field path.
+fn from_value(mut value: Value) -> (Option<App>, Vec<FieldError>) {
+    if !value.is_object() {
+        return (
+            None,
+            vec![FieldError::new(
+                "",
+                format!(
+                    "the record must be a mapping with apiVersion, kind, metadata and spec, not {}",
+                    kind_of(&value)
+                ),
+            )],
+        );
+    }
+    let mut errors = Vec::new();
+    let mut removed: Vec<Vec<Segment>> = Vec::new();
+    loop {
+        let result: Result<App, _> = serde_path_to_error::deserialize(&value);
+        let err = match result {
+            Ok(app) => return (Some(app), errors),
+            Err(err) => err,
+        };
+        let segments: Vec<Segment> = err.path().iter().cloned().collect();
+        let reason = err.inner().to_string();
+        if let Some(field) = missing_field(&reason) {
+            // A required field that is absent because an earlier pass removed it as invalid is
+            // already reported; saying it is missing too would be noise.
+            let mut full = segments.clone();
+            full.push(Segment::Map { key: field.to_owned() });
+            if !removed.iter().any(|r| same_path(r, &full)) {
+                errors.push(FieldError::new(render_path(&segments), reason));
+            }
+            return (None, errors);
+        }
+        errors.push(FieldError::new(render_path(&segments), reason));
+        if errors.len() >= MAX_TYPE_ERRORS || !remove_at(&mut value, &segments) {
+            return (None, errors);
+        }
+        removed.push(segments);
+    }
+}
+
+fn missing_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("missing field `").and_then(|rest| rest.split('`').next())
+}
+
+fn same_path(a: &[Segment], b: &[Segment]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| segment_key(x) == segment_key(y))
+}
+
+fn segment_key(s: &Segment) -> Option<String> {
+    match s {
+        Segment::Seq { index } => Some(index.to_string()),
+        Segment::Map { key } => Some(key.clone()),
+        Segment::Enum { variant } => Some(variant.clone()),
+        Segment::Unknown => None,
+    }
+}
+
+/// Removes the map entry at `path` so the next pass can go on past it. Only map entries are
+/// removed (removing an array element would shift the indexes of later errors); `false` when
+/// nothing could be removed, which ends the passes.
+fn remove_at(value: &mut Value, path: &[Segment]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cursor = value;
+    for segment in parents {
+        cursor = match (segment, cursor) {
+            (Segment::Map { key } | Segment::Enum { variant: key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(next) => next,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, cursor) {
+        (Segment::Map { key }, Value::Object(map)) => map.shift_remove(key).is_some(),
+        _ => false,
+    }
+}
+
+fn render_path(segments: &[Segment]) -> String {
+    let mut path = String::new();
+    for segment in segments {
+        path = match segment {
+            Segment::Seq { index } => index_path(&path, *index),
+            Segment::Map { key } | Segment::Enum { variant: key } => key_path(&path, key),
+            Segment::Unknown => key_path(&path, "?"),
+        };
+    }
+    path
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "an empty document",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}

@@ -1,0 +1,197 @@
+//! `App` → the Nomad job Drover registers (`api.Job` JSON: PascalCase, durations in integer
+//! nanoseconds, api-contract B1/B11).
+//!
+//! Both forms get the same treatment: `Namespace` is the record's namespace, the job's `Meta`
+//! gains exactly one Drover key (`drover.io/app = <ns>/<name>`, DESIGN §3: never a hash or a
+//! generation, which would restart every allocation on each change), and when `spec.strategy`
+//! is set every group gets an `Update` block rendered from it.
+
+use serde_json::{Map, Value, json};
+
+use super::spec::{App, Template};
+use super::strategy::Strategy;
+use super::validate::{
+    DEFAULT_HEALTHY_DEADLINE, DEFAULT_MAX_PARALLEL, DEFAULT_MIN_HEALTHY_TIME, DEFAULT_PROGRESS_DEADLINE,
+};
+use super::validate_job::unwrap_job;
+use super::{FieldError, HumanDuration, OWNER_META_KEY};
+
+/// The Nomad job for `app`. Callers validate first; `render` itself only fails when the record
+/// cannot be rendered at all (neither or both of `job`/`template`, a `job` that is not an object).
+///
+/// # Errors
+/// The reasons the record cannot be rendered, with their paths.
+pub fn render(app: &App) -> Result<Value, Vec<FieldError>> {
+    let mut job = match (&app.spec.job, &app.spec.template) {
+        (Some(job), None) => {
+            let Some((job, _)) = unwrap_job(job) else {
+                return Err(vec![FieldError::new("spec.job", "must be an object")]);
+            };
+            let mut job = job.clone();
+            if !job.get("ID").is_some_and(Value::is_string) {
+                job.insert("ID".into(), Value::String(app.metadata.name.clone()));
+            }
+            job
+        }
+        (None, Some(template)) => render_template(app, template),
+        _ => {
+            return Err(vec![FieldError::new("spec", "set exactly one of `job` and `template`")]);
+        }
+    };
+    job.insert("Namespace".into(), Value::String(app.metadata.namespace.clone()));
+    let owner = format!("{}/{}", app.metadata.namespace, app.metadata.name);
+    match job.get_mut("Meta") {
+        Some(Value::Object(meta)) => {
+            meta.insert(OWNER_META_KEY.into(), Value::String(owner));
+        }
+        _ => {
+            job.insert("Meta".into(), json!({ OWNER_META_KEY: owner }));
+        }
+    }
+    if let Some(strategy) = &app.spec.strategy {
+        let update = render_update(strategy);
+        if let Some(Value::Array(groups)) = job.get_mut("TaskGroups") {
+            for group in groups.iter_mut().filter_map(Value::as_object_mut) {
+                group.insert("Update".into(), update.clone());
+            }
+        }
+    }
+    Ok(Value::Object(job))
+}
+
+/// The group `Update` block for a rolling strategy, every field explicit (Nomad's defaults for
+/// those the record leaves out, B12).
+fn render_update(s: &Strategy) -> Value {
+    let ns = |d: Option<HumanDuration>, default| d.unwrap_or(HumanDuration::new(default)).as_nanos_i64();
+    json!({
+        "MaxParallel": s.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
+        "MinHealthyTime": ns(s.min_healthy_time, DEFAULT_MIN_HEALTHY_TIME),
+        "HealthyDeadline": ns(s.healthy_deadline, DEFAULT_HEALTHY_DEADLINE),
+        "ProgressDeadline": ns(s.progress_deadline, DEFAULT_PROGRESS_DEADLINE),
+        "AutoRevert": s.auto_revert.unwrap_or(false),
+    })
+}
+
+/// The compact form as a service job: one group and one task, both named after the app.
+fn render_template(app: &App, t: &Template) -> Map<String, Value> {
+    let name = &app.metadata.name;
+    let mut config = Map::new();
+    config.insert("image".into(), Value::String(t.image.clone()));
+    if !t.ports.is_empty() {
+        config.insert("ports".into(), json!(t.ports.keys().collect::<Vec<_>>()));
+    }
+    if let Some(command) = &t.command {
+        config.insert("command".into(), Value::String(command.clone()));
+    }
+    if let Some(args) = &t.args {
+        config.insert("args".into(), json!(args));
+    }
+
+    let mut task = Map::new();
+    task.insert("Name".into(), Value::String(name.clone()));
+    task.insert("Driver".into(), Value::String(t.driver.clone()));
+    task.insert("Config".into(), Value::Object(config));
+    if !t.env.is_empty() {
+        task.insert("Env".into(), json!(t.env));
+    }
+    if let Some(res) = &t.resources {
+        let mut r = Map::new();
+        if let Some(cpu) = res.cpu {
+            r.insert("CPU".into(), json!(cpu));
+        }
+        if let Some(mem) = res.memory_mb {
+            r.insert("MemoryMB".into(), json!(mem));
+        }
+        if !r.is_empty() {
+            task.insert("Resources".into(), Value::Object(r));
+        }
+    }
+
+    let mut group = Map::new();
+    group.insert("Name".into(), Value::String(name.clone()));
+    group.insert("Count".into(), json!(t.count));
+    if !t.ports.is_empty() {
+        let ports: Vec<Value> = t.ports.iter().map(|(label, to)| json!({"Label": label, "To": to})).collect();
+        group.insert("Networks".into(), json!([{ "DynamicPorts": ports }]));
+    }
+    if let Some(service) = &t.service {
+        let mut s = Map::new();
+        s.insert("Name".into(), Value::String(service.name.clone().unwrap_or_else(|| name.clone())));
+        if let Some(port) = &service.port {
+            s.insert("PortLabel".into(), Value::String(port.clone()));
+        }
+        if !service.tags.is_empty() {
+            s.insert("Tags".into(), json!(service.tags));
+        }
+        if let Some(check) = &service.check {
+            let mut c = Map::new();
+            c.insert("Type".into(), json!(check.check_type.as_nomad()));
+            if let Some(path) = &check.path {
+                c.insert("Path".into(), Value::String(path.clone()));
+            }
+            c.insert("Interval".into(), json!(check.interval.as_nanos_i64()));
+            c.insert("Timeout".into(), json!(check.timeout.as_nanos_i64()));
+            s.insert("Checks".into(), json!([c]));
+        }
+        group.insert("Services".into(), json!([s]));
+    }
+    group.insert("Tasks".into(), json!([task]));
+
+    let mut job = Map::new();
+    job.insert("ID".into(), Value::String(name.clone()));
+    job.insert("Name".into(), Value::String(name.clone()));
+    job.insert("Type".into(), json!("service"));
+    job.insert("TaskGroups".into(), json!([group]));
+    job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_util::{job_app, template_app};
+
+    #[test]
+    fn render_should_turn_a_template_into_a_service_job() {
+        let job = render(&template_app("web")).unwrap();
+        assert_eq!(job["ID"], "web");
+        assert_eq!(job["Namespace"], "default");
+        assert_eq!(job["Type"], "service");
+        assert_eq!(job["Meta"], json!({"drover.io/app": "default/web"}));
+        let group = &job["TaskGroups"][0];
+        assert_eq!(group["Name"], "web");
+        assert_eq!(group["Count"], 3);
+        assert_eq!(group["Networks"][0]["DynamicPorts"][0], json!({"Label": "http", "To": 8080}));
+        let check = &group["Services"][0]["Checks"][0];
+        assert_eq!(check["Interval"], 10_000_000_000_i64);
+        assert_eq!(check["Timeout"], 2_000_000_000_i64);
+        assert_eq!(group["Tasks"][0]["Config"]["ports"], json!(["http"]));
+        assert!(group.get("Update").is_none(), "no strategy: Nomad's defaults apply");
+    }
+
+    #[test]
+    fn render_should_keep_user_meta_and_set_id_namespace_and_update() {
+        let mut app = job_app(
+            "worker",
+            json!({"Job": {"Meta": {"team": "a"}, "TaskGroups": [{"Name": "w", "Tasks": [{"Name": "w", "Driver": "docker"}]}]}}),
+        );
+        app.spec.strategy = Some(Strategy { max_parallel: Some(2), ..Strategy::default() });
+        let job = render(&app).unwrap();
+        assert_eq!(job["ID"], "worker");
+        assert_eq!(job["Namespace"], "default");
+        assert_eq!(job["Meta"], json!({"team": "a", "drover.io/app": "default/worker"}));
+        assert_eq!(
+            job["TaskGroups"][0]["Update"],
+            json!({"MaxParallel": 2, "MinHealthyTime": 10_000_000_000_i64, "HealthyDeadline": 300_000_000_000_i64,
+                   "ProgressDeadline": 600_000_000_000_i64, "AutoRevert": false})
+        );
+    }
+
+    #[test]
+    fn render_should_keep_an_explicit_job_id() {
+        let app = job_app(
+            "worker",
+            json!({"ID": "worker-v2", "TaskGroups": [{"Name": "w", "Tasks": [{"Name": "w", "Driver": "docker"}]}]}),
+        );
+        assert_eq!(render(&app).unwrap()["ID"], "worker-v2");
+    }
+}

@@ -1,0 +1,262 @@
+//! The record's types: `App`, its metadata, its spec and the compact `template` form.
+//!
+//! These types are the schema: every field's doc comment becomes its `description` in
+//! `crds/app.schema.json`, so each one says what must hold, not only what it is.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::HumanDuration;
+use super::strategy::{AnalysisTemplate, Autoscaling, Strategy};
+
+/// One application Drover keeps running on Nomad: the desired state, stored as YAML or JSON
+/// at `drover/apps/<namespace>/<name>` in Consul KV (DESIGN §2).
+///
+/// Field names are camelCase and unknown fields are errors, so a typo is reported instead of
+/// being silently ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "App", extend("$id" = "https://drover.io/schemas/v1alpha1/app.schema.json"))]
+pub struct App {
+    /// The record format; must be exactly `drover.io/v1alpha1`.
+    pub api_version: String,
+    /// The record type; must be exactly `App`.
+    pub kind: String,
+    /// The app's name, namespace, labels and annotations.
+    pub metadata: Metadata,
+    /// What should run and how it is rolled out.
+    pub spec: AppSpec,
+}
+
+/// Identity and bookkeeping of a record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// The app's name: a DNS label (1–63 characters of `a-z`, `0-9` and `-`, not starting or
+    /// ending with `-`). It is the last segment of the record's key and the Nomad job ID unless
+    /// `spec.job` sets its own `ID`.
+    pub name: String,
+    /// The Nomad namespace the job runs in (1–128 characters of `a-zA-Z0-9-`). Must equal the
+    /// namespace segment of the record's key.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Free-form labels for people and tools (`team: payments`). Drover does not interpret them
+    /// and never copies them into the job. Keys are 1–253 characters, values at most 253.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form annotations; `drover sync` stamps the source repository, path and commit here.
+    /// Keys are 1–253 characters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The namespace a record lives in when it does not say: Nomad's own default.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_owned()
+}
+
+/// The desired state of an app.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// A complete Nomad job in the HTTP API's JSON shape (PascalCase fields, durations as
+    /// integer nanoseconds), as `nomad job run -output` prints it; the `{"Job": {...}}` wrapper
+    /// that command adds is accepted too. Exactly one of `job` and `template` must be set.
+    /// `ID` defaults to `metadata.name`, `Namespace` (if set) must equal `metadata.namespace`,
+    /// `Type` must be `service`, and `TaskGroups` must be non-empty with a `Name` and `Tasks`
+    /// per group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "job_schema")]
+    pub job: Option<serde_json::Value>,
+    /// The compact form: one container behind one optional Consul service, rendered into a
+    /// Nomad service job with a single group and task named after the app. Exactly one of `job`
+    /// and `template` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+    /// How a new version is rolled out. Absent: a rolling update with Nomad's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Named analysis templates that canary and blue-green steps refer to.
+    /// Not supported by this version of Drover yet: a record that sets it is Invalid.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub analysis: BTreeMap<String, AnalysisTemplate>,
+    /// Scale the job's count from Prometheus queries.
+    /// Not supported by this version of Drover yet: a record that sets it is Invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// What deleting the record does to the job.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// What Drover does when the job is changed behind its back.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+    /// `true`: Drover leaves the job alone (no registers, no reverts) and the status says
+    /// `Suspended`.
+    #[serde(default)]
+    pub suspend: bool,
+    /// `true`: an existing job with the same ID that Drover does not own (no matching
+    /// `drover.io/app` meta key) is taken over. `false`: it is reported as a `Conflict`.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+fn job_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "A Nomad job in the HTTP API's JSON shape (see Nomad's /v1/jobs API).",
+        "additionalProperties": true
+    })
+}
+
+/// What deleting the record does to the Nomad job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Stop the job (`DELETE /v1/job/:id`); Nomad keeps its history until garbage collection.
+    #[default]
+    Stop,
+    /// Stop and purge the job (`?purge=true`), removing its history at once.
+    Purge,
+    /// Leave the job running; Drover only forgets it.
+    Orphan,
+}
+
+/// What Drover does when the live job changed for a reason that is not Drover's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DriftPolicy {
+    /// Register the desired job again.
+    #[default]
+    Revert,
+    /// Leave the job as it is and set a `Drifted` condition with the plan diff.
+    Report,
+}
+
+/// The compact form of an app: one container behind an optional Consul service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Template {
+    /// The container image, e.g. `ghcr.io/acme/web:1.4.2`. Must be non-empty, without spaces.
+    pub image: String,
+    /// The Nomad task driver: `docker` or `podman` (the template renders a container task;
+    /// use `spec.job` for other drivers).
+    #[serde(default = "default_driver")]
+    pub driver: String,
+    /// How many instances run (the group's `Count`), 0–10000.
+    #[serde(default = "default_count")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub count: i64,
+    /// Named container ports: label → port inside the container (1–65535). Each gets a dynamic
+    /// host port mapped to it. Labels are 1–63 characters of `a-zA-Z0-9_` and must not start
+    /// with a digit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, i64>,
+    /// CPU and memory reserved per instance. Absent: Nomad's defaults (100 MHz, 300 MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Environment variables of the task. Names are non-empty and contain no `=`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The Consul service the instances register, with its health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
+    /// Overrides the image's entrypoint (the driver's `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Arguments passed to the entrypoint or `command` (the driver's `args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+}
+
+fn default_driver() -> String {
+    "docker".to_owned()
+}
+
+fn default_count() -> i64 {
+    1
+}
+
+/// Resources reserved for each instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// CPU in MHz, 1–1000000. Absent: Nomad's default of 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub cpu: Option<i64>,
+    /// Memory in MB, 10–1048576. Absent: Nomad's default of 300.
+    #[serde(default, rename = "memoryMB", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 1_048_576))]
+    pub memory_mb: Option<i64>,
+}
+
+/// The Consul service registered for the app's instances.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// The service name in Consul. Absent: the app's name. 1–63 characters of `a-zA-Z0-9-`,
+    /// not starting or ending with `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The label of the port (a key of `template.ports`) the service advertises. Required when
+    /// there is a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Consul tags, each non-empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The health check Consul runs; Nomad's deployments wait for it before an instance counts
+    /// as healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// A Consul health check on the service's port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Check {
+    /// `http` (a GET on `path` must answer 2xx) or `tcp` (the port accepts connections).
+    #[serde(rename = "type")]
+    pub check_type: CheckType,
+    /// The HTTP path to probe, starting with `/`. Required for `http`, not allowed for `tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// How often the check runs; at least 1s (Nomad's minimum). Default `10s`.
+    #[serde(default = "default_check_interval")]
+    pub interval: HumanDuration,
+    /// How long one probe may take; at least 1s (Nomad's minimum) and at most `interval`.
+    /// Default `2s`.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_check_interval() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration::from_secs(2)
+}
+
+/// The kind of a health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// An HTTP GET on `path`.
+    Http,
+    /// A TCP connect.
+    Tcp,
+}
+
+impl CheckType {
+    /// The value of Nomad's `ServiceCheck.Type`.
+    #[must_use]
+    pub const fn as_nomad(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Tcp => "tcp",
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Validation of a parsed record: every problem, each with its path, so status can show them
+//! all and an invalid record never reaches Nomad (STYLE item 8).
+//!
+//! `spec.job` is checked in `validate_job`; this file checks the record, the template and the
+//! strategy.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::duration::HumanDuration;
+use super::spec::{App, CheckType, Metadata, Template};
+use super::strategy::{Strategy, StrategyType};
+use super::{API_VERSION, AppKey, FieldError, KIND, key_path};
+
+/// The reason given for every feature whose types exist but which this version does not run.
+pub const NOT_SUPPORTED: &str =
+    "not supported by this version of Drover yet (planned: canary/blue-green rollouts, analysis and autoscaling)";
+
+/// The largest count (instances per group) a record may ask for; far above any sane service,
+/// low enough that a typo (`30000`) is caught before Nomad tries to place it.
+pub const MAX_COUNT: i64 = 10_000;
+
+/// Nomad's defaults for the update block (api-contract B12), used to check the ordering rules
+/// when only some of the three durations are set.
+pub(crate) const DEFAULT_MIN_HEALTHY_TIME: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEALTHY_DEADLINE: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_MAX_PARALLEL: i64 = 1;
+
+/// Every problem with `app`. With `key`, the record must also live where its metadata says.
+#[must_use]
+pub fn validate(app: &App, key: Option<&AppKey>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if app.api_version != API_VERSION {
+        errors.push(FieldError::new("apiVersion", format!("must be `{API_VERSION}`, not `{}`", app.api_version)));
+    }
+    if app.kind != KIND {
+        errors.push(FieldError::new("kind", format!("must be `{KIND}`, not `{}`", app.kind)));
+    }
+    validate_metadata(&app.metadata, key, &mut errors);
+
+    let spec = &app.spec;
+    match (&spec.job, &spec.template) {
+        (Some(_), Some(_)) => errors.push(FieldError::new("spec", "set exactly one of `job` and `template`, not both")),
+        (None, None) => errors
+            .push(FieldError::new("spec", "set exactly one of `job` (a Nomad job) and `template` (the compact form)")),
+        (Some(job), None) => super::validate_job::validate_job(job, app, &mut errors),
+        (None, Some(template)) => validate_template(template, &mut errors),
+    }
+    if let Some(strategy) = &spec.strategy {
+        validate_strategy(strategy, &mut errors);
+    }
+    if !spec.analysis.is_empty() {
+        errors.push(FieldError::new("spec.analysis", NOT_SUPPORTED));
+    }
+    if spec.autoscaling.is_some() {
+        errors.push(FieldError::new("spec.autoscaling", NOT_SUPPORTED));
+    }
+    errors
+}
+
+fn validate_metadata(meta: &Metadata, key: Option<&AppKey>, errors: &mut Vec<FieldError>) {
+    if let Err(reason) = check_dns_label(&meta.name, false) {
+        errors.push(FieldError::new("metadata.name", reason));
+    }
+    if let Err(reason) = check_namespace(&meta.namespace) {
+        errors.push(FieldError::new("metadata.namespace", reason));
+    }
+    if let Some(key) = key {
+        if key.name != meta.name {
+            errors.push(FieldError::new(
+                "metadata.name",
+                format!("must equal the name in the record's key `{key}` (`{}`)", key.name),
+            ));
+        }
+        if key.namespace != meta.namespace {
+            errors.push(FieldError::new(
+                "metadata.namespace",
+                format!("must equal the namespace in the record's key `{key}` (`{}`)", key.namespace),
+            ));
+        }
+    }
+    check_string_map("metadata.labels", &meta.labels, Some(253), errors);
+    check_string_map("metadata.annotations", &meta.annotations, None, errors);
+}
+
+fn check_string_map(
+    path: &str,
+    map: &BTreeMap<String, String>,
+    max_value: Option<usize>,
+    errors: &mut Vec<FieldError>,
+) {
+    for (k, v) in map {
+        let p = key_path(path, k);
+        if k.is_empty() || k.chars().count() > 253 {
+            errors.push(FieldError::new(&p, "keys must be 1–253 characters"));
+        }
+        if let Some(max) = max_value
+            && v.chars().count() > max
+        {
+            errors.push(FieldError::new(&p, format!("must be at most {max} characters")));
+        }
+    }
+}
+
+/// A DNS label (RFC 1123): 1–63 of `a-z0-9-`, not starting or ending with `-`. With
+/// `allow_upper`, `A-Z` too (Consul service names).
+pub(crate) fn check_dns_label(name: &str, allow_upper: bool) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > 63 {
+        return Err(format!("must be at most 63 characters, not {}", name.len()));
+    }
+    let ok_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_upper && c.is_ascii_uppercase());
+    if !name.chars().all(ok_char) {
+        let allowed = if allow_upper { "a-z, A-Z" } else { "a-z" };
+        return Err(format!("`{name}` is not a DNS label: use only {allowed}, 0-9 and `-`"));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(format!("`{name}` must not start or end with `-`"));
+    }
+    Ok(())
+}
+
+/// Nomad namespace names: `^[a-zA-Z0-9-]{1,128}$`.
+pub(crate) fn check_namespace(ns: &str) -> Result<(), String> {
+    if ns.is_empty() || ns.len() > 128 || !ns.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("`{ns}` is not a Nomad namespace name (1–128 characters of a-z, A-Z, 0-9 and `-`)"));
+    }
+    Ok(())
+}
+
+/// Checks `value` against `0..=MAX_COUNT` and says which bound it broke.
+pub(crate) fn check_count(value: i64) -> Result<(), String> {
+    if value < 0 {
+        Err("must be ≥ 0".to_owned())
+    } else if value > MAX_COUNT {
+        Err(format!("must be ≤ {MAX_COUNT}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_range(path: &str, value: i64, min: i64, max: i64, errors: &mut Vec<FieldError>) {
+    if value < min {
+        errors.push(FieldError::new(path, format!("must be ≥ {min}")));
+    } else if value > max {
+        errors.push(FieldError::new(path, format!("must be ≤ {max}")));
+    }
+}
+
+fn is_port_label(label: &str) -> bool {
+    let mut chars = label.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && label.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_template(t: &Template, errors: &mut Vec<FieldError>) {
+    const P: &str = "spec.template";
+    if t.image.trim().is_empty() {
+        errors.push(FieldError::new("spec.template.image", "must not be empty"));
+    } else if t.image.chars().any(char::is_whitespace) {
+        errors.push(FieldError::new("spec.template.image", "must not contain whitespace"));
+    }
+    if !matches!(t.driver.as_str(), "docker" | "podman") {
+        errors.push(FieldError::new(
+            "spec.template.driver",
+            format!("must be `docker` or `podman`, not `{}` (use spec.job for other drivers)", t.driver),
+        ));
+    }
+    if let Err(reason) = check_count(t.count) {
+        errors.push(FieldError::new("spec.template.count", reason));
+    }
+    for (label, port) in &t.ports {
+        let p = key_path(&format!("{P}.ports"), label);
+        if !is_port_label(label) {
+            errors.push(FieldError::new(
+                &p,
+                "port labels are 1–63 characters of a-z, A-Z, 0-9 and `_`, not starting with a digit",
+            ));
+        }
+        check_range(&p, *port, 1, 65_535, errors);
+    }
+    if let Some(res) = &t.resources {
+        if let Some(cpu) = res.cpu {
+            check_range("spec.template.resources.cpu", cpu, 1, 1_000_000, errors);
+        }
+        if let Some(mem) = res.memory_mb {
+            check_range("spec.template.resources.memoryMB", mem, 10, 1_048_576, errors);
+        }
+    }
+    for name in t.env.keys() {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            errors.push(FieldError::new(
+                key_path("spec.template.env", name),
+                "environment variable names must be non-empty and contain no `=` or NUL",
+            ));
+        }
+    }
+    if let Some(command) = &t.command
+        && command.trim().is_empty()
+    {
+        errors.push(FieldError::new("spec.template.command", "must not be empty when set"));
+    }
+    let Some(service) = &t.service else {
+        return;
+    };
+    if let Some(name) = &service.name
+        && let Err(reason) = check_dns_label(name, true)
+    {
+        errors.push(FieldError::new("spec.template.service.name", reason));
+    }
+    match &service.port {
+        Some(port) if !t.ports.contains_key(port) => errors.push(FieldError::new(
+            "spec.template.service.port",
+            format!("`{port}` is not a label in spec.template.ports"),
+        )),
+        None if service.check.is_some() => {
+            errors.push(FieldError::new("spec.template.service.port", "is required when the service has a check"))
+        }
+        _ => {}
+    }
+    for (i, tag) in service.tags.iter().enumerate() {
+        if tag.trim().is_empty() {
+            errors.push(FieldError::new(format!("spec.template.service.tags[{i}]"), "must not be empty"));
+        }
+    }
+    let Some(check) = &service.check else {
+        return;
+    };
+    const C: &str = "spec.template.service.check";
+    match (check.check_type, &check.path) {
+        (CheckType::Http, None) => {
+            errors.push(FieldError::new(format!("{C}.path"), "is required for an http check"));
+        }
+        (CheckType::Http, Some(path)) if !path.starts_with('/') => {
+            errors.push(FieldError::new(format!("{C}.path"), "must start with `/`"));
+        }
+        (CheckType::Tcp, Some(_)) => {
+            errors.push(FieldError::new(format!("{C}.path"), "is only valid for an http check"));
+        }
+        _ => {}
+    }
+    let second = HumanDuration::from_secs(1);
+    if check.interval < second {
+        errors.push(FieldError::new(format!("{C}.interval"), "must be at least 1s (Nomad's minimum check interval)"));
+    }
+    if check.timeout < second {
+        errors.push(FieldError::new(format!("{C}.timeout"), "must be at least 1s (Nomad's minimum check timeout)"));
+    } else if check.timeout > check.interval {
+        errors.push(FieldError::new(
+            format!("{C}.timeout"),
+            format!("must not be longer than interval ({})", check.interval),
+        ));
+    }
+}
+
+/// The `Rolling` strategy's rules (api-contract B12), plus Drover's own: `maxParallel ≥ 1`
+/// (0 would turn deployments off, and Drover follows deployments) and `progressDeadline > 0`
+/// (every rollout must end by a deadline, DESIGN §4).
+fn validate_strategy(s: &Strategy, errors: &mut Vec<FieldError>) {
+    if s.strategy_type != StrategyType::Rolling {
+        errors.push(FieldError::new("spec.strategy.type", NOT_SUPPORTED));
+    }
+    if s.canary.is_some() {
+        errors.push(FieldError::new("spec.strategy.canary", NOT_SUPPORTED));
+    }
+    if s.blue_green.is_some() {
+        errors.push(FieldError::new("spec.strategy.blueGreen", NOT_SUPPORTED));
+    }
+    if let Some(n) = s.max_parallel {
+        check_range("spec.strategy.maxParallel", n, 1, MAX_COUNT, errors);
+    }
+    let min_healthy = s.min_healthy_time.map_or(DEFAULT_MIN_HEALTHY_TIME, HumanDuration::get);
+    let healthy = s.healthy_deadline.map_or(DEFAULT_HEALTHY_DEADLINE, HumanDuration::get);
+    let progress = s.progress_deadline.map_or(DEFAULT_PROGRESS_DEADLINE, HumanDuration::get);
+    let show = |d: Duration| HumanDuration::new(d).to_string();
+    if s.healthy_deadline.is_some() && healthy.is_zero() {
+        errors.push(FieldError::new("spec.strategy.healthyDeadline", "must be greater than 0"));
+    } else if min_healthy >= healthy {
+        let (path, reason) = if s.min_healthy_time.is_some() {
+            ("spec.strategy.minHealthyTime", format!("must be less than healthyDeadline ({})", show(healthy)))
+        } else {
+            ("spec.strategy.healthyDeadline", format!("must be greater than minHealthyTime ({})", show(min_healthy)))
+        };
+        errors.push(FieldError::new(path, reason));
+    }
+    if s.progress_deadline.is_some() && progress.is_zero() {
+        errors.push(FieldError::new(
+            "spec.strategy.progressDeadline",
+            "must be greater than 0 (every rollout must end by a deadline)",
+        ));
+    } else if !healthy.is_zero() && healthy >= progress {
+        let (path, reason) = if s.healthy_deadline.is_some() {
+            ("spec.strategy.healthyDeadline", format!("must be less than progressDeadline ({})", show(progress)))
+        } else {
+            ("spec.strategy.progressDeadline", format!("must be greater than healthyDeadline ({})", show(healthy)))
+        };
+        errors.push(FieldError::new(path, reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_util::template_app;
+
+    fn paths(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn validate_should_accept_a_good_template() {
+        let app = template_app("web");
+        assert_eq!(validate(&app, Some(&AppKey::new("default", "web"))), vec![]);
+    }
+
+    #[test]
+    fn validate_should_collect_every_error() {
+        let mut app = template_app("Web_1");
+        app.api_version = "v1".into();
+        app.kind = "Job".into();
+        app.metadata.namespace = "bad ns".into();
+        if let Some(t) = app.spec.template.as_mut() {
+            t.count = -1;
+            t.image = String::new();
+        }
+        let errors = validate(&app, Some(&AppKey::new("default", "web")));
+        assert_eq!(
+            paths(&errors),
+            [
+                "apiVersion",
+                "kind",
+                "metadata.name",
+                "metadata.namespace",
+                "metadata.name",
+                "metadata.namespace",
+                "spec.template.image",
+                "spec.template.count",
+            ]
+        );
+        assert!(errors.iter().any(|e| e.to_string() == "spec.template.count: must be ≥ 0"));
+    }
+
+    #[test]
+    fn dns_label_should_follow_rfc_1123() {
+        assert!(check_dns_label("web-1", false).is_ok());
+        for bad in ["", "-web", "web-", "Web", "web_1", &"a".repeat(64)] {
+            assert!(check_dns_label(bad, false).is_err(), "{bad:?}");
+        }
+        assert!(check_dns_label("Web", true).is_ok());
+    }
+
+    #[test]
+    fn strategy_should_enforce_deadline_ordering_with_defaults() {
+        let mut errors = Vec::new();
+        let s = Strategy { min_healthy_time: Some(HumanDuration::from_secs(600)), ..Strategy::default() };
+        validate_strategy(&s, &mut errors);
+        assert_eq!(paths(&errors), ["spec.strategy.minHealthyTime"]);
+
+        let mut errors = Vec::new();
+        let s = Strategy { healthy_deadline: Some(HumanDuration::from_secs(900)), ..Strategy::default() };
+        validate_strategy(&s, &mut errors);
+        assert_eq!(paths(&errors), ["spec.strategy.healthyDeadline"]);
+
+        let mut errors = Vec::new();
+        let s = Strategy {
+            strategy_type: StrategyType::Canary,
+            max_parallel: Some(0),
+            progress_deadline: Some(HumanDuration::from_secs(0)),
+            ..Strategy::default()
+        };
+        validate_strategy(&s, &mut errors);
+        assert_eq!(
+            paths(&errors),
+            ["spec.strategy.type", "spec.strategy.maxParallel", "spec.strategy.progressDeadline"]
+        );
+        assert_eq!(errors[0].reason, NOT_SUPPORTED);
+    }
+}
