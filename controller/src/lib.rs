@@ -20,3 +20,4 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     out
 }
+pub mod store;

@@ -42,16 +42,7 @@ pub enum ExecError {
     },
 }
 
-/// How a failed reconcile is retried (STYLE item 5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
-    /// Exponential backoff with jitter.
-    Backoff,
-    /// Again after this long.
-    After(Duration),
-    /// Not at all until something changes.
-    Never,
-}
+pub use crate::queue::Retry;
 
 impl ExecError {
     /// A bounded label for metrics.
