@@ -7,6 +7,7 @@ pub mod status;
 pub mod live;
 pub mod queue;
 pub mod consul;
+pub mod nomad;
 pub mod reconcile;
 
 /// An error and its causes on one line (`a: b: c`), for status messages and logs.

@@ -122,7 +122,7 @@ pub fn blocking_timeout(wait: Duration, default_wait: Duration, max_wait: Durati
 
 /// Characters escaped in a URL path segment: everything but RFC 3986 unreserved characters.
 const PATH_SEGMENT: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'*');
 
 /// Escapes a path that may hold `/` separators (a Consul key): each segment is escaped, `/` is kept.
 pub(crate) fn encode_path(path: &str) -> String {
@@ -183,7 +183,7 @@ mod tests {
             ("wait", Some("5000ms".into())),
             ("namespace", Some("*".into())),
         ]);
-        assert_eq!(q, "?recurse&index=7&wait=5000ms&namespace=%2A");
+        assert_eq!(q, "?recurse&index=7&wait=5000ms&namespace=*");
         assert_eq!(encode_query(&[]), "");
     }
 

@@ -40,11 +40,7 @@ impl PrefixSource for Client {
 
 /// A shared source is a source (the test keeps a handle to inspect it; production may share one client).
 impl<T: PrefixSource> PrefixSource for Arc<T> {
-    fn list(
-        &self,
-        prefix: &str,
-        query: BlockingQuery,
-    ) -> impl Future<Output = Result<Listing, Error>> + Send {
+    fn list(&self, prefix: &str, query: BlockingQuery) -> impl Future<Output = Result<Listing, Error>> + Send {
         T::list(self, prefix, query)
     }
 }
