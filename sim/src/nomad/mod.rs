@@ -1,0 +1,95 @@
+//! The Nomad half of the simulator: a model of the job, deployment, allocation and event-stream
+//! API subset in `api-contract.md` Part B.
+//!
+//! # Layout
+//! - [`state`]: the tables, the shared Raft-style index and the single mutation point.
+//! - [`decode`], [`canonical`], [`validate`]: request decoding, api.Job → structs.Job, validation.
+//! - [`jobs`], [`scale`], [`diff`]: register/stop/purge/revert/stable, scaling, plan.
+//! - [`deploy`], [`watcher`]: the scheduler, the client's health reports and the deployment watcher.
+//! - [`events`]: the event buffer and the NDJSON stream.
+//! - [`acl`], [`metrics`]: tokens; simulated workload metrics.
+//! - [`http`], [`routes`], [`routes_jobs`]: HTTP plumbing and handlers; [`error`]: `ApiError`.
+
+pub mod acl;
+pub mod canonical;
+pub mod decode;
+pub mod deploy;
+pub mod diff;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod model;
+pub mod routes;
+pub mod routes_jobs;
+pub mod scale;
+pub mod state;
+pub mod validate;
+pub mod watcher;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use routes::{control_router, router};
+pub use state::NomadState;
+
+use crate::Shared;
+
+/// The Nomad model: one state behind one lock, plus the wake-ups around it.
+#[derive(Debug)]
+pub struct Nomad {
+    /// Clock, UUIDs, ACL switch, leader state.
+    pub shared: Arc<Shared>,
+    state: Mutex<NomadState>,
+    /// Follows the Raft index: blocking queries and event streams wait on it.
+    pub(crate) index_rx: watch::Receiver<u64>,
+    wake: Arc<Notify>,
+    /// Cancelled when the simulator shuts down (ends event streams).
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Nomad {
+    /// A fresh model with the `default` namespace.
+    pub fn new(shared: Arc<Shared>) -> Arc<Nomad> {
+        let (tx, rx) = watch::channel(1);
+        let wake = Arc::new(Notify::new());
+        Arc::new(Nomad {
+            shared,
+            state: Mutex::new(NomadState::new(tx, wake.clone())),
+            index_rx: rx,
+            wake,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Locks the model. Never held across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, NomadState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The scheduler, client and deployment-watcher loop: mini-redis's "next deadline or notified",
+    /// over the sim clock. Ends (and ends event streams) when `shutdown` is cancelled.
+    pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let n = self.clone();
+        tokio::spawn(async move {
+            let clock = n.shared.clock.clone();
+            loop {
+                let next = watcher::tick(&mut n.lock(), &n.shared);
+                tokio::select! {
+                    _ = async {
+                        match next {
+                            Some(t) => clock.sleep_until(t).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                    _ = n.wake.notified() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            n.shutdown.cancel();
+        })
+    }
+}

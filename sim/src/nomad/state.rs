@@ -1,0 +1,356 @@
+//! The Nomad model's state: tables, the shared Raft-style index, and the single mutation point.
+//!
+//! Every write goes through [`NomadState::write`]: it hands out the next index, lets the write
+//! mutate the tables through a [`Txn`], and on commit bumps the touched table indexes, appends
+//! the transaction's event frames to the event buffer, and wakes blocking queries, event streams
+//! and the background scheduler.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use super::acl::Acl;
+use super::events::{Event, EventBuffer, Payload};
+use super::metrics::Workloads;
+use super::model::{Alloc, Deployment, JobRecord};
+use crate::{Shared, SimInstant};
+
+/// A job's key: (namespace, ID).
+pub type Key = (String, String);
+
+/// The versions kept per job (`JobDefaultTrackedVersions`).
+pub const TRACKED_VERSIONS: usize = 6;
+
+/// Scaling events kept per group (`JobTrackedScalingEvents`).
+pub const TRACKED_SCALING_EVENTS: usize = 20;
+
+/// Per-group counts of a job summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `Queued`.
+    pub queued: u64,
+    /// `Complete`.
+    pub complete: u64,
+    /// `Failed`.
+    pub failed: u64,
+    /// `Running`.
+    pub running: u64,
+    /// `Starting`.
+    pub starting: u64,
+    /// `Lost`.
+    pub lost: u64,
+}
+
+/// A job summary row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Per group.
+    pub groups: BTreeMap<String, Counts>,
+    /// `CreateIndex`.
+    pub create_index: u64,
+    /// `ModifyIndex`.
+    pub modify_index: u64,
+}
+
+/// A job row: the current job, its tracked versions (newest first), its summary and scaling events.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// The current job.
+    pub cur: JobRecord,
+    /// Tracked versions, newest first, at most [`TRACKED_VERSIONS`].
+    pub versions: VecDeque<JobRecord>,
+    /// The job summary.
+    pub summary: Summary,
+    /// Scaling events per group, newest first.
+    pub scaling_events: BTreeMap<String, VecDeque<Value>>,
+    /// Index of the last scaling-event write.
+    pub scaling_index: u64,
+    /// An evaluation is waiting for the scheduler.
+    pub eval_pending: bool,
+}
+
+/// How simulated allocations of a job (version) report health (`POST /_sim/nomad/health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMode {
+    /// Healthy after `MinHealthyTime`.
+    Healthy,
+    /// The task fails shortly after starting: unhealthy, client status `failed`.
+    Unhealthy,
+    /// Checks never pass: unhealthy when `HealthyDeadline` passes.
+    Never,
+    /// Checks pass after this sim delay, then `MinHealthyTime` applies.
+    Delay(std::time::Duration),
+}
+
+/// Something the background loop must do at a sim instant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// A pending allocation starts running.
+    AllocRunning(String),
+    /// An allocation reports health (`true` = healthy).
+    AllocHealth(String, bool),
+    /// An allocation's `HealthyDeadline` passes.
+    HealthyDeadline(String),
+    /// A deployment's progress deadline may have passed.
+    Progress(String),
+    /// Re-evaluate a job (reschedules).
+    Eval(Key),
+}
+
+/// Table indexes (the max Raft index that touched each table).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableIndex {
+    /// `jobs`.
+    pub jobs: u64,
+    /// `job_summary`.
+    pub job_summary: u64,
+    /// `deployment`.
+    pub deployment: u64,
+    /// `allocs`.
+    pub allocs: u64,
+    /// `evals`.
+    pub evals: u64,
+    /// `scaling_event`.
+    pub scaling: u64,
+}
+
+/// A table a transaction touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `jobs` (and `job_version`).
+    Jobs,
+    /// `job_summary`.
+    JobSummary,
+    /// `deployment`.
+    Deployment,
+    /// `allocs`.
+    Allocs,
+    /// `evals`.
+    Evals,
+    /// `scaling_event`.
+    Scaling,
+}
+
+/// All tables.
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// Existing namespaces.
+    pub namespaces: BTreeSet<String>,
+    /// Jobs by (namespace, ID).
+    pub jobs: BTreeMap<Key, JobRow>,
+    /// Allocations by ID.
+    pub allocs: BTreeMap<String, Alloc>,
+    /// Allocation IDs per job, in creation order (kept after a purge).
+    pub allocs_by_job: BTreeMap<Key, Vec<String>>,
+    /// Deployments by ID.
+    pub deployments: BTreeMap<String, Deployment>,
+    /// Deployment IDs per job, in creation order.
+    pub deps_by_job: BTreeMap<Key, Vec<String>>,
+    /// Jobs with an evaluation waiting for the scheduler.
+    pub pending_evals: BTreeSet<Key>,
+    /// Timers, ordered by due time.
+    pub timers: BTreeSet<(SimInstant, u64, Timer)>,
+    /// Sequence number to keep timers unique.
+    pub timer_seq: u64,
+    /// Health modes per (namespace, job, version or all versions).
+    pub health: BTreeMap<(String, String, Option<u64>), HealthMode>,
+    /// ACL tokens.
+    pub acl: Acl,
+    /// Simulated workload metrics.
+    pub workloads: Workloads,
+    /// Table indexes.
+    pub table_index: TableIndex,
+}
+
+impl Tables {
+    /// Schedules `timer` at `at`.
+    pub fn add_timer(&mut self, at: SimInstant, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq, timer));
+    }
+
+    /// The latest deployment of a job (highest `CreateIndex`).
+    pub fn latest_deployment(&self, key: &Key) -> Option<&Deployment> {
+        self.deps_by_job.get(key).and_then(|ids| ids.iter().rev().find_map(|id| self.deployments.get(id)))
+    }
+
+    /// Allocations of a job.
+    pub fn job_allocs<'a>(&'a self, key: &Key) -> impl Iterator<Item = &'a Alloc> + 'a {
+        self.allocs_by_job.get(key).into_iter().flatten().filter_map(|id| self.allocs.get(id))
+    }
+
+    /// The health mode for a job version.
+    pub fn health_mode(&self, ns: &str, job: &str, version: u64) -> HealthMode {
+        self.health
+            .get(&(ns.to_string(), job.to_string(), Some(version)))
+            .or_else(|| self.health.get(&(ns.to_string(), job.to_string(), None)))
+            .copied()
+            .unwrap_or(HealthMode::Healthy)
+    }
+
+    /// The job summary JSON.
+    pub fn summary_json(&self, key: &Key, row: &JobRow) -> Value {
+        let groups: serde_json::Map<String, Value> = row
+            .summary
+            .groups
+            .iter()
+            .map(|(g, c)| {
+                (
+                    g.clone(),
+                    json!({"Queued": c.queued, "Complete": c.complete, "Failed": c.failed,
+                    "Running": c.running, "Starting": c.starting, "Lost": c.lost, "Unknown": 0}),
+                )
+            })
+            .collect();
+        json!({"JobID": key.1, "Namespace": key.0, "Summary": groups,
+            "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+            "CreateIndex": row.summary.create_index, "ModifyIndex": row.summary.modify_index})
+    }
+}
+
+/// The whole model behind one lock.
+#[derive(Debug)]
+pub struct NomadState {
+    /// The last Raft index handed out.
+    pub index: u64,
+    /// The tables.
+    pub t: Tables,
+    /// The event-stream buffer (100 batches).
+    pub events: EventBuffer,
+    index_tx: watch::Sender<u64>,
+    wake: Arc<Notify>,
+}
+
+/// One write in progress: the tables, its index, and the events it emits.
+pub struct Txn<'a> {
+    /// The tables.
+    pub t: &'a mut Tables,
+    /// This write's Raft index.
+    pub index: u64,
+    /// The Raft message type, used as the event `Type`.
+    pub typ: &'static str,
+    /// Sim time of the write.
+    pub now: SimInstant,
+    /// Shared simulator services (clock, UUIDs).
+    pub shared: &'a Shared,
+    frames: Vec<Vec<Event>>,
+    touched: Vec<Table>,
+}
+
+impl Txn<'_> {
+    /// Marks a table as written by this transaction.
+    pub fn touch(&mut self, table: Table) {
+        if !self.touched.contains(&table) {
+            self.touched.push(table);
+        }
+    }
+
+    /// Wall-clock time of this write, Unix ns.
+    pub fn unix(&self) -> i64 {
+        self.shared.clock.unix_nanos_at(self.now)
+    }
+
+    /// A new UUID.
+    pub fn uuid(&self) -> String {
+        self.shared.uuid()
+    }
+
+    /// Emits an event in the current frame.
+    pub fn emit(&mut self, topic: &'static str, key: &str, namespace: &str, filter_keys: Vec<String>, payload: Value) {
+        self.emit_payload(topic, key, namespace, filter_keys, Payload::Json(payload));
+    }
+
+    /// Emits an event with a lazily rendered payload.
+    pub fn emit_payload(
+        &mut self,
+        topic: &'static str,
+        key: &str,
+        namespace: &str,
+        filter_keys: Vec<String>,
+        payload: Payload,
+    ) {
+        if self.frames.is_empty() {
+            self.frames.push(Vec::new());
+        }
+        let ev = Event {
+            topic,
+            typ: self.typ,
+            key: key.to_string(),
+            namespace: namespace.to_string(),
+            filter_keys,
+            index: self.index,
+            payload,
+        };
+        if let Some(f) = self.frames.last_mut() {
+            f.push(ev);
+        }
+    }
+
+    /// Starts a new frame (a second state-store transaction at the same Raft index, B15).
+    pub fn next_frame(&mut self) {
+        if self.frames.last().is_some_and(|f| !f.is_empty()) {
+            self.frames.push(Vec::new());
+        }
+    }
+
+    /// Whether this transaction has written anything yet.
+    pub fn touched_any(&self) -> bool {
+        !self.touched.is_empty()
+    }
+
+    /// Sets the event `Type` for what follows (one Raft write can emit several, e.g. a register then its eval).
+    pub fn set_type(&mut self, typ: &'static str) {
+        self.typ = typ;
+    }
+}
+
+impl NomadState {
+    /// Empty state with the `default` namespace.
+    pub fn new(index_tx: watch::Sender<u64>, wake: Arc<Notify>) -> NomadState {
+        let mut t = Tables::default();
+        t.namespaces.insert("default".into());
+        NomadState { index: 1, t, events: EventBuffer::new(100), index_tx, wake }
+    }
+
+    /// The single mutation point. Runs `f` at index `self.index + 1`; if `f` touched any table,
+    /// commits: the index advances, table indexes move, event frames are buffered, waiters wake.
+    pub fn write<R>(&mut self, shared: &Shared, typ: &'static str, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+        let index = self.index + 1;
+        let mut txn = Txn {
+            t: &mut self.t,
+            index,
+            typ,
+            now: shared.clock.now(),
+            shared,
+            frames: Vec::new(),
+            touched: Vec::new(),
+        };
+        let r = f(&mut txn);
+        let Txn { frames, touched, .. } = txn;
+        if touched.is_empty() {
+            return r;
+        }
+        self.index = index;
+        let ti = &mut self.t.table_index;
+        for table in touched {
+            match table {
+                Table::Jobs => ti.jobs = index,
+                Table::JobSummary => ti.job_summary = index,
+                Table::Deployment => ti.deployment = index,
+                Table::Allocs => ti.allocs = index,
+                Table::Evals => ti.evals = index,
+                Table::Scaling => ti.scaling = index,
+            }
+        }
+        for frame in frames {
+            if !frame.is_empty() {
+                self.events.push(index, frame);
+            }
+        }
+        self.index_tx.send_replace(index);
+        self.wake.notify_one();
+        r
+    }
+}

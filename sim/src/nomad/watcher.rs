@@ -1,0 +1,411 @@
+//! Time-driven parts of the model: the client (allocations start and report health), the
+//! deployment watcher (failing, auto-promotion, auto-revert), and the deployment write endpoints.
+//!
+//! ```text
+//!   placed ──1s──▶ running ──MinHealthyTime──▶ healthy ──▶ (scheduler places the next batch)
+//!                     │
+//!                     ├──"unhealthy" mode──▶ failed ──▶ reschedule or fail deployment
+//!                     └──HealthyDeadline, health unknown──▶ unhealthy ──▶ same
+//! ```
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::deploy::{Changes, can_reschedule, eval_for, process_eval};
+use super::error::{ApiError, multierror};
+use super::jobs::upsert_job;
+use super::model::{GroupModel, desc};
+use super::state::{HealthMode, Key, NomadState, Timer, Txn};
+use crate::{Shared, SimInstant};
+
+/// Delay before a task in `unhealthy` mode fails.
+const FAIL_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs everything due now: timers, then pending evaluations. Returns the next deadline.
+pub fn tick(st: &mut NomadState, shared: &Shared) -> Option<SimInstant> {
+    let now = shared.clock.now();
+    let mut client = Vec::new();
+    let mut progress = BTreeSet::new();
+    while st.t.timers.first().is_some_and(|t| t.0 <= now) {
+        let Some((_, _, t)) = st.t.timers.pop_first() else { break };
+        match t {
+            Timer::Progress(d) => {
+                progress.insert(d);
+            }
+            Timer::Eval(k) => {
+                if st.t.jobs.contains_key(&k) {
+                    st.t.pending_evals.insert(k);
+                }
+            }
+            other => client.push(other),
+        }
+    }
+    let mut to_fail: Vec<(String, &'static str)> = Vec::new();
+    let mut promote_check = BTreeSet::new();
+    if !client.is_empty() {
+        st.write(shared, "AllocationUpdated", |txn| {
+            client_updates(txn, client, &mut to_fail, &mut promote_check);
+        });
+    }
+    for d in progress {
+        if progress_missed(st, &d, now) {
+            to_fail.push((d, desc::PROGRESS_DEADLINE));
+        }
+    }
+    let mut failed = BTreeSet::new();
+    for (d, why) in to_fail {
+        if failed.insert(d.clone()) {
+            let _ = fail(st, shared, &d, why);
+        }
+    }
+    for d in promote_check {
+        auto_promote(st, shared, &d);
+    }
+    let keys: Vec<Key> = std::mem::take(&mut st.t.pending_evals).into_iter().collect();
+    for k in keys {
+        process_eval(st, shared, &k);
+    }
+    st.t.timers.first().map(|t| t.0)
+}
+
+fn group_of(txn: &Txn<'_>, ns: &str, job: &str, version: u64, group: &str) -> Option<GroupModel> {
+    let row = txn.t.jobs.get(&(ns.to_string(), job.to_string()))?;
+    let rec =
+        if row.cur.version == version { Some(&row.cur) } else { row.versions.iter().find(|v| v.version == version) };
+    rec.and_then(|r| r.model.group(group)).cloned()
+}
+
+fn client_updates(
+    txn: &mut Txn<'_>,
+    timers: Vec<Timer>,
+    to_fail: &mut Vec<(String, &'static str)>,
+    promote: &mut BTreeSet<String>,
+) {
+    let now = txn.now;
+    let mut ch = Changes::default();
+    let mut evals: BTreeSet<Key> = BTreeSet::new();
+    for t in timers {
+        match t {
+            Timer::AllocRunning(id) => {
+                let Some(a) = txn.t.allocs.get_mut(&id) else { continue };
+                if !a.live() || a.client_status != "pending" {
+                    continue;
+                }
+                a.client_status = "running";
+                a.running_since = Some(now);
+                let a = a.clone();
+                ch.alloc(txn, &id);
+                let Some(g) = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group) else { continue };
+                let mode = txn.t.health_mode(&a.namespace, &a.job_id, a.job_version);
+                match (a.deployment_id.as_ref(), g.strategy()) {
+                    (Some(_), Some(s)) => {
+                        let mht = s.min_healthy_time;
+                        match mode {
+                            HealthMode::Healthy => txn.t.add_timer(now + mht, Timer::AllocHealth(id.clone(), true)),
+                            HealthMode::Delay(d) => {
+                                txn.t.add_timer(now + d + mht, Timer::AllocHealth(id.clone(), true))
+                            }
+                            HealthMode::Unhealthy => txn.t.add_timer(
+                                now + FAIL_DELAY.min(s.healthy_deadline),
+                                Timer::AllocHealth(id.clone(), false),
+                            ),
+                            HealthMode::Never => {}
+                        }
+                        txn.t.add_timer(now + s.healthy_deadline, Timer::HealthyDeadline(id.clone()));
+                    }
+                    _ if mode == HealthMode::Unhealthy => {
+                        txn.t.add_timer(now + FAIL_DELAY, Timer::AllocHealth(id.clone(), false))
+                    }
+                    _ => {}
+                }
+            }
+            Timer::AllocHealth(id, healthy) => {
+                let Some(a) = txn.t.allocs.get(&id) else { continue };
+                if !a.live() || a.client_status != "running" || a.is_healthy() || a.is_unhealthy() {
+                    continue;
+                }
+                if healthy {
+                    mark_healthy(txn, &mut ch, &id, promote);
+                } else {
+                    mark_unhealthy(txn, &mut ch, &id, true, to_fail);
+                }
+                if let Some(a) = txn.t.allocs.get(&id) {
+                    evals.insert((a.namespace.clone(), a.job_id.clone()));
+                }
+            }
+            Timer::HealthyDeadline(id) => {
+                let Some(a) = txn.t.allocs.get(&id) else { continue };
+                if !a.live() || a.client_status != "running" || a.health.as_ref().is_none_or(|h| h.healthy.is_some()) {
+                    continue;
+                }
+                let k = (a.namespace.clone(), a.job_id.clone());
+                mark_unhealthy(txn, &mut ch, &id, false, to_fail);
+                evals.insert(k);
+            }
+            Timer::Progress(_) | Timer::Eval(_) => {}
+        }
+    }
+    ch.flush(txn);
+    for k in evals {
+        if txn.t.jobs.contains_key(&k) {
+            eval_for(txn, &k, "deployment-watcher");
+        }
+    }
+}
+
+fn mark_healthy(txn: &mut Txn<'_>, ch: &mut Changes, id: &str, promote: &mut BTreeSet<String>) {
+    let (now, idx) = (txn.now, txn.index);
+    let Some(a) = txn.t.allocs.get_mut(id) else { return };
+    let canary = a.is_canary();
+    if let Some(h) = a.health.as_mut() {
+        h.healthy = Some(true);
+        h.timestamp = Some(now);
+        h.modify_index = idx;
+    }
+    let dep = a.deployment_id.clone();
+    let group = a.group.clone();
+    ch.alloc(txn, id);
+    let Some(dep) = dep else { return };
+    let mut deadline = None;
+    if let Some(d) = txn.t.deployments.get_mut(&dep).filter(|d| d.active()) {
+        if let Some(gd) = d.groups.get_mut(&group) {
+            gd.healthy_allocs += 1;
+            if !gd.progress_deadline.is_zero() {
+                let by = now + gd.progress_deadline;
+                gd.require_progress_by = Some(by);
+                deadline = Some(by);
+            }
+        }
+        if canary {
+            promote.insert(dep.clone());
+        }
+        ch.deployment(txn, &dep);
+    }
+    if let Some(by) = deadline {
+        txn.t.add_timer(by, Timer::Progress(dep));
+    }
+}
+
+fn mark_unhealthy(
+    txn: &mut Txn<'_>,
+    ch: &mut Changes,
+    id: &str,
+    task_failed: bool,
+    to_fail: &mut Vec<(String, &'static str)>,
+) {
+    let (now, idx) = (txn.now, txn.index);
+    let Some(a) = txn.t.allocs.get(id).cloned() else { return };
+    let g = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group);
+    if let Some(x) = txn.t.allocs.get_mut(id) {
+        if let Some(h) = x.health.as_mut() {
+            h.healthy = Some(false);
+            h.timestamp = Some(now);
+            h.modify_index = idx;
+        }
+        if task_failed {
+            x.client_status = "failed";
+            x.client_description = "Failed tasks".into();
+        }
+    }
+    ch.alloc(txn, id);
+    let delay = g.as_ref().and_then(|g| can_reschedule(g, &a));
+    let pd_zero = g.as_ref().and_then(|g| g.strategy()).is_none_or(|s| s.progress_deadline.is_zero());
+    if let Some(dep) = a.deployment_id.clone() {
+        if let Some(d) = txn.t.deployments.get_mut(&dep).filter(|d| d.active()) {
+            if let Some(gd) = d.groups.get_mut(&a.group) {
+                gd.unhealthy_allocs += 1;
+            }
+            ch.deployment(txn, &dep);
+            if pd_zero || delay.is_none() {
+                to_fail.push((dep, desc::FAILED_ALLOCS));
+                return;
+            }
+        }
+    }
+    if let Some(d) = delay {
+        let at = now + d;
+        if let Some(x) = txn.t.allocs.get_mut(id) {
+            x.reschedule_at = Some(at);
+        }
+        txn.t.add_timer(at, Timer::Eval((a.namespace.clone(), a.job_id.clone())));
+    }
+}
+
+fn progress_missed(st: &NomadState, dep: &str, now: SimInstant) -> bool {
+    let Some(d) = st.t.deployments.get(dep) else { return false };
+    if d.status != "running" {
+        return false;
+    }
+    d.groups.values().any(|gd| {
+        let waiting_promotion = gd.desired_canaries > 0 && !gd.promoted && gd.healthy_allocs >= gd.desired_canaries;
+        let complete = gd.healthy_allocs >= gd.desired_total && (gd.desired_canaries == 0 || gd.promoted);
+        gd.require_progress_by.is_some_and(|by| by <= now) && !complete && !waiting_promotion
+    })
+}
+
+/// Fails a deployment in its own `DeploymentStatusUpdate` write, with auto-revert. Returns the
+/// reverted-to version and the write's eval ID and index.
+pub fn fail(st: &mut NomadState, shared: &Shared, dep: &str, base: &str) -> Option<(Option<u64>, String, u64)> {
+    if !st.t.deployments.get(dep).is_some_and(|d| d.active()) {
+        return None;
+    }
+    Some(st.write(shared, "DeploymentStatusUpdate", |txn| {
+        let mut ch = Changes::default();
+        let reverted = fail_in_txn(txn, &mut ch, dep, base);
+        ch.flush(txn);
+        let key = txn.t.deployments.get(dep).map(|d| (d.namespace.clone(), d.job_id.clone()));
+        let eval = key.map(|k| eval_for(txn, &k, "deployment-watcher")).unwrap_or_default();
+        (reverted, eval, txn.index)
+    }))
+}
+
+fn fail_in_txn(txn: &mut Txn<'_>, ch: &mut Changes, dep: &str, base: &str) -> Option<u64> {
+    let d = txn.t.deployments.get(dep)?;
+    let key = (d.namespace.clone(), d.job_id.clone());
+    let auto_revert = d.groups.values().any(|g| g.auto_revert);
+    let mut description = base.to_string();
+    let mut reverted = None;
+    if auto_revert {
+        if let Some(row) = txn.t.jobs.get(&key) {
+            let cur = row.cur.clone();
+            let stable = row.versions.iter().find(|v| v.stable && v.version != cur.version).cloned();
+            match stable {
+                None => description.push_str(" - no stable job version to auto revert to"),
+                Some(v) if v.spec == cur.spec => description.push_str(&format!(
+                    " - not rolling back to stable job version {} as current job has same specification",
+                    v.version
+                )),
+                Some(v) => {
+                    description.push_str(&format!(" - rolling back to job version {}", v.version));
+                    upsert_job(txn, &key, v.spec.clone(), v.model.clone(), cur.version + 1);
+                    reverted = Some(v.version);
+                }
+            }
+        }
+    }
+    if let Some(d) = txn.t.deployments.get_mut(dep) {
+        d.status = "failed";
+        d.status_description = description;
+    }
+    ch.deployment(txn, dep);
+    reverted
+}
+
+fn healthy_canaries(st: &NomadState, ids: &[String]) -> u64 {
+    ids.iter().filter(|id| st.t.allocs.get(*id).is_some_and(|a| a.is_healthy())).count() as u64
+}
+
+fn auto_promote(st: &mut NomadState, shared: &Shared, dep: &str) {
+    let Some(d) = st.t.deployments.get(dep) else { return };
+    if d.status != "running" || !d.has_auto_promote() {
+        return;
+    }
+    let ready = d
+        .groups
+        .values()
+        .filter(|g| g.desired_canaries > 0 && !g.promoted)
+        .all(|g| healthy_canaries(st, &g.placed_canaries) >= g.desired_canaries);
+    if ready {
+        let _ = promote(st, shared, dep, None);
+    }
+}
+
+/// The promote reply: eval ID, deployment modify index, write index.
+pub type PromoteReply = (String, u64, u64);
+
+/// `POST /v1/deployment/promote/:id` (B13), also used for auto-promotion.
+pub fn promote(
+    st: &mut NomadState,
+    shared: &Shared,
+    dep: &str,
+    groups: Option<Vec<String>>,
+) -> Result<PromoteReply, ApiError> {
+    let Some(d) = st.t.deployments.get(dep) else {
+        return Err(ApiError::internal("deployment not found"));
+    };
+    if !d.active() {
+        return Err(ApiError::internal("can't promote terminal deployment"));
+    }
+    let selected = |name: &String| groups.as_ref().is_none_or(|gs| gs.contains(name));
+    let mut errs = Vec::new();
+    for (name, g) in d.groups.iter().filter(|(n, _)| selected(n)) {
+        if g.desired_canaries == 0 || g.promoted {
+            continue;
+        }
+        let healthy = healthy_canaries(st, &g.placed_canaries);
+        if healthy < g.desired_canaries {
+            errs.push(format!("Task group \"{name}\" has {healthy}/{} healthy allocations", g.desired_canaries));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::internal(multierror(&errs)));
+    }
+    let key = (d.namespace.clone(), d.job_id.clone());
+    Ok(st.write(shared, "DeploymentPromotion", |txn| {
+        let mut ch = Changes::default();
+        let now = txn.now;
+        let mut canaries = Vec::new();
+        let mut deadlines = Vec::new();
+        if let Some(d) = txn.t.deployments.get_mut(dep) {
+            for (name, g) in d.groups.iter_mut() {
+                if !selected(name) {
+                    continue;
+                }
+                g.promoted = true;
+                canaries.extend(g.placed_canaries.iter().cloned());
+                if !g.progress_deadline.is_zero() {
+                    let by = now + g.progress_deadline;
+                    g.require_progress_by = Some(by);
+                    deadlines.push(by);
+                }
+            }
+            d.status_description = d.running_description().into();
+        }
+        for by in deadlines {
+            txn.t.add_timer(by, Timer::Progress(dep.to_string()));
+        }
+        for id in canaries {
+            let idx = txn.index;
+            if let Some(h) = txn.t.allocs.get_mut(&id).and_then(|a| a.health.as_mut()) {
+                h.canary = false;
+                h.modify_index = idx;
+            }
+            ch.alloc(txn, &id);
+        }
+        ch.deployment(txn, dep);
+        ch.flush(txn);
+        let eval = eval_for(txn, &key, "deployment-watcher");
+        (eval, txn.index, txn.index)
+    }))
+}
+
+/// `POST /v1/deployment/pause/:id` (B13).
+pub fn pause(st: &mut NomadState, shared: &Shared, dep: &str, pause: bool) -> Result<PromoteReply, ApiError> {
+    let Some(d) = st.t.deployments.get(dep) else {
+        return Err(ApiError::internal("deployment not found"));
+    };
+    if !d.active() {
+        return Err(ApiError::internal(if pause {
+            "can't pause terminal deployment"
+        } else {
+            "can't resume terminal deployment"
+        }));
+    }
+    let key = (d.namespace.clone(), d.job_id.clone());
+    Ok(st.write(shared, "DeploymentStatusUpdate", |txn| {
+        let mut ch = Changes::default();
+        if let Some(d) = txn.t.deployments.get_mut(dep) {
+            if pause {
+                d.status = "paused";
+                d.status_description = desc::PAUSED.into();
+            } else {
+                d.status = "running";
+                d.status_description = d.running_description().into();
+            }
+        }
+        ch.deployment(txn, dep);
+        ch.flush(txn);
+        let eval = eval_for(txn, &key, "deployment-watcher");
+        (eval, txn.index, txn.index)
+    }))
+}
