@@ -1,14 +1,14 @@
 //! Drover: a reconciling operator for HashiCorp Nomad, driven by records in Consul KV.
 pub mod app;
-pub mod metrics;
 pub mod config;
-pub mod tls;
-pub mod status;
-pub mod live;
-pub mod queue;
 pub mod consul;
+pub mod live;
+pub mod metrics;
 pub mod nomad;
+pub mod queue;
 pub mod reconcile;
+pub mod status;
+pub mod tls;
 
 /// An error and its causes on one line (`a: b: c`), for status messages and logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -21,4 +21,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     out
 }
+pub mod cli;
+pub mod http;
+pub mod runtime;
 pub mod store;

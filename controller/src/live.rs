@@ -81,3 +81,51 @@ impl Live {
         self.deployments.iter().find(|d| d.job_spec_modify_index == job_modify_index)
     }
 }
+
+impl From<&crate::nomad::types::JobStub> for LiveJob {
+    fn from(s: &crate::nomad::types::JobStub) -> LiveJob {
+        LiveJob {
+            namespace: s.namespace.clone(),
+            id: s.id.clone(),
+            owner: s.meta.get(OWNER_META_KEY).cloned(),
+            version: None,
+            job_modify_index: s.job_modify_index,
+            modify_index: s.modify_index,
+            stop: s.stop,
+            status: s.status.clone(),
+        }
+    }
+}
+
+impl From<&crate::nomad::types::Job> for LiveJob {
+    fn from(j: &crate::nomad::types::Job) -> LiveJob {
+        LiveJob {
+            namespace: j.namespace.clone(),
+            id: j.id.clone(),
+            owner: j.meta.get(OWNER_META_KEY).cloned(),
+            version: Some(j.version),
+            job_modify_index: j.job_modify_index,
+            modify_index: j.modify_index,
+            stop: j.stop,
+            status: j.status.clone(),
+        }
+    }
+}
+
+impl From<&crate::nomad::types::Deployment> for LiveDeployment {
+    fn from(d: &crate::nomad::types::Deployment) -> LiveDeployment {
+        let sum = |f: fn(&crate::nomad::types::DeploymentGroupState) -> u64| d.task_groups.values().map(f).sum();
+        LiveDeployment {
+            id: d.id.clone(),
+            job_version: d.job_version,
+            job_spec_modify_index: d.job_spec_modify_index,
+            create_index: d.create_index,
+            status: d.status.as_str().to_string(),
+            description: d.status_description.clone(),
+            desired: sum(|g| g.desired_total),
+            placed: sum(|g| g.placed_allocs),
+            healthy: sum(|g| g.healthy_allocs),
+            canaries: sum(|g| g.desired_canaries),
+        }
+    }
+}

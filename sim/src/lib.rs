@@ -9,11 +9,15 @@
 //! - [`reqlog`]: the log of answered API requests that tests assert on.
 //! - [`server`]: the listener loop shared by both servers (logging, faults, leader loss).
 //! - [`control`]: the shared `/_sim/` control API.
+//! - [`harness`]: starting both servers on bound listeners ([`testing::spawn`] for tests).
 //! - `consul`, `nomad`: the two servers' models and routes.
 
 pub mod clock;
+pub mod consul;
 pub mod control;
 pub mod faults;
+pub mod harness;
+pub mod nomad;
 pub mod reqlog;
 pub mod server;
 
@@ -25,6 +29,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use clock::{Clock, SimInstant};
+
+/// What tests use to start a simulator: `testing::spawn(SimConfig::fast()).await`.
+pub mod testing {
+    pub use crate::harness::{SimHandle as TestSim, spawn};
+}
 
 /// Which of the two modelled servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,1 +1,52 @@
-fn main() {}
+//! `drover-sim`: runs the Consul and Nomad API simulator on two listeners until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use drover_sim::{SimConfig, harness, server};
+
+/// A model of the Consul and Nomad HTTP APIs for tests and demos (not a Consul or Nomad server).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address for the Consul API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8500")]
+    consul_addr: String,
+    /// Address for the Nomad API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4646")]
+    nomad_addr: String,
+    /// Real seconds per simulated second: 0.01 makes a modelled 10s last 100 ms.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Enables ACLs on both servers with this management token.
+    #[arg(long)]
+    acl_bootstrap_token: Option<String>,
+    /// Seed for IDs and jitter.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        anyhow::bail!("--time-scale must be a positive number, got {}", args.time_scale);
+    }
+    let consul = tokio::net::TcpListener::bind(&args.consul_addr)
+        .await
+        .with_context(|| format!("--consul-addr {}: cannot listen", args.consul_addr))?;
+    let nomad = tokio::net::TcpListener::bind(&args.nomad_addr)
+        .await
+        .with_context(|| format!("--nomad-addr {}: cannot listen", args.nomad_addr))?;
+    let config =
+        SimConfig { time_scale: args.time_scale, acl_bootstrap_token: args.acl_bootstrap_token, seed: args.seed };
+    let sim = harness::start(consul, nomad, &config)?;
+    println!("consul listening on {}", sim.consul_url);
+    println!("nomad listening on {}", sim.nomad_url);
+    server::shutdown_signal().await;
+    sim.shutdown().await;
+    Ok(())
+}

@@ -5,7 +5,7 @@
 
 mod decide;
 pub mod error;
-// pub mod execute; (lands with the clients)
+pub mod execute;
 
 use std::sync::Arc;
 use std::time::Duration;

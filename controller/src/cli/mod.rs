@@ -1,0 +1,186 @@
+//! The command line: `drover run` (the controller), `drover dev` (simulator + controller + live view) and the
+//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `schema`).
+//!
+//! Errors reach `main` as `anyhow` chains and are printed on one line with a non-zero exit.
+
+mod apply;
+mod diff;
+mod show;
+
+pub mod dev;
+pub mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{ConsulConfig, ConsulFlags, NomadConfig, NomadFlags};
+use crate::metrics::Metrics;
+
+/// A reconciling operator for HashiCorp Nomad, driven by records in Consul KV.
+#[derive(Parser, Debug)]
+#[command(name = "drover", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller against Consul and Nomad.
+    Run(run::RunArgs),
+    /// Run the embedded simulator with the example apps and the controller, with a live view (no cluster needed).
+    Dev(dev::DevArgs),
+    /// Validate records and write them to Consul KV (file, directory or `-` for stdin; multi-document YAML).
+    Apply(apply::ApplyArgs),
+    /// List apps with their phase.
+    Get(show::GetArgs),
+    /// Show one app's status, conditions, deployment and history.
+    Describe(show::DescribeArgs),
+    /// Show what applying a record would change in Nomad (Nomad's plan diff).
+    Diff(diff::DiffArgs),
+    /// Delete an app's record (its deletionPolicy then applies to the job).
+    Delete(show::DeleteArgs),
+    /// Validate records without writing anything.
+    Validate(apply::ValidateArgs),
+    /// Write the JSON Schemas of the records.
+    Schema(SchemaArgs),
+}
+
+/// Where Consul is (flags win over `CONSUL_*` variables).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConsulArgs {
+    /// Consul HTTP address [env: CONSUL_HTTP_ADDR; default http://127.0.0.1:8500].
+    #[arg(long)]
+    pub consul_addr: Option<String>,
+    /// Consul ACL token [env: CONSUL_HTTP_TOKEN].
+    #[arg(long)]
+    pub consul_token: Option<String>,
+    /// File holding the Consul ACL token [env: CONSUL_HTTP_TOKEN_FILE].
+    #[arg(long)]
+    pub consul_token_file: Option<String>,
+    /// CA certificate for Consul's TLS [env: CONSUL_CACERT].
+    #[arg(long)]
+    pub consul_cacert: Option<String>,
+    /// Client certificate for Consul mTLS [env: CONSUL_CLIENT_CERT].
+    #[arg(long)]
+    pub consul_client_cert: Option<String>,
+    /// Client key for Consul mTLS [env: CONSUL_CLIENT_KEY].
+    #[arg(long)]
+    pub consul_client_key: Option<String>,
+}
+
+/// Where Nomad is (flags win over `NOMAD_*` variables).
+#[derive(Args, Debug, Clone, Default)]
+pub struct NomadArgs {
+    /// Nomad HTTP address [env: NOMAD_ADDR; default http://127.0.0.1:4646].
+    #[arg(long)]
+    pub nomad_addr: Option<String>,
+    /// Nomad ACL token [env: NOMAD_TOKEN].
+    #[arg(long)]
+    pub nomad_token: Option<String>,
+    /// Nomad region [env: NOMAD_REGION].
+    #[arg(long)]
+    pub nomad_region: Option<String>,
+    /// CA certificate for Nomad's TLS [env: NOMAD_CACERT].
+    #[arg(long)]
+    pub nomad_cacert: Option<String>,
+    /// Client certificate for Nomad mTLS [env: NOMAD_CLIENT_CERT].
+    #[arg(long)]
+    pub nomad_client_cert: Option<String>,
+    /// Client key for Nomad mTLS [env: NOMAD_CLIENT_KEY].
+    #[arg(long)]
+    pub nomad_client_key: Option<String>,
+}
+
+/// The KV prefix shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct PrefixArg {
+    /// KV prefix: records at <prefix>/apps/<ns>/<name>, status at <prefix>/status/<ns>/<name>.
+    #[arg(long, default_value = "drover")]
+    pub prefix: String,
+}
+
+/// `drover schema`.
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    /// Directory to write the schemas to.
+    #[arg(long, default_value = "crds")]
+    pub dir: PathBuf,
+}
+
+/// Output format of `get` and `describe`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// The process environment, read through one seam (STYLE item 10).
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl ConsulArgs {
+    /// Resolves flags and `CONSUL_*` variables into a client.
+    pub fn client(&self, metrics: Arc<Metrics>) -> anyhow::Result<crate::consul::Client> {
+        let flags = ConsulFlags {
+            addr: self.consul_addr.clone(),
+            token: self.consul_token.clone(),
+            token_file: self.consul_token_file.clone(),
+            ca_cert: self.consul_cacert.clone(),
+            client_cert: self.consul_client_cert.clone(),
+            client_key: self.consul_client_key.clone(),
+        };
+        let config = ConsulConfig::resolve(&flags, &env_lookup)?;
+        crate::consul::Client::new(&config, metrics).context("cannot build the Consul client")
+    }
+}
+
+impl NomadArgs {
+    /// Resolves flags and `NOMAD_*` variables into a client.
+    pub fn client(&self, metrics: Arc<Metrics>) -> anyhow::Result<crate::nomad::Client> {
+        let flags = NomadFlags {
+            addr: self.nomad_addr.clone(),
+            token: self.nomad_token.clone(),
+            region: self.nomad_region.clone(),
+            ca_cert: self.nomad_cacert.clone(),
+            client_cert: self.nomad_client_cert.clone(),
+            client_key: self.nomad_client_key.clone(),
+        };
+        let config = NomadConfig::resolve(&flags, &env_lookup)?;
+        crate::nomad::Client::new(&config, metrics).context("cannot build the Nomad client")
+    }
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command met, as one chain for `main` to print.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Dev(args) => dev::dev(args).await,
+        Command::Apply(args) => apply::apply(args).await,
+        Command::Get(args) => show::get(args).await,
+        Command::Describe(args) => show::describe(args).await,
+        Command::Diff(args) => diff::diff(args).await,
+        Command::Delete(args) => show::delete(args).await,
+        Command::Validate(args) => apply::validate(args),
+        Command::Schema(args) => {
+            crate::app::write_schemas(&args.dir)
+                .with_context(|| format!("cannot write schemas to {}", args.dir.display()))?;
+            println!("wrote {} schemas to {}", crate::app::schemas().len(), args.dir.display());
+            Ok(())
+        }
+    }
+}
