@@ -2,6 +2,7 @@
 //! every committed change until its index passes `?index=`, or the wait (clamped, plus jitter) runs out on the sim
 //! clock, or the state store is replaced by a restore.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::Consul;
@@ -64,13 +65,15 @@ impl Consul {
             if pass.index > min_index {
                 return Ok(pass);
             }
-            tokio::select! {
-                _ = self.shared.clock.sleep_until(deadline) => return Ok(pass),
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return Ok(pass);
-                    }
+            let woken = {
+                let _parked = Parked::new(&self.parked);
+                tokio::select! {
+                    _ = self.shared.clock.sleep_until(deadline) => false,
+                    changed = changes.changed() => changed.is_ok(),
                 }
+            };
+            if !woken {
+                return Ok(pass);
             }
             // A restore replaced the store while we waited: an abandoned store ends the query with the result we
             // already had, as `AbandonCh` does in Consul (the next query sees the restored, lower indexes).
@@ -78,6 +81,43 @@ impl Consul {
             if restored {
                 return Ok(pass);
             }
+        }
+    }
+}
+
+/// Counts a parked query for as long as it lives (also when the request is dropped mid-wait).
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn new(counter: &'a AtomicUsize) -> Parked<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Parked(counter)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Shared, SimConfig};
+
+    #[test]
+    fn query_timeout_should_clamp_then_add_jitter() {
+        let c = Consul::new(Shared::new(&SimConfig::default()));
+        for _ in 0..200 {
+            let t = c.query_timeout(Some(3600 * 1_000_000_000));
+            assert!(t >= MAX_QUERY_TIME && t < MAX_QUERY_TIME + MAX_QUERY_TIME / 16, "{t:?}");
+            let t = c.query_timeout(None);
+            assert!(t >= DEFAULT_QUERY_TIME && t < DEFAULT_QUERY_TIME + DEFAULT_QUERY_TIME / 16, "{t:?}");
+            let t = c.query_timeout(Some(0));
+            assert!(t >= DEFAULT_QUERY_TIME, "a zero wait means the default: {t:?}");
+            let t = c.query_timeout(Some(16_000_000_000));
+            assert!(t >= Duration::from_secs(16) && t < Duration::from_secs(17), "{t:?}");
         }
     }
 }

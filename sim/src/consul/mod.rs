@@ -26,6 +26,7 @@ pub mod session;
 pub mod state;
 pub mod txn;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, watch};
@@ -48,6 +49,8 @@ pub struct Consul {
     changes: watch::Sender<u64>,
     /// Wakes the timer task when sessions or tombstones change.
     timers: Notify,
+    /// Blocking queries currently parked (Consul's `queries_blocking` gauge).
+    parked: AtomicUsize,
 }
 
 /// Counters for `/_sim/consul/stats` and tests.
@@ -68,6 +71,9 @@ pub struct Stats {
     /// Max of the `kvs` and `tombstones` table indexes (what a whole-store KV list reports).
     #[serde(rename = "KVIndex")]
     pub kv_index: u64,
+    /// Blocking queries parked right now.
+    #[serde(rename = "BlockingQueries")]
+    pub blocking_queries: usize,
 }
 
 impl Consul {
@@ -79,6 +85,7 @@ impl Consul {
             snapshots: Mutex::new(Vec::new()),
             changes: watch::Sender::new(0),
             timers: Notify::new(),
+            parked: AtomicUsize::new(0),
         })
     }
 
@@ -127,7 +134,13 @@ impl Consul {
             sessions: s.sessions.sessions.len(),
             raft_index: s.raft_index,
             kv_index: s.kv.max_index(),
+            blocking_queries: self.parked.load(Ordering::SeqCst),
         }
+    }
+
+    /// Blocking queries parked right now, waiting for a change or their timeout.
+    pub fn blocking_queries(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
     }
 
     /// Takes a snapshot of the replicated state (KV, tombstones, sessions) and returns its ID.

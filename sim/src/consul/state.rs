@@ -88,8 +88,12 @@ pub enum OpResult {
     Unit,
 }
 
+/// The Raft index a fresh model starts from: a new cluster's own writes (Raft configuration, autopilot, CA) take
+/// the first indexes, so no user data ever has index 1 and `?index=1` is always safe to wait on (`setIndex`).
+pub const INITIAL_RAFT_INDEX: u64 = 10;
+
 /// The whole model of one Consul cluster.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConsulState {
     /// The last Raft index handed out.
     pub raft_index: u64,
@@ -113,6 +117,19 @@ pub struct Watermark {
     sessions: u64,
     generation: u64,
     session_count: usize,
+}
+
+impl Default for ConsulState {
+    fn default() -> Self {
+        ConsulState {
+            raft_index: INITIAL_RAFT_INDEX,
+            kv: KvStore::default(),
+            sessions: SessionTable::default(),
+            lock_delay: HashMap::new(),
+            acl: AclStore::default(),
+            generation: 0,
+        }
+    }
 }
 
 impl ConsulState {
