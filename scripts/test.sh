@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every check CI runs, in order: formatting, lints, the binaries the end-to-end tests start, then every test
+# (unit, contract, golden, end-to-end). Needs only a Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
