@@ -281,7 +281,7 @@ impl LiveCache {
             new_deps.entry((ns, job_id)).or_default().push(d);
         }
         for list in new_deps.values_mut() {
-            list.sort_by(|a, b| b.create_index.cmp(&a.create_index));
+            list.sort_by_key(|d| std::cmp::Reverse(d.create_index));
             list.truncate(DEPLOYMENTS_PER_JOB);
         }
         let mut inner = write(&self.inner);
@@ -346,7 +346,7 @@ impl LiveCache {
         } else {
             list.push(d);
         }
-        list.sort_by(|a, b| b.create_index.cmp(&a.create_index));
+        list.sort_by_key(|d| std::cmp::Reverse(d.create_index));
         list.truncate(DEPLOYMENTS_PER_JOB);
         true
     }

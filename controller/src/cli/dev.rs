@@ -150,7 +150,7 @@ async fn live_view(handle: Handle, banner: String, plain: bool, shutdown: tokio_
         let mut out = std::io::stdout().lock();
         if plain {
             if text != last {
-                let _ = write!(out, "{ready}{text}\n");
+                let _ = writeln!(out, "{ready}{text}");
             }
         } else {
             let _ = write!(out, "\x1b[2J\x1b[H{banner}{ready}{text}\nCtrl-C stops everything.\n");
