@@ -79,7 +79,7 @@ async fn a2_timeout_returns_same_index() {
 
 #[tokio::test]
 async fn a2_wait_should_default_to_5_minutes_and_clamp_at_10() {
-    let s = spawn_scaled(0.0001).await;
+    let s = spawn_scaled(0.001).await;
     s.put_ok("/v1/kv/k", "v").await;
     let idx = s.modify_index("k").await;
     let before = s.sim_now();
@@ -113,14 +113,14 @@ async fn a2_missing_key_should_keep_blocking_while_the_table_index_moves() {
     s.put_ok("/v1/kv/other", "1").await;
     let idx = s.get("/v1/kv/missing").await.index();
     let before = s.sim_now();
-    let url = format!("/v1/kv/missing?index={idx}&wait=60s");
+    let url = format!("/v1/kv/missing?index={idx}&wait=10m");
     let (r, moved) = tokio::join!(s.get(&url), async {
         parked(&s, 1).await;
         s.put_ok("/v1/kv/other", "2").await;
         s.modify_index("other").await
     });
     assert_eq!(r.status, 404, "still missing when the wait expires");
-    assert!(s.sim_now() - before >= Duration::from_secs(60), "it did not return on the unrelated write");
+    assert!(s.sim_now() - before >= Duration::from_secs(600), "it did not return on the unrelated write");
     assert_eq!(r.index(), moved, "the 404 carries the current table index");
     assert!(moved > idx);
 }

@@ -286,3 +286,13 @@ async fn a5_recurse_should_delete_the_prefix_only() {
     assert_eq!(s.delete("/v1/kv/?recurse").await.body, "true", "empty key with recurse deletes everything");
     assert_eq!(s.get("/v1/kv/?keys").await.body, "[]");
 }
+
+#[tokio::test]
+async fn a1_status_leader_should_name_the_leader() {
+    let s = sim().await;
+    let r = s.get("/v1/status/leader").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "\"127.0.0.1:8300\""));
+    s.shared.set_leader(drover_sim::Server::Consul, false);
+    let r = s.get("/v1/status/leader").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "\"\""), "no leader: an empty string");
+}

