@@ -34,10 +34,13 @@ impl Seen {
     }
 }
 
+/// A scripted answer: status, headers, body.
+type Reply = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
 #[derive(Default)]
 struct Script {
     seen: Vec<Seen>,
-    replies: VecDeque<(u16, Vec<(&'static str, String)>, Vec<u8>)>,
+    replies: VecDeque<Reply>,
 }
 
 type Shared = Arc<Mutex<Script>>;
