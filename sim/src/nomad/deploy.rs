@@ -391,6 +391,8 @@ fn reconcile_group(
     } else {
         // Promoted canaries replace old allocations: stop the excess, old ones first.
         let mut old_live: Vec<&Alloc> = destructive.clone();
+        // Old allocations whose name a current one (a promoted canary) already took go first.
+        old_live.sort_by_key(|o| current.iter().any(|c| c.slot == o.slot));
         let mut total = current.len() + old_live.len() + inplace.len();
         while total as u64 > g.count {
             let victim = if let Some(o) = old_live.pop() {
@@ -433,7 +435,8 @@ fn reconcile_group(
             .map(|a| a.slot)
             .chain(waiting_slots.iter().copied())
             .collect();
-        let live_count = used.len() as u64;
+        let live_count =
+            txn.t.job_allocs(key).filter(|a| a.group == g.name && a.live()).count() as u64 + waiting_slots.len() as u64;
         if live_count < g.count && !matches!(dep_status, Some("paused")) {
             let mut slot = 0u64;
             for _ in 0..(g.count - live_count) {
