@@ -94,7 +94,7 @@ fn object(out: &mut String, indent: usize, o: &ObjectDiff) {
     for child in &o.objects {
         object(out, indent + 2, child);
     }
-    out.push_str(&format!("{}}}\n", " ".repeat(indent + 2)));
+    out.push_str(&format!("{}}}\n", " ".repeat(indent)));
 }
 
 /// The plan diff as an indented tree: `+` added, `-` deleted, `~` edited.
