@@ -1,0 +1,11 @@
+# Consul ACL policy for the token `drover run` uses (CONSUL_HTTP_TOKEN).
+# Records are only read; status is written; nothing else in KV is touched.
+key_prefix "drover/apps/" {
+  policy = "read"
+}
+key_prefix "drover/status/" {
+  policy = "write"
+}
+key_prefix "drover/control/" {
+  policy = "read"
+}
