@@ -112,12 +112,7 @@ fn document_value(bytes: &[u8]) -> Result<Value, FieldError> {
             ),
         )
     })?;
-    if looks_like_json(bytes) {
-        json_value(bytes)
-    } else {
-        serde_saphyr::from_str_with_options::<Value>(text, yaml_options())
-            .map_err(|e| FieldError::new("", yaml_reason(&e)))
-    }
+    if looks_like_json(bytes) { json_value(bytes) } else { yaml_value(text) }
 }
 
 fn looks_like_json(bytes: &[u8]) -> bool {
@@ -126,13 +121,33 @@ fn looks_like_json(bytes: &[u8]) -> bool {
 
 fn json_value(bytes: &[u8]) -> Result<Value, FieldError> {
     // serde_json stops at 128 levels by itself ("recursion limit exceeded"), before the stack
-    // is at risk; the walk below applies Drover's own, lower limit.
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| FieldError::new("", format!("not valid JSON: {e}")))?;
+    // is at risk; the walk below applies Drover's own, lower limit. Going through
+    // serde_path_to_error even for the untyped `Value` gives syntax-level errors (a number out
+    // of range) the path of the field they are in.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: Value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        FieldError::new(
+            render_path(&e.path().iter().cloned().collect::<Vec<_>>()),
+            format!("not valid JSON: {}", e.inner()),
+        )
+    })?;
+    de.end().map_err(|e| FieldError::new("", format!("not valid JSON: {e}")))?;
     if depth_exceeds(&value, MAX_DEPTH) {
         return Err(FieldError::new("", format!("the document nests deeper than {MAX_DEPTH} levels")));
     }
     Ok(value)
+}
+
+/// One YAML document → `Value`, under the budget; errors carry the path they were found at.
+fn yaml_value(text: &str) -> Result<Value, FieldError> {
+    let mut path = String::new();
+    serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+        serde_path_to_error::deserialize::<_, Value>(de).map_err(|e| {
+            path = render_path(&e.path().iter().cloned().collect::<Vec<_>>());
+            e.into_inner()
+        })
+    })
+    .map_err(|e| FieldError::new(path, yaml_reason(&e)))
 }
 
 /// Whether any path in `value` is deeper than `limit`, without recursion.
@@ -174,6 +189,10 @@ fn yaml_options() -> serde_saphyr::Options {
     options.alias_limits.max_total_replayed_events = 100_000;
     options.alias_limits.max_replay_stack_depth = 16;
     options.with_snippet = false;
+    // YAML 1.1 reads `yes`, `no`, `on`, `off`, `y` and `n` as booleans (the "Norway problem"):
+    // `env: {DEBUG: on}` would become a type error and `country: no` a boolean. Only `true` and
+    // `false` are booleans in a record; everything else is a string.
+    options.strict_booleans = true;
     options
 }
 
@@ -269,14 +288,21 @@ fn remove_at(value: &mut Value, path: &[Segment]) -> bool {
     }
 }
 
+/// The longest path shown; deeper ones (from absurd nesting) end in `…`.
+const MAX_PATH_SEGMENTS: usize = 12;
+
 fn render_path(segments: &[Segment]) -> String {
     let mut path = String::new();
-    for segment in segments {
+    for segment in segments.iter().take(MAX_PATH_SEGMENTS) {
         path = match segment {
             Segment::Seq { index } => index_path(&path, *index),
             Segment::Map { key } | Segment::Enum { variant: key } => key_path(&path, key),
-            Segment::Unknown => key_path(&path, "?"),
+            // A key that failed to parse has no name yet: the path ends at its parent.
+            Segment::Unknown => return path,
         };
+    }
+    if segments.len() > MAX_PATH_SEGMENTS {
+        path.push('…');
     }
     path
 }
