@@ -458,3 +458,63 @@ async fn watcher_should_rate_limit_immediate_returns_with_burst_two() {
     let (_, _) = w.step(state).await;
     assert!(Instant::now() - start >= Duration::from_secs(10));
 }
+
+// ---- against the simulator over real HTTP ----
+
+async fn sim_client() -> (drover_sim::testing::TestSim, Client) {
+    let sim = drover_sim::testing::spawn(drover_sim::SimConfig::fast()).await;
+    let http = build_http_client(TlsFiles::default()).unwrap();
+    let client = Client::with_http(http, &sim.consul_url, None, Arc::new(Metrics::new()));
+    (sim, client)
+}
+
+#[tokio::test]
+async fn sim_kv_should_round_trip_with_cas_guards() {
+    let (_sim, client) = sim_client().await;
+    let key = "drover/apps/default/web";
+    assert_eq!(client.get(key).await.unwrap(), None);
+    assert!(client.cas(key, b"v1", 0).await.unwrap(), "cas 0 creates an absent key");
+    assert!(!client.cas(key, b"again", 0).await.unwrap(), "cas 0 on an existing key is false");
+    let entry = client.get(key).await.unwrap().unwrap();
+    assert_eq!(entry.value, b"v1");
+    assert!(!client.cas(key, b"v2", entry.modify_index + 100).await.unwrap());
+    assert!(client.cas(key, b"v2", entry.modify_index).await.unwrap());
+    let listing = client.list("drover/apps/", BlockingQuery::now()).await.unwrap();
+    assert_eq!(listing.entries.len(), 1);
+    assert_eq!(listing.entries[0].value, b"v2");
+    assert!(listing.index >= listing.entries[0].modify_index);
+    let new_index = client.cas_via_txn("drover/status/default/web", b"{}", 0).await.unwrap().unwrap();
+    let status = client.get("drover/status/default/web").await.unwrap().unwrap();
+    assert_eq!(status.modify_index, new_index, "the txn reports the written entry's ModifyIndex");
+    assert_eq!(client.cas_via_txn("drover/status/default/web", b"{}", 0).await.unwrap(), None);
+    assert!(client.delete_cas(key, listing.entries[0].modify_index).await.unwrap());
+    let empty = client.list("drover/apps/", BlockingQuery::now()).await.unwrap();
+    assert!(empty.entries.is_empty() && empty.index > 0, "an empty prefix still has an index: {empty:?}");
+    assert_eq!(client.keys("drover/").await.unwrap(), vec!["drover/status/default/web"]);
+}
+
+#[tokio::test]
+async fn sim_prefix_watch_should_wake_on_a_write() {
+    use futures::StreamExt as _;
+    let (_sim, client) = sim_client().await;
+    client.put("drover/apps/default/a", b"a").await.unwrap();
+    let mut config = WatchConfig::new("drover/apps/");
+    config.wait = Duration::from_secs(30);
+    config.refill = Duration::from_millis(10);
+    let mut events = Box::pin(drover::consul::watch::watch(client.clone(), config, Arc::new(Metrics::new())));
+    let deadline = Duration::from_secs(10);
+    let first = tokio::time::timeout(deadline, events.next()).await.expect("no initial snapshot within 10 s").unwrap();
+    let WatchEvent::Snapshot { entries, relisted, .. } = first;
+    assert!(relisted);
+    assert_eq!(entries.len(), 1);
+    client.put("drover/apps/default/b", b"b").await.unwrap();
+    let second =
+        tokio::time::timeout(deadline, events.next()).await.expect("the watch did not wake within 10 s").unwrap();
+    let WatchEvent::Snapshot { entries, relisted, index, .. } = second;
+    assert!(!relisted);
+    assert_eq!(
+        entries.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["drover/apps/default/a", "drover/apps/default/b"]
+    );
+    assert_eq!(index, entries[1].modify_index);
+}

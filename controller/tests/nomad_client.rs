@@ -473,3 +473,83 @@ async fn live_watcher_should_fall_back_to_blocking_queries_when_the_stream_is_re
     let queries = nomad.job_queries.lock().unwrap().clone();
     assert_eq!(queries.last().unwrap().index, 12, "polls block on the last index");
 }
+
+// ---- against the simulator over real HTTP ----
+
+async fn sim_nomad() -> (drover_sim::testing::TestSim, Client) {
+    let sim = drover_sim::testing::spawn(drover_sim::SimConfig::fast()).await;
+    let client = client_for(&sim.nomad_url, None, None);
+    (sim, client)
+}
+
+fn sim_job(id: &str, count: u64) -> serde_json::Value {
+    json!({"ID": id, "Type": "service", "Meta": {"drover.io/app": format!("default/{id}")},
+        "TaskGroups": [{"Name": "web", "Count": count,
+        "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "nginx:1"}}]}]})
+}
+
+#[tokio::test]
+async fn sim_register_should_enforce_the_job_modify_index() {
+    let (_sim, client) = sim_nomad().await;
+    client.register("default", &sim_job("web", 1), Some(0), false).await.unwrap();
+    let err = client.register("default", &sim_job("web", 2), Some(0), false).await.unwrap_err();
+    assert!(matches!(err, Error::EnforceIndexConflict { .. }), "{err:?}");
+    let job = client.job("default", "web").await.unwrap().unwrap();
+    assert_eq!(job.meta["drover.io/app"], "default/web");
+    client.register("default", &sim_job("web", 2), Some(job.job_modify_index), false).await.unwrap();
+    let job2 = client.job("default", "web").await.unwrap().unwrap();
+    assert_eq!(job2.version, job.version + 1);
+    assert_eq!(job2.task_groups[0].count, 2);
+    let err = client.register("default", &sim_job("web", 3), Some(job.job_modify_index), false).await.unwrap_err();
+    assert!(matches!(err, Error::EnforceIndexConflict { .. }), "a stale index loses: {err:?}");
+    let (jobs, index) = client.list_jobs(BlockingQuery::now()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(index >= job2.modify_index);
+    let err = client.register("default", &json!({"ID": "bad", "TaskGroups": []}), None, false).await.unwrap_err();
+    assert!(matches!(err, Error::JobInvalid { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn sim_event_stream_should_deliver_a_job_event() {
+    let (_sim, client) = sim_nomad().await;
+    let (_, index) = client.list_jobs(BlockingQuery::now()).await.unwrap();
+    let mut stream = client.subscribe(index + 1).await.unwrap();
+    client.register("default", &sim_job("api", 1), None, false).await.unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let frame = stream.next_frame().await.unwrap();
+            if let Some(event) = frame.events.iter().find(|e| e.topic == "Job") {
+                return event.clone();
+            }
+        }
+    })
+    .await
+    .expect("no Job event within 10 s");
+    assert_eq!(found.key, "api");
+    assert!(stream.saw_heartbeat());
+}
+
+#[tokio::test]
+async fn sim_live_watcher_should_resync_then_report_a_registered_job() {
+    use futures::StreamExt as _;
+    let (_sim, client) = sim_nomad().await;
+    client.register("default", &sim_job("web", 1), None, false).await.unwrap();
+    let config = LiveWatchConfig { refill: Duration::from_millis(10), ..LiveWatchConfig::default() };
+    let mut events = Box::pin(drover::nomad::watch::watch(client.clone(), config, Arc::new(Metrics::new())));
+    let deadline = Duration::from_secs(10);
+    let first = tokio::time::timeout(deadline, events.next()).await.expect("no resync within 10 s").unwrap();
+    assert!(matches!(&first, LiveEvent::Resynced { jobs, .. } if jobs.len() == 1 && jobs[0].id == "web"), "{first:?}");
+    client.register("default", &sim_job("api", 1), None, false).await.unwrap();
+    let upserted = tokio::time::timeout(deadline, async {
+        loop {
+            if let Some(LiveEvent::JobUpserted(job)) = events.next().await {
+                if job.id == "api" {
+                    return job;
+                }
+            }
+        }
+    })
+    .await
+    .expect("no JobUpserted for api within 10 s");
+    assert_eq!(upserted.meta["drover.io/app"], "default/api");
+}
