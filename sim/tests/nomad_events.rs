@@ -1,0 +1,173 @@
+//! Contract tests for api-contract.md B15 (event stream).
+
+mod nomad_support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nomad_support::{Sim, fast, job, with_meta};
+use serde_json::{Value, json};
+
+/// An open event stream, read line by line.
+struct Events {
+    headers: reqwest::header::HeaderMap,
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl Events {
+    async fn open(s: &Sim, query: &str) -> Events {
+        let r = reqwest::get(format!("{}/v1/event/stream?{query}", s.url)).await.expect("open event stream");
+        assert_eq!(r.status(), 200);
+        Events { headers: r.headers().clone(), body: Box::pin(r.bytes_stream()), buf: Vec::new() }
+    }
+
+    /// The next line as JSON; panics after 5 s real time.
+    async fn next(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(p) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=p).collect();
+                return serde_json::from_slice(&line).expect("each line is JSON");
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .expect("an event-stream line within 5 s")
+                .expect("stream still open")
+                .expect("read stream");
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    /// The next frame with events (skipping heartbeats).
+    async fn frame(&mut self) -> Value {
+        loop {
+            let v = self.next().await;
+            if v.get("Index").is_some() {
+                return v;
+            }
+        }
+    }
+
+    /// Frames until one satisfies `f`.
+    async fn until(&mut self, f: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.frame().await;
+            if f(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+fn types(frame: &Value) -> Vec<(String, String)> {
+    frame["Events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["Topic"].as_str().unwrap_or("").to_string(), e["Type"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn b15_stream_starts_with_empty_object_and_has_stream_headers() {
+    let s = fast().await;
+    let mut ev = Events::open(&s, "topic=Job").await;
+    assert_eq!(ev.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    assert_eq!(ev.headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-cache"));
+    assert!(ev.headers.get("x-nomad-index").is_none());
+    assert_eq!(ev.next().await, json!({}));
+    // 30 s sim heartbeat = 30 ms real.
+    assert_eq!(ev.next().await, json!({}));
+}
+
+#[tokio::test]
+async fn b15_register_emits_job_then_evaluation_frames_at_same_index() {
+    let s = fast().await;
+    let mut ev = Events::open(&s, "topic=Job&topic=Evaluation").await;
+    let reply = s.register(&job("web", 1)).await;
+    let f1 = ev.frame().await;
+    let f2 = ev.frame().await;
+    assert_eq!(types(&f1), vec![("Job".to_string(), "JobRegistered".to_string())]);
+    assert_eq!(types(&f2), vec![("Evaluation".to_string(), "JobRegistered".to_string())]);
+    assert_eq!(f1["Index"], f2["Index"]);
+    assert_eq!(f1["Index"], reply["JobModifyIndex"]);
+    assert_eq!(f1["Events"][0]["Payload"]["Job"]["ID"], "web");
+    assert_eq!(f1["Events"][0]["Key"], "web");
+    assert_eq!(f1["Events"][0]["Namespace"], "default");
+}
+
+#[tokio::test]
+async fn b15_identical_register_emits_only_an_evaluation() {
+    let s = fast().await;
+    s.register(&job("web", 1)).await;
+    s.deployment_status("web", 0, "successful").await;
+    let reply = s.register(&job("web", 1)).await;
+    let idx = reply["Index"].as_u64().unwrap_or(0);
+    let mut ev = Events::open(&s, &format!("topic=Job&topic=Evaluation&index={idx}")).await;
+    let f = ev.frame().await;
+    assert_eq!(f["Index"], idx);
+    assert_eq!(types(&f), vec![("Evaluation".to_string(), "EvaluationUpdated".to_string())]);
+}
+
+#[tokio::test]
+async fn b15_deployment_success_arrives_as_plan_result() {
+    let s = fast().await;
+    let mut ev = Events::open(&s, "topic=Deployment:web").await;
+    s.register(&job("web", 1)).await;
+    let f = ev.until(|f| f["Events"][0]["Payload"]["Deployment"]["Status"] == "successful").await;
+    assert_eq!(f["Events"][0]["Type"], "PlanResult");
+    assert_eq!(f["Events"][0]["FilterKeys"], json!(["web"]));
+}
+
+#[tokio::test]
+async fn b15_topic_key_filters_by_job() {
+    let s = fast().await;
+    let mut ev = Events::open(&s, "topic=Job:web").await;
+    s.register(&job("api", 1)).await;
+    s.register(&job("web", 1)).await;
+    let f = ev.frame().await;
+    assert_eq!(f["Events"][0]["Key"], "web");
+}
+
+#[tokio::test]
+async fn b15_resume_index_is_inclusive() {
+    let s = fast().await;
+    let r1 = s.register(&job("web", 1)).await;
+    let idx = r1["JobModifyIndex"].as_u64().unwrap_or(0);
+    let mut ev = Events::open(&s, &format!("topic=Job:web&index={idx}")).await;
+    assert_eq!(ev.frame().await["Index"], idx);
+}
+
+#[tokio::test]
+async fn b15_index_newer_than_buffer_resends_newest_batch() {
+    let s = fast().await;
+    s.register(&job("web", 1)).await;
+    s.deployment_status("web", 0, "successful").await;
+    let newest = s.nomad.lock().index;
+    let mut ev = Events::open(&s, &format!("index={}", newest + 1000)).await;
+    assert_eq!(ev.next().await, json!({}));
+    assert_eq!(ev.frame().await["Index"], newest);
+}
+
+#[tokio::test]
+async fn b15_index_older_than_buffer_starts_at_oldest_retained() {
+    let s = fast().await;
+    for i in 0..60 {
+        s.register(&with_meta(job("web", 0), "i", &i.to_string())).await;
+    }
+    let mut ev = Events::open(&s, "index=1").await;
+    let first = ev.frame().await["Index"].as_u64().unwrap_or(0);
+    assert!(first > 2, "first frame {first} should be past the evicted batches");
+}
+
+#[tokio::test]
+async fn b15_bad_topic_and_index_are_400() {
+    let s = fast().await;
+    let r = s.get("/v1/event/stream?index=x").await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.starts_with("Unable to parse index:"), "{}", r.body);
+    let r = s.get("/v1/event/stream?topic=:x").await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.starts_with("Invalid topic query:"), "{}", r.body);
+}
