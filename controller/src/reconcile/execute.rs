@@ -57,6 +57,12 @@ impl Executor {
                     });
                 }
                 Action::Deregister { purge } => {
+                    // Nomad's DELETE has no EnforceIndex: re-read the job just before, so a job that changed hands
+                    // since the cached read is never stopped (the decision is then made again on fresh data).
+                    let fresh = self.refresh(ns, job_id).await?;
+                    if !fresh.as_ref().is_some_and(|j| j.owned_by(&key.to_string())) {
+                        return Err(ExecError::Conflict { operation: "deregister", job_id: job_id.to_string() });
+                    }
                     self.metrics.nomad_write(if *purge { "purge" } else { "stop" });
                     self.nomad
                         .deregister(ns, job_id, *purge)
