@@ -61,17 +61,19 @@ pub struct WatchConfig {
 }
 
 impl WatchConfig {
-    /// The defaults: 5 min waits, burst 2, one request per 5 s under churn, the queue's default backoff.
+    /// The defaults: 5 min waits, burst 4, one request per second under churn, the queue's default backoff.
     ///
-    /// Consul's docs suggest degrading to about one request per 15 s; Drover picks 5 s because each answer is a full
-    /// snapshot (nothing is lost by waiting) and operators expect an `apply` to act within seconds.
+    /// Consul's docs suggest degrading to about one request per 15 s. Drover allows a burst of 4 (isolated
+    /// changes — an `apply`, a GitOps batch — are seen at once) and then one request per second: each answer is a
+    /// full snapshot, so waiting loses nothing and batches the changes, while an operator still sees an edit
+    /// acted on within about a second under churn.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
             wait: Duration::from_secs(300),
             backoff: Backoff::default(),
-            burst: 2,
-            refill: Duration::from_secs(5),
+            burst: 4,
+            refill: Duration::from_secs(1),
         }
     }
 }
