@@ -128,14 +128,16 @@ impl Valid<'_> {
 
         let owner = self.key.to_string();
         let job = self.live.job.as_ref();
-        // Someone else's job under our ID: never touched unless the record adopts it.
-        if let Some(j) = job.filter(|j| !j.owned_by(&owner) && !r.adopt) {
+        // Someone else's job under our ID: never touched. `adopt` takes over a job no record owns, never one that
+        // another record owns (two records would then fight over it).
+        let adoptable = |j: &LiveJob| r.adopt && j.owner.is_none();
+        if let Some(j) = job.filter(|j| !j.owned_by(&owner) && !adoptable(j)) {
             s.phase = Phase::Failed;
             let holder = j.owner.as_deref().map_or("no Drover owner".to_string(), |o| format!("owned by {o}"));
             s.set_condition(
                 "Conflict",
                 ConditionStatus::True,
-                "UnownedJob",
+                if j.owner.is_some() { "OwnedByAnotherApp" } else { "UnownedJob" },
                 format!(
                     "job {:?} in namespace {:?} already exists ({holder}); Drover will not touch it. Set spec.adopt: true to take it over, or give the app another job ID",
                     j.id, j.namespace

@@ -221,6 +221,7 @@ fn decide_should_never_touch_an_unowned_job() {
     j.owner = Some("default/other".into());
     let plan = decide(&key(), &valid(record()), &live(Some(j), vec![]), None, now());
     assert!(plan.actions.is_empty());
+    assert_eq!(reason(&plan, "Conflict"), "OwnedByAnotherApp");
 }
 
 #[test]
@@ -228,8 +229,13 @@ fn decide_should_adopt_an_unowned_job_when_asked() {
     let mut j = job(40);
     j.owner = None;
     let r = ValidRecord { adopt: true, ..record() };
-    let plan = decide(&key(), &valid(r), &live(Some(j), vec![]), None, now());
+    let plan = decide(&key(), &valid(r.clone()), &live(Some(j.clone()), vec![]), None, now());
     assert_eq!(registers(&plan), vec![(40, RegisterReason::Adopt)]);
+    // A job another record owns is never adopted.
+    j.owner = Some("default/other".into());
+    let plan = decide(&key(), &valid(r), &live(Some(j), vec![]), None, now());
+    assert!(plan.actions.is_empty());
+    assert_eq!(reason(&plan, "Conflict"), "OwnedByAnotherApp");
 }
 
 #[test]
