@@ -16,6 +16,8 @@
 
 pub mod duration;
 pub mod hash;
+#[cfg(test)]
+mod hash_props;
 pub mod key;
 pub mod parse;
 pub mod render;
@@ -34,7 +36,7 @@ use serde::Serialize;
 pub use duration::HumanDuration;
 pub use hash::spec_hash;
 pub use key::{AppKey, ParseAppKeyError};
-pub use parse::{parse, parse_documents};
+pub use parse::{parse, parse_documents, record_key};
 pub use render::render;
 pub use schema::{schemas, write_schemas};
 pub use spec::{
@@ -114,7 +116,13 @@ pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
     let Some(app) = app else {
         return Err(errors);
     };
-    errors.extend(validate(&app, Some(key)));
+    // The record parsed only partly when `errors` is not empty: the fields in error were left
+    // out. Validation findings on or around those fields would be echoes ("spec: set one of
+    // job and template" after a broken template), so they wait until the field is fixed.
+    let parse_paths: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+    errors.extend(
+        validate(&app, Some(key)).into_iter().filter(|v| !parse_paths.iter().any(|p| related_paths(p, &v.path))),
+    );
     if !errors.is_empty() {
         errors.sort();
         errors.dedup();
@@ -124,6 +132,14 @@ pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
     let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or(&app.metadata.name).to_owned();
     let hash = spec_hash(&job);
     Ok(Desired { key: key.clone(), app, job, job_id, hash })
+}
+
+/// Whether one path is the other or lies inside it (`spec` and `spec.template.count`).
+fn related_paths(a: &str, b: &str) -> bool {
+    let inside = |outer: &str, inner: &str| {
+        inner == outer || inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    };
+    inside(a, b) || inside(b, a)
 }
 
 /// `parent` + `.child` (or `parent[3]` when `child` starts with `[`); either may be empty.

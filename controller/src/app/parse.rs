@@ -82,6 +82,19 @@ pub fn parse_documents(text: &str) -> Result<Vec<App>, Vec<FieldError>> {
     if errors.is_empty() { Ok(apps) } else { Err(errors) }
 }
 
+/// Where a record says it belongs (`metadata.namespace`/`metadata.name`, namespace defaulting
+/// to `default`), read leniently so that even an invalid record can be stored at its key and
+/// show up as `Invalid` (e.g. `drover dev` loading `manifests/examples/broken.yaml`). `None`
+/// when the bytes are not a document or have no string `metadata.name`.
+#[must_use]
+pub fn record_key(bytes: &[u8]) -> Option<super::AppKey> {
+    let value = document_value(bytes).ok()?;
+    let metadata = value.get("metadata")?;
+    let name = metadata.get("name")?.as_str()?;
+    let namespace = metadata.get("namespace").and_then(Value::as_str).unwrap_or(super::spec::DEFAULT_NAMESPACE);
+    Some(super::AppKey::new(namespace, name))
+}
+
 /// Parses as far as possible: the record with the fields that failed to parse left out (if the
 /// rest still makes a record), and every error found. `load` validates the partial record too,
 /// so one typo does not hide the other problems.
@@ -228,13 +241,19 @@ fn from_value(mut value: Value) -> (Option<App>, Vec<FieldError>) {
         let reason = err.inner().to_string();
         if let Some(field) = missing_field(&reason) {
             // A required field that is absent because an earlier pass removed it as invalid is
-            // already reported; saying it is missing too would be noise.
+            // already reported; saying it is missing too would be noise. Its parent cannot be
+            // built without it, so the parent goes too (silently) and the passes go on.
             let mut full = segments.clone();
             full.push(Segment::Map { key: field.to_owned() });
-            if !removed.iter().any(|r| same_path(r, &full)) {
+            let ours = removed.iter().any(|r| same_path(r, &full));
+            if !ours {
                 errors.push(FieldError::new(render_path(&segments), reason));
             }
-            return (None, errors);
+            if !ours || !remove_at(&mut value, &segments) {
+                return (None, errors);
+            }
+            removed.push(segments);
+            continue;
         }
         errors.push(FieldError::new(render_path(&segments), reason));
         if errors.len() >= MAX_TYPE_ERRORS || !remove_at(&mut value, &segments) {
@@ -315,5 +334,92 @@ fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str =
+        "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web}\nspec:\n  template: {image: nginx}\n";
+
+    #[test]
+    fn parse_should_read_yaml_and_json_alike() {
+        let yaml = parse(GOOD.as_bytes()).expect("yaml");
+        let json = br#" {"apiVersion": "drover.io/v1alpha1", "kind": "App", "metadata": {"name": "web"}, "spec": {"template": {"image": "nginx"}}}"#;
+        assert_eq!(parse(json).expect("json"), yaml);
+        assert_eq!(yaml.metadata.namespace, "default");
+    }
+
+    #[test]
+    fn parse_should_reject_a_record_larger_than_a_consul_value() {
+        let mut big = GOOD.as_bytes().to_vec();
+        big.extend(std::iter::repeat_n(b'#', MAX_RECORD_BYTES));
+        let errors = parse(&big).expect_err("too big");
+        assert!(errors[0].reason.contains("limited to 524288"), "{errors:?}");
+    }
+
+    #[test]
+    fn parse_should_stop_an_alias_bomb_early() {
+        // 10^12 strings if expanded; the replay budget stops it after ~100k events.
+        let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = 'a';
+        for c in 'b'..='m' {
+            doc.push_str(&format!(
+                "{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+            prev = c;
+        }
+        let errors = parse(doc.as_bytes()).expect_err("bomb");
+        assert!(errors[0].reason.contains("budget"), "{errors:?}");
+    }
+
+    #[test]
+    fn parse_should_report_every_type_error_it_can() {
+        let doc = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, x: 1}\nspec:\n  template: {image: 5, count: a}\n  suspend: 3\n";
+        let errors = parse(doc.as_bytes()).expect_err("invalid");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        // `image` is required, so after it is reported the template cannot be built: the
+        // passes stop there without a second, "missing field" error for it.
+        assert_eq!(paths, ["metadata.x", "spec.template.image", "spec.template.count", "spec.suspend"]);
+    }
+
+    #[test]
+    fn parse_should_bound_the_number_of_passes() {
+        let mut doc = String::from("apiVersion: drover.io/v1alpha1\nkind: App\nmetadata:\n  name: web\n");
+        for i in 0..100 {
+            doc.push_str(&format!("  junk{i}: 1\n"));
+        }
+        doc.push_str("spec: {template: {image: nginx}}\n");
+        let errors = parse(doc.as_bytes()).expect_err("invalid");
+        assert_eq!(errors.len(), MAX_TYPE_ERRORS);
+    }
+
+    #[test]
+    fn parse_documents_should_prefix_errors_with_the_document() {
+        let text = format!("{GOOD}---\n{GOOD}---\n# empty\n---\napiVersion: x\n");
+        let errors = parse_documents(&text).expect_err("third is bad");
+        assert!(errors.iter().all(|e| e.path.starts_with("documents[2]")), "{errors:?}");
+        let apps = parse_documents(&format!("{GOOD}---\n{GOOD}")).expect("two");
+        assert_eq!(apps.len(), 2);
+        let json = r#"{"apiVersion": "drover.io/v1alpha1", "kind": "App", "metadata": {"name": "web"}, "spec": {"template": {"image": "nginx"}, "bad": 1}}"#;
+        let errors = parse_documents(json).expect_err("bad field");
+        assert_eq!(errors[0].path, "documents[0].spec.bad");
+    }
+
+    #[test]
+    fn record_key_should_read_even_an_invalid_record() {
+        let doc = b"apiVersion: x\nmetadata: {name: Bad_Name, namespace: prod}\nspec: {bogus: 1}\n";
+        assert_eq!(record_key(doc), Some(super::super::AppKey::new("prod", "Bad_Name")));
+        assert_eq!(record_key(b"\xff\xfe"), None);
+        assert_eq!(record_key(b"metadata: {}"), None);
+    }
+
+    #[test]
+    fn depth_exceeds_should_count_nesting() {
+        let v: Value = serde_json::from_str("[[[1]]]").unwrap();
+        assert!(!depth_exceeds(&v, 3));
+        assert!(depth_exceeds(&v, 2));
     }
 }
