@@ -146,6 +146,30 @@ pub fn parse_go_duration(input: &str) -> Result<i128, String> {
     Ok(if neg { -nanos } else { nanos })
 }
 
+/// Decodes the first JSON value of a body as Go's `json.Decoder.Decode` does: trailing data is ignored, an empty
+/// body is `EOF`, and syntax errors get Go's texts (`unexpected EOF`, `invalid character 'x' looking for beginning
+/// of value`; the context words after the character are Go's most common ones, not always its exact ones).
+pub fn decode_first_json(body: &[u8]) -> Result<serde_json::Value, String> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
+    match values.next() {
+        None => Err("EOF".to_owned()),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) if e.classify() == serde_json::error::Category::Eof => Err("unexpected EOF".to_owned()),
+        Some(Err(e)) => {
+            let line_start: usize =
+                body.split(|b| *b == b'\n').take(e.line().saturating_sub(1)).map(|l| l.len() + 1).sum();
+            let at = line_start + e.column().saturating_sub(1);
+            match body.get(at) {
+                Some(b'\'') => Err("invalid character '\\'' looking for beginning of value".to_owned()),
+                Some(c) if c.is_ascii_graphic() || *c == b' ' => {
+                    Err(format!("invalid character '{}' looking for beginning of value", *c as char))
+                }
+                _ => Err(e.to_string()),
+            }
+        }
+    }
+}
+
 /// The consistency mode a read asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Consistency {
@@ -289,6 +313,18 @@ mod tests {
         assert_eq!(parse_go_duration("15"), Err("time: missing unit in duration \"15\"".into()));
         assert_eq!(parse_go_duration("abc"), Err("time: invalid duration \"abc\"".into()));
         assert_eq!(parse_go_duration("5x"), Err("time: unknown unit \"x\" in duration \"5x\"".into()));
+    }
+
+    #[test]
+    fn decode_first_json_should_behave_like_a_go_decoder() {
+        assert_eq!(decode_first_json(b"[1] trailing"), Ok(serde_json::json!([1])));
+        assert_eq!(decode_first_json(b"  "), Err("EOF".to_owned()));
+        assert_eq!(decode_first_json(b"[1,"), Err("unexpected EOF".to_owned()));
+        assert_eq!(decode_first_json(b"x"), Err("invalid character 'x' looking for beginning of value".to_owned()));
+        assert_eq!(
+            decode_first_json(b"[1,\n x]"),
+            Err("invalid character 'x' looking for beginning of value".to_owned())
+        );
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn method_gate(method: &Method, allowed: &[Method], allow: &'static str) -> Opti
 
 /// The suffix of the path after `prefix`, percent-decoded like Go's `URL.Path`.
 fn path_suffix(uri: &Uri, prefix: &str) -> String {
-    let decoded = percent_decode_str(uri.path()).decode_utf8_lossy().into_owned();
+    let decoded = percent_decode_str(uri.path()).decode_utf8_lossy();
     decoded.strip_prefix(prefix).unwrap_or("").to_owned()
 }
 
@@ -124,7 +124,12 @@ fn clean_key(raw: &str) -> Result<String, ApiError> {
     if raw.is_empty() {
         return Ok(String::new());
     }
-    let mut key = path_clean(raw);
+    // Most keys are already clean; only run `path.Clean` when a segment could change.
+    let segments: Vec<&str> = raw.split('/').collect();
+    let last = segments.len() - 1;
+    let needs_clean = raw.starts_with('/')
+        || segments.iter().enumerate().any(|(i, seg)| *seg == "." || *seg == ".." || (seg.is_empty() && i != last));
+    let mut key = if needs_clean { path_clean(raw) } else { raw.to_owned() };
     if raw.ends_with('/') && !key.ends_with('/') {
         key.push('/');
     }
@@ -134,7 +139,7 @@ fn clean_key(raw: &str) -> Result<String, ApiError> {
     if key.split('/').any(|p| p == "..") {
         return Err(ApiError::internal("invalid key name, path traversal is not allowed"));
     }
-    if let Some(decoded) = strict_unescape(&key).filter(|d| *d != key) {
+    if let Some(decoded) = key.contains('%').then(|| strict_unescape(&key)).flatten().filter(|d| *d != key) {
         if decoded.contains("..") {
             return Err(ApiError::internal("invalid key name, path traversal is not allowed"));
         }
@@ -186,6 +191,10 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize, txn: bool) -> Re
 
 impl Consul {
     fn resolve(&self, token: &str) -> Result<Identity, ApiError> {
+        if self.shared.acl_bootstrap_token.is_none() {
+            // ACLs off: no need to take the lock on the hot read path.
+            return Ok(Identity::Disabled);
+        }
         self.lock().acl.resolve(self.shared.acl_bootstrap_token.as_deref(), token)
     }
 }

@@ -196,7 +196,7 @@ impl CreateRequest {
         };
         let mut checks: Option<Vec<String>> = Some(vec![SERF_CHECK.to_owned()]);
         if !body.is_empty() {
-            let v: Value = serde_json::from_slice(body).map_err(decode_err)?;
+            let v: Value = super::http::decode_first_json(body).map_err(decode_err)?;
             let obj = match v {
                 Value::Object(o) => o,
                 Value::Null => serde_json::Map::new(),

@@ -89,10 +89,7 @@ fn canonical<'a>(name: &str, fields: &[&'a str]) -> Option<&'a str> {
 
 /// Decodes the body into ops, as `lib.DecodeJSON` into `api.TxnOps` with `DisallowUnknownFields` does.
 pub fn decode(body: &[u8]) -> Result<Vec<TxnKvOp>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(parse_err("EOF"));
-    }
-    let v: Value = serde_json::from_slice(body).map_err(parse_err)?;
+    let v: Value = super::http::decode_first_json(body).map_err(parse_err)?;
     let items = match v {
         Value::Array(items) => items,
         Value::Null => Vec::new(),
