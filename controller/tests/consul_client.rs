@@ -306,7 +306,7 @@ async fn cas_via_txn_should_return_the_new_modify_index_or_none_when_stale() {
 // ---- prefix watcher state machine (paused time, scripted source) ----
 
 /// A source that answers from a script and records the queries it got.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ScriptedSource {
     answers: Mutex<VecDeque<Result<Listing, Error>>>,
     queries: Mutex<Vec<BlockingQuery>>,
@@ -352,6 +352,7 @@ fn watcher(source: &Arc<ScriptedSource>) -> (Watcher<Arc<ScriptedSource>>, Arc<M
     let metrics = Arc::new(Metrics::new());
     let mut config = WatchConfig::new("drover/apps/");
     config.wait = Duration::from_secs(60);
+    config.burst = 2;
     config.refill = Duration::from_secs(5);
     (Watcher::new(source.clone(), config, metrics.clone()), metrics)
 }

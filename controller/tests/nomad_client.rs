@@ -502,9 +502,21 @@ async fn sim_register_should_enforce_the_job_modify_index() {
     assert_eq!(job2.task_groups[0].count, 2);
     let err = client.register("default", &sim_job("web", 3), Some(job.job_modify_index), false).await.unwrap_err();
     assert!(matches!(err, Error::EnforceIndexConflict { .. }), "a stale index loses: {err:?}");
+    // A batch job has no deployments, so the scale's own guard is what decides (B10 checks an active deployment
+    // first).
+    let mut batch = sim_job("etl", 1);
+    batch["Type"] = json!("batch");
+    client.register("default", &batch, None, false).await.unwrap();
+    let etl = client.job("default", "etl").await.unwrap().unwrap();
+    let err =
+        client.scale_guarded("default", "etl", "web", 4, "test", Some(etl.job_modify_index + 1)).await.unwrap_err();
+    assert!(matches!(err, Error::EnforceIndexConflict { .. }), "a stale scale guard loses: {err:?}");
+    client.scale_guarded("default", "etl", "web", 4, "test", Some(etl.job_modify_index)).await.unwrap();
+    let etl2 = client.job("default", "etl").await.unwrap().unwrap();
+    assert_eq!((etl2.version, etl2.task_groups[0].count), (etl.version + 1, 4));
     let (jobs, index) = client.list_jobs(BlockingQuery::now()).await.unwrap();
-    assert_eq!(jobs.len(), 1);
-    assert!(index >= job2.modify_index);
+    assert_eq!(jobs.len(), 2);
+    assert!(index >= etl2.modify_index);
     let err = client.register("default", &json!({"ID": "bad", "TaskGroups": []}), None, false).await.unwrap_err();
     assert!(matches!(err, Error::JobInvalid { .. }), "{err:?}");
 }

@@ -318,7 +318,24 @@ impl Client {
         count: u64,
         message: &str,
     ) -> Result<RegisterResponse, Error> {
-        let body = json!({ "Count": count, "Target": { "Group": group }, "Message": message });
+        self.scale_guarded(namespace, job_id, group, count, message, None).await
+    }
+
+    /// [`Self::scale`], applied only if the job's `JobModifyIndex` is still `job_modify_index` (when `Some`): a lost
+    /// race is [`Error::EnforceIndexConflict`] (B10, C17). Take the index from a job read, not from `/scale` (B6).
+    pub async fn scale_guarded(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        group: &str,
+        count: u64,
+        message: &str,
+        job_modify_index: Option<u64>,
+    ) -> Result<RegisterResponse, Error> {
+        let mut body = json!({ "Count": count, "Target": { "Group": group }, "Message": message });
+        if let Some(index) = job_modify_index {
+            body["JobModifyIndex"] = json!(index);
+        }
         self.write(Call {
             endpoint: "job_scale",
             target: job_id,

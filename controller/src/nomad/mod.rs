@@ -2,13 +2,15 @@
 //! live cache.
 //!
 //! # Layout
-//! - [`types`]: the JSON Drover reads (job stubs, jobs, deployments, allocations, plans, event frames).
+//! - [`types`]: the JSON Drover reads (job stubs, jobs, deployments, allocations, event frames).
+//! - [`plan`]: the plan answer with its typed diff tree.
 //! - [`client`]: the endpoints, with errors classified per contract B17 and C17/C18.
 //! - [`events`]: the `/v1/event/stream` NDJSON reader with heartbeat and drop detection (B15, C23).
 //! - [`watch`]: the list + stream (or blocking-query fallback) state machine producing [`watch::LiveEvent`]s.
 
 pub mod client;
 pub mod events;
+pub mod plan;
 pub mod types;
 pub mod watch;
 
