@@ -274,3 +274,47 @@ async fn b13_no_update_block_means_no_deployment() {
     assert!(s.deployments("web").await.is_empty());
     assert!(allocs(&s, "web").await.iter().all(|a| a["DeploymentStatus"].is_null()));
 }
+
+#[tokio::test]
+async fn b13_allocation_health_api_sets_health_and_unhealthy_fails() {
+    let s = fast().await;
+    s.register(&with_update(job("web", 1), json!({"HealthCheck": "manual"}))).await;
+    let d = s.deployment_status("web", 0, "running").await;
+    let id = d["ID"].as_str().unwrap_or("").to_string();
+    let path = format!("/v1/deployment/allocation-health/{id}");
+    let r = s.post(&path, &json!({"DeploymentID": id})).await;
+    assert_eq!((r.status, r.body.as_str()), (500, "must specify at least one healthy/unhealthy allocation ID"));
+    let alloc = s
+        .until("allocation running", || async {
+            allocs(&s, "web")
+                .await
+                .into_iter()
+                .find(|a| a["ClientStatus"] == "running")
+                .and_then(|a| a["ID"].as_str().map(str::to_string))
+        })
+        .await;
+    let r = s.post(&path, &json!({"DeploymentID": id, "HealthyAllocationIDs": [alloc]})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.deployment_status("web", 0, "successful").await;
+    s.register(&with_meta(with_update(job("web", 1), json!({"HealthCheck": "manual"})), "v", "1")).await;
+    let d = s.deployment_status("web", 1, "running").await;
+    let id = d["ID"].as_str().unwrap_or("").to_string();
+    let alloc = s
+        .until("v1 allocation running", || async {
+            allocs(&s, "web")
+                .await
+                .into_iter()
+                .find(|a| a["JobVersion"] == 1 && a["ClientStatus"] == "running")
+                .and_then(|a| a["ID"].as_str().map(str::to_string))
+        })
+        .await;
+    let r = s
+        .post(
+            &format!("/v1/deployment/allocation-health/{id}"),
+            &json!({"DeploymentID": id, "UnhealthyAllocationIDs": [alloc]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = s.deployment_status("web", 1, "failed").await;
+    assert_eq!(d["StatusDescription"], "Failed due to unhealthy allocations");
+}

@@ -200,6 +200,44 @@ fn reconcile(txn: &mut Txn<'_>, key: &Key, ch: &mut Changes) {
         complete_if_done(txn, ch, key, &job, &id);
     }
     ch.jobs.insert(key.clone());
+    gc(txn, key);
+}
+
+/// Terminal allocations and deployments kept per job; older ones are garbage-collected so that
+/// memory stays bounded under endless updates (Nomad's GC, simplified: no index bump).
+const KEEP_TERMINAL: usize = 10;
+
+fn gc(txn: &mut Txn<'_>, key: &Key) {
+    let t = &mut *txn.t;
+    if let Some(ids) = t.allocs_by_job.get_mut(key) {
+        let terminal: Vec<String> = ids
+            .iter()
+            .filter(|id| {
+                t.allocs
+                    .get(*id)
+                    .is_some_and(|a| !a.live() && (a.reschedule_at.is_none() || !a.next_allocation.is_empty()))
+            })
+            .cloned()
+            .collect();
+        if terminal.len() > KEEP_TERMINAL {
+            let drop: BTreeSet<String> = terminal[..terminal.len() - KEEP_TERMINAL].iter().cloned().collect();
+            ids.retain(|id| !drop.contains(id));
+            for id in &drop {
+                t.allocs.remove(id);
+            }
+        }
+    }
+    if let Some(ids) = t.deps_by_job.get_mut(key) {
+        let terminal: Vec<String> =
+            ids.iter().filter(|id| t.deployments.get(*id).is_some_and(|d| !d.active())).cloned().collect();
+        if terminal.len() > KEEP_TERMINAL {
+            let drop: BTreeSet<String> = terminal[..terminal.len() - KEEP_TERMINAL].iter().cloned().collect();
+            ids.retain(|id| !drop.contains(id));
+            for id in &drop {
+                t.deployments.remove(id);
+            }
+        }
+    }
 }
 
 fn old_is_destructive(txn: &Txn<'_>, key: &Key, a: &Alloc, g: &GroupModel) -> bool {

@@ -18,6 +18,8 @@ pub const SERVER_FIELDS: [&str; 8] =
 pub struct Strategy {
     /// 0 = no strategy: no deployments.
     pub max_parallel: u64,
+    /// `HealthCheck` is `manual`: only the allocation-health API sets health.
+    pub manual: bool,
     /// `MinHealthyTime`.
     pub min_healthy_time: Duration,
     /// `HealthyDeadline`.
@@ -125,6 +127,7 @@ impl JobModel {
                     .map(|g| {
                         let update = g.get("Update").filter(|u| !u.is_null()).map(|u| Strategy {
                             max_parallel: u.get("MaxParallel").and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
+                            manual: u.get("HealthCheck").and_then(Value::as_str) == Some("manual"),
                             min_healthy_time: dur(u.get("MinHealthyTime")),
                             healthy_deadline: dur(u.get("HealthyDeadline")),
                             progress_deadline: dur(u.get("ProgressDeadline")),

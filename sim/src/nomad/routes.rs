@@ -179,6 +179,28 @@ async fn deployment(
                 "RevertedJobVersion": null, "Index": index, "LastContact": 0, "KnownLeader": false, "NextToken": ""});
             Ok(write_response(q, &body, index))
         }
+        ("allocation-health", _, true) => {
+            let m = decode_body(body, "api.DeploymentAllocHealthRequest")?;
+            let o = Obj::new(&m, "DeploymentAllocHealthRequest", "");
+            let bad = |e: super::decode::DecodeError| ApiError::bad_request(e.0);
+            let dep_id = o.str("DeploymentID").map_err(bad)?.unwrap_or_default();
+            if dep_id.is_empty() {
+                return Err(ApiError::bad_request("DeploymentID must be specified"));
+            }
+            if dep_id != id {
+                return Err(ApiError::bad_request("Deployment ID does not match"));
+            }
+            let healthy = o.strs("HealthyAllocationIDs").map_err(bad)?.unwrap_or_default();
+            let unhealthy = o.strs("UnhealthyAllocationIDs").map_err(bad)?.unwrap_or_default();
+            if !who.allows(&ns, "submit-job") {
+                return Err(ApiError::permission_denied());
+            }
+            let (reverted, eval, index) =
+                watcher::set_alloc_health(&mut n.lock(), &n.shared, &id, &healthy, &unhealthy)?;
+            let body = json!({"EvalID": eval, "EvalCreateIndex": index, "DeploymentModifyIndex": index,
+                "RevertedJobVersion": reverted, "Index": index, "LastContact": 0, "KnownLeader": false, "NextToken": ""});
+            Ok(write_response(q, &body, index))
+        }
         ("fail", _, true) => {
             if !who.allows(&ns, "submit-job") {
                 return Err(ApiError::permission_denied());

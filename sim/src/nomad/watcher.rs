@@ -98,6 +98,7 @@ fn client_updates(
                 let Some(g) = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group) else { continue };
                 let mode = txn.t.health_mode(&a.namespace, &a.job_id, a.job_version);
                 match (a.deployment_id.as_ref(), g.strategy()) {
+                    (Some(_), Some(s)) if s.manual => {}
                     (Some(_), Some(s)) => {
                         let mht = s.min_healthy_time;
                         match mode {
@@ -407,5 +408,50 @@ pub fn pause(st: &mut NomadState, shared: &Shared, dep: &str, pause: bool) -> Re
         ch.flush(txn);
         let eval = eval_for(txn, &key, "deployment-watcher");
         (eval, txn.index, txn.index)
+    }))
+}
+
+/// `POST /v1/deployment/allocation-health/:id` (B13): sets allocation health by hand; any
+/// unhealthy allocation fails the deployment (with auto-revert).
+pub fn set_alloc_health(
+    st: &mut NomadState,
+    shared: &Shared,
+    dep: &str,
+    healthy: &[String],
+    unhealthy: &[String],
+) -> Result<(Option<u64>, String, u64), ApiError> {
+    if healthy.is_empty() && unhealthy.is_empty() {
+        return Err(ApiError::internal("must specify at least one healthy/unhealthy allocation ID"));
+    }
+    let Some(d) = st.t.deployments.get(dep) else {
+        return Err(ApiError::internal("deployment not found"));
+    };
+    if !d.active() {
+        return Err(ApiError::internal("can't set health of allocations for a terminal deployment"));
+    }
+    for id in healthy.iter().chain(unhealthy) {
+        if !st.t.allocs.get(id).is_some_and(|a| a.deployment_id.as_deref() == Some(dep)) {
+            return Err(ApiError::internal(format!("Allocation {id} is not part of deployment")));
+        }
+    }
+    let key = (d.namespace.clone(), d.job_id.clone());
+    Ok(st.write(shared, "DeploymentAllocHealth", |txn| {
+        let mut ch = Changes::default();
+        let mut promote = BTreeSet::new();
+        let mut to_fail = Vec::new();
+        for id in healthy {
+            if txn.t.allocs.get(id).is_some_and(|a| !a.is_healthy()) {
+                mark_healthy(txn, &mut ch, id, &mut promote);
+            }
+        }
+        for id in unhealthy {
+            if txn.t.allocs.get(id).is_some_and(|a| !a.is_unhealthy()) {
+                mark_unhealthy(txn, &mut ch, id, false, &mut to_fail);
+            }
+        }
+        let reverted = if unhealthy.is_empty() { None } else { fail_in_txn(txn, &mut ch, dep, desc::FAILED_ALLOCS) };
+        ch.flush(txn);
+        let eval = eval_for(txn, &key, "deployment-watcher");
+        (reverted, eval, txn.index)
     }))
 }
