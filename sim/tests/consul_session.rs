@@ -282,3 +282,24 @@ async fn a8_bad_sessions_should_be_500() {
     let r = s.put("/v1/kv/l?release=00000000-0000-0000-0000-00000000dead", "").await;
     assert_eq!((r.status, r.body.as_str()), (200, "false"), "release does not check the session exists");
 }
+
+#[tokio::test]
+async fn a6_info_of_a_missing_session_should_keep_blocking_while_the_index_moves() {
+    let s = spawn_scaled(0.001).await;
+    let idx = s.get("/v1/session/info/00000000-0000-0000-0000-00000000abcd").await.index();
+    let before = s.sim_now();
+    let url = format!("/v1/session/info/00000000-0000-0000-0000-00000000abcd?index={idx}&wait=10m");
+    let c = s.consul.clone();
+    let (r, other) = tokio::join!(s.get(&url), async {
+        eventually(Duration::from_secs(10), "the info query to park", || {
+            let c = c.clone();
+            async move { c.blocking_queries() >= 1 }
+        })
+        .await;
+        s.session("{}").await
+    });
+    assert_eq!(r.body, "[]", "Session.Get treats a missing session as ErrNotFound");
+    assert!(s.sim_now() - before >= Duration::from_secs(600), "another session's create did not end the wait");
+    let created = s.get(&format!("/v1/session/info/{other}")).await.index();
+    assert_eq!(r.index(), created, "the answer carries the current sessions index");
+}

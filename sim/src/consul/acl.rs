@@ -148,18 +148,18 @@ impl Identity {
             Resource::Key => "key",
             Resource::Session => "session",
         };
+        // `PermissionDeniedError.Error()`: the ` on "<name>"` part only for a named resource.
+        let on = if name.is_empty() { String::new() } else { format!(" on {}", go_quote(name)) };
         let text = match self {
             Identity::Token { accessor, .. } if accessor == ANONYMOUS_ACCESSOR => format!(
-                "Permission denied: anonymous token lacks permission '{res}:{access}' on {}. The anonymous token is \
-                 used implicitly when a request does not specify a token.",
-                go_quote(name)
+                "Permission denied: anonymous token lacks permission '{res}:{access}'{on}. The anonymous token is \
+                 used implicitly when a request does not specify a token."
             ),
-            Identity::Token { accessor, .. } => format!(
-                "Permission denied: token with AccessorID '{accessor}' lacks permission '{res}:{access}' on {}",
-                go_quote(name)
-            ),
+            Identity::Token { accessor, .. } => {
+                format!("Permission denied: token with AccessorID '{accessor}' lacks permission '{res}:{access}'{on}")
+            }
             Identity::Disabled | Identity::Management => {
-                format!("Permission denied: provided token lacks permission '{res}:{access}'")
+                format!("Permission denied: token with AccessorID '' lacks permission '{res}:{access}'{on}")
             }
         };
         ApiError::forbidden(text)
@@ -183,15 +183,25 @@ impl Identity {
         }
     }
 
-    /// `KeyWritePrefixAllowed`: write on the prefix itself, and no rule under the prefix grants less than write.
+    /// `KeyWritePrefixAllowed`: the longest *prefix* rule covering the prefix grants write, and no rule (exact or
+    /// prefix) at or under the prefix grants less than write.
     pub fn key_write_prefix(&self, prefix: &str) -> Result<(), ApiError> {
-        if let Identity::Token { rules, .. } = self {
-            let below = rules.key_prefix.iter().chain(rules.key.iter());
-            if below.filter(|(p, _)| p.starts_with(prefix)).any(|(_, a)| *a != Access::Write) {
-                return Err(self.denied(Resource::Key, "write", prefix));
-            }
+        let Identity::Token { rules, .. } = self else {
+            return Ok(());
+        };
+        let base = rules
+            .key_prefix
+            .iter()
+            .filter(|(p, _)| prefix.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, a)| *a);
+        let below_denies =
+            rules.key_prefix.iter().chain(rules.key.iter()).any(|(p, a)| p.starts_with(prefix) && *a != Access::Write);
+        if base == Some(Access::Write) && !below_denies {
+            Ok(())
+        } else {
+            Err(self.denied(Resource::Key, "write", prefix))
         }
-        self.key_write(prefix)
     }
 
     /// `SessionReadAllowed` on a node.

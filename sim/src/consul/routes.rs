@@ -602,10 +602,13 @@ async fn session_renew(State(c): State<Arc<Consul>>, method: Method, uri: Uri, h
 }
 
 /// Shared body of session info/list/node: a blocking read over the sessions table, filtered by `session:read`.
+/// `info` is `Session.Get`, whose missing session is the `ErrNotFound` sentinel (A2 rule 4: it keeps blocking
+/// until the session appears); list and node answers are plain results.
 async fn session_read(
     c: &Consul,
     uri: &Uri,
     headers: &HeaderMap,
+    info: bool,
     select: impl Fn(&super::session::Session) -> bool,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(uri.query());
@@ -619,7 +622,7 @@ async fn session_read(
             let total = matching.len();
             let visible: Vec<_> = matching.into_iter().filter(|x| who.can_read_session(&x.node)).cloned().collect();
             let filtered = visible.len() != total;
-            Ok(Pass { index: s.sessions.index, value: (visible, filtered), not_found: false })
+            Ok(Pass { index: s.sessions.index, value: (visible, filtered), not_found: info && total == 0 })
         })
         .await?;
     let (sessions, filtered) = pass.value;
@@ -637,7 +640,7 @@ async fn session_info(State(c): State<Arc<Consul>>, method: Method, uri: Uri, he
             parse_read_options(&Query::parse(uri.query()))?;
             return Err(ApiError::bad_request("Missing session"));
         }
-        session_read(&c, &uri, &headers, |s| s.id == id).await
+        session_read(&c, &uri, &headers, true, |s| s.id == id).await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -653,7 +656,7 @@ async fn session_node(State(c): State<Arc<Consul>>, method: Method, uri: Uri, he
             parse_read_options(&Query::parse(uri.query()))?;
             return Err(ApiError::bad_request("Missing node name"));
         }
-        session_read(&c, &uri, &headers, |s| s.node == node).await
+        session_read(&c, &uri, &headers, false, |s| s.node == node).await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -663,7 +666,7 @@ async fn session_list(State(c): State<Arc<Consul>>, method: Method, uri: Uri, he
     if let Some(r) = method_gate(&method, &[Method::GET], "OPTIONS,GET") {
         return r;
     }
-    session_read(&c, &uri, &headers, |_| true).await.unwrap_or_else(IntoResponse::into_response)
+    session_read(&c, &uri, &headers, false, |_| true).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn status_leader(method: Method) -> Response {
