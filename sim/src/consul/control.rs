@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::Consul;
-use super::acl::{Rules, Token};
+use super::acl::Rules;
 use super::error::ApiError;
 use super::http::json_ok;
 
@@ -85,7 +85,7 @@ async fn create_policy(State(c): State<Arc<Consul>>, body: Bytes) -> Response {
     let result = (|| {
         acl_enabled(&c)?;
         let req: PolicyRequest = parse(&body)?;
-        c.lock().acl.policies.insert(req.name.clone(), req.rules);
+        c.put_policy(&req.name, req.rules);
         Ok::<_, ApiError>(json(&serde_json::json!({ "Name": req.name })))
     })();
     result.unwrap_or_else(IntoResponse::into_response)
@@ -95,17 +95,11 @@ async fn create_token(State(c): State<Arc<Consul>>, body: Bytes) -> Response {
     let result = (|| {
         acl_enabled(&c)?;
         let req: TokenRequest = parse(&body)?;
-        let mut s = c.lock();
-        if let Some(missing) = req.policies.iter().find(|p| !s.acl.policies.contains_key(*p)) {
-            return Err(ApiError::bad_request(format!("no policy named {missing:?}")));
-        }
-        let token = Token {
-            accessor_id: req.accessor_id.unwrap_or_else(|| c.shared.uuid()),
-            secret_id: req.secret_id.unwrap_or_else(|| c.shared.uuid()),
-            policies: req.policies,
-        };
-        s.acl.tokens.insert(token.secret_id.clone(), token.clone());
-        Ok(json(&token))
+        let names = req.policies.clone();
+        let token = c
+            .create_token(req.policies, req.secret_id, req.accessor_id)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown policy among {names:?}")))?;
+        Ok::<_, ApiError>(json(&token))
     })();
     result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -138,6 +138,32 @@ impl Consul {
         }
     }
 
+    /// Creates or replaces an ACL policy (the in-process form of `POST /_sim/consul/acl/policy`).
+    pub fn put_policy(&self, name: &str, rules: acl::Rules) {
+        self.lock().acl.policies.insert(name.to_owned(), rules);
+    }
+
+    /// Creates a token linked to existing policies (the in-process form of `POST /_sim/consul/acl/token`); random
+    /// IDs are used for the ones not given. Returns `None` when a policy does not exist.
+    pub fn create_token(
+        &self,
+        policies: Vec<String>,
+        secret_id: Option<String>,
+        accessor_id: Option<String>,
+    ) -> Option<acl::Token> {
+        let mut s = self.lock();
+        if policies.iter().any(|p| !s.acl.policies.contains_key(p)) {
+            return None;
+        }
+        let token = acl::Token {
+            accessor_id: accessor_id.unwrap_or_else(|| self.shared.uuid()),
+            secret_id: secret_id.unwrap_or_else(|| self.shared.uuid()),
+            policies,
+        };
+        s.acl.tokens.insert(token.secret_id.clone(), token.clone());
+        Some(token)
+    }
+
     /// Blocking queries parked right now, waiting for a change or their timeout.
     pub fn blocking_queries(&self) -> usize {
         self.parked.load(Ordering::SeqCst)
