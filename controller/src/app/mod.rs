@@ -40,7 +40,7 @@ pub use parse::{parse, parse_documents, record_key};
 pub use render::render;
 pub use schema::{schemas, write_schemas};
 pub use spec::{
-    App, AppSpec, Check, CheckType, DeletionPolicy, DriftPolicy, Metadata, Resources, ServiceSpec, Template,
+    App, AppSpec, Check, CheckType, DeletionPolicy, DriftPolicy, Metadata, PortSpec, Resources, ServiceSpec, Template,
 };
 pub use strategy::{
     AnalysisRef, AnalysisTemplate, Autoscaling, BlueGreenStrategy, CanaryStep, CanaryStrategy, OnEmpty, PauseStep,

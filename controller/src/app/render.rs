@@ -111,8 +111,31 @@ fn render_template(app: &App, t: &Template) -> Map<String, Value> {
     group.insert("Name".into(), Value::String(name.clone()));
     group.insert("Count".into(), json!(t.count));
     if !t.ports.is_empty() {
-        let ports: Vec<Value> = t.ports.iter().map(|(label, to)| json!({"Label": label, "To": to})).collect();
-        group.insert("Networks".into(), json!([{ "DynamicPorts": ports }]));
+        let mut network = Map::new();
+        let mut dynamic = Vec::new();
+        let mut reserved = Vec::new();
+        for (label, port) in &t.ports {
+            let mut p = Map::new();
+            p.insert("Label".into(), Value::String(label.clone()));
+            if let Some(fixed) = port.static_port {
+                p.insert("Value".into(), json!(fixed));
+            }
+            if let Some(to) = port.to {
+                p.insert("To".into(), json!(to));
+            }
+            if port.static_port.is_some() {
+                reserved.push(Value::Object(p));
+            } else {
+                dynamic.push(Value::Object(p));
+            }
+        }
+        if !reserved.is_empty() {
+            network.insert("ReservedPorts".into(), Value::Array(reserved));
+        }
+        if !dynamic.is_empty() {
+            network.insert("DynamicPorts".into(), Value::Array(dynamic));
+        }
+        group.insert("Networks".into(), json!([network]));
     }
     if let Some(service) = &t.service {
         let mut s = Map::new();
@@ -148,6 +171,7 @@ fn render_template(app: &App, t: &Template) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::spec::PortSpec;
     use crate::app::test_util::{job_app, template_app};
 
     #[test]
@@ -166,6 +190,20 @@ mod tests {
         assert_eq!(check["Timeout"], 2_000_000_000_i64);
         assert_eq!(group["Tasks"][0]["Config"]["ports"], json!(["http"]));
         assert!(group.get("Update").is_none(), "no strategy: Nomad's defaults apply");
+    }
+
+    #[test]
+    fn render_should_map_static_ports_to_reserved_ports() {
+        let mut app = template_app("web");
+        if let Some(t) = app.spec.template.as_mut() {
+            t.ports.insert("admin".into(), PortSpec { to: None, static_port: Some(9000) });
+        }
+        let job = render(&app).unwrap();
+        assert_eq!(
+            job["TaskGroups"][0]["Networks"][0],
+            json!({"ReservedPorts": [{"Label": "admin", "Value": 9000}],
+                   "DynamicPorts": [{"Label": "http", "To": 8080}]})
+        );
     }
 
     #[test]

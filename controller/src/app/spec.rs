@@ -148,11 +148,11 @@ pub struct Template {
     #[serde(default = "default_count")]
     #[schemars(range(min = 0, max = 10000))]
     pub count: i64,
-    /// Named container ports: label → port inside the container (1–65535). Each gets a dynamic
-    /// host port mapped to it. Labels are 1–63 characters of `a-zA-Z0-9_` and must not start
-    /// with a digit.
+    /// Named ports: label → the port inside the container (`http: 8080`, a dynamic host port is
+    /// mapped to it), or `{to, static}` for a fixed host port. Labels are 1–63 characters of
+    /// `a-zA-Z0-9_` and must not start with a digit.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub ports: BTreeMap<String, i64>,
+    pub ports: BTreeMap<String, PortSpec>,
     /// CPU and memory reserved per instance. Absent: Nomad's defaults (100 MHz, 300 MB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
@@ -168,6 +168,90 @@ pub struct Template {
     /// Arguments passed to the entrypoint or `command` (the driver's `args`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
+}
+
+/// One named port of a template: where traffic goes in the container, and whether the host
+/// port is fixed. Written as a bare number (`8080`, the container port behind a dynamic host
+/// port) or as `{to: 8080, static: 80}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The port inside the container (Nomad's `To`), 1–65535. Absent with `static`: the same
+    /// number as the host port.
+    pub to: Option<i64>,
+    /// A fixed host port (Nomad's `ReservedPorts`), 1–65535, unique within the template.
+    /// Absent: Nomad picks a dynamic port.
+    pub static_port: Option<i64>,
+}
+
+impl PortSpec {
+    /// A container port behind a dynamic host port.
+    #[must_use]
+    pub const fn dynamic(to: i64) -> Self {
+        Self { to: Some(to), static_port: None }
+    }
+}
+
+/// A port written as `{to, static}`.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PortSpecLong {
+    /// The port inside the container (Nomad's `To`), 1–65535. Absent: the same as `static`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    to: Option<i64>,
+    /// A fixed host port (Nomad's `ReservedPorts`), 1–65535, unique within the template.
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    static_port: Option<i64>,
+}
+
+impl Serialize for PortSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.to, self.static_port) {
+            (Some(to), None) => serializer.serialize_i64(to),
+            (to, static_port) => PortSpecLong { to, static_port }.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PortSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a container port number or {to, static}")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortSpec, E> {
+                Ok(PortSpec::dynamic(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortSpec, E> {
+                i64::try_from(v).map(PortSpec::dynamic).map_err(|_| E::custom(format!("port {v} is out of range")))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PortSpec, A::Error> {
+                let long = PortSpecLong::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(PortSpec { to: long.to, static_port: long.static_port })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for PortSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PortSpec".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let long = generator.subschema_for::<PortSpecLong>();
+        schemars::json_schema!({
+            "description": "A container port behind a dynamic host port (`8080`), or `{to, static}` for a fixed host port.",
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535, "description": "The port inside the container."},
+                long
+            ]
+        })
+    }
 }
 
 fn default_driver() -> String {

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::duration::HumanDuration;
-use super::spec::{App, AppSpec, Check, CheckType, DEFAULT_NAMESPACE, Metadata, Resources, ServiceSpec, Template};
+use super::spec::{
+    App, AppSpec, Check, CheckType, DEFAULT_NAMESPACE, Metadata, PortSpec, Resources, ServiceSpec, Template,
+};
 use super::{API_VERSION, KIND};
 
 /// A valid template record in the `default` namespace: 3 replicas of `nginx:1.27` on port
@@ -19,7 +21,7 @@ pub fn template_app(name: &str) -> App {
                 image: "nginx:1.27".to_owned(),
                 driver: "docker".to_owned(),
                 count: 3,
-                ports: BTreeMap::from([("http".to_owned(), 8080)]),
+                ports: BTreeMap::from([("http".to_owned(), PortSpec::dynamic(8080))]),
                 resources: Some(Resources { cpu: Some(256), memory_mb: Some(128) }),
                 env: BTreeMap::new(),
                 service: Some(ServiceSpec {
@@ -58,5 +60,69 @@ fn metadata(name: &str) -> Metadata {
         namespace: DEFAULT_NAMESPACE.to_owned(),
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
+    }
+}
+
+impl App {
+    /// A valid template record named `name` (see [`template_app`]), to adjust with the
+    /// `with_*` builders: `App::test("web").with_count(5).with_image("nginx:2")`.
+    #[must_use]
+    pub fn test(name: &str) -> App {
+        template_app(name)
+    }
+
+    /// Sets the template's count.
+    #[must_use]
+    pub fn with_count(mut self, count: i64) -> App {
+        if let Some(t) = self.spec.template.as_mut() {
+            t.count = count;
+        }
+        self
+    }
+
+    /// Sets the template's image.
+    #[must_use]
+    pub fn with_image(mut self, image: &str) -> App {
+        if let Some(t) = self.spec.template.as_mut() {
+            t.image = image.to_owned();
+        }
+        self
+    }
+
+    /// Sets the namespace.
+    #[must_use]
+    pub fn in_namespace(mut self, namespace: &str) -> App {
+        self.metadata.namespace = namespace.to_owned();
+        self
+    }
+
+    /// Sets the rollout strategy.
+    #[must_use]
+    pub fn with_strategy(mut self, strategy: crate::app::Strategy) -> App {
+        self.spec.strategy = Some(strategy);
+        self
+    }
+
+    /// The record as YAML text, as it would be stored in Consul KV.
+    #[must_use]
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::app::{AppKey, load, parse};
+
+    use super::*;
+
+    #[test]
+    fn builders_should_make_records_that_round_trip_through_yaml() {
+        let app = App::test("web").with_count(5).with_image("nginx:2").in_namespace("prod");
+        let yaml = app.to_yaml();
+        assert_eq!(parse(yaml.as_bytes()).expect("parses"), app);
+        let desired = load(&AppKey::new("prod", "web"), yaml.as_bytes()).expect("valid");
+        assert_eq!(desired.job["TaskGroups"][0]["Count"], 5);
+        assert_eq!(desired.job["Namespace"], "prod");
     }
 }

@@ -174,6 +174,7 @@ fn validate_template(t: &Template, errors: &mut Vec<FieldError>) {
     if let Err(reason) = check_count(t.count) {
         errors.push(FieldError::new("spec.template.count", reason));
     }
+    let mut static_ports: Vec<i64> = Vec::new();
     for (label, port) in &t.ports {
         let p = key_path(&format!("{P}.ports"), label);
         if !is_port_label(label) {
@@ -182,7 +183,23 @@ fn validate_template(t: &Template, errors: &mut Vec<FieldError>) {
                 "port labels are 1–63 characters of a-z, A-Z, 0-9 and `_`, not starting with a digit",
             ));
         }
-        check_range(&p, *port, 1, 65_535, errors);
+        match (port.to, port.static_port) {
+            (None, None) => errors.push(FieldError::new(&p, "set `to`, `static` or both")),
+            (Some(to), None) => check_range(&p, to, 1, 65_535, errors),
+            (to, Some(fixed)) => {
+                if let Some(to) = to {
+                    check_range(&format!("{p}.to"), to, 1, 65_535, errors);
+                }
+                check_range(&format!("{p}.static"), fixed, 1, 65_535, errors);
+                if static_ports.contains(&fixed) {
+                    errors.push(FieldError::new(
+                        format!("{p}.static"),
+                        format!("host port {fixed} is already used by another label"),
+                    ));
+                }
+                static_ports.push(fixed);
+            }
+        }
     }
     if let Some(res) = &t.resources {
         if let Some(cpu) = res.cpu {
