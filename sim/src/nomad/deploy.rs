@@ -41,10 +41,8 @@ impl Changes {
         for id in &self.allocs {
             if let Some(a) = txn.t.allocs.get(id) {
                 let payload = serde_json::json!({"Allocation": a.full(&clock)});
-                let mut keys = vec![a.job_id.clone()];
-                if let Some(d) = &a.deployment_id {
-                    keys.push(d.clone());
-                }
+                // `[JobID, DeploymentID]`, the second empty when there is none (state/events.go).
+                let keys = vec![a.job_id.clone(), a.deployment_id.clone().unwrap_or_default()];
                 let ns = a.namespace.clone();
                 txn.emit("Allocation", id, &ns, keys, payload);
             }
@@ -95,7 +93,13 @@ pub fn process_eval(st: &mut NomadState, shared: &Shared, key: &Key) {
         let id = txn.uuid();
         let eval = serde_json::json!({"ID": id, "Namespace": key.0, "JobID": key.1, "Status": "complete",
             "TriggeredBy": "job-register", "CreateIndex": txn.index, "ModifyIndex": txn.index});
-        txn.emit("Evaluation", &id, &key.0, vec![key.1.clone()], serde_json::json!({"Evaluation": eval}));
+        txn.emit(
+            "Evaluation",
+            &id,
+            &key.0,
+            vec![key.1.clone(), String::new()],
+            serde_json::json!({"Evaluation": eval}),
+        );
         refresh_job(txn, key);
     });
 }

@@ -166,7 +166,7 @@ impl Filter {
                 continue;
             }
             for k in keys {
-                if *k == ev.key || ev.filter_keys.iter().any(|f| f == k) {
+                if *k == ev.key || ev.filter_keys.iter().any(|f| !f.is_empty() && f == k) {
                     out.push(ev.to_json());
                 }
             }

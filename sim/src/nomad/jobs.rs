@@ -293,7 +293,7 @@ pub fn create_eval(
         "QuotaLimitReached": "", "EscapedComputedClass": false, "AnnotatePlan": false, "QueuedAllocations": null,
         "LeaderACL": "", "SnapshotIndex": 0, "CreateIndex": txn.index, "ModifyIndex": txn.index,
         "CreateTime": now, "ModifyTime": now});
-    txn.emit("Evaluation", &id, &key.0, vec![key.1.clone()], json!({"Evaluation": eval}));
+    txn.emit("Evaluation", &id, &key.0, vec![key.1.clone(), String::new()], json!({"Evaluation": eval}));
     txn.touch(Table::Evals);
     txn.t.pending_evals.insert(key.clone());
     if let Some(r) = txn.t.jobs.get_mut(key) {
