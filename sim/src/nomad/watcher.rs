@@ -430,7 +430,7 @@ pub fn set_alloc_health(
         return Err(ApiError::internal("can't set health of allocations for a terminal deployment"));
     }
     for id in healthy.iter().chain(unhealthy) {
-        if !st.t.allocs.get(id).is_some_and(|a| a.deployment_id.as_deref() == Some(dep)) {
+        if st.t.allocs.get(id).is_none_or(|a| a.deployment_id.as_deref() != Some(dep)) {
             return Err(ApiError::internal(format!("Allocation {id} is not part of deployment")));
         }
     }
