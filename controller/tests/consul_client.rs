@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use drover::consul::client::RequestError;
 use drover::consul::watch::{State, Watcher};
 use drover::consul::{
-    BlockingQuery, Client, Error, KvPair, Listing, PrefixSource, TxnOp, TxnOutcome, WatchConfig, WatchEvent,
+    Behavior, BlockingQuery, Client, Error, KvPair, Listing, PrefixSource, PutParams, Renewed, SessionRequest, TxnOp,
+    TxnOutcome, WatchConfig, WatchEvent,
 };
 use drover::metrics::Metrics;
 use drover::tls::{TlsFiles, build_http_client};
@@ -303,6 +304,36 @@ async fn cas_via_txn_should_return_the_new_modify_index_or_none_when_stale() {
     );
 }
 
+#[tokio::test]
+async fn sessions_should_use_put_and_treat_a_404_renew_as_gone() {
+    let h = Harness::start(Some("t")).await;
+    h.reply(200, &[], r#"{"ID":"adf4238a-882b-9ddc-4a9d-5b6758e4159e"}"#);
+    h.reply(200, &[], r#"[{"ID":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","TTL":"30s","LockDelay":15000000000}]"#);
+    h.reply(404, &[], "Session id 'adf4238a-882b-9ddc-4a9d-5b6758e4159e' not found");
+    h.reply(200, &[], "true");
+    let request = SessionRequest {
+        name: "drover-leader".into(),
+        ttl: Duration::from_secs(15),
+        behavior: Behavior::Release,
+        lock_delay: Duration::from_secs(15),
+        node_checks: Some(Vec::new()),
+    };
+    let id = h.client.create_session(&request).await.unwrap();
+    assert_eq!(h.client.renew_session(&id).await.unwrap(), Renewed::Alive { ttl: Some(Duration::from_secs(30)) });
+    assert_eq!(h.client.renew_session(&id).await.unwrap(), Renewed::Gone);
+    h.client.destroy_session(&id).await.unwrap();
+    let seen = h.seen();
+    assert_eq!((seen[0].method.as_str(), seen[0].uri.as_str()), ("PUT", "/v1/session/create"));
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"Name": "drover-leader", "TTL": "15s", "Behavior": "release", "LockDelay": "15s", "NodeChecks": []})
+    );
+    assert_eq!(seen[1].uri, format!("/v1/session/renew/{id}"));
+    assert_eq!(seen[3].uri, format!("/v1/session/destroy/{id}"));
+    assert!(seen.iter().all(|s| s.method == "PUT"));
+}
+
 // ---- prefix watcher state machine (paused time, scripted source) ----
 
 /// A source that answers from a script and records the queries it got.
@@ -518,4 +549,32 @@ async fn sim_prefix_watch_should_wake_on_a_write() {
         ["drover/apps/default/a", "drover/apps/default/b"]
     );
     assert_eq!(index, entries[1].modify_index);
+}
+
+#[tokio::test]
+async fn sim_session_should_hold_a_lock_until_released() {
+    let (_sim, client) = sim_client().await;
+    let request = SessionRequest {
+        name: "drover-leader".into(),
+        ttl: Duration::from_secs(15),
+        behavior: Behavior::Release,
+        lock_delay: Duration::from_secs(15),
+        node_checks: Some(Vec::new()),
+    };
+    let id = client.create_session(&request).await.unwrap();
+    let other = client.create_session(&request).await.unwrap();
+    let acquire = |session: &str| PutParams { acquire: Some(session.to_owned()), ..PutParams::default() };
+    assert!(client.put_with("drover/leader", b"me", &acquire(&id)).await.unwrap());
+    assert!(!client.put_with("drover/leader", b"them", &acquire(&other)).await.unwrap(), "held by another session");
+    let held = client.get("drover/leader").await.unwrap().unwrap();
+    assert_eq!(held.session.as_deref(), Some(id.as_str()));
+    assert!(matches!(client.renew_session(&id).await.unwrap(), Renewed::Alive { ttl: Some(_) }));
+    let release = PutParams { release: Some(id.clone()), ..PutParams::default() };
+    assert!(client.put_with("drover/leader", b"me", &release).await.unwrap());
+    client.destroy_session(&id).await.unwrap();
+    assert_eq!(client.renew_session(&id).await.unwrap(), Renewed::Gone);
+    assert!(
+        client.put_with("drover/leader", b"them", &acquire(&other)).await.unwrap(),
+        "a released key has no lock-delay"
+    );
 }

@@ -105,6 +105,16 @@ pub enum Error {
         #[source]
         source: RequestError,
     },
+    /// A session create, renew or destroy failed (a renew of a missing session is not an error but
+    /// [`super::session::Renewed::Gone`]). Retryable when the cause is.
+    #[error("Consul session operation on {id:?} failed")]
+    SessionFailed {
+        /// The session ID (or, for a create, its name).
+        id: String,
+        /// What went wrong.
+        #[source]
+        source: RequestError,
+    },
     /// A transaction had more operations than Drover sends (contract C8: ≤ 64). Not retryable: split the batch.
     #[error("Consul transaction has {ops} operations, more than the limit of {limit}")]
     TxnTooLarge {
@@ -132,7 +142,8 @@ impl Error {
             | Self::ListFailed { source, .. }
             | Self::PutFailed { source, .. }
             | Self::DeleteFailed { source, .. }
-            | Self::TxnFailed { source, .. } => source.is_retryable(),
+            | Self::TxnFailed { source, .. }
+            | Self::SessionFailed { source, .. } => source.is_retryable(),
             Self::TxnTooLarge { .. } | Self::TxnRejected { .. } => false,
         }
     }
@@ -145,6 +156,7 @@ impl Error {
             Self::PutFailed { .. } => "put_failed",
             Self::DeleteFailed { .. } => "delete_failed",
             Self::TxnFailed { .. } => "txn_failed",
+            Self::SessionFailed { .. } => "session_failed",
             Self::TxnTooLarge { .. } => "txn_too_large",
             Self::TxnRejected { .. } => "txn_rejected",
         }
@@ -157,7 +169,8 @@ impl Error {
             | Self::ListFailed { source, .. }
             | Self::PutFailed { source, .. }
             | Self::DeleteFailed { source, .. }
-            | Self::TxnFailed { source, .. } => Some(source),
+            | Self::TxnFailed { source, .. }
+            | Self::SessionFailed { source, .. } => Some(source),
             Self::TxnTooLarge { .. } | Self::TxnRejected { .. } => None,
         }
     }

@@ -4,12 +4,14 @@
 //! - [`client`]: the connection (base URL, token, timeouts, metrics) and the error types.
 //! - [`kv`]: `GET`/`PUT`/`DELETE /v1/kv/…`, with presence-based flags and `X-Consul-Index` handling.
 //! - [`txn`]: `PUT /v1/txn`, at most [`txn::MAX_TXN_OPS`] operations.
+//! - [`session`]: session create, renew and destroy, for a leader lock.
 //! - [`watch`]: the prefix watcher state machine that feeds the desired-state store.
 //!
 //! Wire rules are in `api-contract.md` Part A; the traps in Part C are noted where the code handles them.
 
 pub mod client;
 pub mod kv;
+pub mod session;
 pub mod txn;
 pub mod watch;
 
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 pub use client::{Client, Error, RequestError};
 pub use kv::{KeyRead, KvPair, Listing, PutParams};
+pub use session::{Behavior, Renewed, SessionRequest};
 pub use txn::{TxnError, TxnOp, TxnOutcome};
 pub use watch::{PrefixSource, WatchConfig, WatchEvent};
 
