@@ -171,3 +171,30 @@ async fn b15_bad_topic_and_index_are_400() {
     assert_eq!(r.status, 400);
     assert!(r.body.starts_with("Invalid topic query:"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn b15_stop_emits_job_deregistered_then_evaluation_at_same_index() {
+    let s = fast().await;
+    s.register(&job("web", 1)).await;
+    let mut ev = Events::open(&s, "topic=Job:web&topic=Evaluation:web").await;
+    let r = s.raw(reqwest::Method::DELETE, "/v1/job/web", None).await;
+    let idx = r.json()["Index"].clone();
+    let f1 = ev.until(|f| f["Index"] == idx).await;
+    let f2 = ev.frame().await;
+    assert_eq!(types(&f1), vec![("Job".to_string(), "JobDeregistered".to_string())]);
+    assert_eq!(f1["Events"][0]["Payload"]["Job"]["Stop"], true);
+    assert_eq!(types(&f2), vec![("Evaluation".to_string(), "JobDeregistered".to_string())]);
+    assert_eq!(f2["Index"], idx);
+}
+
+#[tokio::test]
+async fn b15_stream_ends_on_leader_loss_and_says_connection_close() {
+    let s = fast().await;
+    let mut ev = Events::open(&s, "topic=Job").await;
+    assert_eq!(ev.headers.get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+    assert_eq!(ev.next().await, json!({}));
+    s.shared.set_leader(drover_sim::Server::Nomad, false);
+    let end =
+        tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = ev.body.next().await {} }).await;
+    assert!(end.is_ok(), "the stream should close when the leader is lost");
+}

@@ -6,12 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_sim::nomad::{self, Nomad};
+use drover_sim::nomad::Nomad;
 use drover_sim::{Shared, SimConfig};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// A running Nomad model.
 pub struct Sim {
@@ -24,7 +23,7 @@ pub struct Sim {
     /// Token sent as `X-Nomad-Token`, if any.
     pub token: Option<String>,
     http: reqwest::Client,
-    _guard: Arc<DropGuard>,
+    _guard: Arc<drover_sim::testing::TestSim>,
 }
 
 impl Clone for Sim {
@@ -66,27 +65,18 @@ impl Resp {
     }
 }
 
-/// Starts a Nomad model with `config`.
+/// Starts a simulator with `config` (`drover_sim::testing::spawn`: the lead's listener loop,
+/// middleware and `/_sim` controls) and talks to its Nomad listener.
 pub async fn spawn(config: SimConfig) -> Sim {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let shared = Shared::new(&config);
-    let n = Nomad::new(shared.clone());
-    let shutdown = CancellationToken::new();
-    n.spawn_background(shutdown.clone());
-    let app = nomad::router(n.clone()).merge(nomad::control_router(n.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-    });
+    let sim = drover_sim::testing::spawn(config).await;
     Sim {
-        url: format!("http://{addr}"),
-        nomad: n,
-        shared,
+        url: sim.nomad_url.clone(),
+        nomad: sim.nomad.clone(),
+        shared: sim.shared.clone(),
         token: None,
         http: reqwest::Client::new(),
-        _guard: Arc::new(shutdown.drop_guard()),
+        _guard: Arc::new(sim),
     }
 }
 
