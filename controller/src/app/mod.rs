@@ -71,9 +71,11 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    /// A problem at `path`.
+    /// A problem at `path`. Both parts are cut to a bounded length (`MAX_PATH_CHARS`,
+    /// `MAX_REASON_CHARS`): reasons quote the record's own text (an unknown key, a bad name), and
+    /// a hostile record must not be able to make its status larger than a Consul value.
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> FieldError {
-        FieldError { path: path.into(), reason: reason.into() }
+        FieldError { path: truncate(path.into(), MAX_PATH_CHARS), reason: truncate(reason.into(), MAX_REASON_CHARS) }
     }
 
     /// The same problem seen from a containing document, e.g. `documents[2]`.
@@ -114,7 +116,7 @@ pub struct Desired {
 pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
     let (app, mut errors) = parse::parse_lenient(bytes);
     let Some(app) = app else {
-        return Err(errors);
+        return Err(cap_errors(errors));
     };
     // The record parsed only partly when `errors` is not empty: the fields in error were left
     // out. Validation findings on or around those fields would be echoes ("spec: set one of
@@ -126,12 +128,37 @@ pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
     if !errors.is_empty() {
         errors.sort();
         errors.dedup();
-        return Err(errors);
+        return Err(cap_errors(errors));
     }
     let job = render(&app)?;
     let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or(&app.metadata.name).to_owned();
     let hash = spec_hash(&job);
     Ok(Desired { key: key.clone(), app, job, job_id, hash })
+}
+
+/// The longest `FieldError::path` kept, in characters.
+pub const MAX_PATH_CHARS: usize = 256;
+/// The longest `FieldError::reason` kept, in characters.
+pub const MAX_REASON_CHARS: usize = 512;
+/// The most errors `load` reports; the rest are counted in a last entry. 100 errors of bounded
+/// size keep a status far below Consul's 512 KiB value limit, and are more than a person reads.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+fn truncate(mut text: String, max_chars: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+fn cap_errors(mut errors: Vec<FieldError>) -> Vec<FieldError> {
+    if errors.len() > MAX_REPORTED_ERRORS {
+        let more = errors.len() - (MAX_REPORTED_ERRORS - 1);
+        errors.truncate(MAX_REPORTED_ERRORS - 1);
+        errors.push(FieldError::new("", format!("… and {more} more errors")));
+    }
+    errors
 }
 
 /// Whether one path is the other or lies inside it (`spec` and `spec.template.count`).
@@ -182,6 +209,28 @@ mod tests {
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({"path": "spec.template.count", "reason": "must be ≥ 0"})
         );
+    }
+
+    #[test]
+    fn field_error_should_bound_what_it_quotes() {
+        let e = FieldError::new("x".repeat(10_000), "é".repeat(10_000));
+        assert_eq!(e.path.chars().count(), MAX_PATH_CHARS + 1);
+        assert_eq!(e.reason.chars().count(), MAX_REASON_CHARS + 1);
+        assert!(e.reason.ends_with('…'));
+    }
+
+    #[test]
+    fn load_should_cap_the_number_of_errors() {
+        let mut groups = String::new();
+        for i in 0..500 {
+            groups.push_str(&format!("      - {{Name: g{i}, Count: -1, Tasks: []}}\n"));
+        }
+        let doc = format!(
+            "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {{name: web}}\nspec:\n  job:\n    TaskGroups:\n{groups}"
+        );
+        let errors = load(&AppKey::new("default", "web"), doc.as_bytes()).expect_err("invalid");
+        assert_eq!(errors.len(), MAX_REPORTED_ERRORS);
+        assert_eq!(errors[MAX_REPORTED_ERRORS - 1].reason, "… and 901 more errors");
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub(super) fn validate_job(job: &Value, app: &App, errors: &mut Vec<FieldError>)
         }
     }
     validate_groups(job.get("TaskGroups"), &key_path(p, "TaskGroups"), app, errors);
-    check_durations(&Value::Object(job.clone()), p, errors);
+    check_duration_fields(job, p, errors);
 }
 
 fn validate_groups(groups: Option<&Value>, p: &str, app: &App, errors: &mut Vec<FieldError>) {
@@ -425,43 +425,39 @@ fn is_zero(v: &Value) -> bool {
 /// Every duration field anywhere in the job must be an integer of nanoseconds.
 fn check_durations(v: &Value, p: &str, errors: &mut Vec<FieldError>) {
     match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                if OPAQUE_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                let cp = key_path(p, k);
-                if DURATION_FIELDS.contains(&k.as_str()) {
-                    match child {
-                        Value::Null => {}
-                        Value::Number(n) if n.as_i64().is_some_and(|n| n >= 0) => {}
-                        Value::String(s) => errors.push(FieldError::new(
-                            &cp,
-                            format!(
-                                "Nomad durations are integer nanoseconds, not strings like `{s}` (10s = 10000000000)"
-                            ),
-                        )),
-                        Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
-                            // Objects with these names exist too (e.g. a check's nested blocks);
-                            // only scalars are durations.
-                            if child.is_number() || child.is_boolean() {
-                                errors.push(FieldError::new(&cp, "must be a non-negative integer of nanoseconds"));
-                            } else {
-                                check_durations(child, &cp, errors);
-                            }
-                        }
-                    }
-                } else {
-                    check_durations(child, &cp, errors);
-                }
-            }
-        }
+        Value::Object(map) => check_duration_fields(map, p, errors),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 check_durations(item, &index_path(p, i), errors);
             }
         }
         _ => {}
+    }
+}
+
+fn check_duration_fields(map: &Map<String, Value>, p: &str, errors: &mut Vec<FieldError>) {
+    for (k, child) in map {
+        if OPAQUE_FIELDS.contains(&k.as_str()) {
+            continue;
+        }
+        let cp = key_path(p, k);
+        if !DURATION_FIELDS.contains(&k.as_str()) {
+            check_durations(child, &cp, errors);
+            continue;
+        }
+        match child {
+            Value::Null => {}
+            Value::Number(n) if n.as_i64().is_some_and(|n| n >= 0) => {}
+            Value::String(s) => errors.push(FieldError::new(
+                &cp,
+                format!("Nomad durations are integer nanoseconds, not strings like `{s}` (10s = 10000000000)"),
+            )),
+            Value::Number(_) | Value::Bool(_) => {
+                errors.push(FieldError::new(&cp, "must be a non-negative integer of nanoseconds"));
+            }
+            // Blocks with these names exist too; only scalars are durations.
+            Value::Array(_) | Value::Object(_) => check_durations(child, &cp, errors),
+        }
     }
 }
 
