@@ -296,3 +296,16 @@ async fn a1_status_leader_should_name_the_leader() {
     let r = s.get("/v1/status/leader").await;
     assert_eq!((r.status, r.body.as_str()), (200, "\"\""), "no leader: an empty string");
 }
+
+#[tokio::test]
+async fn a3_unclean_literal_paths_should_be_redirected_by_the_mux() {
+    let s = sim().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let r = http.get(format!("{}/v1/kv/a//b?raw", s.url)).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 301);
+    assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some("/v1/kv/a/b?raw"));
+    let r = http.get(format!("{}/v1/kv", s.url)).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 301);
+    assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some("/v1/kv/"));
+    assert_eq!(r.text().await.unwrap_or_default(), "<a href=\"/v1/kv/\">Moved Permanently</a>.\n\n");
+}

@@ -34,6 +34,7 @@ const TXN_LIMIT_DOC: &str = "https://developer.hashicorp.com/docs/agent/config/c
 pub fn router(c: Arc<Consul>) -> Router {
     let policy = if c.shared.acl_bootstrap_token.is_some() { "deny" } else { "allow" };
     Router::new()
+        .route("/v1/kv", any(kv))
         .route("/v1/kv/", any(kv))
         .route("/v1/kv/{*key}", any(kv))
         .route("/v1/txn", any(txn_handler))
@@ -217,7 +218,42 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
+/// Go's `ServeMux` answers a path that is not clean (`//`, `/./`, `/../` in the escaped path, or `/v1/kv` without
+/// its slash) with a 301 to the cleaned path before any Consul code runs.
+fn mux_redirect(method: &Method, uri: &Uri) -> Option<Response> {
+    let raw = uri.path();
+    let mut clean = path_clean(raw);
+    if raw.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    if raw == "/v1/kv" {
+        clean = "/v1/kv/".to_owned();
+    }
+    if clean == raw {
+        return None;
+    }
+    let location = match uri.query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean,
+    };
+    let mut resp = StatusCode::MOVED_PERMANENTLY.into_response();
+    if *method == Method::GET || *method == Method::HEAD {
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    }
+    if *method == Method::GET {
+        let escaped = location.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;");
+        *resp.body_mut() = Body::from(format!("<a href=\"{escaped}\">Moved Permanently</a>.\n\n"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Some(resp)
+}
+
 async fn kv(State(c): State<Arc<Consul>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    if let Some(r) = mux_redirect(&method, &uri) {
+        return r;
+    }
     if let Some(r) = method_gate(&method, &[Method::GET, Method::PUT, Method::DELETE], "OPTIONS,GET,PUT,DELETE") {
         return r;
     }
