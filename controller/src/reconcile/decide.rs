@@ -185,6 +185,24 @@ impl Valid<'_> {
                         return self.follow(s, Some(&d), j);
                     }
                     if applied != j.job_modify_index {
+                        // The job changed while our deployment was still active. Nomad settles that deployment
+                        // next: `failed` when the change is its own auto-revert, `cancelled` when someone else
+                        // registered. Judge only then, or a revert would be taken for drift and fought.
+                        if let Some(d) = self.live.deployment_for(applied).filter(|d| d.is_active()) {
+                            s.phase = Phase::Progressing;
+                            s.set_condition(
+                                "Ready",
+                                ConditionStatus::False,
+                                "AwaitingDeployment",
+                                format!(
+                                    "job {:?} changed while deployment {} was running; waiting for Nomad to settle it",
+                                    j.id,
+                                    short(&d.id)
+                                ),
+                                &self.ts,
+                            );
+                            return self.plan(s, Vec::new(), Requeue::After(Duration::from_secs(5)));
+                        }
                         return self.drift(s, Some(j));
                     }
                     s.clear_condition("Drifted");

@@ -337,3 +337,17 @@ fn decide_should_forget_a_key_with_neither_record_nor_status() {
     assert!(plan.actions.is_empty());
     assert!(plan.status.is_none());
 }
+
+#[test]
+fn decide_should_wait_for_its_deployment_to_settle_before_calling_a_change_drift() {
+    // Nomad auto-reverted (jmi 45) but the failure of our deployment (jmi 40) is not in the cache yet.
+    let l = live(Some(job(45)), vec![deployment(40, "running", "Deployment is running")]);
+    let plan = decide(&key(), &valid(record()), &l, Some(&applied("h2", 40)), now());
+    assert!(plan.actions.is_empty(), "must not fight what may be Nomad's auto-revert: {:?}", plan.actions);
+    assert!(!plan.drift_detected);
+    assert_eq!(reason(&plan, "Ready"), "AwaitingDeployment");
+    // Once Nomad settles it as cancelled (someone else registered), it is drift.
+    let l = live(Some(job(45)), vec![deployment(40, "cancelled", "Cancelled due to newer version of job")]);
+    let plan = decide(&key(), &valid(record()), &l, Some(&applied("h2", 40)), now());
+    assert_eq!(registers(&plan), vec![(45, RegisterReason::RevertDrift)]);
+}
