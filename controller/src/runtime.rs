@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -211,35 +211,60 @@ async fn watch_nomad(
             event = stream.next() => event,
         };
         let Some(event) = event else { return };
-        match event {
-            nomad::watch::LiveEvent::Resynced { jobs, deployments, .. } => {
-                let jobs = jobs.iter().map(LiveJob::from).collect();
-                let deployments = deployments
-                    .iter()
-                    .map(|d| (d.namespace.clone(), d.job_id.clone(), LiveDeployment::from(d)))
-                    .collect();
-                for (ns, id) in ctx.live.replace_all(jobs, deployments) {
-                    enqueue_job(&ctx, &queue, &ns, &id, None, "nomad relisted");
+        // Every event already decoded (one Nomad frame: all the events of one index) reaches the cache before any
+        // app is enqueued. An auto-revert writes the failed deployment and the reverted job at one index; a reconcile
+        // that saw the new job version without the failed deployment would take Nomad's revert for drift and
+        // register the failed spec again.
+        let mut batch = vec![event];
+        let mut ended = false;
+        loop {
+            match stream.next().now_or_never() {
+                Some(Some(event)) => batch.push(event),
+                Some(None) => {
+                    ended = true;
+                    break;
                 }
-                ready.send_replace(true);
+                None => break,
             }
-            nomad::watch::LiveEvent::JobUpserted(job) => {
-                let live = LiveJob::from(&job);
-                let owner = live.owner.clone();
-                if ctx.live.upsert_job(live) {
-                    enqueue_job(&ctx, &queue, &job.namespace, &job.id, owner.as_deref(), "job changed");
+        }
+        let mut wake: Vec<(String, String, Option<String>, &'static str)> = Vec::new();
+        for event in batch {
+            match event {
+                nomad::watch::LiveEvent::Resynced { jobs, deployments, .. } => {
+                    let jobs = jobs.iter().map(LiveJob::from).collect();
+                    let deployments = deployments
+                        .iter()
+                        .map(|d| (d.namespace.clone(), d.job_id.clone(), LiveDeployment::from(d)))
+                        .collect();
+                    for (ns, id) in ctx.live.replace_all(jobs, deployments) {
+                        wake.push((ns, id, None, "nomad relisted"));
+                    }
+                    ready.send_replace(true);
+                }
+                nomad::watch::LiveEvent::JobUpserted(job) => {
+                    let live = LiveJob::from(&job);
+                    let owner = live.owner.clone();
+                    if ctx.live.upsert_job(live) {
+                        wake.push((job.namespace.clone(), job.id.clone(), owner, "job changed"));
+                    }
+                }
+                nomad::watch::LiveEvent::JobDeleted { namespace, id } => {
+                    if ctx.live.remove_job(&namespace, &id) {
+                        wake.push((namespace, id, None, "job purged"));
+                    }
+                }
+                nomad::watch::LiveEvent::Deployment(d) => {
+                    if ctx.live.upsert_deployment(&d.namespace, &d.job_id, LiveDeployment::from(&d)) {
+                        wake.push((d.namespace.clone(), d.job_id.clone(), None, "deployment changed"));
+                    }
                 }
             }
-            nomad::watch::LiveEvent::JobDeleted { namespace, id } => {
-                if ctx.live.remove_job(&namespace, &id) {
-                    enqueue_job(&ctx, &queue, &namespace, &id, None, "job purged");
-                }
-            }
-            nomad::watch::LiveEvent::Deployment(d) => {
-                if ctx.live.upsert_deployment(&d.namespace, &d.job_id, LiveDeployment::from(&d)) {
-                    enqueue_job(&ctx, &queue, &d.namespace, &d.job_id, None, "deployment changed");
-                }
-            }
+        }
+        for (ns, id, owner, why) in wake {
+            enqueue_job(&ctx, &queue, &ns, &id, owner.as_deref(), why);
+        }
+        if ended {
+            return;
         }
     }
 }
