@@ -13,6 +13,11 @@
 //!
 //! User data maps (`Config`, `Env`, `Meta`, …) are kept as written (only sorted), because there
 //! an empty string or a `false` means something.
+//!
+//! The hash is only ever compared with hashes this same code computed (`status.appliedHash`),
+//! never with anything Nomad computes. A change to the canonical form (a new default in the
+//! tables below) changes every app's hash once, which costs one identical register per app:
+//! Nomad stores no new version for it (api-contract B4, "Unchanged spec").
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};

@@ -5,9 +5,9 @@
 //! - [`spec`] and [`strategy`]: the record's types, which are also its schema;
 //! - [`duration`]: the `30s`/`5m` duration strings;
 //! - [`key`]: [`AppKey`], where a record lives in Consul KV;
-//! - [`parse`]: bytes → [`App`], safe on hostile input;
-//! - [`validate`] (and `validate_job` for `spec.job`): every problem, with its path;
-//! - [`render`]: [`App`] → Nomad `api.Job` JSON;
+//! - [`mod@parse`]: bytes → [`App`], safe on hostile input;
+//! - [`mod@validate`] (and `validate_job` for `spec.job`): every problem, with its path;
+//! - [`mod@render`]: [`App`] → Nomad `api.Job` JSON;
 //! - [`hash`]: the canonical spec hash;
 //! - [`schema`]: the JSON Schemas.
 //!
@@ -91,6 +91,10 @@ impl fmt::Display for FieldError {
         if self.path.is_empty() { f.write_str(&self.reason) } else { write!(f, "{}: {}", self.path, self.reason) }
     }
 }
+
+/// A field error is also an error value, for callers that report one alone (`{}` prints
+/// `path: reason`). Not retryable: the record must change.
+impl std::error::Error for FieldError {}
 
 /// Everything a reconcile needs about a valid record: the record, the Nomad job it renders to,
 /// that job's ID and its spec hash.

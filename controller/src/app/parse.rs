@@ -38,7 +38,7 @@ const MAX_TYPE_ERRORS: usize = 32;
 ///
 /// # Errors
 /// Every problem found while reading: syntax, limits, wrong types, unknown fields. This does
-/// not validate values (see [`super::validate`]).
+/// not validate values (see [`super::validate()`]).
 pub fn parse(bytes: &[u8]) -> Result<App, Vec<FieldError>> {
     match parse_lenient(bytes) {
         (Some(app), errors) if errors.is_empty() => Ok(app),
