@@ -261,3 +261,10 @@ pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
         })
         .sum()
 }
+
+/// The 1-, 5- and 15-minute load averages from `/proc/loadavg` (other work on the machine skews the figures).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
