@@ -231,6 +231,13 @@ async fn b6_versions_are_newest_first_and_capped_at_six() {
     let versions: Vec<u64> =
         v["Versions"].as_array().into_iter().flatten().filter_map(|j| j["Version"].as_u64()).collect();
     assert_eq!(versions, vec![7, 6, 5, 4, 3, 2]);
+    // Older versions are stored delta-encoded: each must still read back its own spec.
+    for j in v["Versions"].as_array().into_iter().flatten() {
+        assert_eq!(j["TaskGroups"][0]["Tasks"][0]["Meta"]["i"], j["Version"].to_string().as_str());
+    }
+    let r = s.post("/v1/job/web/revert", &json!({"JobID": "web", "JobVersion": 2})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.job("web").await["TaskGroups"][0]["Tasks"][0]["Meta"]["i"], "2");
 }
 
 #[tokio::test]

@@ -53,6 +53,11 @@ async fn nomad_register_throughput_should_exceed_3000_per_second_with_10000_jobs
     run(0, 10_000, "b").await;
     let el = t1.elapsed();
     println!("10000 changed registers in {el:?} = {:.0}/s; RSS {:.0} MB", 10_000.0 / el.as_secs_f64(), rss_mb());
+    for tag in ["c", "d", "e", "f", "g"] {
+        run(0, 10_000, tag).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("after 7 versions per job: RSS {:.0} MB", rss_mb());
     let t2 = tokio::time::Instant::now();
     let r = s.get("/v1/jobs").await;
     println!("list of {} bytes in {:?}", r.body.len(), t2.elapsed());

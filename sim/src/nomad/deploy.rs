@@ -209,7 +209,7 @@ fn reconcile(txn: &mut Txn<'_>, key: &Key, ch: &mut Changes) {
 
 /// Terminal allocations and deployments kept per job; older ones are garbage-collected so that
 /// memory stays bounded under endless updates (Nomad's GC, simplified: no index bump).
-const KEEP_TERMINAL: usize = 10;
+const KEEP_TERMINAL: usize = 3;
 
 fn gc(txn: &mut Txn<'_>, key: &Key) {
     let t = &mut *txn.t;

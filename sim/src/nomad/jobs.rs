@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::error::{ApiError, multierror};
 use super::events::Payload;
 use super::model::{JobModel, JobRecord, spec_text};
-use super::state::{Counts, JobRow, Key, NomadState, Summary, TRACKED_VERSIONS, Table, Txn};
+use super::state::{Counts, JobRow, Key, NomadState, Summary, Table, Txn};
 use super::validate::validate;
 use crate::Shared;
 
@@ -226,6 +226,7 @@ pub fn upsert_job(txn: &mut Txn<'_>, key: &Key, spec: Arc<str>, model: Arc<JobMo
         create_index,
         modify_index: idx,
         job_modify_index: idx,
+        delta: None,
     };
     let mut row = match existing {
         Some(mut e) => {
@@ -242,8 +243,7 @@ pub fn upsert_job(txn: &mut Txn<'_>, key: &Key, spec: Arc<str>, model: Arc<JobMo
             eval_pending: false,
         },
     };
-    row.versions.push_front(rec);
-    row.versions.truncate(TRACKED_VERSIONS);
+    row.push_version(rec);
     let mut changed = false;
     for g in &model.groups {
         if !row.summary.groups.contains_key(&g.name) {
@@ -421,7 +421,7 @@ pub fn revert(
     if version == row.cur.version {
         return Err(ApiError::internal("can't revert to current version"));
     }
-    let Some(old) = row.versions.iter().find(|v| v.version == version) else {
+    let Some(old) = row.version(version) else {
         return Err(ApiError::internal(format!(
             "job \"{}\" in namespace \"{}\" at version {version} not found",
             key.1, key.0

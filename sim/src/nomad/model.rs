@@ -222,6 +222,34 @@ pub struct JobRecord {
     pub modify_index: u64,
     /// `JobModifyIndex`.
     pub job_modify_index: u64,
+    /// For older tracked versions: `spec` holds only the middle that differs from the next newer
+    /// version, which shares this many leading and trailing bytes. `None` = `spec` is complete.
+    pub delta: Option<(u32, u32)>,
+}
+
+/// Encodes `old` against `newer` as (common prefix, middle of `old`, common suffix).
+pub fn delta_encode(old: &str, newer: &str) -> (u32, Arc<str>, u32) {
+    let (a, b) = (old.as_bytes(), newer.as_bytes());
+    let mut p = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    while !old.is_char_boundary(p) {
+        p -= 1;
+    }
+    let max_s = a.len().min(b.len()) - p;
+    let mut s = a.iter().rev().zip(b.iter().rev()).take(max_s).take_while(|(x, y)| x == y).count();
+    while !old.is_char_boundary(a.len() - s) || !newer.is_char_boundary(b.len() - s) {
+        s -= 1;
+    }
+    (p as u32, Arc::from(&old[p..a.len() - s]), s as u32)
+}
+
+/// Rebuilds a delta-encoded spec from the next newer version's complete spec.
+pub fn delta_decode(newer: &str, prefix: u32, middle: &str, suffix: u32) -> Arc<str> {
+    let (p, s) = (prefix as usize, suffix as usize);
+    let mut out = String::with_capacity(p + middle.len() + s);
+    out.push_str(newer.get(..p).unwrap_or(""));
+    out.push_str(middle);
+    out.push_str(newer.get(newer.len().saturating_sub(s)..).unwrap_or(""));
+    Arc::from(out)
 }
 
 impl JobRecord {

@@ -289,7 +289,7 @@ async fn versions(n: &Nomad, q: &Query, headers: &HeaderMap, key: &Key) -> Resul
     let (body, index) = block(n, q, |st| match st.t.jobs.get(key) {
         Some(r) => {
             let versions: Vec<Value> = r
-                .versions
+                .version_records()
                 .iter()
                 .map(|v| if v.version == r.cur.version { r.cur.render() } else { v.render() })
                 .collect();

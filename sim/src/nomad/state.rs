@@ -71,6 +71,43 @@ pub struct JobRow {
     pub eval_pending: bool,
 }
 
+impl JobRow {
+    /// Tracked versions, newest first, with complete specs (older ones are delta-encoded).
+    pub fn version_records(&self) -> Vec<JobRecord> {
+        let mut out: Vec<JobRecord> = Vec::with_capacity(self.versions.len());
+        for v in &self.versions {
+            let mut rec = v.clone();
+            if let (Some((p, s)), Some(prev)) = (v.delta, out.last()) {
+                rec.spec = super::model::delta_decode(&prev.spec, p, &v.spec, s);
+                rec.delta = None;
+            }
+            out.push(rec);
+        }
+        out
+    }
+
+    /// One tracked version with its complete spec.
+    pub fn version(&self, version: u64) -> Option<JobRecord> {
+        let idx = self.versions.iter().position(|v| v.version == version)?;
+        self.version_records().into_iter().nth(idx)
+    }
+
+    /// Adds a new newest version, delta-encoding the previous newest against it, and keeps
+    /// [`TRACKED_VERSIONS`].
+    pub fn push_version(&mut self, rec: JobRecord) {
+        if let Some(head) = self.versions.front_mut() {
+            if head.delta.is_none() {
+                let (p, middle, s) = super::model::delta_encode(&head.spec, &rec.spec);
+                head.spec = middle;
+                head.delta = Some((p, s));
+            }
+        }
+        self.versions.push_front(rec);
+        // Decode-then-drop keeps the chain valid: only the oldest entries are removed.
+        self.versions.truncate(TRACKED_VERSIONS);
+    }
+}
+
 /// How simulated allocations of a job (version) report health (`POST /_sim/nomad/health`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthMode {

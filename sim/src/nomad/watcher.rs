@@ -269,7 +269,7 @@ fn fail_in_txn(txn: &mut Txn<'_>, ch: &mut Changes, dep: &str, base: &str) -> Op
     if auto_revert {
         if let Some(row) = txn.t.jobs.get(&key) {
             let cur = row.cur.clone();
-            let stable = row.versions.iter().find(|v| v.stable && v.version != cur.version).cloned();
+            let stable = row.version_records().into_iter().find(|v| v.stable && v.version != cur.version);
             match stable {
                 None => description.push_str(" - no stable job version to auto revert to"),
                 Some(v) if v.spec == cur.spec => description.push_str(&format!(
