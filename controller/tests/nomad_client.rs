@@ -413,9 +413,15 @@ async fn live_watcher_should_resync_then_stream_events_and_drop_replays() {
         [LiveEvent::JobUpserted(job)] => assert_eq!(job.modify_index, 15, "index 12 was in the list already"),
         other => panic!("expected one upsert, got {other:?}"),
     }
-    let (events, _) = next_events(&mut w, state).await;
+    let (events, state) = next_events(&mut w, state).await;
     assert_eq!(events.unwrap(), vec![LiveEvent::JobDeleted { namespace: "default".into(), id: "web".into() }]);
-    // The duplicate at 15 and the replayed upsert at 14 (older than the purge) were dropped.
+    // The duplicate at 15 and the replayed upsert at 14 (older than the purge) were dropped; a purge whose payload
+    // carries no job is still understood from the event's key.
+    let purge = json!({"Index": 30, "Events": [{"Topic": "Job", "Type": "JobDeregistered", "Key": "api",
+        "Namespace": "apps", "Index": 30, "Payload": {"Job": null, "Deleted": true}}]});
+    send(&feed, &purge.to_string());
+    let (events, _) = next_events(&mut w, state).await;
+    assert_eq!(events.unwrap(), vec![LiveEvent::JobDeleted { namespace: "apps".into(), id: "api".into() }]);
 }
 
 #[tokio::test(start_paused = true)]

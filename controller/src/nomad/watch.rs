@@ -228,17 +228,28 @@ impl Reported {
     fn accept(&mut self, event: &Event) -> Result<Option<LiveEvent>, serde_json::Error> {
         match event.topic.as_str() {
             "Job" => {
-                let job: Job = serde_json::from_value(event.payload.get("Job").cloned().unwrap_or_default())?;
+                let deleted = event.payload.get("Deleted").and_then(serde_json::Value::as_bool).unwrap_or(false);
+                let payload = event.payload.get("Job").filter(|j| !j.is_null());
+                if deleted {
+                    // A purge: the payload's job may be absent, so the event's own key and namespace are enough.
+                    let field = |name: &str, fallback: &str| {
+                        payload
+                            .and_then(|j| j.get(name))
+                            .and_then(serde_json::Value::as_str)
+                            .filter(|v| !v.is_empty())
+                            .unwrap_or(fallback)
+                            .to_owned()
+                    };
+                    let namespace = field("Namespace", &event.namespace);
+                    let id = field("ID", &event.key);
+                    let fresh = Self::advance(&mut self.jobs, (namespace.clone(), id.clone()), event.index);
+                    return Ok(fresh.then_some(LiveEvent::JobDeleted { namespace, id }));
+                }
+                let job: Job = serde_json::from_value(payload.cloned().unwrap_or_default())?;
                 let namespace = if job.namespace.is_empty() { event.namespace.clone() } else { job.namespace.clone() };
                 let id = if job.id.is_empty() { event.key.clone() } else { job.id.clone() };
-                let deleted = event.payload.get("Deleted").and_then(serde_json::Value::as_bool).unwrap_or(false);
-                if deleted {
-                    let fresh = Self::advance(&mut self.jobs, (namespace.clone(), id.clone()), event.index);
-                    Ok(fresh.then_some(LiveEvent::JobDeleted { namespace, id }))
-                } else {
-                    let fresh = Self::advance(&mut self.jobs, (namespace, id), job.modify_index);
-                    Ok(fresh.then_some(LiveEvent::JobUpserted(job)))
-                }
+                let fresh = Self::advance(&mut self.jobs, (namespace, id), job.modify_index);
+                Ok(fresh.then_some(LiveEvent::JobUpserted(job)))
             }
             "Deployment" => {
                 let deployment: Deployment =
