@@ -138,7 +138,7 @@ fn json_value(bytes: &[u8]) -> Result<Value, FieldError> {
     // serde_path_to_error even for the untyped `Value` gives syntax-level errors (a number out
     // of range) the path of the field they are in.
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: Value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         FieldError::new(
             render_path(&e.path().iter().cloned().collect::<Vec<_>>()),
             format!("not valid JSON: {}", e.inner()),
@@ -161,6 +161,72 @@ fn yaml_value(text: &str) -> Result<Value, FieldError> {
         })
     })
     .map_err(|e| FieldError::new(path, yaml_reason(&e)))
+}
+
+/// A JSON value read like `serde_json::Value`, except that a key repeated in one object is an
+/// error instead of "last one wins": the YAML reader already rejects duplicates, and a silently
+/// dropped `image` is exactly the kind of ignored input a record must not have.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|StrictValue(v)| v)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let StrictValue(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Whether any path in `value` is deeper than `limit`, without recursion.
@@ -414,6 +480,15 @@ mod tests {
         assert_eq!(record_key(doc), Some(super::super::AppKey::new("prod", "Bad_Name")));
         assert_eq!(record_key(b"\xff\xfe"), None);
         assert_eq!(record_key(b"metadata: {}"), None);
+    }
+
+    #[test]
+    fn parse_should_reject_duplicate_json_keys() {
+        let json = br#"{"apiVersion": "drover.io/v1alpha1", "kind": "App", "metadata": {"name": "web"},
+            "spec": {"template": {"image": "nginx:1", "image": "nginx:2"}}}"#;
+        let errors = parse(json).expect_err("duplicate");
+        assert!(errors[0].reason.contains("duplicate key `image`"), "{errors:?}");
+        assert!(errors[0].path.starts_with("spec.template"), "{errors:?}");
     }
 
     #[test]
