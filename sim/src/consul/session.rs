@@ -236,7 +236,8 @@ impl CreateRequest {
                     if ns < LOCK_DELAY_MIN_THRESHOLD {
                         ns *= 1_000_000_000;
                     }
-                    req.lock_delay_ns = i64::try_from(ns).unwrap_or(i64::MAX);
+                    req.lock_delay_ns =
+                        i64::try_from(ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX))).unwrap_or(0);
                 }
             }
             match field(&obj, "ServiceChecks") {

@@ -119,6 +119,15 @@ fn conflicting(q: &Query, flags: &[&str]) -> Result<(), ApiError> {
 /// its slash) with a 301 to the cleaned path before any Consul code runs.
 fn mux_redirect(method: &Method, uri: &Uri) -> Option<Response> {
     let raw = uri.path();
+    let unclean = raw == "/v1/kv"
+        || raw.contains("//")
+        || raw.contains("/./")
+        || raw.contains("/../")
+        || raw.ends_with("/.")
+        || raw.ends_with("/..");
+    if !unclean {
+        return None;
+    }
     let mut clean = path_clean(raw);
     if raw.ends_with('/') && clean != "/" {
         clean.push('/');
