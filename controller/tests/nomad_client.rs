@@ -571,3 +571,40 @@ async fn sim_live_watcher_should_resync_then_report_a_registered_job() {
     .expect("no JobUpserted for api within 10 s");
     assert_eq!(upserted.meta["drover.io/app"], "default/api");
 }
+
+#[tokio::test]
+async fn sim_live_watcher_should_recover_after_leader_loss_ends_the_stream() {
+    use futures::StreamExt as _;
+    let (sim, client) = sim_nomad().await;
+    let metrics = Arc::new(Metrics::new());
+    let config = LiveWatchConfig { refill: Duration::from_millis(10), ..LiveWatchConfig::default() };
+    let mut events = Box::pin(drover::nomad::watch::watch(client.clone(), config, metrics.clone()));
+    let deadline = Duration::from_secs(20);
+    let first = tokio::time::timeout(deadline, events.next()).await.expect("no resync within 20 s").unwrap();
+    assert!(matches!(first, LiveEvent::Resynced { .. }), "{first:?}");
+    // A first job seen through the stream proves the subscription is open before the leader goes away.
+    client.register("default", &sim_job("web", 1), None, false).await.unwrap();
+    tokio::time::timeout(deadline, async {
+        while !matches!(events.next().await, Some(LiveEvent::JobUpserted(ref job)) if job.id == "web") {}
+    })
+    .await
+    .expect("no JobUpserted for web within 20 s");
+    // Leader loss ends every subscription; lists fail with `No cluster leader` until it is back.
+    sim.shared.set_leader(drover_sim::Server::Nomad, false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.shared.set_leader(drover_sim::Server::Nomad, true);
+    client.register("default", &sim_job("api", 1), None, false).await.unwrap();
+    tokio::time::timeout(deadline, async {
+        loop {
+            match events.next().await {
+                Some(LiveEvent::JobUpserted(job)) if job.id == "api" => return,
+                Some(LiveEvent::Resynced { jobs, .. }) if jobs.iter().any(|j| j.id == "api") => return,
+                Some(_) => {}
+                None => panic!("the watch stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("the watcher did not see the job registered after the leader came back within 20 s");
+    assert!(metrics.encode().contains("drover_watch_restarts_total{source=\"nomad\"}"));
+}
