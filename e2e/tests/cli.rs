@@ -1,0 +1,116 @@
+//! The commands for people, run as processes against a simulator and a running controller: `apply -f`,
+//! `get -o json`, `describe -o json`, `delete`, and `validate`. Assertions on exit codes and JSON, never on text.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use drover::status::{AppStatus, Phase};
+use drover_e2e::{DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, template_record, wait_until};
+use serde_json::Value;
+
+/// Runs `drover <args>` against `sim`'s Consul (and Nomad) on a blocking thread.
+async fn drover_cli(sim: &SimProcess, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(binary("drover"));
+    cmd.args(args).env("CONSUL_HTTP_ADDR", &sim.consul_url).env("NOMAD_ADDR", &sim.nomad_url);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A file in a directory of this test run's own (tests run in parallel).
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("drover-e2e-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
+
+fn workspace_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+#[tokio::test]
+async fn cli_should_apply_get_describe_and_delete_against_a_running_controller() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let file = temp_file("web.yaml", &template_record("web", "nginx:1.27", "deletionPolicy: Purge"));
+    let file = file.to_str().expect("utf-8 path");
+
+    let out = drover_cli(&sim, &["apply", "-f", file]).await;
+    assert!(out.status.success(), "apply exits 0: {}", stderr(&out));
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
+
+    let out = drover_cli(&sim, &["get", "-o", "json"]).await;
+    assert!(out.status.success(), "get exits 0: {}", stderr(&out));
+    let rows = stdout_json(&out);
+    let rows = rows.as_array().expect("get -o json prints an array");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0]["namespace"].as_str(), rows[0]["name"].as_str()), (Some("default"), Some("web")));
+    let status: AppStatus = serde_json::from_value(rows[0]["status"].clone()).expect("an AppStatus");
+    assert_eq!(status.phase, Phase::Healthy);
+    assert_eq!(rows[0]["generation"].as_u64(), Some(status.observed_generation));
+
+    let out = drover_cli(&sim, &["describe", "default/web", "-o", "json"]).await;
+    assert!(out.status.success(), "describe exits 0: {}", stderr(&out));
+    let row = stdout_json(&out);
+    let status: AppStatus = serde_json::from_value(row["status"].clone()).expect("an AppStatus");
+    assert_eq!(status.job_id.as_deref(), Some("web"));
+    assert!(!status.history.is_empty(), "describe shows the history: {status:?}");
+
+    let out = drover_cli(&sim, &["describe", "default/nothing", "-o", "json"]).await;
+    assert!(!out.status.success(), "describe of an unknown app exits non-zero");
+
+    let out = drover_cli(&sim, &["delete", "default/web"]).await;
+    assert!(out.status.success(), "delete exits 0: {}", stderr(&out));
+    wait_until(DEADLINE, "job web purged and its status deleted", || async {
+        let job = sim.job("default", "web").await;
+        let status = sim.status("default", "web").await;
+        if job.is_none() && status.is_none() { Ok(()) } else { Err((job.is_some(), status.map(|s| s.phase))) }
+    })
+    .await;
+    let out = drover_cli(&sim, &["get", "-o", "json"]).await;
+    assert!(out.status.success(), "get exits 0: {}", stderr(&out));
+    assert_eq!(stdout_json(&out), serde_json::json!([]), "no app left");
+    drover.assert_running();
+}
+
+/// Runs `drover validate -f <workspace file>`; returns the exit success and stdout + stderr.
+async fn validate(relative: &str) -> (bool, String) {
+    let file = workspace_file(relative);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary("drover")).args(["validate", "-f"]).arg(&file).output().expect("run")
+    })
+    .await
+    .expect("the CLI thread");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out)))
+}
+
+#[tokio::test]
+async fn validate_should_exit_non_zero_for_a_broken_record_and_zero_for_a_valid_one() {
+    let (ok, text) = validate("manifests/examples/broken.yaml").await;
+    assert!(!ok, "validate of broken.yaml exits non-zero: {text}");
+    assert!(text.contains("spec.template.imagee"), "validate names the broken field: {text}");
+    let (ok, text) = validate("manifests/examples/web.yaml").await;
+    assert!(ok, "validate of web.yaml exits 0: {text}");
+}
+
+#[tokio::test]
+#[ignore = "bug: `drover validate` stops at a document's parse error (cli/apply.rs `prepare` uses \
+            `parse_documents` and never validates the partial record), so broken.yaml reports 1 problem \
+            (spec.template.imagee) where the controller's status for the same bytes lists all 6"]
+async fn validate_should_name_every_broken_field_as_the_status_does() {
+    let (ok, text) = validate("manifests/examples/broken.yaml").await;
+    assert!(!ok, "validate of broken.yaml exits non-zero: {text}");
+    for field in ["metadata.name", "spec.template.imagee", "spec.template.count", "spec.template.service.port"] {
+        assert!(text.contains(field), "validate names {field}: {text}");
+    }
+}
