@@ -491,6 +491,26 @@ mod tests {
         assert!(errors[0].path.starts_with("spec.template"), "{errors:?}");
     }
 
+    proptest::proptest! {
+        /// Any bytes at all end in a record or in field errors, never in a panic.
+        #[test]
+        fn parse_should_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let _ = parse(&bytes);
+            let _ = crate::app::load(&crate::app::AppKey::new("default", "web"), &bytes);
+        }
+
+        /// Text made of YAML's structural characters, appended to a valid record, never panics
+        /// either (this reaches much deeper into the parser than random bytes do).
+        #[test]
+        fn parse_should_never_panic_on_yaml_like_text(tail in "[-:&*!|>\\[\\]{},?#'\" \n\ta-z0-9.]{0,400}") {
+            let text = format!("{GOOD}{tail}");
+            let _ = parse(text.as_bytes());
+            let _ = parse_documents(&text);
+            let json = format!("{{{tail}");
+            let _ = parse(json.as_bytes());
+        }
+    }
+
     #[test]
     fn depth_exceeds_should_count_nesting() {
         let v: Value = serde_json::from_str("[[[1]]]").unwrap();

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::spec::App;
-use super::validate::{check_count, check_dns_label};
+use super::validate::check_count;
 use super::{FieldError, OWNER_META_KEY, index_path, key_path};
 
 /// Fields of `api.Job` (api/jobs.go) and of the job Nomad returns (B11).
@@ -325,13 +325,20 @@ fn validate_tasks(tasks: Option<&Value>, p: &str, errors: &mut Vec<FieldError>) 
     }
 }
 
-/// A group or task `Name`: required, a string, a DNS-ish label (Nomad allows more, but the name
-/// ends up in service names and allocation names, so Drover keeps it simple).
+/// A group or task `Name`: required, a non-empty string of at most 128 characters without
+/// whitespace, control characters or `/` (it is part of allocation names, `<job>.<group>[i]`, and
+/// of file paths on the client). Nomad's own names (`cache_group`, `web.api`) stay valid.
 fn expect_name<'a>(obj: &'a Map<String, Value>, p: &str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
     match obj.get("Name") {
         Some(Value::String(name)) => {
-            if let Err(reason) = check_dns_label(name, true) {
-                errors.push(FieldError::new(key_path(p, "Name"), reason));
+            if name.is_empty()
+                || name.chars().count() > 128
+                || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            {
+                errors.push(FieldError::new(
+                    key_path(p, "Name"),
+                    "must be 1–128 characters without spaces, control characters or `/`",
+                ));
             }
             Some(name)
         }
