@@ -6,8 +6,10 @@
 //! deployment's allocations whose health is not yet known.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::Payload;
 use super::jobs::{create_eval, mark_stable, refresh_job};
 use super::model::{Alloc, AllocHealth, Deployment, GroupDeploy, GroupModel, JobRecord, desc};
 use super::state::{Key, NomadState, Table, Timer, Txn};
@@ -30,21 +32,22 @@ pub struct Changes {
 impl Changes {
     /// Emits events for everything changed (deployments, then allocations) and refreshes jobs.
     pub fn flush(self, txn: &mut Txn<'_>) {
-        let clock = txn.shared.clock.clone();
         for id in &self.deployments {
             if let Some(d) = txn.t.deployments.get(id) {
-                let payload = serde_json::json!({"Deployment": d.render(&clock)});
+                let snap = d.clone();
+                let payload = Payload::Render(Arc::new(move |c| serde_json::json!({"Deployment": snap.render(c)})));
                 let (ns, job) = (d.namespace.clone(), d.job_id.clone());
-                txn.emit("Deployment", id, &ns, vec![job], payload);
+                txn.emit_payload("Deployment", id, &ns, vec![job], payload);
             }
         }
         for id in &self.allocs {
             if let Some(a) = txn.t.allocs.get(id) {
-                let payload = serde_json::json!({"Allocation": a.full(&clock)});
+                let snap = a.clone();
+                let payload = Payload::Render(Arc::new(move |c| serde_json::json!({"Allocation": snap.full(c)})));
                 // `[JobID, DeploymentID]`, the second empty when there is none (state/events.go).
                 let keys = vec![a.job_id.clone(), a.deployment_id.clone().unwrap_or_default()];
                 let ns = a.namespace.clone();
-                txn.emit("Allocation", id, &ns, keys, payload);
+                txn.emit_payload("Allocation", id, &ns, keys, payload);
             }
         }
         for key in &self.jobs {

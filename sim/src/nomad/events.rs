@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Nomad;
 use super::model::JobRecord;
-use crate::{Server, SimInstant};
+use crate::{Clock, Server, SimInstant};
 
 /// One event (`structs.Event`).
 #[derive(Debug, Clone)]
@@ -33,18 +33,31 @@ pub struct Event {
 
 /// An event payload. Job payloads are rendered only when a subscriber selects them, so that
 /// registers stay cheap when nobody listens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Payload {
     /// Ready JSON.
     Json(Value),
     /// `{"Job": …}`, with `"Deleted": true` on purge.
     Job(Box<JobRecord>, bool),
+    /// Rendered on demand from a snapshot taken at the write (deployments, allocations).
+    Render(Arc<dyn Fn(&Clock) -> Value + Send + Sync>),
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::Json(v) => write!(f, "Json({v})"),
+            Payload::Job(j, d) => write!(f, "Job({}, deleted: {d})", j.id),
+            Payload::Render(_) => f.write_str("Render(..)"),
+        }
+    }
 }
 
 impl Event {
-    fn to_json(&self) -> Value {
+    fn to_json(&self, clock: &Clock) -> Value {
         let payload = match &self.payload {
             Payload::Json(v) => v.clone(),
+            Payload::Render(f) => f(clock),
             Payload::Job(rec, false) => json!({"Job": rec.render()}),
             Payload::Job(rec, true) => {
                 let mut job = rec.render();
@@ -145,7 +158,7 @@ impl Filter {
     }
 
     /// The events of `batch` that pass, once per matching key (B15 duplicates rule).
-    fn select(&self, batch: &Batch) -> Vec<Value> {
+    fn select(&self, batch: &Batch, clock: &Clock) -> Vec<Value> {
         let mut out = Vec::new();
         for ev in &batch.events {
             if !ev.namespace.is_empty() && !self.namespaces.iter().any(|n| n == &ev.namespace) {
@@ -153,7 +166,7 @@ impl Filter {
             }
             let keys = match &self.topics {
                 None => {
-                    out.push(ev.to_json());
+                    out.push(ev.to_json(clock));
                     continue;
                 }
                 Some(t) => match t.get(ev.topic).or_else(|| t.get("*")) {
@@ -162,12 +175,12 @@ impl Filter {
                 },
             };
             if keys.len() == 1 && keys[0] == "*" {
-                out.push(ev.to_json());
+                out.push(ev.to_json(clock));
                 continue;
             }
             for k in keys {
                 if *k == ev.key || ev.filter_keys.iter().any(|f| !f.is_empty() && f == k) {
-                    out.push(ev.to_json());
+                    out.push(ev.to_json(clock));
                 }
             }
         }
@@ -217,7 +230,7 @@ pub fn stream(
             let (batches, next) = s.nomad.lock().events.read_from(s.seq);
             s.seq = next;
             for b in batches {
-                let events = s.filter.select(&b);
+                let events = s.filter.select(&b, &s.nomad.shared.clock);
                 if !events.is_empty() {
                     let mut line = serde_json::to_vec(&json!({"Index": b.index, "Events": events})).unwrap_or_default();
                     line.push(b'\n');

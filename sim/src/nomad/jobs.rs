@@ -147,7 +147,8 @@ pub fn register(st: &mut NomadState, shared: &Shared, mut a: RegisterArgs) -> Re
         preserve(&mut a.job, &old, a.preserve_counts, a.preserve_resources);
         spec = spec_text(&mut a.job);
     }
-    let model = Arc::new(JobModel::from_job(&a.job));
+    let model =
+        if a.preserve_counts || a.preserve_resources { Arc::new(JobModel::from_job(&a.job)) } else { Arc::new(model) };
     let version = match existing {
         Some(e) if submitted_version <= e.cur.version => e.cur.version + 1,
         _ => submitted_version,
