@@ -39,6 +39,14 @@ pub enum TlsError {
         #[source]
         source: reqwest::Error,
     },
+    /// A CA file held no certificate at all (trusting an empty set would fail every handshake later, obscurely).
+    #[error("no certificate found in {what} file {path:?}")]
+    NoCertificates {
+        /// `CA certificate`.
+        what: &'static str,
+        /// The file's path.
+        path: String,
+    },
     /// reqwest refused the assembled settings.
     #[error("cannot build the HTTP client")]
     BuildClientFailed(#[source] reqwest::Error),
@@ -50,6 +58,7 @@ impl TlsError {
         match self {
             Self::ReadFileFailed { .. } => "read_file_failed",
             Self::ParsePemFailed { .. } => "parse_pem_failed",
+            Self::NoCertificates { .. } => "no_certificates",
             Self::BuildClientFailed(_) => "build_client_failed",
         }
     }
@@ -94,6 +103,9 @@ pub fn build_http_client(files: TlsFiles<'_>) -> Result<reqwest::Client, TlsErro
             path: path.to_owned(),
             source,
         })?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificates { what: "CA certificate", path: path.to_owned() });
+        }
         builder = builder.tls_certs_only(certs);
     }
     if let (Some(cert_path), Some(key_path)) = (files.client_cert, files.client_key) {
@@ -173,6 +185,41 @@ mod tests {
         // No wait means the server's default wait, not "no blocking".
         let t = blocking_timeout(Duration::ZERO, five_min, Duration::from_secs(600));
         assert!(t > five_min * 17 / 16, "{t:?}");
+    }
+
+    /// A throwaway P-256 test CA and a client certificate it signed (valid until 2126), generated with openssl for
+    /// these tests only.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBiTCCAS+gAwIBAgIUd7FKVA7vlvpTDH8ZBBhanjMaCa4wCgYIKoZIzj0EAwIw\nGTEXMBUGA1UEAwwOZHJvdmVyLXRlc3QtY2EwIBcNMjYxMTIzMTYyNzA1WhgPMjEy\nNjEwMzAxNjI3MDVaMBkxFzAVBgNVBAMMDmRyb3Zlci10ZXN0LWNhMFkwEwYHKoZI\nzj0CAQYIKoZIzj0DAQcDQgAEDZQ/+dcoRuy5p0THIV7Co1jUhl9GjP4Z8VtbFNju\nJhkgDVkcZdUXbjRev5R5GUuBKqLtJ6rU3FbYa5lyR81nm6NTMFEwHQYDVR0OBBYE\nFFEumGxMvKy2YkvSaTbdPE+iil+MMB8GA1UdIwQYMBaAFFEumGxMvKy2YkvSaTbd\nPE+iil+MMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhAOrDvWbW\nB2X63YpQsTRtA+dHJf3eg1l9tiLq35cU9vIGAiA4ZOY+0XzapsdlTQ2Etve4z6yR\nnpTLgrOVN8sOa0ccFQ==\n-----END CERTIFICATE-----\n";
+    const TEST_CLIENT_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBpTCCAUqgAwIBAgIUcHEVpa9ul+ijBx1TP0uuUtT8JVMwCgYIKoZIzj0EAwIw\nGTEXMBUGA1UEAwwOZHJvdmVyLXRlc3QtY2EwIBcNMjYxMTIzMTYyNzU2WhgPMjEy\nNjEwMzAxNjI3NTZaMBgxFjAUBgNVBAMMDWRyb3Zlci1jbGllbnQwWTATBgcqhkjO\nPQIBBggqhkjOPQMBBwNCAASRaT/7n+l//G0l9j4NdY41YqxwEu+Q1FQel1VNuR/T\n1uHm8SeJ5AUFfRb9c7CmLZDT1xTkMPJ6bb3Qb58G4HK2o28wbTAJBgNVHRMEAjAA\nMBMGA1UdJQQMMAoGCCsGAQUFBwMCMAsGA1UdDwQEAwIHgDAdBgNVHQ4EFgQUDDtL\nqVB5mQIZudMO1v8bxypyRwYwHwYDVR0jBBgwFoAUUS6YbEy8rLZiS9JpNt08T6KK\nX4wwCgYIKoZIzj0EAwIDSQAwRgIhAJnMvLBqS1OLIzHr4de6wVO58KvHzNpfe9Tm\nzAqGB/vUAiEA3dIawZDUuC5esPBcO3pGVPqwFlHbXh0rjiKD+6SIOK0=\n-----END CERTIFICATE-----\n";
+    const TEST_CLIENT_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgpqvTjgjrUxTyYFsw\nF1KGgovudH2//2X7pOCPg5+23vChRANCAASRaT/7n+l//G0l9j4NdY41YqxwEu+Q\n1FQel1VNuR/T1uHm8SeJ5AUFfRb9c7CmLZDT1xTkMPJ6bb3Qb58G4HK2\n-----END PRIVATE KEY-----\n";
+
+    fn temp_file(name: &str, text: &str) -> String {
+        let path = std::env::temp_dir().join(format!("drover-tls-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn build_http_client_should_load_a_ca_and_a_client_identity() {
+        let ca = temp_file("ca.pem", TEST_CA);
+        let cert = temp_file("client.pem", TEST_CLIENT_CERT);
+        let key = temp_file("client.key", TEST_CLIENT_KEY);
+        build_http_client(TlsFiles { ca_cert: Some(&ca), client_cert: Some(&cert), client_key: Some(&key) }).unwrap();
+        // A "key" file holding a certificate is refused up front, naming the certificate file.
+        let err = build_http_client(TlsFiles { ca_cert: None, client_cert: Some(&cert), client_key: Some(&cert) })
+            .unwrap_err();
+        assert_eq!(err.kind(), "parse_pem_failed", "{err}");
+        assert!(err.to_string().contains(&cert), "{err}");
+    }
+
+    #[test]
+    fn build_http_client_should_reject_a_ca_file_without_certificates() {
+        let path = std::env::temp_dir().join(format!("drover-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let err = build_http_client(TlsFiles { ca_cert: Some(&path), ..TlsFiles::default() }).unwrap_err();
+        assert!(matches!(err.kind(), "no_certificates" | "parse_pem_failed"), "{err}");
+        assert!(err.to_string().contains(&path), "{err}");
     }
 
     #[test]
