@@ -79,6 +79,9 @@ async fn a6_create_validation_should_use_consul_texts() {
         (r#"{"Behavior":"keep"}"#, 500, "Invalid Behavior setting 'keep'"),
         (r#"{"Node":"elsewhere"}"#, 500, "apply failed: Missing node registration"),
         (r#"{"NodeChecks":["web"]}"#, 500, "apply failed: Missing check 'web' registration"),
+        (r#"{"ServiceChecks":[{"ID":"svc"}]}"#, 500, "apply failed: Missing check 'svc' registration"),
+        (r#"{"Node":""}"#, 500, "Must provide Node"),
+        ("x", 400, "Request decode failed: invalid character 'x' looking for beginning of value"),
         (r#"{"LockDelay":"15"}"#, 400, "Request decode failed: time: missing unit in duration \"15\""),
     ];
     for (body, status, text) in cases {
