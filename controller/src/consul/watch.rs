@@ -82,13 +82,15 @@ impl WatchConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
     /// The whole content of the prefix. Sent after every (re)list, and after a blocking query whose index grew and
-    /// whose content differs from the last snapshot. The consumer diffs per key by `ModifyIndex`.
+    /// whose content differs from the last snapshot. The consumer diffs it per key by `ModifyIndex` against what it
+    /// holds; keys it holds that are absent here were deleted.
     Snapshot {
         /// Every entry under the prefix.
         entries: Arc<Vec<KvPair>>,
         /// `X-Consul-Index` of the answer.
         index: u64,
-        /// True when this follows a fresh list (start, error, or index reset): keys absent here are gone.
+        /// True when this follows a fresh list (start, after an error, or after an index reset) rather than a
+        /// blocking query. Every snapshot is complete either way: a key absent from it is gone.
         relisted: bool,
         /// Size of the listing body; the watcher already adds it to `consul_read_bytes` (informational).
         bytes: usize,
