@@ -97,14 +97,18 @@ fn log_file(name: &str) -> (PathBuf, Stdio) {
     }
 }
 
-/// A child process that is killed (and reaped) when dropped, also when a test panics.
+/// A child process that is killed (and reaped) when dropped, also when a test panics. Its stderr file is removed
+/// when the test passed, and kept (its path is in the test's output) when the test panics.
 #[derive(Debug)]
-struct Owned(Child);
+struct Owned(Child, PathBuf);
 
 impl Drop for Owned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.1);
+        }
     }
 }
 
@@ -176,7 +180,7 @@ impl SimProcess {
             .spawn()
             .expect("spawn drover-sim");
         let stdout = child.stdout.take().expect("drover-sim stdout is piped");
-        let child = Owned(child);
+        let child = Owned(child, log.clone());
         // Blocking reads on a blocking thread; the pipe stays open (and unread) for the process's life.
         let read = tokio::task::spawn_blocking(move || {
             let mut stdout = std::io::BufReader::new(stdout);
@@ -403,7 +407,7 @@ impl DroverProcess {
     /// Runs `drover run` against `sim` with `--resync 1s` unless `extra_args` gives `--resync`, and waits until
     /// `/readyz` answers 200. Retries on another port if the one picked was taken meanwhile.
     pub async fn start(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
-        let mut last_log = PathBuf::new();
+        let mut last_stderr = String::new();
         for _ in 0..3 {
             let port = free_port();
             let (log, stderr) = log_file("drover");
@@ -421,14 +425,15 @@ impl DroverProcess {
                 .stderr(stderr)
                 .spawn()
                 .expect("spawn drover run");
-            let child = Owned(child);
+            let child = Owned(child, log.clone());
             let mut drover = DroverProcess { url: format!("http://127.0.0.1:{port}"), log, http: http_client(), child };
             if drover.wait_ready().await {
                 return drover;
             }
-            last_log = drover.log.clone();
+            // The file is removed when `drover` drops: keep what it said for the panic below.
+            last_stderr = std::fs::read_to_string(&drover.log).unwrap_or_default();
         }
-        panic!("drover run did not start (see {})", last_log.display());
+        panic!("drover run did not start; its stderr:\n{last_stderr}");
     }
 
     /// Waits for `/readyz` 200; false when the process exited first (e.g. its port was taken).

@@ -40,6 +40,9 @@ async fn drift_should_be_reverted_or_reported_as_the_policy_says() {
     })
     .await;
     assert_eq!(job_owner(&job), Some("default/reverted"));
+    let images: Vec<_> =
+        sim.job_versions("default", "reverted").await.iter().map(|v| job_image(v).map(str::to_owned)).collect();
+    assert!(images.contains(&Some("hand:edit".into())), "the hand edit was a version of its own: {images:?}");
     let status = sim
         .wait_for_status("default", "reverted", "Healthy with the revert applied", |s| {
             s.phase == Phase::Healthy && s.applied_job_modify_index == Some(job_modify_index(&job))
