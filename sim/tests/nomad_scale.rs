@@ -64,8 +64,14 @@ async fn b10_scale_bumps_version_even_for_same_count() {
     assert_eq!(reply["JobModifyIndex"], j["JobModifyIndex"]);
     assert!(reply["Index"].as_u64() > reply["EvalCreateIndex"].as_u64());
     assert!(reply["EvalCreateIndex"].as_u64() > reply["JobModifyIndex"].as_u64());
-    // In-place update with an update block: a new deployment.
+    // In-place update with an update block: a new deployment, same allocations, still running.
     s.deployment_status("web", 1, "successful").await;
+    let allocs = s.get("/v1/job/web/allocations").await.json();
+    let live: Vec<&serde_json::Value> =
+        allocs.as_array().into_iter().flatten().filter(|a| a["DesiredStatus"] == "run").collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|a| a["JobVersion"] == 1 && a["ClientStatus"] == "running"));
+    assert_eq!(allocs.as_array().map(Vec::len), Some(2), "in-place updates keep the allocations");
     let st = s.get("/v1/job/web/scale").await;
     assert_eq!(st.status, 200);
     let st = st.json();

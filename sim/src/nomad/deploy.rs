@@ -411,10 +411,8 @@ fn reconcile_group(
         }
         if in_dep.is_some() {
             placed_here += 1;
-            let at = now + PLACEMENT_DELAY;
-            txn.t.add_timer(at, Timer::AllocRunning(id.clone()));
-            if let Some(x) = txn.t.allocs.get_mut(&id) {
-                x.client_status = "pending";
+            if txn.t.allocs.get(&id).is_some_and(|x| x.client_status == "running") {
+                super::watcher::schedule_health(txn, &id);
             }
         }
         ch.alloc(txn, &id);

@@ -116,14 +116,16 @@ async fn deployment(
         None => ("", rest.to_string()),
     };
     let who = caller(n, headers)?;
-    let ns = q.namespace();
+    // Deployments are found by ID whatever `?namespace=` says; rights are checked in the
+    // deployment's own namespace (`Deployment.GetDeployment` re-checks `out.Namespace`).
+    let ns = n.lock().t.deployments.get(&id).map(|d| d.namespace.clone()).unwrap_or_else(|| q.namespace());
     let clock = n.shared.clock.clone();
     match (action, method == Method::GET, is_write) {
         ("", true, _) => {
             if !who.allows(&ns, "read-job") {
                 return Err(ApiError::permission_denied());
             }
-            let (d, index) = block(n, q, |st| match st.t.deployments.get(&id).filter(|d| d.namespace == ns) {
+            let (d, index) = block(n, q, |st| match st.t.deployments.get(&id) {
                 Some(d) => (Some(d.render(&clock)), d.modify_index),
                 None => (None, st.t.table_index.deployment),
             })

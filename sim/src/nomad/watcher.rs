@@ -93,32 +93,8 @@ fn client_updates(
                 }
                 a.client_status = "running";
                 a.running_since = Some(now);
-                let a = a.clone();
                 ch.alloc(txn, &id);
-                let Some(g) = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group) else { continue };
-                let mode = txn.t.health_mode(&a.namespace, &a.job_id, a.job_version);
-                match (a.deployment_id.as_ref(), g.strategy()) {
-                    (Some(_), Some(s)) if s.manual => {}
-                    (Some(_), Some(s)) => {
-                        let mht = s.min_healthy_time;
-                        match mode {
-                            HealthMode::Healthy => txn.t.add_timer(now + mht, Timer::AllocHealth(id.clone(), true)),
-                            HealthMode::Delay(d) => {
-                                txn.t.add_timer(now + d + mht, Timer::AllocHealth(id.clone(), true))
-                            }
-                            HealthMode::Unhealthy => txn.t.add_timer(
-                                now + FAIL_DELAY.min(s.healthy_deadline),
-                                Timer::AllocHealth(id.clone(), false),
-                            ),
-                            HealthMode::Never => {}
-                        }
-                        txn.t.add_timer(now + s.healthy_deadline, Timer::HealthyDeadline(id.clone()));
-                    }
-                    _ if mode == HealthMode::Unhealthy => {
-                        txn.t.add_timer(now + FAIL_DELAY, Timer::AllocHealth(id.clone(), false))
-                    }
-                    _ => {}
-                }
+                schedule_health(txn, &id);
             }
             Timer::AllocHealth(id, healthy) => {
                 let Some(a) = txn.t.allocs.get(&id) else { continue };
@@ -151,6 +127,34 @@ fn client_updates(
         if txn.t.jobs.contains_key(&k) {
             eval_for(txn, &k, "deployment-watcher");
         }
+    }
+}
+
+/// Arms the client's health reporting for a running allocation, per the job version's health
+/// mode: healthy after `MinHealthyTime` (plus the mode's delay), failing after 1 s, or never; and
+/// the `HealthyDeadline`. Also used after in-place updates, which do not restart the task.
+pub fn schedule_health(txn: &mut Txn<'_>, id: &str) {
+    let now = txn.now;
+    let Some(a) = txn.t.allocs.get(id).cloned() else { return };
+    let Some(g) = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group) else { return };
+    let mode = txn.t.health_mode(&a.namespace, &a.job_id, a.job_version);
+    let id = id.to_string();
+    match (a.deployment_id.as_ref(), g.strategy()) {
+        (Some(_), Some(s)) if s.manual => {}
+        (Some(_), Some(s)) => {
+            let mht = s.min_healthy_time;
+            match mode {
+                HealthMode::Healthy => txn.t.add_timer(now + mht, Timer::AllocHealth(id.clone(), true)),
+                HealthMode::Delay(d) => txn.t.add_timer(now + d + mht, Timer::AllocHealth(id.clone(), true)),
+                HealthMode::Unhealthy => {
+                    txn.t.add_timer(now + FAIL_DELAY.min(s.healthy_deadline), Timer::AllocHealth(id.clone(), false))
+                }
+                HealthMode::Never => {}
+            }
+            txn.t.add_timer(now + s.healthy_deadline, Timer::HealthyDeadline(id));
+        }
+        _ if mode == HealthMode::Unhealthy => txn.t.add_timer(now + FAIL_DELAY, Timer::AllocHealth(id, false)),
+        _ => {}
     }
 }
 
