@@ -6,6 +6,8 @@
 //! compared with `<case>.expected.json`: either `{"jobId", "hash", "job"}` or `{"errors": [...]}`.
 //! The key is `default/web` unless the file's first line is `# key: <namespace>/<name>`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use drover::app::{self, AppKey, FieldError};
@@ -149,4 +151,95 @@ fn broken_example_should_show_every_kind_of_error() {
     for want in ["metadata.name", "spec.template.count", "spec.template.imagee"] {
         assert!(paths.contains(&want), "{want} not in {paths:?}");
     }
+}
+
+/// Counts the bytes allocated by the current thread, so a test can bound the memory one parse
+/// takes while other tests run on other threads.
+struct CountingAllocator;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn account(delta: isize) {
+    // `try_with`: allocations during thread teardown, after the cells are gone, are not counted.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counting only touches
+// const-initialised thread-locals, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            account(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        account(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            account(new_size as isize - layout.size() as isize);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// The most memory `f` had allocated at once on this thread, in bytes.
+fn peak_bytes_of(f: impl FnOnce()) -> isize {
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    f();
+    PEAK.with(Cell::get) - start
+}
+
+#[test]
+fn hostile_records_should_fail_within_bounded_memory() {
+    let dir = manifest_dir().join("tests/fixtures/records");
+    let key = AppKey::new("default", "web");
+    for name in [
+        "bad-billion-laughs.yaml",
+        "bad-deep-nesting.json",
+        "bad-deep-nesting-yaml.yaml",
+        "bad-deep-nesting-block.yaml",
+        "bad-huge-numbers.json",
+        "bad-binary.bin",
+    ] {
+        let bytes = std::fs::read(dir.join(name)).expect("read fixture");
+        let mut result = None;
+        let peak = peak_bytes_of(|| result = Some(app::load(&key, &bytes)));
+        assert!(result.is_some_and(|r| r.is_err()), "{name} must be invalid");
+        // Measured at about 4 MiB for the alias bomb (its replay budget) and kilobytes for the
+        // rest; an expanded bomb (10^9 strings) or unbounded nesting would take gigabytes.
+        assert!(peak < 16 << 20, "{name} took {peak} bytes at peak");
+    }
+    // A record at the size limit, full of small keys, stays bounded too.
+    let mut big = String::from("apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web}\nspec:\n  job:\n");
+    let mut i = 0;
+    while big.len() < 500 * 1024 {
+        big.push_str(&format!("    k{i}: [a, b, c]\n"));
+        i += 1;
+    }
+    let peak = peak_bytes_of(|| {
+        let _ = app::load(&key, big.as_bytes());
+    });
+    // Measured at about 20 MiB: a `serde_json::Value` tree costs ~40 bytes per input byte here.
+    assert!(peak < 64 << 20, "a 500 KiB record took {peak} bytes at peak");
 }

@@ -257,15 +257,15 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_aliases = 1_000;
     budget.max_anchors = 1_000;
     budget.max_documents = 1_024;
-    budget.max_recorded_anchor_events = 100_000;
-    budget.max_recorded_anchor_bytes = 4 * 1024 * 1024;
+    budget.max_recorded_anchor_events = 20_000;
+    budget.max_recorded_anchor_bytes = 1024 * 1024;
     budget.max_total_scalar_bytes = 8 * 1024 * 1024;
     budget.max_merge_keys = 1_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     // An alias expands to a copy of its anchor's events; this bounds the total copied, which is
-    // what makes a billion-laughs document fail after ~100k events instead of exhausting memory.
-    options.alias_limits.max_total_replayed_events = 100_000;
+    // what makes a billion-laughs document fail after ~50k events instead of exhausting memory.
+    options.alias_limits.max_total_replayed_events = 50_000;
     options.alias_limits.max_replay_stack_depth = 16;
     options.with_snippet = false;
     // YAML 1.1 reads `yes`, `no`, `on`, `off`, `y` and `n` as booleans (the "Norway problem"):
