@@ -142,6 +142,16 @@ async fn invalid_should_report_every_error_and_never_reach_nomad() {
     }
     let registers = log.requests.iter().filter(|r| r.method == "POST" && r.path.starts_with("/v1/job")).count();
     assert_eq!(registers, 1, "only web is registered: {:?}", log.requests);
+
+    // Fixing a record is all it takes.
+    let fixed = sim.put_record("default", "bad", template_record("bad", "nginx:1.27", "")).await;
+    let status = sim
+        .wait_for_status("default", "bad", "Healthy once fixed", |s| {
+            s.phase == Phase::Healthy && s.observed_generation == fixed
+        })
+        .await;
+    assert_eq!(status.condition("Valid").map(|c| c.status), Some(ConditionStatus::True), "{status:?}");
+    drover.assert_running();
 }
 
 #[tokio::test]

@@ -65,3 +65,30 @@ async fn converged_apps_should_stay_silent_across_resyncs() {
     assert!(others.is_empty(), "no Nomad write for the unchanged apps: {others:#?}");
     drover.assert_running();
 }
+
+#[tokio::test]
+async fn restarted_controller_should_not_rewrite_converged_apps() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let apps = ["alpha", "beta"];
+    for name in apps {
+        sim.put_record("default", name, template_record(name, "nginx:1.27", "")).await;
+    }
+    let first = DroverProcess::start(&sim, &[]).await;
+    for name in apps {
+        sim.wait_for_status("default", name, "Healthy", |s| s.phase == Phase::Healthy).await;
+    }
+    drop(first);
+
+    // A new process loads records, statuses and jobs, reconciles every app at start and on two resyncs.
+    let since = sim.log(None, 0).await.last_seq;
+    let mut second = DroverProcess::start(&sim, &[]).await;
+    second.wait_reconciles(0, 3 * apps.len() as u64).await;
+    let log = sim.log(None, since).await.requests;
+    let writes: Vec<_> = log.iter().filter(|r| r.is_write()).collect();
+    assert!(writes.is_empty(), "the status kept what was applied, so nothing is written again: {writes:#?}");
+    for name in apps {
+        let status = sim.status("default", name).await.expect("status");
+        assert_eq!(status.phase, Phase::Healthy, "{name}: {status:?}");
+    }
+    second.assert_running();
+}
