@@ -129,3 +129,43 @@ async fn failed_rollout_should_be_reported_and_not_registered_again() {
     assert_eq!(job_image(&job), Some("nginx:1.29"));
     drover.assert_running();
 }
+
+#[tokio::test]
+async fn drift_during_a_rollout_should_be_reverted_once_nomad_cancels_it() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    // Version 0's checks never pass, so its deployment is still running when the hand edit lands (its healthy
+    // deadline is 5 min of simulated time, 6 s of real time).
+    sim.set_health("default", "web", Some(0), "never").await;
+    let record = "apiVersion: drover.io/v1alpha1
+kind: App
+metadata: {name: web, namespace: default}
+spec:
+  template: {image: \"nginx:1.27\", count: 2, ports: {http: 8080}}
+  strategy: {minHealthyTime: 1s, healthyDeadline: 5m, progressDeadline: 10m}
+  driftPolicy: Revert
+";
+    sim.put_record("default", "web", record).await;
+    sim.wait_for_status("default", "web", "Progressing with a running deployment", |s| {
+        s.phase == Phase::Progressing && s.deployment.as_ref().is_some_and(|d| d.status == "running")
+    })
+    .await;
+
+    let hand = edit_by_hand(&sim, "web", "hand:edit").await;
+    let job = wait_until(DEADLINE, "the desired image registered over the hand edit", || async {
+        let job = sim.job("default", "web").await.expect("job web");
+        if job_image(&job) == Some("nginx:1.27") && job_modify_index(&job) > hand {
+            Ok(job)
+        } else {
+            Err((job_image(&job).map(str::to_owned), job_modify_index(&job)))
+        }
+    })
+    .await;
+    let status = sim
+        .wait_for_status("default", "web", "Healthy with the revert applied", |s| {
+            s.phase == Phase::Healthy && s.applied_job_modify_index == Some(job_modify_index(&job))
+        })
+        .await;
+    assert_eq!(status.failed_hash, None, "the spec is not marked failed: {status:?}");
+    drover.assert_running();
+}
