@@ -186,8 +186,15 @@ async fn watch_records(ctx: Arc<Ctx>, queue: Queue<AppKey>, ready: watch::Sender
             _ = shutdown.cancelled() => return,
             event = stream.next() => event,
         };
-        let Some(consul::watch::WatchEvent::Snapshot { entries, .. }) = event else { return };
-        let changes = ctx.desired.apply_snapshot(&ctx.config.prefix, &entries);
+        let Some(consul::watch::WatchEvent::Snapshot { entries, filtered_by_acls, .. }) = event else { return };
+        if filtered_by_acls {
+            tracing::warn!(
+                prefix = %ctx.config.prefix,
+                "Consul filtered the records listing by ACLs: Drover's token cannot read every record; records it \
+                 cannot see are not treated as deleted (grant key_prefix \"<prefix>/apps/\" read)"
+            );
+        }
+        let changes = ctx.desired.apply_snapshot(&ctx.config.prefix, &entries, !filtered_by_acls);
         for change in changes {
             queue.enqueue(change.key, None, change.generation, "record changed");
         }

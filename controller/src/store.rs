@@ -80,10 +80,11 @@ impl DesiredStore {
         read(&self.inner).by_job.get(&(namespace.to_string(), job_id.to_string())).cloned()
     }
 
-    /// Applies a complete snapshot of the apps prefix: parses the records whose `ModifyIndex` changed (outside the
-    /// lock), drops the ones that are gone, and returns what changed. Keys that are not `<prefix>/apps/<ns>/<name>`
-    /// are ignored.
-    pub fn apply_snapshot(&self, prefix: &str, entries: &[KvPair]) -> Vec<Change> {
+    /// Applies a snapshot of the apps prefix: parses the records whose `ModifyIndex` changed (outside the lock),
+    /// and returns what changed. Keys that are not `<prefix>/apps/<ns>/<name>` are ignored. Only a `complete`
+    /// snapshot drops the records it lacks: one that ACLs filtered may lack records that still exist, and taking
+    /// those for deletions would stop their jobs.
+    pub fn apply_snapshot(&self, prefix: &str, entries: &[KvPair], complete: bool) -> Vec<Change> {
         let mut seen = HashSet::with_capacity(entries.len());
         let mut to_load = Vec::new();
         {
@@ -99,7 +100,8 @@ impl DesiredStore {
         let loaded: Vec<(AppKey, DesiredEntry)> =
             to_load.into_iter().map(|(key, e)| (key.clone(), load_entry(&key, e))).collect();
         let mut inner = write(&self.inner);
-        let gone: Vec<AppKey> = inner.by_key.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+        let gone: Vec<AppKey> =
+            if complete { inner.by_key.keys().filter(|k| !seen.contains(*k)).cloned().collect() } else { Vec::new() };
         let mut changes = Vec::with_capacity(loaded.len() + gone.len());
         for key in gone {
             if let Some(old) = inner.by_key.remove(&key) {
@@ -378,22 +380,28 @@ mod tests {
     #[test]
     fn apply_snapshot_should_report_new_changed_and_deleted_records() {
         let store = DesiredStore::default();
-        let changes = store.apply_snapshot("drover", &[pair("drover/apps/default/web", 5, WEB)]);
+        let changes = store.apply_snapshot("drover", &[pair("drover/apps/default/web", 5, WEB)], true);
         assert_eq!(changes, vec![Change { key: AppKey::new("default", "web"), generation: Some(5) }]);
         assert!(matches!(store.get(&AppKey::new("default", "web")).map(|e| e.record.clone()), Some(Record::Valid(_))));
         assert_eq!(store.key_for_job("default", "web"), Some(AppKey::new("default", "web")));
         // Same index: nothing changed.
-        assert!(store.apply_snapshot("drover", &[pair("drover/apps/default/web", 5, WEB)]).is_empty());
+        assert!(store.apply_snapshot("drover", &[pair("drover/apps/default/web", 5, WEB)], true).is_empty());
         // A non-app key is ignored; a bad record is Invalid, not an error.
-        let changes = store
-            .apply_snapshot("drover", &[pair("drover/apps/default/web", 6, "{not yaml"), pair("drover/other", 7, "x")]);
+        let changes = store.apply_snapshot(
+            "drover",
+            &[pair("drover/apps/default/web", 6, "{not yaml"), pair("drover/other", 7, "x")],
+            true,
+        );
         assert_eq!(changes.len(), 1);
         assert!(matches!(
             store.get(&AppKey::new("default", "web")).map(|e| e.record.clone()),
             Some(Record::Invalid { .. })
         ));
-        // Gone from the snapshot: deleted.
-        let changes = store.apply_snapshot("drover", &[]);
+        // A snapshot filtered by ACLs deletes nothing.
+        assert!(store.apply_snapshot("drover", &[], false).is_empty());
+        assert!(!store.is_empty());
+        // Gone from a complete snapshot: deleted.
+        let changes = store.apply_snapshot("drover", &[], true);
         assert_eq!(changes, vec![Change { key: AppKey::new("default", "web"), generation: None }]);
         assert!(store.is_empty());
     }

@@ -345,7 +345,7 @@ struct ScriptedSource {
 
 impl ScriptedSource {
     fn push_ok(&self, index: u64, entries: Vec<KvPair>) {
-        self.answers.lock().unwrap().push_back(Ok(Listing { entries, index, bytes: 10 }));
+        self.answers.lock().unwrap().push_back(Ok(Listing { entries, index, bytes: 10, filtered_by_acls: false }));
     }
 
     fn push_err(&self) {

@@ -54,6 +54,9 @@ pub struct Listing {
     pub index: u64,
     /// Size of the response body, for the `consul_read_bytes` counter.
     pub bytes: usize,
+    /// Consul's `X-Consul-Results-Filtered-By-ACLs: true`: the token could not see some entries, so a key missing
+    /// here may still exist (A1). Consul sets it only for a non-anonymous token.
+    pub filtered_by_acls: bool,
 }
 
 /// One key read, possibly blocking: the entry (if present) and the index to block on next.
@@ -151,11 +154,20 @@ impl Client {
             .await
             .map_err(fail)?;
         let bytes = response.body.len();
+        let filtered_by_acls = response
+            .headers
+            .get("x-consul-results-filtered-by-acls")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         match response.status {
-            StatusCode::OK => {
-                Ok(Listing { index: response.index().map_err(fail)?, entries: response.json().map_err(fail)?, bytes })
+            StatusCode::OK => Ok(Listing {
+                index: response.index().map_err(fail)?,
+                entries: response.json().map_err(fail)?,
+                bytes,
+                filtered_by_acls,
+            }),
+            StatusCode::NOT_FOUND => {
+                Ok(Listing { entries: Vec::new(), index: response.index().map_err(fail)?, bytes, filtered_by_acls })
             }
-            StatusCode::NOT_FOUND => Ok(Listing { entries: Vec::new(), index: response.index().map_err(fail)?, bytes }),
             _ => Err(fail(response.status_error())),
         }
     }

@@ -94,6 +94,8 @@ pub enum WatchEvent {
         relisted: bool,
         /// Size of the listing body; the watcher already adds it to `consul_read_bytes` (informational).
         bytes: usize,
+        /// The listing was filtered by ACLs: entries may be missing, so absence here does not mean deletion.
+        filtered_by_acls: bool,
     },
 }
 
@@ -208,6 +210,7 @@ impl<S: PrefixSource> Watcher<S> {
                             index: listing.index,
                             relisted: true,
                             bytes: listing.bytes,
+                            filtered_by_acls: listing.filtered_by_acls,
                         };
                         // Index sanity (A2, C1): an index below 1 is sent back as 1, so the next request blocks.
                         let index = listing.index.max(1);
@@ -260,6 +263,7 @@ impl<S: PrefixSource> Watcher<S> {
             index: listing.index,
             relisted: false,
             bytes: listing.bytes,
+            filtered_by_acls: listing.filtered_by_acls,
         };
         (Some(Ok(event)), State::Watching { index: listing.index, entries })
     }
