@@ -122,7 +122,7 @@ async fn b4_http_layer_errors_are_400() {
     let r = s.raw(Method::POST, "/v1/jobs", None).await;
     assert_eq!((r.status, r.body.as_str()), (400, "Request body is empty"));
     let r = s.raw(Method::POST, "/v1/jobs", Some("{not json".into())).await;
-    assert_eq!(r.status, 400);
+    assert_eq!((r.status, r.body.as_str()), (400, "invalid character 'n' looking for beginning of object key string"));
     let mut sys = job("sys", 1);
     sys["Type"] = json!("system");
     sys["TaskGroups"][0]["Scaling"] = json!({"Min": 0, "Max": 1});

@@ -157,16 +157,6 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// Go's text for a body that is not valid JSON, approximated from serde_json's error category.
-pub fn syntax_error(err: &serde_json::Error) -> DecodeError {
-    use serde_json::error::Category;
-    match err.classify() {
-        Category::Eof => DecodeError("unexpected EOF".into()),
-        Category::Data => DecodeError(format!("json: cannot unmarshal {err}")),
-        _ => DecodeError(format!("invalid character in JSON: {err}")),
-    }
-}
-
 /// `null` for an empty map or slice, as Nomad's canonicalisation normalises them.
 pub fn null_if_empty(v: Value) -> Value {
     match &v {

@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::Nomad;
 use super::acl::{Caller, anonymous};
-use super::decode::syntax_error;
 use super::error::ApiError;
 use super::state::NomadState;
 use crate::Server;
@@ -226,7 +225,7 @@ pub fn decode_body(body: &Bytes, go_type: &str) -> Result<serde_json::Map<String
     if body.is_empty() {
         return Err(ApiError::bad_request("Request body is empty"));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(syntax_error(&e).0))?;
+    let v: Value = super::gojson::decode_first(body).map_err(ApiError::bad_request)?;
     match v {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(serde_json::Map::new()),

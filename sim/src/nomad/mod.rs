@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`state`]: the tables, the shared Raft-style index and the single mutation point.
-//! - [`decode`], [`canonical`], [`validate`]: request decoding, api.Job → structs.Job, validation.
+//! - [`gojson`], [`decode`], [`canonical`], [`validate`]: body syntax with Go's texts, typed field
+//!   reads, api.Job → structs.Job, validation.
 //! - [`jobs`], [`scale`], [`diff`]: register/stop/purge/revert/stable, scaling, plan.
 //! - [`deploy`], [`watcher`]: the scheduler, the client's health reports and the deployment watcher.
 //! - [`events`]: the event buffer and the NDJSON stream.
@@ -17,6 +18,7 @@ pub mod deploy;
 pub mod diff;
 pub mod error;
 pub mod events;
+pub mod gojson;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
