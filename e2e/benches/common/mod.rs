@@ -23,10 +23,17 @@ pub fn workspace_root() -> PathBuf {
 
 /// Path of a release binary of this workspace, or an error telling how to build it.
 ///
-/// Honours `CARGO_TARGET_DIR` when it is set, as cargo does.
+/// `BENCH_BIN_DIR` names another directory holding the binaries (a copy that concurrent builds in a shared target
+/// directory cannot replace mid-run, which also keeps `perf` symbols resolvable); otherwise `CARGO_TARGET_DIR` or
+/// `<workspace>/target`, then `release/`.
 pub fn release_bin(name: &str, package: &str) -> anyhow::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    let path = target.join("release").join(name);
+    let dir = match std::env::var_os("BENCH_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+            .join("release"),
+    };
+    let path = dir.join(name);
     if !path.is_file() {
         bail!(
             "{} is missing: build it first with `cargo build --release -p {package} --bins` (the benchmark runs the \
