@@ -31,7 +31,8 @@ mod validate_job;
 
 use std::fmt;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 pub use duration::HumanDuration;
 pub use hash::spec_hash;
@@ -61,7 +62,7 @@ pub const OWNER_META_KEY: &str = "drover.io/app";
 /// `path` uses the record's own field names (`spec.template.count`,
 /// `spec.job.TaskGroups[0].Tasks`, `metadata.labels["team"]`); an empty path means the whole
 /// document (for example "not YAML or JSON").
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldError {
     /// Where the problem is, as a path of field names and `[index]`es from the document root.
