@@ -75,6 +75,22 @@ async fn handle(
     router: Router,
     req: Request<Body>,
 ) -> Result<Response<Body>, Dropped> {
+    let mut resp = answer(server, shared.clone(), router, req).await?;
+    // Consul sets this on every answer, its own errors included (api-contract A1); the listener's fault and
+    // no-leader answers must carry it too.
+    if server == Server::Consul && !resp.headers().contains_key("x-consul-default-acl-policy") {
+        let policy = if shared.acl_bootstrap_token.is_some() { "deny" } else { "allow" };
+        resp.headers_mut().insert("x-consul-default-acl-policy", axum::http::HeaderValue::from_static(policy));
+    }
+    Ok(resp)
+}
+
+async fn answer(
+    server: Server,
+    shared: Arc<Shared>,
+    router: Router,
+    req: Request<Body>,
+) -> Result<Response<Body>, Dropped> {
     let path = req.uri().path().to_string();
     if path.starts_with("/_sim/") || path == "/_sim" {
         return Ok(router.oneshot(req).await.unwrap_or_else(|e: Infallible| match e {}));
