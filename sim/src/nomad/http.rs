@@ -190,6 +190,36 @@ pub async fn block<T>(nomad: &Nomad, q: &Query, f: impl Fn(&NomadState) -> (T, u
     }
 }
 
+/// Like [`block`], for large lists: `index` is checked first and `body` (which should only clone
+/// what it needs, to keep the lock short) runs once, when the query returns.
+pub async fn block_list<T>(
+    nomad: &Nomad,
+    q: &Query,
+    index: impl Fn(&NomadState) -> u64,
+    body: impl Fn(&NomadState) -> T,
+) -> Result<(T, u64), ApiError> {
+    let (min_index, wait) = q.blocking()?;
+    let wait = if wait.is_zero() || wait > MAX_WAIT { MAX_WAIT } else { wait };
+    let wait = wait + nomad.shared.random_below(wait / 16);
+    let clock = nomad.shared.clock.clone();
+    let deadline = clock.now() + wait;
+    let mut rx = nomad.index_rx.clone();
+    loop {
+        rx.borrow_and_update();
+        {
+            let st = nomad.lock();
+            let idx = index(&st);
+            if min_index == 0 || idx > min_index || clock.now() >= deadline {
+                return Ok((body(&st), idx));
+            }
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { let st = nomad.lock(); return Ok((body(&st), index(&st))); },
+            _ = clock.sleep_until(deadline) => {}
+        }
+    }
+}
+
 fn json_bytes(body: &Value, q: &Query) -> Vec<u8> {
     let pretty = q.get("pretty").is_some_and(|v| v.is_empty() || parse_go_bool(v) == Some(true));
     let mut out = if pretty { serde_json::to_vec_pretty(body) } else { serde_json::to_vec(body) }.unwrap_or_default();

@@ -19,7 +19,7 @@ use super::acl::Token;
 use super::decode::Obj;
 use super::error::ApiError;
 use super::events::{Filter, stream};
-use super::http::{Query, block, caller, decode_body, read_response, write_response};
+use super::http::{Query, block, block_list, caller, decode_body, read_response, write_response};
 use super::metrics::Workload;
 use super::routes_jobs::{job_path, jobs_root, list_namespaces};
 use super::state::HealthMode;
@@ -72,17 +72,27 @@ async fn list_deployments(
         let prefix = q.get("prefix").unwrap_or("").to_string();
         let reverse = q.get("reverse") == Some("true");
         let clock = n.shared.clock.clone();
-        let (body, index) = block(&n, &q, |st| {
-            let nss = list_namespaces(st, &q, &who, "read-job");
-            let mut v: Vec<&super::model::Deployment> =
-                st.t.deployments.values().filter(|d| nss.contains(&d.namespace) && d.id.starts_with(&prefix)).collect();
-            v.sort_by_key(|d| d.create_index);
-            if reverse {
-                v.reverse();
-            }
-            (Value::Array(v.iter().map(|d| d.render(&clock)).collect()), st.t.table_index.deployment)
-        })
+        let (deps, index) = block_list(
+            &n,
+            &q,
+            |st| st.t.table_index.deployment,
+            |st| {
+                let nss = list_namespaces(st, &q, &who, "read-job");
+                let mut v: Vec<super::model::Deployment> =
+                    st.t.deployments
+                        .values()
+                        .filter(|d| nss.contains(&d.namespace) && d.id.starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                v.sort_by_key(|d| d.create_index);
+                if reverse {
+                    v.reverse();
+                }
+                v
+            },
+        )
         .await?;
+        let body = Value::Array(deps.iter().map(|d| d.render(&clock)).collect());
         Ok(read_response(&n, &q, &body, index))
     }
     .await;

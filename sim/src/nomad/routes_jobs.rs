@@ -13,10 +13,10 @@ use super::acl::Caller;
 use super::canonical::{AGENT_REGION, Target, canonicalize};
 use super::decode::Obj;
 use super::error::ApiError;
-use super::http::{Query, block, caller, decode_body, read_response, write_response};
+use super::http::{Query, block, block_list, caller, decode_body, read_response, write_response};
 use super::jobs::{self, RegisterArgs};
 use super::scale::{self, ScaleArgs};
-use super::state::{Key, NomadState};
+use super::state::{Key, NomadState, summary_json};
 
 fn bad(e: super::decode::DecodeError) -> ApiError {
     ApiError::bad_request(e.0)
@@ -55,21 +55,28 @@ async fn list_jobs(n: &Nomad, q: &Query, headers: &HeaderMap) -> Result<Response
     let who = caller(n, headers)?;
     let with_meta = q.bool("meta")?;
     let prefix = q.get("prefix").unwrap_or("").to_string();
-    let (body, index) = block(n, q, |st| {
-        let mut out = Vec::new();
-        for ns in list_namespaces(st, q, &who, "list-jobs") {
-            let start = (ns.clone(), prefix.clone());
-            for (key, row) in st.t.jobs.range(start..) {
-                if key.0 != ns || !key.1.starts_with(&prefix) {
-                    break;
+    let (rows, index) = block_list(
+        n,
+        q,
+        |st| st.t.table_index.jobs.max(st.t.table_index.job_summary),
+        |st| {
+            let mut out = Vec::new();
+            for ns in list_namespaces(st, q, &who, "list-jobs") {
+                let start = (ns.clone(), prefix.clone());
+                for (key, row) in st.t.jobs.range(start..) {
+                    if key.0 != ns || !key.1.starts_with(&prefix) {
+                        break;
+                    }
+                    out.push((key.clone(), row.cur.clone(), row.summary.clone()));
                 }
-                out.push(row.cur.stub(st.t.summary_json(key, row), with_meta));
             }
-        }
-        let ti = st.t.table_index;
-        (Value::Array(out), ti.jobs.max(ti.job_summary))
-    })
+            out
+        },
+    )
     .await?;
+    let body = Value::Array(
+        rows.into_iter().map(|(key, rec, summary)| rec.stub(summary_json(&key, &summary), with_meta)).collect(),
+    );
     Ok(read_response(n, q, &body, index))
 }
 
@@ -272,7 +279,7 @@ async fn summary(n: &Nomad, q: &Query, headers: &HeaderMap, key: &Key) -> Result
     let who = caller(n, headers)?;
     require(&who, &key.0, &["read-job"])?;
     let (body, index) = block(n, q, |st| match st.t.jobs.get(key) {
-        Some(r) => (Some(st.t.summary_json(key, r)), r.summary.modify_index),
+        Some(r) => (Some(summary_json(key, &r.summary)), r.summary.modify_index),
         None => (None, st.t.table_index.job_summary),
     })
     .await?;

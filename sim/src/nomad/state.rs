@@ -226,25 +226,24 @@ impl Tables {
             .copied()
             .unwrap_or(HealthMode::Healthy)
     }
+}
 
-    /// The job summary JSON.
-    pub fn summary_json(&self, key: &Key, row: &JobRow) -> Value {
-        let groups: serde_json::Map<String, Value> = row
-            .summary
-            .groups
-            .iter()
-            .map(|(g, c)| {
-                (
-                    g.clone(),
-                    json!({"Queued": c.queued, "Complete": c.complete, "Failed": c.failed,
-                    "Running": c.running, "Starting": c.starting, "Lost": c.lost, "Unknown": 0}),
-                )
-            })
-            .collect();
-        json!({"JobID": key.1, "Namespace": key.0, "Summary": groups,
-            "Children": {"Pending": 0, "Running": 0, "Dead": 0},
-            "CreateIndex": row.summary.create_index, "ModifyIndex": row.summary.modify_index})
-    }
+/// The job summary JSON.
+pub fn summary_json(key: &Key, summary: &Summary) -> Value {
+    let groups: serde_json::Map<String, Value> = summary
+        .groups
+        .iter()
+        .map(|(g, c)| {
+            (
+                g.clone(),
+                json!({"Queued": c.queued, "Complete": c.complete, "Failed": c.failed,
+                "Running": c.running, "Starting": c.starting, "Lost": c.lost, "Unknown": 0}),
+            )
+        })
+        .collect();
+    json!({"JobID": key.1, "Namespace": key.0, "Summary": groups,
+        "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+        "CreateIndex": summary.create_index, "ModifyIndex": summary.modify_index})
 }
 
 /// The whole model behind one lock.
