@@ -570,3 +570,24 @@ impl Deployment {
             "CreateTime": self.create_time, "ModifyTime": self.modify_time})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{delta_decode, delta_encode};
+
+    #[test]
+    fn delta_should_round_trip_including_multibyte_text() {
+        let cases = [
+            ("{\"a\":\"x\",\"b\":1}", "{\"a\":\"y\",\"b\":1}"),
+            ("{\"m\":\"é1\"}", "{\"m\":\"é2\"}"),
+            ("{\"m\":\"ä\"}", "{\"m\":\"ö\"}"),
+            ("", "{}"),
+            ("{}", ""),
+            ("same", "same"),
+        ];
+        for (old, newer) in cases {
+            let (p, mid, s) = delta_encode(old, newer);
+            assert_eq!(&*delta_decode(newer, p, &mid, s), old, "{old} vs {newer}");
+        }
+    }
+}

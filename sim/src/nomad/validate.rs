@@ -211,3 +211,19 @@ pub fn validate(job: &Map<String, Value>) -> Result<(), Vec<String>> {
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration;
+
+    #[test]
+    fn go_duration_should_format_like_time_duration_string() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(10_000_000_000), "10s");
+        assert_eq!(go_duration(300_000_000_000), "5m0s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_duration(90_500_000_000), "1m30.5s");
+        assert_eq!(go_duration(250_000_000), "250ms");
+        assert_eq!(go_duration(-1_000_000_000), "-1s");
+    }
+}
