@@ -1,0 +1,218 @@
+//! The child processes: locating the built binaries, starting `drover-sim` and `drover run` on free loopback ports,
+//! and killing them when a test ends (passed or panicking).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use crate::{DEADLINE, POLL, http_client, metric_sum, wait_until};
+
+/// The directory holding the workspace's debug binaries: next to the running test executable
+/// (`<target>/debug/deps/..`), else `$CARGO_TARGET_DIR/debug`, else `<workspace>/target/debug`.
+fn bin_dir() -> PathBuf {
+    let beside_test = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()));
+    if let Some(dir) = beside_test.filter(|d| d.join("drover-sim").is_file()) {
+        return dir;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf();
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir.join("debug"),
+        Some(dir) => workspace.join(dir).join("debug"),
+        None => workspace.join("target").join("debug"),
+    }
+}
+
+/// The path of one of the workspace's binaries (`drover`, `drover-sim`); panics when it was not built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh file for one process's stderr, under `<target>/debug/e2e-logs/`.
+fn log_file(name: &str) -> (PathBuf, Stdio) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = bin_dir().join("e2e-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{name}-{}-{n}.log", std::process::id()));
+    match std::fs::File::create(&path) {
+        Ok(f) => (path, Stdio::from(f)),
+        Err(_) => (path, Stdio::null()),
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped, also when a test panics. Its stderr file is removed
+/// when the test passed, and kept (its path is in the test's output) when the test panics.
+#[derive(Debug)]
+struct Owned(Child, PathBuf);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.1);
+        }
+    }
+}
+
+/// A `drover-sim` process with both servers on free loopback ports; killed when dropped.
+#[derive(Debug)]
+pub struct SimProcess {
+    /// `http://127.0.0.1:PORT` of the simulated Consul.
+    pub consul_url: String,
+    /// `http://127.0.0.1:PORT` of the simulated Nomad.
+    pub nomad_url: String,
+    pub(crate) http: reqwest::Client,
+    // Dropped after `_child` is killed, so the simulator never writes to a closed pipe.
+    _child: Owned,
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl SimProcess {
+    /// Starts `drover-sim` at this time scale and waits for both of its `… listening on http://…` lines.
+    pub async fn start(time_scale: f64) -> SimProcess {
+        let (log, stderr) = log_file("drover-sim");
+        eprintln!("drover-sim stderr: {}", log.display());
+        let mut child = Command::new(binary("drover-sim"))
+            .args(["--consul-addr", "127.0.0.1:0", "--nomad-addr", "127.0.0.1:0", "--time-scale"])
+            .arg(time_scale.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn drover-sim");
+        let stdout = child.stdout.take().expect("drover-sim stdout is piped");
+        let child = Owned(child, log.clone());
+        // Blocking reads on a blocking thread; the pipe stays open (and unread) for the process's life.
+        let read = tokio::task::spawn_blocking(move || {
+            let mut stdout = std::io::BufReader::new(stdout);
+            let (mut consul_url, mut nomad_url) = (None, None);
+            let mut line = String::new();
+            while consul_url.is_none() || nomad_url.is_none() {
+                line.clear();
+                match stdout.read_line(&mut line) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+                if let Some(url) = line.trim().strip_prefix("consul listening on ") {
+                    consul_url = Some(url.to_string());
+                } else if let Some(url) = line.trim().strip_prefix("nomad listening on ") {
+                    nomad_url = Some(url.to_string());
+                }
+            }
+            Some((consul_url?, nomad_url?, stdout))
+        });
+        let read = tokio::time::timeout(DEADLINE, read).await;
+        let Ok(Ok(Some((consul_url, nomad_url, stdout)))) = read else {
+            panic!("drover-sim did not print its addresses (see {})", log.display());
+        };
+        SimProcess { consul_url, nomad_url, http: http_client(), _child: child, _stdout: stdout }
+    }
+}
+
+/// A `drover run` process against a [`SimProcess`], serving its HTTP API on a free loopback port; killed when
+/// dropped.
+#[derive(Debug)]
+pub struct DroverProcess {
+    /// `http://127.0.0.1:PORT` of `/metrics`, `/readyz`, `/api/v1/apps`.
+    pub url: String,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    http: reqwest::Client,
+    child: Owned,
+}
+
+impl DroverProcess {
+    /// Runs `drover run` against `sim` with `--resync 1s` unless `extra_args` gives `--resync`, and waits until
+    /// `/readyz` answers 200. Retries on another port if the one picked was taken meanwhile.
+    pub async fn start(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
+        let mut last_stderr = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let (log, stderr) = log_file("drover");
+            eprintln!("drover stderr: {}", log.display());
+            let mut cmd = Command::new(binary("drover"));
+            cmd.args(["run", "--consul-addr", &sim.consul_url, "--nomad-addr", &sim.nomad_url, "--listen"])
+                .arg(format!("127.0.0.1:{port}"));
+            if !extra_args.contains(&"--resync") {
+                cmd.args(["--resync", "1s"]);
+            }
+            let child = cmd
+                .args(extra_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("spawn drover run");
+            let child = Owned(child, log.clone());
+            let mut drover = DroverProcess { url: format!("http://127.0.0.1:{port}"), log, http: http_client(), child };
+            if drover.wait_ready().await {
+                return drover;
+            }
+            // The file is removed when `drover` drops: keep what it said for the panic below.
+            last_stderr = std::fs::read_to_string(&drover.log).unwrap_or_default();
+        }
+        panic!("drover run did not start; its stderr:\n{last_stderr}");
+    }
+
+    /// Waits for `/readyz` 200; false when the process exited first (e.g. its port was taken).
+    async fn wait_ready(&mut self) -> bool {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if self.child.0.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if let Ok(resp) = self.http.get(format!("{}/readyz", self.url)).send().await
+                && resp.status().is_success()
+            {
+                return true;
+            }
+            assert!(Instant::now() < until, "drover never became ready (see {})", self.log.display());
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.0.try_wait(), Ok(None))
+    }
+
+    /// Panics (naming the log file) if the process exited.
+    pub fn assert_running(&mut self) {
+        let exit = self.child.0.try_wait().ok().flatten();
+        assert!(exit.is_none(), "drover exited with {exit:?} (see {})", self.log.display());
+    }
+
+    /// The sum of `drover_reconcile_total` over all results: reconciles finished so far.
+    pub async fn reconcile_total(&self) -> u64 {
+        let text = self.http.get(format!("{}/metrics", self.url)).send().await.expect("GET /metrics");
+        let text = text.text().await.expect("metrics text");
+        metric_sum(&text, "drover_reconcile_total")
+    }
+
+    /// Waits until at least `n` more reconciles finished than `since` (for example `n = resyncs × apps`): the
+    /// positive event that proves time passed when a test checks that nothing was written.
+    pub async fn wait_reconciles(&self, since: u64, n: u64) -> u64 {
+        let what = format!("{n} reconciles after the first {since}");
+        wait_until(DEADLINE, &what, || async {
+            let now = self.reconcile_total().await;
+            if now >= since + n { Ok(now) } else { Err(now) }
+        })
+        .await
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
