@@ -50,7 +50,8 @@ fn log_file(name: &str) -> (PathBuf, Stdio) {
 }
 
 /// A child process that is killed (and reaped) when dropped, also when a test panics. Its stderr file is removed
-/// when the test passed, and kept (its path is in the test's output) when the test panics.
+/// when the test passed (unless `DROVER_E2E_KEEP_LOGS` is set), and kept (its path is in the test's output) when the
+/// test panics.
 #[derive(Debug)]
 struct Owned(Child, PathBuf);
 
@@ -58,7 +59,7 @@ impl Drop for Owned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("DROVER_E2E_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_file(&self.1);
         }
     }

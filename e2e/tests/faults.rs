@@ -51,6 +51,22 @@ async fn nomad_outage_mid_reconcile_should_converge_once_nomad_recovers() {
     drover.assert_running();
     sim.set_leader("nomad", true).await;
     converged(&sim, "web", third, "nginx:1.29").await;
+
+    // The live watch is back too: a hand edit is seen (only the event stream or a relist tells the cache) and
+    // reverted.
+    let mut job = sim.job("default", "web").await.expect("job web");
+    job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] = "hand:edit".into();
+    let hand = sim.register_job(&job).await.expect("hand edit");
+    let hand_index = hand["JobModifyIndex"].as_u64().expect("JobModifyIndex");
+    wait_until(DEADLINE, "the hand edit reverted after the outage", || async {
+        let job = sim.job("default", "web").await.expect("job web");
+        if job_image(&job) == Some("nginx:1.29") && job_modify_index(&job) > hand_index {
+            Ok(())
+        } else {
+            Err((job_image(&job).map(str::to_owned), job_modify_index(&job)))
+        }
+    })
+    .await;
     drover.assert_running();
 }
 
@@ -103,6 +119,10 @@ async fn consul_outage_should_delay_status_writes_not_lose_them() {
     assert_eq!(status.last_error, None, "{status:?}");
     let job = sim.job("default", "web").await.expect("job web");
     assert_eq!(job_image(&job), Some("nginx:1.28"));
+
+    // The records watch survived the outage: the next change is picked up.
+    let third = sim.put_record("default", "web", template_record("web", "nginx:1.29", "")).await;
+    converged(&sim, "web", third, "nginx:1.29").await;
     drover.assert_running();
 }
 
