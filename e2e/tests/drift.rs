@@ -1,5 +1,5 @@
-//! Changes Drover did not make: a job edited by hand (drift, reverted or reported) and a rollout that Nomad fails
-//! and auto-reverts (reported, and not fought).
+//! Changes Drover did not make: a job edited by hand (drift, reverted or reported; ignored while suspended) and a
+//! rollout that Nomad fails and auto-reverts (reported, and not fought).
 
 use drover::status::{ConditionStatus, Phase};
 use drover_e2e::{
@@ -167,5 +167,37 @@ spec:
         })
         .await;
     assert_eq!(status.failed_hash, None, "the spec is not marked failed: {status:?}");
+    drover.assert_running();
+}
+
+#[tokio::test]
+async fn suspend_should_leave_the_job_alone_until_resumed() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
+
+    let suspended = sim.put_record("default", "web", template_record("web", "nginx:1.28", "suspend: true")).await;
+    sim.wait_for_status("default", "web", "Suspended", |s| {
+        s.phase == Phase::Suspended && s.observed_generation == suspended
+    })
+    .await;
+    let hand = edit_by_hand(&sim, "web", "hand:edit").await;
+    let seen = drover.reconcile_total().await;
+    drover.wait_reconciles(seen, 2).await;
+    let job = sim.job("default", "web").await.expect("job web");
+    assert_eq!(
+        (job_image(&job), job_modify_index(&job)),
+        (Some("hand:edit"), hand),
+        "a suspended app's job is not touched"
+    );
+
+    let resumed = sim.put_record("default", "web", template_record("web", "nginx:1.28", "")).await;
+    sim.wait_for_status("default", "web", "Healthy once resumed", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == resumed
+    })
+    .await;
+    let job = sim.job("default", "web").await.expect("job web");
+    assert_eq!(job_image(&job), Some("nginx:1.28"));
     drover.assert_running();
 }
