@@ -323,3 +323,31 @@ async fn b11_canonical_job_has_defaults_and_reduced_update() {
     assert_eq!(tg["Tasks"][0]["Resources"]["CPU"], 100);
     assert_eq!(tg["ReschedulePolicy"]["DelayFunction"], "exponential");
 }
+
+#[tokio::test]
+async fn b2_jobs_list_index_moves_with_allocation_status() {
+    let s = fast().await;
+    let reply = s.register(&job("web", 1)).await;
+    let after_register = reply["JobModifyIndex"].as_u64().unwrap_or(0);
+    let r = s.get(&format!("/v1/jobs?index={after_register}&wait=60s")).await;
+    assert!(r.index() > after_register, "the scheduler's allocation and summary writes move the list index");
+    s.until("allocation running shows in the stub summary", || async {
+        let list = s.get("/v1/jobs").await.json();
+        (list[0]["JobSummary"]["Summary"]["web"]["Running"] == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn b16_job_in_other_namespace_is_invisible_without_namespace() {
+    let s = fast().await;
+    s.post("/_sim/nomad/namespaces", &json!({"name": "apps"})).await;
+    let r = s.post("/v1/jobs?namespace=apps", &json!({"Job": job("web", 1)})).await;
+    assert_eq!(r.status, 200);
+    let r = s.get("/v1/job/web").await;
+    assert_eq!((r.status, r.body.as_str()), (404, "job not found"));
+    assert_eq!(s.get("/v1/job/web?namespace=apps").await.status, 200);
+    assert_eq!(s.get("/v1/jobs").await.body, "[]");
+    let all = s.get("/v1/jobs?namespace=*").await.json();
+    assert_eq!(all[0]["Namespace"], "apps");
+}
