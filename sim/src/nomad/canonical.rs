@@ -381,14 +381,24 @@ fn group(gm: &Map<String, Value>, ctx: &GroupCtx<'_>) -> Result<Map<String, Valu
 fn implied_constraints(group_services: &[Value], tasks: &[Value], cons: &mut Vec<Value>) {
     let task_services = tasks.iter().filter_map(|t| t.get("Services").and_then(Value::as_array)).flatten();
     let all: Vec<&Value> = group_services.iter().chain(task_services).collect();
+    // Consul and Vault constraints match on LTarget only (a user constraint on the same
+    // attribute wins); the others must match fully (`mutateConstraint` in job_endpoint_hooks.go).
+    let add_left = |c: Value, cons: &mut Vec<Value>| {
+        if !cons.iter().any(|x| x.get("LTarget") == c.get("LTarget")) {
+            cons.push(c);
+        }
+    };
+    if all.iter().any(|s| s.get("Provider").and_then(Value::as_str) == Some("consul")) {
+        add_left(json!({"LTarget": "${attr.consul.version}", "RTarget": ">= 1.8.0", "Operand": "semver"}), cons);
+    }
+    if tasks.iter().any(|t| t.get("Vault").is_some_and(|v| !v.is_null())) {
+        add_left(json!({"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"}), cons);
+    }
     let mut add = |c: Value| {
         if !cons.contains(&c) {
             cons.push(c);
         }
     };
-    if all.iter().any(|s| s.get("Provider").and_then(Value::as_str) == Some("consul")) {
-        add(json!({"LTarget": "${attr.consul.version}", "RTarget": ">= 1.8.0", "Operand": "semver"}));
-    }
     let nomad: Vec<&&Value> =
         all.iter().filter(|s| s.get("Provider").and_then(Value::as_str) == Some("nomad")).collect();
     if !nomad.is_empty() {
@@ -396,9 +406,6 @@ fn implied_constraints(group_services: &[Value], tasks: &[Value], cons: &mut Vec
         if nomad.iter().any(|s| s.get("Checks").is_some_and(|c| !c.is_null())) {
             add(json!({"LTarget": "${attr.nomad.version}", "RTarget": ">= 1.4.0", "Operand": "semver"}));
         }
-    }
-    if tasks.iter().any(|t| t.get("Vault").is_some_and(|v| !v.is_null())) {
-        add(json!({"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"}));
     }
 }
 

@@ -182,10 +182,6 @@ pub fn validate(job: &Map<String, Value>) -> Result<(), Vec<String>> {
         "service" | "batch" | "system" | "sysbatch" => {}
         other => errs.push(format!("Invalid job type: \"{other}\"")),
     }
-    let prio = i(job.get("Priority"));
-    if !(1..=100).contains(&prio) {
-        errs.push("job priority must be between [1, 100]".to_string());
-    }
     if job.get("Datacenters").and_then(Value::as_array).is_none_or(|d| d.is_empty()) {
         errs.push("Missing job datacenters".to_string());
     }
@@ -195,8 +191,7 @@ pub fn validate(job: &Map<String, Value>) -> Result<(), Vec<String>> {
     }
     let mut seen: Vec<&str> = Vec::new();
     for (idx, g) in groups.into_iter().flatten().enumerate() {
-        let Value::Object(gm) = g else { continue };
-        let name = gm.get("Name").and_then(Value::as_str).unwrap_or("");
+        let name = g.get("Name").and_then(Value::as_str).unwrap_or("");
         if name.is_empty() {
             errs.push(format!("Job task group {} missing name", idx + 1));
         } else if let Some(prev) = seen.iter().position(|n| *n == name) {
@@ -204,10 +199,24 @@ pub fn validate(job: &Map<String, Value>) -> Result<(), Vec<String>> {
         } else {
             seen.push(name);
         }
+        let count = i(g.get("Count"));
+        if typ == "system" && count > 1 {
+            errs.push(format!("Job task group {name} has count {count}. Count cannot exceed 1 with system scheduler"));
+        }
+    }
+    for g in groups.into_iter().flatten() {
+        let Value::Object(gm) = g else { continue };
+        let name = gm.get("Name").and_then(Value::as_str).unwrap_or("");
         let ge = group_errors(gm, typ);
         if !ge.is_empty() {
             errs.push(format!("Task group {name} validation failed: {}", multierror(&ge)));
         }
+    }
+    // The `validate` admission validator checks the priority after `Job.Validate`
+    // (nomad/job_endpoint_hooks.go `jobValidate`).
+    let prio = i(job.get("Priority"));
+    if !(1..=100).contains(&prio) {
+        errs.push("job priority must be between [1, 100]".to_string());
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
