@@ -117,12 +117,14 @@ fn group_errors(g: &Map<String, Value>, typ: &str) -> Vec<String> {
     if let Some(Value::Object(u)) = g.get("Update") {
         if typ != "service" && typ != "system" {
             errs.push(format!("Job type \"{typ}\" does not allow update block"));
-        } else {
-            let ue = update_errors(u);
-            if !ue.is_empty() {
-                errs.push(multierror(&ue));
-            }
         }
+        let ue = update_errors(u);
+        if !ue.is_empty() {
+            errs.push(multierror(&ue));
+        }
+    }
+    if typ != "service" && g.get("Migrate").is_some_and(|m| !m.is_null()) {
+        errs.push(format!("Job type \"{typ}\" does not allow migrate block"));
     }
     if let Some(Value::Object(s)) = g.get("Scaling") {
         let count = i(g.get("Count"));
