@@ -145,13 +145,17 @@ impl Filter {
         }
         let mut topics: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for v in values {
-            let (topic, key) = match v.split_once(':') {
-                Some((t, k)) => (t, k),
-                None => (v.as_str(), "*"),
+            // `parseTopic` in command/agent/event_endpoint.go: no `:` means `Topic:*`.
+            let parts: Vec<&str> = v.split(':').collect();
+            let (topic, key) = match parts.as_slice() {
+                [t] => (*t, "*"),
+                [t, k] => (*t, *k),
+                _ => {
+                    return Err(format!(
+                        "Invalid topic query: error parsing topics: Invalid key value pair for topic: {v}"
+                    ));
+                }
             };
-            if topic.is_empty() || key.is_empty() {
-                return Err(format!("Invalid topic query: invalid topic format: {v}"));
-            }
             topics.entry(topic.to_string()).or_default().push(key.to_string());
         }
         Ok(Some(topics))

@@ -253,7 +253,12 @@ async fn event_stream(
         None | Some("") => 0,
         Some(v) => match v.parse::<u64>() {
             Ok(i) => i,
-            Err(e) => return ApiError::bad_request(format!("Unable to parse index: {e}")).into_response(),
+            Err(_) => {
+                return ApiError::bad_request(format!(
+                    "Unable to parse index: strconv.Atoi: parsing {v:?}: invalid syntax"
+                ))
+                .into_response();
+            }
         },
     };
     let ns = q.namespace();
