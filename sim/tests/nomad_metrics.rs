@@ -5,9 +5,11 @@ mod nomad_support;
 use nomad_support::{fast, job};
 use serde_json::json;
 
-fn sample(text: &str, metric: &str, version: &str) -> f64 {
+fn sample(text: &str, metric: &str, version: &str, extra: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&format!("version=\"{version}\"")))
+        .filter(|l| {
+            l.starts_with(&format!("{metric}{{")) && l.contains(&format!("version=\"{version}\"")) && l.contains(extra)
+        })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
 }
@@ -25,14 +27,13 @@ async fn workload_metrics_should_grow_with_load_and_errors_per_version() {
     let later = s
         .until("requests advance with sim time", || async {
             let t = s.get("/_sim/metrics").await.body;
-            (sample(&t, "sim_http_requests_total", "0") > sample(&first, "sim_http_requests_total", "0") + 100.0)
+            (sample(&t, "http_requests_total", "0", "") > sample(&first, "http_requests_total", "0", "") + 100.0)
                 .then_some(t)
         })
         .await;
-    let req = sample(&later, "sim_http_requests_total", "0");
-    let err = sample(&later, "sim_http_errors_total", "0");
+    let req = sample(&later, "http_requests_total", "0", "");
+    let err = sample(&later, "http_requests_total", "0", "code=\"500\"");
     assert!(err > 0.0 && err < req, "errors {err} of {req}");
-    assert!(later.contains("# TYPE sim_http_request_duration_seconds histogram"));
-    assert!(later.contains("sim_cpu_percent{"));
-    assert_eq!(later.lines().filter(|l| l.starts_with("sim_cpu_percent{")).count(), 2, "one per running allocation");
+    assert!(later.contains("# TYPE http_request_duration_seconds histogram"));
+    assert_eq!(later.lines().filter(|l| l.starts_with("cpu_percent{")).count(), 2, "one per running allocation");
 }

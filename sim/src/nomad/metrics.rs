@@ -98,31 +98,31 @@ impl Workloads {
                 a.namespace, a.job_id, a.group, a.job_version, a.id
             )
         };
-        out.push_str("# HELP sim_http_requests_total Requests served by an allocation.\n# TYPE sim_http_requests_total counter\n");
+        // Names match DESIGN.md's analysis and autoscaling examples:
+        // `http_requests_total{code=~"5.."}` for error rates, `cpu_percent` for CPU.
+        out.push_str("# HELP http_requests_total Requests served by an allocation, by status code.\n# TYPE http_requests_total counter\n");
         for (a, c) in &rows {
-            let _ = writeln!(out, "sim_http_requests_total{{{}}} {}", labels(a), c.requests.floor());
+            let l = labels(a);
+            let _ =
+                writeln!(out, "http_requests_total{{{l},code=\"200\"}} {}", (c.requests - c.errors).max(0.0).floor());
+            let _ = writeln!(out, "http_requests_total{{{l},code=\"500\"}} {}", c.errors.floor());
         }
-        out.push_str("# HELP sim_http_errors_total Requests that failed.\n# TYPE sim_http_errors_total counter\n");
-        for (a, c) in &rows {
-            let _ = writeln!(out, "sim_http_errors_total{{{}}} {}", labels(a), c.errors.floor());
-        }
-        out.push_str("# HELP sim_http_request_duration_seconds Request latency.\n# TYPE sim_http_request_duration_seconds histogram\n");
+        out.push_str(
+            "# HELP http_request_duration_seconds Request latency.\n# TYPE http_request_duration_seconds histogram\n",
+        );
         for (a, c) in &rows {
             let l = labels(a);
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "sim_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
-                    c.buckets[i].floor().min(c.requests.floor())
-                );
+                let v = c.buckets[i].floor().min(c.requests.floor());
+                let _ = writeln!(out, "http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {v}");
             }
-            let _ = writeln!(out, "sim_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", c.requests.floor());
-            let _ = writeln!(out, "sim_http_request_duration_seconds_sum{{{l}}} {}", c.sum);
-            let _ = writeln!(out, "sim_http_request_duration_seconds_count{{{l}}} {}", c.requests.floor());
+            let _ = writeln!(out, "http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", c.requests.floor());
+            let _ = writeln!(out, "http_request_duration_seconds_sum{{{l}}} {}", c.sum);
+            let _ = writeln!(out, "http_request_duration_seconds_count{{{l}}} {}", c.requests.floor());
         }
-        out.push_str("# HELP sim_cpu_percent CPU use of an allocation.\n# TYPE sim_cpu_percent gauge\n");
+        out.push_str("# HELP cpu_percent CPU use of an allocation.\n# TYPE cpu_percent gauge\n");
         for (a, c) in &rows {
-            let _ = writeln!(out, "sim_cpu_percent{{{}}} {}", labels(a), c.cpu);
+            let _ = writeln!(out, "cpu_percent{{{}}} {}", labels(a), c.cpu);
         }
         out
     }
