@@ -318,3 +318,48 @@ async fn b13_allocation_health_api_sets_health_and_unhealthy_fails() {
     let d = s.deployment_status("web", 1, "failed").await;
     assert_eq!(d["StatusDescription"], "Failed due to unhealthy allocations");
 }
+
+#[tokio::test]
+async fn b13_blue_green_canaries_equal_count_replace_everything_on_promotion() {
+    let s = fast().await;
+    let j = with_update(job("web", 2), json!({"Canary": 2, "MinHealthyTime": secs(1)}));
+    s.register(&j).await;
+    s.deployment_status("web", 0, "successful").await;
+    s.register(&with_meta(j.clone(), "v", "1")).await;
+    let d = s.deployment_status("web", 1, "running").await;
+    let id = d["ID"].as_str().unwrap_or("").to_string();
+    s.until("both canaries healthy", || async {
+        let d = s.get(&format!("/v1/deployment/{id}")).await.json();
+        (d["TaskGroups"]["web"]["HealthyAllocs"] == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        allocs(&s, "web").await.iter().filter(|a| a["DesiredStatus"] == "run").count(),
+        4,
+        "blue and green both run"
+    );
+    let r = s.post(&format!("/v1/deployment/promote/{id}"), &json!({"DeploymentID": id, "All": true})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.deployment_status("web", 1, "successful").await;
+    let live: Vec<Value> = allocs(&s, "web").await.into_iter().filter(|a| a["DesiredStatus"] == "run").collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|a| a["JobVersion"] == 1));
+}
+
+#[tokio::test]
+async fn b13_fail_endpoint_reverts_and_reports_version() {
+    let s = fast().await;
+    let j = with_update(job("web", 1), json!({"AutoRevert": true}));
+    s.register(&j).await;
+    s.deployment_status("web", 0, "successful").await;
+    health(&s, "web", Some(1), "never").await;
+    s.register(&with_meta(j.clone(), "v", "1")).await;
+    let d = s.deployment_status("web", 1, "running").await;
+    let id = d["ID"].as_str().unwrap_or("");
+    let r = s.post(&format!("/v1/deployment/fail/{id}"), &json!({"DeploymentID": id})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["RevertedJobVersion"], 0);
+    let d = s.deployment_status("web", 1, "failed").await;
+    assert_eq!(d["StatusDescription"], "Deployment marked as failed - rolling back to job version 0");
+    assert_eq!(s.job("web").await["Version"], 2);
+}
