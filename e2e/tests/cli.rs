@@ -104,9 +104,6 @@ async fn validate_should_exit_non_zero_for_a_broken_record_and_zero_for_a_valid_
 }
 
 #[tokio::test]
-#[ignore = "bug: `drover validate` stops at a document's parse error (cli/apply.rs `prepare` uses \
-            `parse_documents` and never validates the partial record), so broken.yaml reports 1 problem \
-            (spec.template.imagee) where the controller's status for the same bytes lists all 6"]
 async fn validate_should_name_every_broken_field_as_the_status_does() {
     let (ok, text) = validate("manifests/examples/broken.yaml").await;
     assert!(!ok, "validate of broken.yaml exits non-zero: {text}");

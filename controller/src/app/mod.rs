@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::HumanDuration;
 pub use hash::spec_hash;
 pub use key::{AppKey, ParseAppKeyError};
-pub use parse::{parse, parse_documents, record_key};
+pub use parse::{parse, parse_documents, record_key, split_documents};
 pub use render::render;
 pub use schema::{schemas, write_schemas};
 pub use spec::{

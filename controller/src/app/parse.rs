@@ -46,30 +46,39 @@ pub fn parse(bytes: &[u8]) -> Result<App, Vec<FieldError>> {
     }
 }
 
-/// Parses a file of records: multi-document YAML (`---` between records) or one JSON object.
-/// Empty YAML documents are skipped; `documents[i]` in error paths counts the others.
+/// Splits a file of records into its documents, as JSON values: multi-document YAML (`---` between
+/// records) or one JSON object. Empty YAML documents are skipped. The same limits as for one record
+/// apply to each document.
 ///
 /// # Errors
-/// Every problem of every document, each path prefixed by `documents[i]`.
-pub fn parse_documents(text: &str) -> Result<Vec<App>, Vec<FieldError>> {
+/// The file is too large or is not YAML or JSON.
+pub fn split_documents(text: &str) -> Result<Vec<Value>, Vec<FieldError>> {
     if text.len() > MAX_DOCUMENTS_BYTES {
         return Err(vec![FieldError::new(
             "",
             format!("the file is {} bytes; the limit is {MAX_DOCUMENTS_BYTES}", text.len()),
         )]);
     }
-    let values = if looks_like_json(text.as_bytes()) {
-        vec![json_value(text.as_bytes()).map_err(|e| vec![e.prefixed("documents[0]")])?]
-    } else {
-        let mut options = yaml_options();
-        if let Some(budget) = options.budget.as_mut() {
-            // A stream of records may be larger than one record, but each one is bounded.
-            budget.max_nodes = budget.max_nodes.saturating_mul(16);
-            budget.max_events = budget.max_events.saturating_mul(16);
-        }
-        serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options)
-            .map_err(|e| vec![FieldError::new("", yaml_reason(&e))])?
-    };
+    if looks_like_json(text.as_bytes()) {
+        return Ok(vec![json_value(text.as_bytes()).map_err(|e| vec![e.prefixed("documents[0]")])?]);
+    }
+    let mut options = yaml_options();
+    if let Some(budget) = options.budget.as_mut() {
+        // A stream of records may be larger than one record, but each one is bounded.
+        budget.max_nodes = budget.max_nodes.saturating_mul(16);
+        budget.max_events = budget.max_events.saturating_mul(16);
+    }
+    serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options)
+        .map_err(|e| vec![FieldError::new("", yaml_reason(&e))])
+}
+
+/// Parses a file of records: multi-document YAML (`---` between records) or one JSON object.
+/// Empty YAML documents are skipped; `documents[i]` in error paths counts the others.
+///
+/// # Errors
+/// Every problem of every document, each path prefixed by `documents[i]`.
+pub fn parse_documents(text: &str) -> Result<Vec<App>, Vec<FieldError>> {
+    let values = split_documents(text)?;
     let mut apps = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     for (i, value) in values.into_iter().enumerate() {

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{ConsulArgs, PrefixArg};
-use crate::app::{self, App, AppKey, FieldError};
+use crate::app::{self, AppKey, FieldError};
 use crate::metrics::Metrics;
 
 /// `drover apply`.
@@ -70,28 +70,33 @@ fn read_inputs(inputs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Parses and validates every document of every input; all problems are printed before failing.
+/// Parses and validates every document of every input exactly as the controller will (`app::load` on the bytes
+/// that will be stored), so a person sees every error the status would show; all problems are printed before
+/// failing, and nothing is written unless every document is valid.
 fn prepare(inputs: &[String]) -> anyhow::Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut problems: Vec<String> = Vec::new();
     for (source, text) in read_inputs(inputs)? {
-        let apps: Vec<App> = match app::parse_documents(&text) {
-            Ok(apps) => apps,
+        let documents = match app::split_documents(&text) {
+            Ok(documents) => documents,
             Err(errors) => {
                 problems.extend(errors.iter().map(|e| format!("{source}: {e}")));
                 continue;
             }
         };
-        for (i, record) in apps.into_iter().enumerate() {
-            let key = AppKey::new(record.metadata.namespace.clone(), record.metadata.name.clone());
-            let bytes = match serde_json::to_vec_pretty(&record) {
+        for (i, document) in documents.into_iter().enumerate() {
+            let bytes = match serde_json::to_vec_pretty(&document) {
                 Ok(b) => b,
                 Err(e) => {
                     problems.push(format!("{source}: documents[{i}]: cannot encode: {e}"));
                     continue;
                 }
             };
-            // Validate the exact bytes that will be stored, as the controller will read them.
+            let Some(key) = app::record_key(&bytes) else {
+                problems
+                    .push(format!("{source}: documents[{i}].metadata.name: required, to know where the record goes"));
+                continue;
+            };
             match app::load(&key, &bytes) {
                 Ok(_) => prepared.push(Prepared { key, bytes }),
                 Err(errors) => problems.extend(errors.iter().map(|e: &FieldError| format!("{source}: {key}: {e}"))),
