@@ -102,14 +102,14 @@ pub struct LiveWatchConfig {
 }
 
 impl Default for LiveWatchConfig {
-    /// 5 min waits, burst 2 and one request per 5 s under churn, fall back after 3 refused subscriptions, retry the
+    /// 5 min waits, burst 4 and one request per second under churn (as the Consul watch; a relist after a drop is then followed by the resubscribe at once), fall back after 3 refused subscriptions, retry the
     /// stream every 5 min, 45 s silence limit.
     fn default() -> Self {
         Self {
             wait: Duration::from_secs(300),
             backoff: Backoff::default(),
-            burst: 2,
-            refill: Duration::from_secs(5),
+            burst: 4,
+            refill: Duration::from_secs(1),
             fallback_after: 3,
             retry_stream_after: Duration::from_secs(300),
             silence_limit: SILENCE_LIMIT,
