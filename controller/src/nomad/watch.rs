@@ -102,8 +102,9 @@ pub struct LiveWatchConfig {
 }
 
 impl Default for LiveWatchConfig {
-    /// 5 min waits, burst 4 and one request per second under churn (as the Consul watch; a relist after a drop is then followed by the resubscribe at once), fall back after 3 refused subscriptions, retry the
-    /// stream every 5 min, 45 s silence limit.
+    /// 5 min waits, burst 4 and one request per second under churn (as the Consul watch, so a relist after a
+    /// drop is followed by the resubscribe at once), fall back after 3 refused subscriptions, retry the stream
+    /// every 5 min, 45 s silence limit.
     fn default() -> Self {
         Self {
             wait: Duration::from_secs(300),
