@@ -363,3 +363,23 @@ async fn b13_fail_endpoint_reverts_and_reports_version() {
     assert_eq!(d["StatusDescription"], "Deployment marked as failed - rolling back to job version 0");
     assert_eq!(s.job("web").await["Version"], 2);
 }
+
+#[tokio::test]
+async fn b13_register_after_purge_is_a_new_instance_with_its_own_deployment() {
+    let s = fast().await;
+    s.register(&job("web", 1)).await;
+    let first = s.deployment_status("web", 0, "successful").await;
+    let r = s.raw(Method::DELETE, "/v1/job/web?purge=true", None).await;
+    assert_eq!(r.status, 200);
+    s.register(&job("web", 1)).await;
+    let j = s.job("web").await;
+    assert_eq!(j["Version"], 0);
+    let d = s
+        .until("a second deployment for the new instance", || async {
+            s.deployments("web").await.into_iter().find(|d| {
+                d["ID"] != first["ID"] && d["JobCreateIndex"] == j["CreateIndex"] && d["Status"] == "successful"
+            })
+        })
+        .await;
+    assert_eq!(d["JobVersion"], 0);
+}

@@ -199,7 +199,8 @@ fn reconcile(txn: &mut Txn<'_>, key: &Key, ch: &mut Changes) {
         .latest_deployment(key)
         .filter(|d| d.job_version == job.version && d.job_create_index == job.create_index)
         .map(|d| d.id.clone());
-    let had_version = txn.t.job_allocs(key).any(|a| a.job_version == job.version);
+    // Allocations of this job instance (a purge followed by a register is a new instance).
+    let had_version = txn.t.job_allocs(key).any(|a| a.job_version == job.version && a.create_index >= job.create_index);
     for g in job.model.groups.clone() {
         reconcile_group(txn, ch, key, &job, &g, &mut dep, had_version);
     }

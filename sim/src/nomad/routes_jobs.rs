@@ -248,27 +248,37 @@ enum List {
 async fn job_list(n: &Nomad, q: &Query, headers: &HeaderMap, key: &Key, what: List) -> Result<Response, ApiError> {
     let who = caller(n, headers)?;
     require(&who, &key.0, &["read-job"])?;
-    q.bool("all")?;
+    let all = q.bool("all")?;
     let clock = n.shared.clock.clone();
-    let (body, index) = block(n, q, |st| match what {
-        List::Allocs => {
-            let v: Vec<Value> = st.t.job_allocs(key).map(|a| a.stub(&clock)).collect();
-            (Value::Array(v), st.t.table_index.allocs)
-        }
-        List::Deployments => {
-            let v: Vec<Value> =
-                st.t.deps_by_job
-                    .get(key)
-                    .into_iter()
-                    .flatten()
-                    .rev()
-                    .filter_map(|id| st.t.deployments.get(id))
-                    .map(|d| d.render(&clock))
-                    .collect();
-            (Value::Array(v), st.t.table_index.deployment)
-        }
-        List::Latest => {
-            (st.t.latest_deployment(key).map(|d| d.render(&clock)).unwrap_or(Value::Null), st.t.table_index.deployment)
+    let (body, index) = block(n, q, |st| {
+        // Without `all=true`, only this instance of the job (same CreateIndex) counts.
+        let instance = if all { None } else { st.t.jobs.get(key).map(|r| r.cur.create_index) };
+        match what {
+            List::Allocs => {
+                let v: Vec<Value> =
+                    st.t.job_allocs(key)
+                        .filter(|a| instance.is_none_or(|ci| a.create_index >= ci))
+                        .map(|a| a.stub(&clock))
+                        .collect();
+                (Value::Array(v), st.t.table_index.allocs)
+            }
+            List::Deployments => {
+                let v: Vec<Value> =
+                    st.t.deps_by_job
+                        .get(key)
+                        .into_iter()
+                        .flatten()
+                        .rev()
+                        .filter_map(|id| st.t.deployments.get(id))
+                        .filter(|d| instance.is_none_or(|ci| d.job_create_index == ci))
+                        .map(|d| d.render(&clock))
+                        .collect();
+                (Value::Array(v), st.t.table_index.deployment)
+            }
+            List::Latest => (
+                st.t.latest_deployment(key).map(|d| d.render(&clock)).unwrap_or(Value::Null),
+                st.t.table_index.deployment,
+            ),
         }
     })
     .await?;
