@@ -351,3 +351,19 @@ async fn b16_job_in_other_namespace_is_invisible_without_namespace() {
     let all = s.get("/v1/jobs?namespace=*").await.json();
     assert_eq!(all[0]["Namespace"], "apps");
 }
+
+#[tokio::test]
+async fn b1_jobs_list_pages_with_next_token() {
+    let s = fast().await;
+    for id in ["a", "b", "c"] {
+        s.register(&job(id, 0)).await;
+    }
+    let r = s.get("/v1/jobs?per_page=2").await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(2));
+    assert_eq!(r.header("x-nomad-nexttoken"), "default.c");
+    let r = s.get("/v1/jobs?per_page=2&next_token=default.c").await;
+    assert_eq!(r.json()[0]["ID"], "c");
+    assert_eq!(r.header("x-nomad-nexttoken"), "");
+    let r = s.get("/v1/jobs?per_page=x").await;
+    assert_eq!((r.status, r.body.as_str()), (400, "Invalid per_page"));
+}

@@ -55,6 +55,10 @@ async fn list_jobs(n: &Nomad, q: &Query, headers: &HeaderMap) -> Result<Response
     let who = caller(n, headers)?;
     let with_meta = q.bool("meta")?;
     let prefix = q.get("prefix").unwrap_or("").to_string();
+    let per_page = match q.get("per_page") {
+        None | Some("") => 0usize,
+        Some(v) => v.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid per_page"))?,
+    };
     let (rows, index) = block_list(
         n,
         q,
@@ -74,10 +78,24 @@ async fn list_jobs(n: &Nomad, q: &Query, headers: &HeaderMap) -> Result<Response
         },
     )
     .await?;
+    // Paging (`per_page`, `next_token`): tokens are `<namespace>.<id>` like Nomad's
+    // `StructsTokenizer{WithNamespace, WithID}`; the page starts at the first token ≥ next_token.
+    let token = |k: &Key| format!("{}.{}", k.0, k.1);
+    let next = q.get("next_token").unwrap_or("").to_string();
+    let mut rows: Vec<_> = rows.into_iter().filter(|(k, _, _)| next.is_empty() || token(k) >= next).collect();
+    let mut next_token = None;
+    if per_page > 0 && rows.len() > per_page {
+        next_token = Some(token(&rows[per_page].0));
+        rows.truncate(per_page);
+    }
     let body = Value::Array(
         rows.into_iter().map(|(key, rec, summary)| rec.stub(summary_json(&key, &summary), with_meta)).collect(),
     );
-    Ok(read_response(n, q, &body, index))
+    let mut resp = read_response(n, q, &body, index);
+    if let Some(t) = next_token.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert("X-Nomad-NextToken", t);
+    }
+    Ok(resp)
 }
 
 /// Decodes, checks and canonicalises a register body (B4 HTTP layer). Returns the canonical job
