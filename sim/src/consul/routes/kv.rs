@@ -320,7 +320,8 @@ async fn kv_put(
     conflicting(q, &["cas", "acquire", "release"])?;
     let flags = if q.has("flags") { parse_uint(q.get("flags"))? } else { 0 };
     let cas = if q.has("cas") { Some(parse_uint(q.get("cas"))?) } else { None };
-    let value = read_body(headers, body, MAX_VALUE_SIZE, false).await?;
+    // Copied: the body is a slice of the connection's read buffer, which a stored value would pin (KBs per key).
+    let value = bytes::Bytes::copy_from_slice(&read_body(headers, body, MAX_VALUE_SIZE, false).await?);
     let write = if q.has("acquire") {
         KvWrite::Lock(entry(&key, value, flags, q.get("acquire")))
     } else if q.has("release") {
