@@ -338,6 +338,20 @@ async fn quiet_window(http: &reqwest::Client, sim: &Sim, drover: &Drover, apps: 
             println!("    {what}: {} {} {}?{} -> {}", r["server"], r["method"], r["path"], r["query"], r["status"]);
         }
     }
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for r in &requests {
+        let path = r["path"].as_str().unwrap_or("");
+        let kind = format!("{} {} {}", r["server"].as_str().unwrap_or("?"), r["method"].as_str().unwrap_or("?"), path);
+        *kinds.entry(kind).or_default() += 1;
+    }
+    for (kind, n) in &kinds {
+        println!("    {n:>6} x {kind}");
+    }
+    println!(
+        "    (a blocking query's wait is simulated time: drover's 5-minute Consul wait lasts {:.0} s here, so the \
+         watch is re-issued that often)",
+        300.0 * TIME_SCALE
+    );
     println!(
         "    {} reconciles in the window (~{resyncs} resyncs of {apps} apps), {} API requests answered",
         reconciles,
