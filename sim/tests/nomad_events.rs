@@ -198,3 +198,31 @@ async fn b15_stream_ends_on_leader_loss_and_says_connection_close() {
         tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = ev.body.next().await {} }).await;
     assert!(end.is_ok(), "the stream should close when the leader is lost");
 }
+
+/// Nomad's `UpdateDeploymentStatus` writes the failed deployment and then the auto-reverted job in one transaction,
+/// so one frame carries both, the deployment first (N:nomad/state/state_store.go). A client that applies a frame
+/// as a whole never sees the revert without the failure that caused it.
+#[tokio::test]
+async fn b15_auto_revert_frame_carries_the_failed_deployment_before_the_reverted_job() {
+    let s = fast().await;
+    let j = nomad_support::with_update(job("web", 1), json!({"AutoRevert": true, "ProgressDeadline": 0}));
+    s.register(&j).await;
+    s.deployment_status("web", 0, "successful").await;
+    let mut events = Events::open(&s, "topic=Job&topic=Deployment").await;
+    let health = json!({"namespace": "default", "job": "web", "version": 1, "mode": "unhealthy"});
+    assert_eq!(s.post("/_sim/nomad/health", &health).await.status, 200);
+    s.register(&with_meta(j, "v", "bad")).await;
+    let frame = events
+        .until(|f| {
+            f["Events"].as_array().is_some_and(|evs| {
+                evs.iter().any(|e| e["Topic"] == "Deployment" && e["Payload"]["Deployment"]["Status"] == "failed")
+            })
+        })
+        .await;
+    let topics: Vec<&str> =
+        frame["Events"].as_array().into_iter().flatten().filter_map(|e| e["Topic"].as_str()).collect();
+    let failed = topics.iter().position(|t| *t == "Deployment");
+    let job = topics.iter().position(|t| *t == "Job");
+    assert!(job.is_some(), "the reverted job is in the same frame: {topics:?}");
+    assert!(failed < job, "the failed deployment comes before the reverted job: {topics:?}");
+}

@@ -33,12 +33,7 @@ impl Changes {
     /// Emits events for everything changed (deployments, then allocations) and refreshes jobs.
     pub fn flush(self, txn: &mut Txn<'_>) {
         for id in &self.deployments {
-            if let Some(d) = txn.t.deployments.get(id) {
-                let snap = d.clone();
-                let payload = Payload::Render(Arc::new(move |c| serde_json::json!({"Deployment": snap.render(c)})));
-                let (ns, job) = (d.namespace.clone(), d.job_id.clone());
-                txn.emit_payload("Deployment", id, &ns, vec![job], payload);
-            }
+            emit_deployment(txn, id);
         }
         for id in &self.allocs {
             if let Some(a) = txn.t.allocs.get(id) {
@@ -69,13 +64,28 @@ impl Changes {
 
     /// Marks a deployment changed at this write.
     pub fn deployment(&mut self, txn: &mut Txn<'_>, id: &str) {
-        let (idx, now) = (txn.index, txn.unix());
-        if let Some(d) = txn.t.deployments.get_mut(id) {
-            d.modify_index = idx;
-            d.modify_time = now;
-        }
-        txn.touch(Table::Deployment);
+        touch_deployment(txn, id);
         self.deployments.insert(id.to_string());
+    }
+}
+
+/// Stamps a deployment with this write's index and time.
+pub fn touch_deployment(txn: &mut Txn<'_>, id: &str) {
+    let (idx, now) = (txn.index, txn.unix());
+    if let Some(d) = txn.t.deployments.get_mut(id) {
+        d.modify_index = idx;
+        d.modify_time = now;
+    }
+    txn.touch(Table::Deployment);
+}
+
+/// Emits a deployment's event now, in this write's frame.
+pub fn emit_deployment(txn: &mut Txn<'_>, id: &str) {
+    if let Some(d) = txn.t.deployments.get(id) {
+        let snap = d.clone();
+        let payload = Payload::Render(Arc::new(move |c| serde_json::json!({"Deployment": snap.render(c)})));
+        let (ns, job) = (d.namespace.clone(), d.job_id.clone());
+        txn.emit_payload("Deployment", id, &ns, vec![job], payload);
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::deploy::{Changes, can_reschedule, eval_for, process_eval};
+use super::deploy::{Changes, can_reschedule, emit_deployment, eval_for, process_eval, touch_deployment};
 use super::error::{ApiError, multierror};
 use super::jobs::upsert_job;
 use super::model::{GroupModel, desc};
@@ -264,27 +264,24 @@ pub fn fail(st: &mut NomadState, shared: &Shared, dep: &str, base: &str) -> Opti
     }))
 }
 
-fn fail_in_txn(txn: &mut Txn<'_>, ch: &mut Changes, dep: &str, base: &str) -> Option<u64> {
+fn fail_in_txn(txn: &mut Txn<'_>, _ch: &mut Changes, dep: &str, base: &str) -> Option<u64> {
     let d = txn.t.deployments.get(dep)?;
     let key = (d.namespace.clone(), d.job_id.clone());
     let auto_revert = d.groups.values().any(|g| g.auto_revert);
     let mut description = base.to_string();
-    let mut reverted = None;
-    if auto_revert {
-        if let Some(row) = txn.t.jobs.get(&key) {
-            let cur = row.cur.clone();
-            let stable = row.version_records().into_iter().find(|v| v.stable && v.version != cur.version);
-            match stable {
-                None => description.push_str(" - no stable job version to auto revert to"),
-                Some(v) if v.spec == cur.spec => description.push_str(&format!(
-                    " - not rolling back to stable job version {} as current job has same specification",
-                    v.version
-                )),
-                Some(v) => {
-                    description.push_str(&format!(" - rolling back to job version {}", v.version));
-                    upsert_job(txn, &key, v.spec.clone(), v.model.clone(), cur.version + 1);
-                    reverted = Some(v.version);
-                }
+    let mut revert_to = None;
+    if auto_revert && let Some(row) = txn.t.jobs.get(&key) {
+        let cur = row.cur.clone();
+        let stable = row.version_records().into_iter().find(|v| v.stable && v.version != cur.version);
+        match stable {
+            None => description.push_str(" - no stable job version to auto revert to"),
+            Some(v) if v.spec == cur.spec => description.push_str(&format!(
+                " - not rolling back to stable job version {} as current job has same specification",
+                v.version
+            )),
+            Some(v) => {
+                description.push_str(&format!(" - rolling back to job version {}", v.version));
+                revert_to = Some((v, cur.version + 1));
             }
         }
     }
@@ -292,7 +289,14 @@ fn fail_in_txn(txn: &mut Txn<'_>, ch: &mut Changes, dep: &str, base: &str) -> Op
         d.status = "failed";
         d.status_description = description;
     }
-    ch.deployment(txn, dep);
+    // Nomad's UpdateDeploymentStatus writes the deployment first and the reverted job after it, in one
+    // transaction: the deployment's event comes first in the frame.
+    touch_deployment(txn, dep);
+    emit_deployment(txn, dep);
+    let reverted = revert_to.as_ref().map(|(v, _)| v.version);
+    if let Some((v, version)) = revert_to {
+        upsert_job(txn, &key, v.spec.clone(), v.model.clone(), version);
+    }
     reverted
 }
 
