@@ -99,7 +99,69 @@ pub fn prefix_range<'a, 'p, V>(
     map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).take_while(move |(k, _)| k.starts_with(prefix))
 }
 
+/// What a transaction may change, saved before it runs so a failed transaction can be undone without copying the
+/// whole store (a copy per transaction made every status write cost O(keys)).
+#[derive(Debug)]
+pub struct UndoPoint {
+    kvs_index: u64,
+    tombstones_index: u64,
+    keys: Vec<(String, Option<DirEntry>, Option<Tombstone>)>,
+    prefixes: Vec<SavedPrefix>,
+}
+
+/// A prefix's live entries and tombstones, as saved by [`KvStore::undo_point`].
+type SavedPrefix = (String, Vec<(String, DirEntry)>, Vec<(String, Tombstone)>);
+
 impl KvStore {
+    /// Saves everything the given `(verb, key)` operations may change: the key itself, or the whole prefix for
+    /// `delete-tree`, plus the table indexes.
+    pub fn undo_point<'a>(&self, ops: impl IntoIterator<Item = (&'a str, &'a str)>) -> UndoPoint {
+        let mut undo = UndoPoint {
+            kvs_index: self.kvs_index,
+            tombstones_index: self.tombstones_index,
+            keys: Vec::new(),
+            prefixes: Vec::new(),
+        };
+        for (verb, key) in ops {
+            if verb == "delete-tree" {
+                let entries = prefix_range(&self.entries, key).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let tombs = prefix_range(&self.tombstones, key).map(|(k, v)| (k.clone(), *v)).collect();
+                undo.prefixes.push((key.to_string(), entries, tombs));
+            } else {
+                undo.keys.push((key.to_string(), self.entries.get(key).cloned(), self.tombstones.get(key).copied()));
+            }
+        }
+        undo
+    }
+
+    /// Puts back what [`KvStore::undo_point`] saved.
+    pub fn rollback(&mut self, undo: UndoPoint) {
+        for (prefix, entries, tombs) in undo.prefixes {
+            let live: Vec<String> = prefix_range(&self.entries, &prefix).map(|(k, _)| k.clone()).collect();
+            for k in live {
+                self.entries.remove(&k);
+            }
+            let dead: Vec<String> = prefix_range(&self.tombstones, &prefix).map(|(k, _)| k.clone()).collect();
+            for k in dead {
+                self.tombstones.remove(&k);
+            }
+            self.entries.extend(entries);
+            self.tombstones.extend(tombs);
+        }
+        for (key, entry, tomb) in undo.keys {
+            match entry {
+                Some(e) => self.entries.insert(key.clone(), e),
+                None => self.entries.remove(&key),
+            };
+            match tomb {
+                Some(t) => self.tombstones.insert(key, t),
+                None => self.tombstones.remove(&key),
+            };
+        }
+        self.kvs_index = undo.kvs_index;
+        self.tombstones_index = undo.tombstones_index;
+    }
+
     /// `kvsMaxIndex`: max of the two table indexes.
     pub fn max_index(&self) -> u64 {
         self.kvs_index.max(self.tombstones_index)
@@ -233,5 +295,37 @@ impl KvStore {
         let before = self.tombstones.len();
         self.tombstones.retain(|_, t| !reap(t));
         before - self.tombstones.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, value: &str) -> DirEntry {
+        DirEntry { key: key.to_string(), value: Bytes::copy_from_slice(value.as_bytes()), ..DirEntry::default() }
+    }
+
+    fn state(kv: &KvStore) -> (BTreeMap<String, DirEntry>, BTreeMap<String, Tombstone>, u64, u64) {
+        (kv.entries.clone(), kv.tombstones.clone(), kv.kvs_index, kv.tombstones_index)
+    }
+
+    #[test]
+    fn rollback_should_restore_keys_prefixes_tombstones_and_indexes() {
+        let now = SimInstant::default();
+        let mut kv = KvStore::default();
+        kv.set(11, entry("a/1", "x"), false);
+        kv.set(12, entry("a/2", "y"), false);
+        kv.set(13, entry("b", "z"), false);
+        kv.delete(14, "c", now);
+        let before = state(&kv);
+        let undo = kv.undo_point([("set", "b"), ("delete-tree", "a/"), ("set", "new"), ("delete", "c")]);
+        kv.set(20, entry("b", "changed"), false);
+        kv.delete_tree(20, "a/", now);
+        kv.set(20, entry("new", "n"), false);
+        kv.set(20, entry("c", "back"), false);
+        assert_ne!(state(&kv), before);
+        kv.rollback(undo);
+        assert_eq!(state(&kv), before);
     }
 }

@@ -161,11 +161,11 @@ impl ConsulState {
         match op {
             Op::Kv(w) => Ok(OpResult::Bool(self.apply_kv(idx, w, now)?)),
             Op::Txn(ops) => {
-                // All-or-nothing: run every op on a copy, keep the copy only when none failed.
-                let mut copy = self.kv.clone();
-                let outcome = txn::dispatch(&mut copy, &self.sessions, idx, &ops, now);
-                if outcome.is_ok() {
-                    self.kv = copy;
+                // All-or-nothing: save what the ops may touch, run them on the store, undo on any failure.
+                let undo = self.kv.undo_point(ops.iter().map(|o| (o.verb.as_str(), o.key.as_str())));
+                let outcome = txn::dispatch(&mut self.kv, &self.sessions, idx, &ops, now);
+                if outcome.is_err() {
+                    self.kv.rollback(undo);
                 }
                 Ok(OpResult::Txn(outcome))
             }

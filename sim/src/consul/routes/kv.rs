@@ -213,18 +213,24 @@ async fn kv_get(
     reject_enterprise(q, headers)?;
     let who = c.resolve(token)?;
     if recurse {
-        let pass = c
-            .blocking(opts, |s| {
-                let (index, entries) = s.kv.list(&key);
-                let total = entries.len();
-                let visible: Vec<_> = entries.into_iter().filter(|e| who.can_read_key(&e.key)).cloned().collect();
-                let filtered = visible.len() != total;
-                Ok(Pass { index: index.max(1), value: (visible, filtered), not_found: false })
-            })
-            .await?;
-        let (entries, filtered) = pass.value;
+        // Each pass of a blocking query only computes the prefix index (every KV write anywhere re-runs it);
+        // the entries are copied once, when the query answers.
+        let list = |s: &super::super::state::ConsulState| {
+            let (index, entries) = s.kv.list(&key);
+            let total = entries.len();
+            let visible: Vec<_> = entries.into_iter().filter(|e| who.can_read_key(&e.key)).cloned().collect();
+            let filtered = visible.len() != total;
+            (index.max(1), visible, filtered)
+        };
+        let (index, entries, filtered) = if opts.index == 0 {
+            list(&c.lock())
+        } else {
+            c.blocking(opts, |s| Ok(Pass { index: s.kv.list(&key).0.max(1), value: (), not_found: false })).await?;
+            // The body and its index are read together, so they always agree.
+            list(&c.lock())
+        };
         let body = (!entries.is_empty()).then(|| to_json(&entries));
-        return Ok(read_response(body, meta(pass.index, filtered, &who)));
+        return Ok(read_response(body, meta(index, filtered, &who)));
     }
     let pass = c
         .blocking(opts, |s| {
