@@ -351,3 +351,13 @@ fn decide_should_wait_for_its_deployment_to_settle_before_calling_a_change_drift
     let plan = decide(&key(), &valid(record()), &l, Some(&applied("h2", 40)), now());
     assert_eq!(registers(&plan), vec![(45, RegisterReason::RevertDrift)]);
 }
+
+#[test]
+fn decide_should_call_a_dead_job_without_deployment_degraded() {
+    let mut dead = job(40);
+    dead.status = "dead".into();
+    let plan = decide(&key(), &valid(record()), &live(Some(dead), vec![]), Some(&applied("h2", 40)), now());
+    assert!(plan.actions.is_empty());
+    assert_eq!(phase(&plan), Phase::Degraded);
+    assert_eq!(reason(&plan, "Ready"), "JobNotRunning");
+}
