@@ -73,6 +73,8 @@ pub struct Live {
     /// The job's most recent deployments, newest first (a few are kept: after a failed rollout Nomad's auto-revert
     /// makes a newer one, and the failed one must still be found to tell a revert from drift).
     pub deployments: Vec<LiveDeployment>,
+    /// The job the app ran under an earlier job ID, while status says it is being retired.
+    pub previous: Option<LiveJob>,
 }
 
 impl Live {

@@ -358,7 +358,13 @@ async fn reconcile_in_span(ctx: Arc<Ctx>, key: AppKey) -> Reconciled {
         Record::Valid(r) => r.job_id.clone(),
         _ => stored_status.as_ref().and_then(|s| s.job_id.clone()).unwrap_or_else(|| key.name.clone()),
     };
-    let live = ctx.live.live_for(&key.namespace, &job_id);
+    let mut live = ctx.live.live_for(&key.namespace, &job_id);
+    // The job run under an earlier job ID: the one status is retiring, or the one it last applied.
+    let previous = stored_status
+        .as_ref()
+        .and_then(|s| s.retiring_job_id.clone().or_else(|| s.job_id.clone()))
+        .filter(|old| *old != job_id);
+    live.previous = previous.and_then(|old| ctx.live.live_for(&key.namespace, &old).job);
     let now = SystemTime::now();
     let ts = timestamp(now);
     let plan = reconcile::decide(&key, &record, &live, stored_status.as_deref(), now);

@@ -162,6 +162,10 @@ pub struct AppStatus {
     /// The `JobModifyIndex` of a change Drover saw but did not make, already counted as drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_job_modify_index: Option<u64>,
+    /// A job this app ran under an earlier job ID (the record's job ID changed). It is stopped (or purged) per
+    /// `deletionPolicy` once the app is healthy under its new ID, then forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_job_id: Option<String>,
     /// The deployment that rolls out the applied spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentRef>,

@@ -256,7 +256,11 @@ impl LiveCache {
     pub fn live_for(&self, namespace: &str, job_id: &str) -> Live {
         let inner = read(&self.inner);
         let id = (namespace.to_string(), job_id.to_string());
-        Live { job: inner.jobs.get(&id).cloned(), deployments: inner.deployments.get(&id).cloned().unwrap_or_default() }
+        Live {
+            job: inner.jobs.get(&id).cloned(),
+            deployments: inner.deployments.get(&id).cloned().unwrap_or_default(),
+            previous: None,
+        }
     }
 
     /// Replaces everything with a fresh listing; returns the jobs whose entry changed, appeared or vanished.

@@ -248,3 +248,40 @@ async fn deletion_should_follow_each_apps_policy() {
     assert!(deletes.is_empty(), "Orphan never deregisters: {deletes:?}");
     drover.assert_running();
 }
+
+/// A `spec.job` record whose job ID is `id`.
+fn raw_job_record(id: &str) -> String {
+    format!(
+        "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {{name: api, namespace: default}}\nspec:\n  job:\n    \
+         ID: {id}\n    TaskGroups:\n      - Name: api\n        Count: 1\n        Tasks:\n          - Name: api\n            \
+         Driver: docker\n            Config: {{image: \"nginx:1.27\"}}\n  strategy: {{minHealthyTime: 1s, healthyDeadline: 1m}}\n"
+    )
+}
+
+#[tokio::test]
+async fn job_id_change_should_create_the_new_job_then_stop_the_old_one() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+
+    sim.put_record("default", "api", raw_job_record("api-v1")).await;
+    sim.wait_for_status("default", "api", "Healthy as api-v1", |s| {
+        s.phase == Phase::Healthy && s.job_id.as_deref() == Some("api-v1")
+    })
+    .await;
+
+    let generation = sim.put_record("default", "api", raw_job_record("api-v2")).await;
+    let status = sim
+        .wait_for_status("default", "api", "Healthy as api-v2 with the old job retired", |s| {
+            s.phase == Phase::Healthy
+                && s.observed_generation == generation
+                && s.job_id.as_deref() == Some("api-v2")
+                && s.retiring_job_id.is_none()
+        })
+        .await;
+    assert_eq!(status.job_id.as_deref(), Some("api-v2"));
+    let new = sim.job("default", "api-v2").await.expect("Nomad runs the new job");
+    assert_eq!(job_owner(&new), Some("default/api"));
+    let old = sim.job("default", "api-v1").await.expect("the old job is stopped, not purged (deletionPolicy Stop)");
+    assert_eq!(old["Stop"], json!(true), "the old job is stopped once the new one is healthy");
+    drover.assert_running();
+}

@@ -35,8 +35,31 @@ pub fn decide(key: &AppKey, record: &Record, live: &Live, stored: Option<&AppSta
     match record {
         Record::Absent => deleted(key, live, stored),
         Record::Invalid { generation, errors } => invalid(*generation, errors, stored, &ts),
-        Record::Valid(record) => Valid { key, record, live, now, ts }.decide(stored),
+        Record::Valid(record) => {
+            let plan = Valid { key, record, live, now, ts }.decide(stored);
+            retire_previous(key, record, live, plan)
+        }
     }
+}
+
+/// The record's job ID changed: once the app is healthy under its new ID, the job it ran before is stopped (or
+/// purged) as its `deletionPolicy` says, and then forgotten. Creating the new job first keeps the app serving.
+fn retire_previous(key: &AppKey, record: &ValidRecord, live: &Live, mut plan: Plan) -> Plan {
+    let Some(s) = plan.status.as_mut() else { return plan };
+    let Some(old) = s.retiring_job_id.clone() else { return plan };
+    if s.phase != Phase::Healthy || !plan.actions.is_empty() {
+        return plan;
+    }
+    let owner = key.to_string();
+    let previous = live.previous.as_ref().filter(|j| j.id == old && j.owned_by(&owner));
+    match (record.deletion_policy, previous) {
+        // Gone, someone else's now, or to be left running: nothing more to do for it.
+        (_, None) | (ObservedDeletionPolicy::Orphan, Some(_)) => s.retiring_job_id = None,
+        (ObservedDeletionPolicy::Stop, Some(j)) if j.stop => s.retiring_job_id = None,
+        (ObservedDeletionPolicy::Stop, Some(_)) => plan.actions.push(Action::Deregister { job_id: old, purge: false }),
+        (ObservedDeletionPolicy::Purge, Some(_)) => plan.actions.push(Action::Deregister { job_id: old, purge: true }),
+    }
+    plan
 }
 
 /// The record is gone: carry out the deletion policy recorded in status, then forget the app.
@@ -54,10 +77,14 @@ fn deleted(key: &AppKey, live: &Live, stored: Option<&AppStatus>) -> Plan {
         // Orphan: the job keeps running, unmanaged.
         (ObservedDeletionPolicy::Orphan, Some(_)) => {}
         // Stop: only if it still runs; a stopped job is already where the policy wants it.
-        (ObservedDeletionPolicy::Stop, Some(job)) if !job.stop => actions.push(Action::Deregister { purge: false }),
+        (ObservedDeletionPolicy::Stop, Some(job)) if !job.stop => {
+            actions.push(Action::Deregister { job_id: job.id.clone(), purge: false })
+        }
         (ObservedDeletionPolicy::Stop, Some(_)) => {}
         // Purge: also removes a job that is already stopped.
-        (ObservedDeletionPolicy::Purge, Some(_)) => actions.push(Action::Deregister { purge: true }),
+        (ObservedDeletionPolicy::Purge, Some(job)) => {
+            actions.push(Action::Deregister { job_id: job.id.clone(), purge: true })
+        }
     }
     actions.push(Action::DeleteStatus);
     let mut status = status.clone();
@@ -108,6 +135,13 @@ impl Valid<'_> {
         let r = self.record;
         let mut s = stored.cloned().unwrap_or_default();
         s.observed_generation = r.generation;
+        // A new job ID: the job run under the old one is retired once the new one is healthy.
+        if let Some(old) = s.job_id.clone().filter(|old| *old != r.job_id && s.applied_hash.is_some()) {
+            s.retiring_job_id = Some(old);
+        }
+        if s.retiring_job_id.as_deref() == Some(r.job_id.as_str()) {
+            s.retiring_job_id = None;
+        }
         s.job_id = Some(r.job_id.clone());
         s.deletion_policy = r.deletion_policy;
         s.set_condition("Valid", ConditionStatus::True, "Validated", "the record is valid".to_string(), &self.ts);

@@ -63,7 +63,7 @@ fn deployment(jmi: u64, status: &str, description: &str) -> LiveDeployment {
 }
 
 fn live(job: Option<LiveJob>, deployments: Vec<LiveDeployment>) -> Live {
-    Live { job, deployments }
+    Live { job, deployments, previous: None }
 }
 
 /// A status saying spec `hash` was applied at `jmi`.
@@ -303,7 +303,7 @@ fn decide_should_report_a_paused_or_cancelled_deployment() {
 #[test]
 fn decide_should_stop_an_owned_job_when_the_record_is_deleted() {
     let plan = decide(&key(), &Record::Absent, &live(Some(job(40)), vec![]), Some(&applied("h2", 40)), now());
-    assert_eq!(plan.actions, vec![Action::Deregister { purge: false }, Action::DeleteStatus]);
+    assert_eq!(plan.actions, vec![Action::Deregister { job_id: "web".into(), purge: false }, Action::DeleteStatus]);
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn decide_should_follow_each_deletion_policy() {
     let mut stored = applied("h2", 40);
     stored.deletion_policy = ObservedDeletionPolicy::Purge;
     let plan = decide(&key(), &Record::Absent, &live(Some(job(40)), vec![]), Some(&stored), now());
-    assert_eq!(plan.actions, vec![Action::Deregister { purge: true }, Action::DeleteStatus]);
+    assert_eq!(plan.actions, vec![Action::Deregister { job_id: "web".into(), purge: true }, Action::DeleteStatus]);
     stored.deletion_policy = ObservedDeletionPolicy::Orphan;
     let plan = decide(&key(), &Record::Absent, &live(Some(job(40)), vec![]), Some(&stored), now());
     assert_eq!(plan.actions, vec![Action::DeleteStatus]);
@@ -360,4 +360,59 @@ fn decide_should_call_a_dead_job_without_deployment_degraded() {
     assert!(plan.actions.is_empty());
     assert_eq!(phase(&plan), Phase::Degraded);
     assert_eq!(reason(&plan, "Ready"), "JobNotRunning");
+}
+
+/// A status for an app that ran as job `old` and is being moved to `web`.
+fn renamed(jmi: u64) -> AppStatus {
+    let mut s = applied("h2", jmi);
+    s.job_id = Some("web".into());
+    s.retiring_job_id = Some("old".into());
+    s
+}
+
+fn old_job(stop: bool) -> LiveJob {
+    LiveJob { id: "old".into(), stop, ..job(20) }
+}
+
+#[test]
+fn decide_should_create_the_new_job_and_remember_the_old_one_when_the_job_id_changes() {
+    let mut stored = applied("h1", 20);
+    stored.job_id = Some("old".into());
+    let plan = decide(&key(), &valid(record()), &Live::default(), Some(&stored), now());
+    assert_eq!(registers(&plan), vec![(0, RegisterReason::Create)], "the new job first, so the app keeps serving");
+    assert_eq!(plan.status.as_ref().and_then(|s| s.retiring_job_id.clone()), Some("old".into()));
+}
+
+#[test]
+fn decide_should_stop_the_old_job_once_the_renamed_app_is_healthy() {
+    let mut l = live(Some(job(40)), vec![deployment(40, "running", "Deployment is running")]);
+    l.previous = Some(old_job(false));
+    let plan = decide(&key(), &valid(record()), &l, Some(&renamed(40)), now());
+    assert!(plan.actions.is_empty(), "nothing is stopped while the new job is not healthy yet");
+    l.deployments = vec![deployment(40, "successful", "Deployment completed successfully")];
+    let plan = decide(&key(), &valid(record()), &l, Some(&renamed(40)), now());
+    assert_eq!(plan.actions, vec![Action::Deregister { job_id: "old".into(), purge: false }]);
+    // Once it is stopped, it is forgotten.
+    l.previous = Some(old_job(true));
+    let plan = decide(&key(), &valid(record()), &l, plan.status.as_ref(), now());
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.as_ref().and_then(|s| s.retiring_job_id.clone()), None);
+}
+
+#[test]
+fn decide_should_follow_the_deletion_policy_for_the_old_job() {
+    let mut l = live(Some(job(40)), vec![deployment(40, "successful", "Deployment completed successfully")]);
+    l.previous = Some(old_job(false));
+    let orphan = ValidRecord { deletion_policy: ObservedDeletionPolicy::Orphan, ..record() };
+    let plan = decide(&key(), &valid(orphan), &l, Some(&renamed(40)), now());
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.as_ref().and_then(|s| s.retiring_job_id.clone()), None);
+    let purge = ValidRecord { deletion_policy: ObservedDeletionPolicy::Purge, ..record() };
+    let plan = decide(&key(), &valid(purge), &l, Some(&renamed(40)), now());
+    assert_eq!(plan.actions, vec![Action::Deregister { job_id: "old".into(), purge: true }]);
+    // A job under the old ID that is not ours is never touched.
+    l.previous = Some(LiveJob { owner: Some("default/other".into()), ..old_job(false) });
+    let plan = decide(&key(), &valid(record()), &l, Some(&renamed(40)), now());
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.as_ref().and_then(|s| s.retiring_job_id.clone()), None);
 }

@@ -56,7 +56,7 @@ impl Executor {
                         job_modify_index: j.job_modify_index,
                     });
                 }
-                Action::Deregister { purge } => {
+                Action::Deregister { job_id, purge } => {
                     // Nomad's DELETE has no EnforceIndex: re-read the job just before, so a job that changed hands
                     // since the cached read is never stopped (the decision is then made again on fresh data).
                     let fresh = self.refresh(ns, job_id).await?;

@@ -66,8 +66,10 @@ pub enum Action {
         /// Why, for the history and logs.
         reason: RegisterReason,
     },
-    /// Stop (or purge) the job.
+    /// Stop (or purge) a job of this app.
     Deregister {
+        /// The job: the app's job, or the one it ran under an earlier job ID.
+        job_id: String,
         /// Purge as well as stop.
         purge: bool,
     },
