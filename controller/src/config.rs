@@ -72,12 +72,12 @@ impl ConfigError {
 }
 
 /// Values given on the command line for Consul; each `Some` wins over its environment variable.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ConsulFlags {
     /// `--consul-addr`.
     pub addr: Option<String>,
     /// `--consul-token`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `--consul-token-file`.
     pub token_file: Option<String>,
     /// `--consul-cacert`.
@@ -88,26 +88,13 @@ pub struct ConsulFlags {
     pub client_key: Option<String>,
 }
 
-impl fmt::Debug for ConsulFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsulFlags")
-            .field("addr", &self.addr)
-            .field("token", &redacted(&self.token))
-            .field("token_file", &self.token_file)
-            .field("ca_cert", &self.ca_cert)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .finish()
-    }
-}
-
 /// Values given on the command line for Nomad; each `Some` wins over its environment variable.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct NomadFlags {
     /// `--nomad-addr`.
     pub addr: Option<String>,
     /// `--nomad-token`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `--nomad-region`.
     pub region: Option<String>,
     /// `--nomad-cacert`.
@@ -118,26 +105,13 @@ pub struct NomadFlags {
     pub client_key: Option<String>,
 }
 
-impl fmt::Debug for NomadFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NomadFlags")
-            .field("addr", &self.addr)
-            .field("token", &redacted(&self.token))
-            .field("region", &self.region)
-            .field("ca_cert", &self.ca_cert)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .finish()
-    }
-}
-
 /// How to reach Consul. `Debug` never shows the token.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsulConfig {
     /// Base URL without a trailing `/`, e.g. `http://127.0.0.1:8500`.
     pub addr: String,
     /// ACL token sent as `X-Consul-Token`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// PEM file of the CA that signs the server certificate; when set it is the only trusted root.
     pub ca_cert: Option<String>,
     /// PEM client certificate for mTLS.
@@ -146,25 +120,13 @@ pub struct ConsulConfig {
     pub client_key: Option<String>,
 }
 
-impl fmt::Debug for ConsulConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsulConfig")
-            .field("addr", &self.addr)
-            .field("token", &redacted(&self.token))
-            .field("ca_cert", &self.ca_cert)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .finish()
-    }
-}
-
 /// How to reach Nomad. `Debug` never shows the token.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NomadConfig {
     /// Base URL without a trailing `/`, e.g. `http://127.0.0.1:4646`.
     pub addr: String,
     /// ACL token sent as `X-Nomad-Token`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Region sent as `?region=` on every request; `None` means the agent's own region.
     pub region: Option<String>,
     /// PEM file of the CA that signs the server certificate; when set it is the only trusted root.
@@ -173,19 +135,6 @@ pub struct NomadConfig {
     pub client_cert: Option<String>,
     /// PEM private key for `client_cert`.
     pub client_key: Option<String>,
-}
-
-impl fmt::Debug for NomadConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NomadConfig")
-            .field("addr", &self.addr)
-            .field("token", &redacted(&self.token))
-            .field("region", &self.region)
-            .field("ca_cert", &self.ca_cert)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .finish()
-    }
 }
 
 impl ConsulConfig {
@@ -201,20 +150,21 @@ impl ConsulConfig {
                 parse_go_bool(&v).ok_or(ConfigError::InvalidBool { source_name: "CONSUL_HTTP_SSL", value: v })?
             }
         };
-        let addr = match pick(&flags.addr, "--consul-addr", "CONSUL_HTTP_ADDR", lookup)? {
+        let addr = match pick(flags.addr.as_deref(), "--consul-addr", "CONSUL_HTTP_ADDR", lookup)? {
             Some((value, source_name)) => normalize_addr(&value, ssl, source_name)?,
             None => DEFAULT_CONSUL_ADDR.to_owned(),
         };
-        let token = match pick(&flags.token, "--consul-token", "CONSUL_HTTP_TOKEN", lookup)? {
-            Some((token, _)) => Some(token),
-            None => match pick(&flags.token_file, "--consul-token-file", "CONSUL_HTTP_TOKEN_FILE", lookup)? {
-                Some((path, source_name)) => Some(read_token_file(&path, source_name)?),
+        let token = match pick(flags.token.as_ref().map(Secret::expose), "--consul-token", "CONSUL_HTTP_TOKEN", lookup)?
+        {
+            Some((token, _)) => Some(Secret::from(token)),
+            None => match pick(flags.token_file.as_deref(), "--consul-token-file", "CONSUL_HTTP_TOKEN_FILE", lookup)? {
+                Some((path, source_name)) => Some(Secret::from(read_token_file(&path, source_name)?)),
                 None => None,
             },
         };
-        let ca_cert = pick(&flags.ca_cert, "--consul-cacert", "CONSUL_CACERT", lookup)?;
-        let client_cert = pick(&flags.client_cert, "--consul-client-cert", "CONSUL_CLIENT_CERT", lookup)?;
-        let client_key = pick(&flags.client_key, "--consul-client-key", "CONSUL_CLIENT_KEY", lookup)?;
+        let ca_cert = pick(flags.ca_cert.as_deref(), "--consul-cacert", "CONSUL_CACERT", lookup)?;
+        let client_cert = pick(flags.client_cert.as_deref(), "--consul-client-cert", "CONSUL_CLIENT_CERT", lookup)?;
+        let client_key = pick(flags.client_key.as_deref(), "--consul-client-key", "CONSUL_CLIENT_KEY", lookup)?;
         check_pair(&client_cert, &client_key, "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY")?;
         Ok(Self {
             addr,
@@ -231,19 +181,19 @@ impl NomadConfig {
     ///
     /// A bare `host:port` in `NOMAD_ADDR` means `http`.
     pub fn resolve(flags: &NomadFlags, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let addr = match pick(&flags.addr, "--nomad-addr", "NOMAD_ADDR", lookup)? {
+        let addr = match pick(flags.addr.as_deref(), "--nomad-addr", "NOMAD_ADDR", lookup)? {
             Some((value, source_name)) => normalize_addr(&value, false, source_name)?,
             None => DEFAULT_NOMAD_ADDR.to_owned(),
         };
-        let token = pick(&flags.token, "--nomad-token", "NOMAD_TOKEN", lookup)?;
-        let region = pick(&flags.region, "--nomad-region", "NOMAD_REGION", lookup)?;
-        let ca_cert = pick(&flags.ca_cert, "--nomad-cacert", "NOMAD_CACERT", lookup)?;
-        let client_cert = pick(&flags.client_cert, "--nomad-client-cert", "NOMAD_CLIENT_CERT", lookup)?;
-        let client_key = pick(&flags.client_key, "--nomad-client-key", "NOMAD_CLIENT_KEY", lookup)?;
+        let token = pick(flags.token.as_ref().map(Secret::expose), "--nomad-token", "NOMAD_TOKEN", lookup)?;
+        let region = pick(flags.region.as_deref(), "--nomad-region", "NOMAD_REGION", lookup)?;
+        let ca_cert = pick(flags.ca_cert.as_deref(), "--nomad-cacert", "NOMAD_CACERT", lookup)?;
+        let client_cert = pick(flags.client_cert.as_deref(), "--nomad-client-cert", "NOMAD_CLIENT_CERT", lookup)?;
+        let client_key = pick(flags.client_key.as_deref(), "--nomad-client-key", "NOMAD_CLIENT_KEY", lookup)?;
         check_pair(&client_cert, &client_key, "NOMAD_CLIENT_CERT", "NOMAD_CLIENT_KEY")?;
         Ok(Self {
             addr,
-            token: token.map(|(v, _)| v),
+            token: token.map(|(v, _)| Secret::from(v)),
             region: region.map(|(v, _)| v),
             ca_cert: ca_cert.map(|(v, _)| v),
             client_cert: client_cert.map(|(v, _)| v),
@@ -253,17 +203,48 @@ impl NomadConfig {
 }
 
 /// Shows whether a secret is set without showing it.
-fn redacted(secret: &Option<String>) -> &'static str {
-    match secret {
-        Some(_) => "<redacted>",
-        None => "<none>",
+/// A token: its `Debug` never shows it, so no flag, configuration or client can print one by accident.
+/// Cheap to clone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(std::sync::Arc<str>);
+
+impl Secret {
+    /// The token, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s.into())
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.into())
+    }
+}
+
+/// For clap: a token given on the command line.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.into()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
 /// The flag if given, else the variable; an empty environment variable counts as unset (as in HashiCorp's CLIs),
 /// an empty flag is an error. Returns the value with the name of where it came from.
 fn pick(
-    flag: &Option<String>,
+    flag: Option<&str>,
     flag_name: &'static str,
     var: &'static str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -379,7 +360,7 @@ mod tests {
         };
         let cfg = ConsulConfig::resolve(&flags, &lookup).unwrap();
         assert_eq!(cfg.addr, "https://flag:8501");
-        assert_eq!(cfg.token.as_deref(), Some("flag"));
+        assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("flag"));
     }
 
     #[test]
@@ -391,7 +372,7 @@ mod tests {
         let path = path.to_string_lossy().into_owned();
         let lookup = env(&[("CONSUL_HTTP_TOKEN_FILE", &path)]);
         let cfg = ConsulConfig::resolve(&ConsulFlags::default(), &lookup).unwrap();
-        assert_eq!(cfg.token.as_deref(), Some("secret-from-file"));
+        assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("secret-from-file"));
         let missing = env(&[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/drover/token")]);
         let err = ConsulConfig::resolve(&ConsulFlags::default(), &missing).unwrap_err();
         assert!(err.to_string().contains("CONSUL_HTTP_TOKEN_FILE"), "{err}");
@@ -417,7 +398,7 @@ mod tests {
         let cfg = NomadConfig::resolve(&NomadFlags::default(), &lookup).unwrap();
         assert_eq!(cfg.addr, "http://nomad.service:4646");
         assert_eq!(cfg.region.as_deref(), Some("eu"));
-        assert_eq!(cfg.token.as_deref(), Some("s3cret"));
+        assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("s3cret"));
     }
 
     #[test]

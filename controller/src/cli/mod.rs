@@ -59,7 +59,7 @@ pub struct ConsulArgs {
     pub consul_addr: Option<String>,
     /// Consul ACL token [env: CONSUL_HTTP_TOKEN].
     #[arg(long)]
-    pub consul_token: Option<String>,
+    pub consul_token: Option<crate::config::Secret>,
     /// File holding the Consul ACL token [env: CONSUL_HTTP_TOKEN_FILE].
     #[arg(long)]
     pub consul_token_file: Option<String>,
@@ -82,7 +82,7 @@ pub struct NomadArgs {
     pub nomad_addr: Option<String>,
     /// Nomad ACL token [env: NOMAD_TOKEN].
     #[arg(long)]
-    pub nomad_token: Option<String>,
+    pub nomad_token: Option<crate::config::Secret>,
     /// Nomad region [env: NOMAD_REGION].
     #[arg(long)]
     pub nomad_region: Option<String>,

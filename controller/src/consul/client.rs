@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 
-use crate::config::ConsulConfig;
+use crate::config::{ConsulConfig, Secret};
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError, TlsFiles};
 
@@ -239,16 +239,13 @@ pub struct Request<'a> {
 pub struct Client {
     http: reqwest::Client,
     base: Arc<str>,
-    token: Option<Arc<str>>,
+    token: Option<Secret>,
     metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("consul::Client")
-            .field("base", &self.base)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
+        f.debug_struct("consul::Client").field("base", &self.base).field("token", &self.token).finish()
     }
 }
 
@@ -260,12 +257,12 @@ impl Client {
             client_cert: config.client_cert.as_deref(),
             client_key: config.client_key.as_deref(),
         })?;
-        Ok(Self::with_http(http, &config.addr, config.token.clone(), metrics))
+        Ok(Self { token: config.token.clone(), ..Self::with_http(http, &config.addr, None, metrics) })
     }
 
     /// Wraps an existing HTTP client; `addr` is a base URL such as `http://127.0.0.1:8500`.
     pub fn with_http(http: reqwest::Client, addr: &str, token: Option<String>, metrics: Arc<Metrics>) -> Self {
-        Self { http, base: Arc::from(addr.trim_end_matches('/')), token: token.map(Arc::from), metrics }
+        Self { http, base: Arc::from(addr.trim_end_matches('/')), token: token.map(Secret::from), metrics }
     }
 
     /// The base URL.
@@ -281,7 +278,7 @@ impl Client {
         let url = format!("{}{}{}", self.base, req.path, tls::encode_query(&req.query));
         let mut builder = self.http.request(req.method, url).timeout(req.timeout);
         if let Some(token) = &self.token {
-            builder = builder.header("X-Consul-Token", token.as_ref());
+            builder = builder.header("X-Consul-Token", token.expose());
         }
         if let Some(body) = req.body {
             builder = builder.body(body.to_vec());

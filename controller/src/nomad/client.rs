@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::events::EventStream;
 use super::types::{AllocStub, Deployment, DeploymentUpdateResponse, Job, JobStub, PlanResponse, RegisterResponse};
 use super::{BlockingQuery, DEFAULT_WAIT, ENFORCE_INDEX_PREFIX, Error, MAX_WAIT};
-use crate::config::NomadConfig;
+use crate::config::{NomadConfig, Secret};
 use crate::consul::client::header_u64;
 use crate::metrics::Metrics;
 use crate::tls::{self, REQUEST_TIMEOUT, TlsError, TlsFiles, encode_segment};
@@ -48,7 +48,7 @@ struct Call<'a> {
 pub struct Client {
     http: reqwest::Client,
     base: Arc<str>,
-    token: Option<Arc<str>>,
+    token: Option<Secret>,
     region: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
@@ -58,7 +58,7 @@ impl fmt::Debug for Client {
         f.debug_struct("nomad::Client")
             .field("base", &self.base)
             .field("region", &self.region)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -119,7 +119,10 @@ impl Client {
             client_cert: config.client_cert.as_deref(),
             client_key: config.client_key.as_deref(),
         })?;
-        Ok(Self::with_http(http, &config.addr, config.token.clone(), config.region.clone(), metrics))
+        Ok(Self {
+            token: config.token.clone(),
+            ..Self::with_http(http, &config.addr, None, config.region.clone(), metrics)
+        })
     }
 
     /// Wraps an existing HTTP client; `addr` is a base URL such as `http://127.0.0.1:4646`.
@@ -133,7 +136,7 @@ impl Client {
         Self {
             http,
             base: Arc::from(addr.trim_end_matches('/')),
-            token: token.map(Arc::from),
+            token: token.map(Secret::from),
             region: region.map(Arc::from),
             metrics,
         }
@@ -151,7 +154,7 @@ impl Client {
         let url = format!("{}{}{}", self.base, path, tls::encode_query(&query));
         let mut builder = self.http.request(method, url);
         if let Some(token) = &self.token {
-            builder = builder.header("X-Nomad-Token", token.as_ref());
+            builder = builder.header("X-Nomad-Token", token.expose());
         }
         builder
     }
