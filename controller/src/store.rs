@@ -269,19 +269,6 @@ impl LiveCache {
         jobs: Vec<LiveJob>,
         deployments: Vec<(String, String, LiveDeployment)>,
     ) -> Vec<(String, String)> {
-        let mut new_jobs: HashMap<(String, String), LiveJob> = HashMap::with_capacity(jobs.len());
-        for mut j in jobs {
-            let id = (j.namespace.clone(), j.id.clone());
-            // List stubs carry no version: keep the one already known for the same spec.
-            let inner = read(&self.inner);
-            if j.version.is_none()
-                && let Some(old) = inner.jobs.get(&id).filter(|o| o.job_modify_index == j.job_modify_index)
-            {
-                j.version = old.version;
-            }
-            drop(inner);
-            new_jobs.insert(id, j);
-        }
         let mut new_deps: HashMap<(String, String), Vec<LiveDeployment>> = HashMap::new();
         for (ns, job_id, d) in deployments {
             new_deps.entry((ns, job_id)).or_default().push(d);
@@ -290,7 +277,19 @@ impl LiveCache {
             list.sort_by_key(|d| std::cmp::Reverse(d.create_index));
             list.truncate(DEPLOYMENTS_PER_JOB);
         }
+        // One write lock for the whole swap: no event applied in between can be lost or reordered.
         let mut inner = write(&self.inner);
+        let mut new_jobs: HashMap<(String, String), LiveJob> = HashMap::with_capacity(jobs.len());
+        for mut j in jobs {
+            let id = (j.namespace.clone(), j.id.clone());
+            // List stubs carry no version: keep the one already known for the same spec.
+            if j.version.is_none()
+                && let Some(old) = inner.jobs.get(&id).filter(|o| o.job_modify_index == j.job_modify_index)
+            {
+                j.version = old.version;
+            }
+            new_jobs.insert(id, j);
+        }
         let mut changed = Vec::new();
         for (id, j) in &new_jobs {
             if inner.jobs.get(id) != Some(j) || inner.deployments.get(id) != new_deps.get(id) {
