@@ -43,6 +43,40 @@ struct Call<'a> {
     timeout: Duration,
 }
 
+impl<'a> Call<'a> {
+    /// A request in `namespace`, with no body and the usual timeout.
+    fn new(endpoint: &'static str, target: &'a str, method: Method, path: String, namespace: &str) -> Self {
+        Call {
+            endpoint,
+            target,
+            method,
+            path,
+            query: vec![("namespace", Some(namespace.to_owned()))],
+            body: None,
+            timeout: REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Sends `body` as JSON.
+    fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = Some(body.to_string().into_bytes());
+        self
+    }
+
+    /// Adds a query parameter.
+    fn param(mut self, name: &'static str, value: &str) -> Self {
+        self.query.push((name, Some(value.to_owned())));
+        self
+    }
+
+    /// Makes it a blocking query, with a timeout that outlasts the server's wait (C3).
+    fn blocking(mut self, query: BlockingQuery) -> Self {
+        self.query.extend(query.params());
+        self.timeout = blocking_timeout(&query);
+        self
+    }
+}
+
 /// A cheap-to-clone Nomad client. `Debug` never shows the token.
 #[derive(Clone)]
 pub struct Client {
@@ -218,32 +252,16 @@ impl Client {
     /// Lists every job in every namespace the token may see (`namespace=*`, `meta=true`), blocking per `query`.
     /// Returns the stubs and `X-Nomad-Index`.
     pub async fn list_jobs(&self, query: BlockingQuery) -> Result<(Vec<JobStub>, u64), Error> {
-        let mut params = vec![("namespace", Some("*".to_owned())), ("meta", Some("true".to_owned()))];
-        params.extend(query.params());
-        self.read_indexed(Call {
-            endpoint: "jobs_list",
-            target: "*",
-            method: Method::GET,
-            path: "/v1/jobs".to_owned(),
-            query: params,
-            body: None,
-            timeout: blocking_timeout(&query),
-        })
+        self.read_indexed(
+            Call::new("jobs_list", "*", Method::GET, "/v1/jobs".to_owned(), "*").param("meta", "true").blocking(query),
+        )
         .await
     }
 
     /// Reads one job; `None` when it does not exist (404 `job not found`).
     pub async fn job(&self, namespace: &str, id: &str) -> Result<Option<Job>, Error> {
-        self.read_optional(Call {
-            endpoint: "job_read",
-            target: id,
-            method: Method::GET,
-            path: format!("/v1/job/{}", encode_segment(id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: None,
-            timeout: REQUEST_TIMEOUT,
-        })
-        .await
+        self.read_optional(Call::new("job_read", id, Method::GET, format!("/v1/job/{}", encode_segment(id)), namespace))
+            .await
     }
 
     /// Registers `job` (the API JSON, with a string `ID`) in `namespace`.
@@ -264,15 +282,10 @@ impl Client {
             body["EnforceIndex"] = json!(true);
             body["JobModifyIndex"] = json!(index);
         }
-        self.write(Call {
-            endpoint: "job_register",
-            target: &id,
-            method: Method::POST,
-            path: format!("/v1/job/{}", encode_segment(&id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: Some(body.to_string().into_bytes()),
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.write(
+            Call::new("job_register", &id, Method::POST, format!("/v1/job/{}", encode_segment(&id)), namespace)
+                .json(&body),
+        )
         .await
     }
 
@@ -280,35 +293,22 @@ impl Client {
     pub async fn plan(&self, namespace: &str, job: &serde_json::Value, diff: bool) -> Result<PlanResponse, Error> {
         let id = job_id_of(job, "job_plan")?;
         let body = json!({ "Job": job, "Diff": diff });
-        self.write(Call {
-            endpoint: "job_plan",
-            target: &id,
-            method: Method::POST,
-            path: format!("/v1/job/{}/plan", encode_segment(&id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: Some(body.to_string().into_bytes()),
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.write(
+            Call::new("job_plan", &id, Method::POST, format!("/v1/job/{}/plan", encode_segment(&id)), namespace)
+                .json(&body),
+        )
         .await
     }
 
     /// Stops a job (a new version with `Stop: true`), or removes it entirely with `purge` (B8). A missing job is
     /// not an error: Nomad answers 200 with empty fields.
     pub async fn deregister(&self, namespace: &str, id: &str, purge: bool) -> Result<RegisterResponse, Error> {
-        let mut query = vec![("namespace", Some(namespace.to_owned()))];
+        let mut call =
+            Call::new("job_deregister", id, Method::DELETE, format!("/v1/job/{}", encode_segment(id)), namespace);
         if purge {
-            query.push(("purge", Some("true".to_owned())));
+            call = call.param("purge", "true");
         }
-        self.write(Call {
-            endpoint: "job_deregister",
-            target: id,
-            method: Method::DELETE,
-            path: format!("/v1/job/{}", encode_segment(id)),
-            query,
-            body: None,
-            timeout: REQUEST_TIMEOUT,
-        })
-        .await
+        self.write(call).await
     }
 
     /// Sets one group's count (B10). Makes a new job version even for the same count (C19); blocked (400,
@@ -339,43 +339,40 @@ impl Client {
         if let Some(index) = job_modify_index {
             body["JobModifyIndex"] = json!(index);
         }
-        self.write(Call {
-            endpoint: "job_scale",
-            target: job_id,
-            method: Method::POST,
-            path: format!("/v1/job/{}/scale", encode_segment(job_id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: Some(body.to_string().into_bytes()),
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.write(
+            Call::new(
+                "job_scale",
+                job_id,
+                Method::POST,
+                format!("/v1/job/{}/scale", encode_segment(job_id)),
+                namespace,
+            )
+            .json(&body),
+        )
         .await
     }
 
     /// Reads one deployment; `None` when it does not exist.
     pub async fn deployment(&self, namespace: &str, id: &str) -> Result<Option<Deployment>, Error> {
-        self.read_optional(Call {
-            endpoint: "deployment_read",
-            target: id,
-            method: Method::GET,
-            path: format!("/v1/deployment/{}", encode_segment(id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: None,
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.read_optional(Call::new(
+            "deployment_read",
+            id,
+            Method::GET,
+            format!("/v1/deployment/{}", encode_segment(id)),
+            namespace,
+        ))
         .await
     }
 
     /// The job's latest deployment (highest `CreateIndex`); `None` when it has none (200 `null`, B6).
     pub async fn latest_deployment(&self, namespace: &str, job_id: &str) -> Result<Option<Deployment>, Error> {
-        self.read_optional(Call {
-            endpoint: "job_latest_deployment",
-            target: job_id,
-            method: Method::GET,
-            path: format!("/v1/job/{}/deployment", encode_segment(job_id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: None,
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.read_optional(Call::new(
+            "job_latest_deployment",
+            job_id,
+            Method::GET,
+            format!("/v1/job/{}/deployment", encode_segment(job_id)),
+            namespace,
+        ))
         .await
     }
 
@@ -385,32 +382,23 @@ impl Client {
         namespace: &str,
         query: BlockingQuery,
     ) -> Result<(Vec<Deployment>, u64), Error> {
-        let mut params = vec![("namespace", Some(namespace.to_owned()))];
-        params.extend(query.params());
-        self.read_indexed(Call {
-            endpoint: "deployments_list",
-            target: namespace,
-            method: Method::GET,
-            path: "/v1/deployments".to_owned(),
-            query: params,
-            body: None,
-            timeout: blocking_timeout(&query),
-        })
+        self.read_indexed(
+            Call::new("deployments_list", namespace, Method::GET, "/v1/deployments".to_owned(), namespace)
+                .blocking(query),
+        )
         .await
     }
 
     /// The job's allocations (current job instance only); empty when none.
     pub async fn allocations(&self, namespace: &str, job_id: &str) -> Result<Vec<AllocStub>, Error> {
         let (allocs, _) = self
-            .send_json::<Option<Vec<AllocStub>>>(Call {
-                endpoint: "job_allocations",
-                target: job_id,
-                method: Method::GET,
-                path: format!("/v1/job/{}/allocations", encode_segment(job_id)),
-                query: vec![("namespace", Some(namespace.to_owned()))],
-                body: None,
-                timeout: REQUEST_TIMEOUT,
-            })
+            .send_json::<Option<Vec<AllocStub>>>(Call::new(
+                "job_allocations",
+                job_id,
+                Method::GET,
+                format!("/v1/job/{}/allocations", encode_segment(job_id)),
+                namespace,
+            ))
             .await?;
         Ok(allocs.unwrap_or_default())
     }
@@ -426,30 +414,32 @@ impl Client {
             None => json!({ "DeploymentID": id, "All": true }),
             Some(groups) => json!({ "DeploymentID": id, "Groups": groups }),
         };
-        self.write(Call {
-            endpoint: "deployment_promote",
-            target: id,
-            method: Method::POST,
-            path: format!("/v1/deployment/promote/{}", encode_segment(id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: Some(body.to_string().into_bytes()),
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.write(
+            Call::new(
+                "deployment_promote",
+                id,
+                Method::POST,
+                format!("/v1/deployment/promote/{}", encode_segment(id)),
+                namespace,
+            )
+            .json(&body),
+        )
         .await
     }
 
     /// Fails a deployment, which makes Nomad auto-revert groups that have `AutoRevert` (B13).
     pub async fn fail(&self, namespace: &str, id: &str) -> Result<DeploymentUpdateResponse, Error> {
         let body = json!({ "DeploymentID": id });
-        self.write(Call {
-            endpoint: "deployment_fail",
-            target: id,
-            method: Method::POST,
-            path: format!("/v1/deployment/fail/{}", encode_segment(id)),
-            query: vec![("namespace", Some(namespace.to_owned()))],
-            body: Some(body.to_string().into_bytes()),
-            timeout: REQUEST_TIMEOUT,
-        })
+        self.write(
+            Call::new(
+                "deployment_fail",
+                id,
+                Method::POST,
+                format!("/v1/deployment/fail/{}", encode_segment(id)),
+                namespace,
+            )
+            .json(&body),
+        )
         .await
     }
 
