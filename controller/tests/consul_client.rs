@@ -5,10 +5,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
 use drover::consul::client::RequestError;
 use drover::consul::watch::{State, Watcher};
 use drover::consul::{
@@ -19,82 +15,31 @@ use drover::metrics::Metrics;
 use drover::tls::{TlsFiles, build_http_client};
 use tokio::time::Instant;
 
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    /// Path and query, exactly as sent.
-    uri: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn query(&self) -> &str {
-        self.uri.split_once('?').map_or("", |(_, q)| q)
-    }
-}
-
-/// A scripted answer: status, headers, body.
-type Reply = (u16, Vec<(&'static str, String)>, Vec<u8>);
-
-#[derive(Default)]
-struct Script {
-    seen: Vec<Seen>,
-    replies: VecDeque<Reply>,
-}
-
-type Shared = Arc<Mutex<Script>>;
-
-async fn answer(AxumState(script): AxumState<Shared>, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
-    let mut script = script.lock().unwrap();
-    script.seen.push(Seen {
-        method: parts.method.to_string(),
-        uri: parts.uri.to_string(),
-        headers: parts.headers,
-        body,
-    });
-    let (code, headers, body) =
-        script.replies.pop_front().expect("the test scripted fewer replies than requests were made");
-    let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
-    for (name, value) in headers {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
+mod scripted;
+use scripted::{Scripted, Seen};
 
 /// A scripted server and a client pointed at it.
 struct Harness {
-    script: Shared,
+    server: Scripted,
     client: Client,
     metrics: Arc<Metrics>,
 }
 
 impl Harness {
     async fn start(token: Option<&str>) -> Harness {
-        let script: Shared = Arc::default();
-        let app = axum::Router::new().fallback(answer).with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = Scripted::start().await;
         let metrics = Arc::new(Metrics::new());
         let http = build_http_client(TlsFiles::default()).unwrap();
-        let client = Client::with_http(http, &format!("http://{addr}"), token.map(str::to_owned), metrics.clone());
-        Harness { script, client, metrics }
+        let client = Client::with_http(http, &server.url, token.map(str::to_owned), metrics.clone());
+        Harness { server, client, metrics }
     }
 
     fn reply(&self, code: u16, headers: &[(&'static str, &str)], body: &str) {
-        self.script.lock().unwrap().replies.push_back((
-            code,
-            headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-            body.as_bytes().to_vec(),
-        ));
+        self.server.reply(code, headers, body);
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.script.lock().unwrap().seen.clone()
+        self.server.seen()
     }
 }
 

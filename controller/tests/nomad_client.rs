@@ -7,10 +7,6 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use drover::metrics::Metrics;
 use drover::nomad::events::DropReason;
@@ -22,52 +18,11 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    uri: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// A scripted answer: status, headers, body.
-type Reply = (u16, Vec<(&'static str, String)>, String);
-
-#[derive(Default)]
-struct Script {
-    seen: Vec<Seen>,
-    replies: VecDeque<Reply>,
-}
-
-type Shared = Arc<Mutex<Script>>;
-
-async fn answer(AxumState(script): AxumState<Shared>, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
-    let mut script = script.lock().unwrap();
-    script.seen.push(Seen {
-        method: parts.method.to_string(),
-        uri: parts.uri.to_string(),
-        headers: parts.headers,
-        body,
-    });
-    let (code, headers, body) =
-        script.replies.pop_front().expect("the test scripted fewer replies than requests were made");
-    let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
-    for (name, value) in headers {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
+mod scripted;
+use scripted::{Scripted, Seen};
 
 struct Harness {
-    script: Shared,
+    server: Scripted,
     client: Client,
 }
 
@@ -78,24 +33,17 @@ fn client_for(addr: &str, token: Option<&str>, region: Option<&str>) -> Client {
 
 impl Harness {
     async fn start(token: Option<&str>, region: Option<&str>) -> Harness {
-        let script: Shared = Arc::default();
-        let app = axum::Router::new().fallback(answer).with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Harness { script, client: client_for(&format!("http://{addr}"), token, region) }
+        let server = Scripted::start().await;
+        let client = client_for(&server.url, token, region);
+        Harness { server, client }
     }
 
     fn reply(&self, code: u16, headers: &[(&'static str, &str)], body: &str) {
-        self.script.lock().unwrap().replies.push_back((
-            code,
-            headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-            body.to_owned(),
-        ));
+        self.server.reply(code, headers, body);
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.script.lock().unwrap().seen.clone()
+        self.server.seen()
     }
 }
 
