@@ -7,40 +7,8 @@ use serde_json::{Value, json};
 
 use crate::{DEADLINE, SimProcess, wait_until};
 
-/// One request the simulator answered, as `GET /_sim/log` lists it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct LoggedRequest {
-    /// Increasing sequence number.
-    pub seq: u64,
-    /// `consul` or `nomad`.
-    pub server: String,
-    /// HTTP method.
-    pub method: String,
-    /// Path without the query.
-    pub path: String,
-    /// Raw query string.
-    pub query: String,
-    /// Status sent; 0 when a fault dropped the connection.
-    pub status: u16,
-    /// Simulated milliseconds since the simulator started.
-    pub at_ms: u64,
-}
-
-impl LoggedRequest {
-    /// True for methods that change state.
-    pub fn is_write(&self) -> bool {
-        matches!(self.method.as_str(), "PUT" | "POST" | "DELETE" | "PATCH")
-    }
-}
-
-/// What `GET /_sim/log` answers.
-#[derive(Clone, Debug, Deserialize)]
-pub struct RequestLog {
-    /// The newest sequence number.
-    pub last_seq: u64,
-    /// Requests after `since`.
-    pub requests: Vec<LoggedRequest>,
-}
+/// One request the simulator answered, and a page of them, as `GET /_sim/log` lists them.
+pub use drover_sim::reqlog::{LogPage as RequestLog, LoggedRequest};
 
 impl SimProcess {
     // ---- Consul KV ----

@@ -4,15 +4,15 @@
 
 use drover::status::Phase;
 use drover_e2e::{DroverProcess, LoggedRequest, SimProcess, TIME_SCALE, template_record};
+use drover_sim::Server;
 
 /// The requests a converged controller may make: the blocking query on the records prefix and Nomad's event stream
 /// (or its fallback blocking lists), all reads.
 fn is_watch(r: &LoggedRequest) -> bool {
     r.method == "GET"
-        && match r.server.as_str() {
-            "consul" => r.path == "/v1/kv/drover/apps/" && r.query.contains("recurse"),
-            "nomad" => matches!(r.path.as_str(), "/v1/event/stream" | "/v1/jobs" | "/v1/deployments"),
-            _ => false,
+        && match r.server {
+            Server::Consul => r.path == "/v1/kv/drover/apps/" && r.query.contains("recurse"),
+            Server::Nomad => matches!(r.path.as_str(), "/v1/event/stream" | "/v1/jobs" | "/v1/deployments"),
         }
 }
 
@@ -61,7 +61,7 @@ async fn converged_apps_should_stay_silent_across_resyncs() {
     let registers: Vec<_> = log.iter().filter(|r| r.method == "POST" && r.path == "/v1/job/beta").collect();
     assert_eq!(registers.len(), 1, "one register of the changed app: {log:#?}");
     let others: Vec<_> =
-        log.iter().filter(|r| r.is_write() && r.server == "nomad" && r.path != "/v1/job/beta").collect();
+        log.iter().filter(|r| r.is_write() && r.server == Server::Nomad && r.path != "/v1/job/beta").collect();
     assert!(others.is_empty(), "no Nomad write for the unchanged apps: {others:#?}");
     drover.assert_running();
 }

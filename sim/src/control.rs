@@ -60,9 +60,9 @@ struct LogQuery {
 }
 
 async fn read_log(State(shared): State<Arc<Shared>>, Query(q): Query<LogQuery>) -> Json<serde_json::Value> {
-    Json(json!({
-        "last_seq": shared.log.last_seq(),
-        "requests": shared.log.since(q.since, q.server),
+    Json(json!(crate::reqlog::LogPage {
+        last_seq: shared.log.last_seq(),
+        requests: shared.log.since(q.since, q.server)
     }))
 }
 

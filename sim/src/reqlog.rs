@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Server;
 
@@ -12,7 +12,7 @@ use crate::Server;
 pub const CAPACITY: usize = 200_000;
 
 /// One answered request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LoggedRequest {
     /// Increasing sequence number, never reused (also across clears).
     pub seq: u64,
@@ -35,6 +35,15 @@ impl LoggedRequest {
     pub fn is_write(&self) -> bool {
         matches!(self.method.as_str(), "PUT" | "POST" | "DELETE" | "PATCH")
     }
+}
+
+/// What `GET /_sim/log` answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogPage {
+    /// The sequence number of the newest entry ever logged.
+    pub last_seq: u64,
+    /// The requests asked for.
+    pub requests: Vec<LoggedRequest>,
 }
 
 /// The request log.
