@@ -143,20 +143,8 @@ pub(super) async fn session_info(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = method_gate(&method, &[Method::GET], "OPTIONS,GET") {
-        return r;
-    }
-    let id = path_suffix(&uri, "/v1/session/info/");
-    let result = async {
-        if id.is_empty() {
-            // `s.parse` runs first, so its 400s win over this one.
-            parse_read_options(&Query::parse(uri.query()))?;
-            return Err(ApiError::bad_request("Missing session"));
-        }
-        session_read(&c, &uri, &headers, true, |s| s.id == id).await
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    session_read_one(&c, &method, &uri, &headers, "/v1/session/info/", "Missing session", true, |s, id| s.id == id)
+        .await
 }
 
 pub(super) async fn session_node(
@@ -165,16 +153,35 @@ pub(super) async fn session_node(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = method_gate(&method, &[Method::GET], "OPTIONS,GET") {
+    session_read_one(&c, &method, &uri, &headers, "/v1/session/node/", "Missing node name", false, |s, node| {
+        s.node == node
+    })
+    .await
+}
+
+/// `GET <prefix><name>`: the sessions matching one path argument, or a 400 naming what is missing. The read-option
+/// parsing runs first, so its 400s win over the missing-argument one.
+#[allow(clippy::too_many_arguments, reason = "one call site per route, each spelling out its own texts")]
+async fn session_read_one(
+    c: &Consul,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    prefix: &str,
+    missing: &'static str,
+    single: bool,
+    matches: impl Fn(&Session, &str) -> bool,
+) -> Response {
+    if let Some(r) = method_gate(method, &[Method::GET], "OPTIONS,GET") {
         return r;
     }
-    let node = path_suffix(&uri, "/v1/session/node/");
+    let arg = path_suffix(uri, prefix);
     let result = async {
-        if node.is_empty() {
+        if arg.is_empty() {
             parse_read_options(&Query::parse(uri.query()))?;
-            return Err(ApiError::bad_request("Missing node name"));
+            return Err(ApiError::bad_request(missing));
         }
-        session_read(&c, &uri, &headers, false, |s| s.node == node).await
+        session_read(c, uri, headers, single, |s| matches(s, &arg)).await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
