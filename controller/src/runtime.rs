@@ -331,12 +331,7 @@ async fn report_gauges(ctx: Arc<Ctx>, queue: Queue<AppKey>, shutdown: Cancellati
             _ = tick.tick() => {}
         }
         ctx.metrics.set_queue_depth(queue.depth());
-        let mut counts = std::collections::HashMap::<&'static str, usize>::new();
-        for (_, status) in ctx.statuses.snapshot() {
-            let phase = status.map_or(Phase::Pending, |s| s.phase);
-            *counts.entry(phase.as_str()).or_default() += 1;
-        }
-        ctx.metrics.set_apps_by_phase(counts, Phase::ALL.iter());
+        ctx.metrics.set_apps_by_phase(ctx.statuses.count_by_phase(), Phase::ALL.iter());
     }
 }
 

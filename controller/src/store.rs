@@ -215,9 +215,14 @@ impl StatusCache {
         read(&self.inner).keys().cloned().collect()
     }
 
-    /// Every status, for the HTTP API and metrics.
-    pub fn snapshot(&self) -> Vec<(AppKey, Option<Arc<AppStatus>>)> {
-        read(&self.inner).iter().map(|(k, v)| (k.clone(), v.status.clone())).collect()
+    /// How many apps are in each phase (an unreadable status counts as `Pending`), without copying any status.
+    pub fn count_by_phase(&self) -> HashMap<&'static str, usize> {
+        let mut counts = HashMap::new();
+        for entry in read(&self.inner).values() {
+            let phase = entry.status.as_ref().map_or(crate::status::Phase::Pending, |s| s.phase);
+            *counts.entry(phase.as_str()).or_default() += 1;
+        }
+        counts
     }
 }
 
