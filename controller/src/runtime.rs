@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -217,23 +217,11 @@ async fn watch_nomad(
             _ = shutdown.cancelled() => return,
             event = stream.next() => event,
         };
-        let Some(event) = event else { return };
-        // Every event already decoded (one Nomad frame: all the events of one index) reaches the cache before any
-        // app is enqueued. An auto-revert writes the failed deployment and the reverted job at one index; a reconcile
-        // that saw the new job version without the failed deployment would take Nomad's revert for drift and
-        // register the failed spec again.
-        let mut batch = vec![event];
-        let mut ended = false;
-        loop {
-            match stream.next().now_or_never() {
-                Some(Some(event)) => batch.push(event),
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
-        }
+        // One batch is one Nomad write (a list, or one frame of the event stream): all of it reaches the cache
+        // before any app is enqueued. An auto-revert writes the failed deployment and the reverted job at one index;
+        // a reconcile that saw the new job version without the failed deployment would take Nomad's revert for
+        // drift and register the failed spec again.
+        let Some(batch) = event else { return };
         let mut wake: Vec<(String, String, Option<String>, &'static str)> = Vec::new();
         for event in batch {
             match event {
@@ -269,9 +257,6 @@ async fn watch_nomad(
         }
         for (ns, id, owner, why) in wake {
             enqueue_job(&ctx, &queue, &ns, &id, owner.as_deref(), why);
-        }
-        if ended {
-            return;
         }
     }
 }

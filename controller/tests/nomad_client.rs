@@ -501,7 +501,9 @@ async fn sim_live_watcher_should_resync_then_report_a_registered_job() {
     let (_sim, client) = sim_nomad().await;
     client.register("default", &sim_job("web", 1), None, false).await.unwrap();
     let config = LiveWatchConfig { refill: Duration::from_millis(10), ..LiveWatchConfig::default() };
-    let mut events = Box::pin(drover::nomad::watch::watch(client.clone(), config, Arc::new(Metrics::new())));
+    let mut events = Box::pin(
+        drover::nomad::watch::watch(client.clone(), config, Arc::new(Metrics::new())).flat_map(futures::stream::iter),
+    );
     let deadline = Duration::from_secs(10);
     let first = tokio::time::timeout(deadline, events.next()).await.expect("no resync within 10 s").unwrap();
     assert!(matches!(&first, LiveEvent::Resynced { jobs, .. } if jobs.len() == 1 && jobs[0].id == "web"), "{first:?}");
@@ -526,7 +528,8 @@ async fn sim_live_watcher_should_recover_after_leader_loss_ends_the_stream() {
     let (sim, client) = sim_nomad().await;
     let metrics = Arc::new(Metrics::new());
     let config = LiveWatchConfig { refill: Duration::from_millis(10), ..LiveWatchConfig::default() };
-    let mut events = Box::pin(drover::nomad::watch::watch(client.clone(), config, metrics.clone()));
+    let mut events =
+        Box::pin(drover::nomad::watch::watch(client.clone(), config, metrics.clone()).flat_map(futures::stream::iter));
     let deadline = Duration::from_secs(20);
     let first = tokio::time::timeout(deadline, events.next()).await.expect("no resync within 20 s").unwrap();
     assert!(matches!(first, LiveEvent::Resynced { .. }), "{first:?}");

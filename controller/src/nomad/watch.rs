@@ -18,7 +18,7 @@
 //! any reconnect, relist (the stream cannot say what was missed); if the stream keeps failing, fall back to
 //! blocking queries (DESIGN §1).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -431,19 +431,18 @@ impl<S: LiveSource> LiveWatcher<S> {
 }
 
 impl<S: LiveSource + 'static> LiveWatcher<S> {
-    /// Runs the state machine forever as a stream of events. Errors are logged here (and counted as watch
-    /// restarts by the transition into backoff).
-    pub fn into_stream(self) -> impl Stream<Item = LiveEvent> + Send {
-        let start = (self, State::initial(), VecDeque::new());
-        futures::stream::unfold(start, |(mut watcher, mut state, mut pending)| async move {
+    /// Runs the state machine forever as a stream of batches: each batch is what one step produced (one list, or
+    /// the events of one frame), so a consumer can apply a whole Nomad write before acting on any part of it (an
+    /// auto-revert writes the failed deployment and the reverted job in one frame). Errors are logged here (and
+    /// counted as watch restarts by the transition into backoff).
+    pub fn into_stream(self) -> impl Stream<Item = Vec<LiveEvent>> + Send {
+        futures::stream::unfold((self, State::initial()), |(mut watcher, mut state)| async move {
             loop {
-                if let Some(event) = pending.pop_front() {
-                    return Some((event, (watcher, state, pending)));
-                }
                 let (result, next) = watcher.step(state).await;
                 state = next;
                 match result {
-                    Ok(events) => pending.extend(events),
+                    Ok(events) if !events.is_empty() => return Some((events, (watcher, state))),
+                    Ok(_) => {}
                     Err(err) => {
                         let err: &(dyn std::error::Error + 'static) = &err;
                         tracing::warn!(error = err, "Nomad live watch failed; relisting after backoff");
@@ -454,7 +453,12 @@ impl<S: LiveSource + 'static> LiveWatcher<S> {
     }
 }
 
-/// Watches Nomad's jobs and deployments: a stream of [`LiveEvent`]s starting with a [`LiveEvent::Resynced`].
-pub fn watch(client: Client, config: LiveWatchConfig, metrics: Arc<Metrics>) -> impl Stream<Item = LiveEvent> + Send {
+/// Watches Nomad's jobs and deployments: a stream of [`LiveEvent`] batches (one per list or frame), starting with a
+/// [`LiveEvent::Resynced`].
+pub fn watch(
+    client: Client,
+    config: LiveWatchConfig,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Vec<LiveEvent>> + Send {
     LiveWatcher::new(client, config, metrics).into_stream()
 }
