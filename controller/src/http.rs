@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::app::AppKey;
-use crate::reconcile::Record;
+use crate::app::Record;
 use crate::runtime::Handle;
 use crate::status::AppStatus;
 
@@ -69,18 +69,18 @@ async fn readyz(State(h): State<Handle>) -> Response {
 }
 
 fn view(h: &Handle, key: &AppKey) -> AppView {
-    let entry = h.desired.get(key);
+    let entry = h.records.get(key);
     AppView {
         namespace: key.namespace.clone(),
         name: key.name.clone(),
-        generation: entry.as_ref().map(|e| e.generation),
-        valid: entry.as_ref().map(|e| !matches!(e.record, Record::Invalid { .. })),
+        generation: entry.as_ref().map(|e| e.generation()),
+        valid: entry.as_ref().map(|e| !matches!(e.as_ref(), Record::Invalid { .. })),
         status: h.statuses.get(key).and_then(|s| s.status).map(|s| (*s).clone()),
     }
 }
 
 async fn apps(State(h): State<Handle>) -> Json<Vec<AppView>> {
-    let mut keys: Vec<AppKey> = h.desired.keys();
+    let mut keys: Vec<AppKey> = h.records.keys();
     keys.extend(h.statuses.keys());
     keys.sort();
     keys.dedup();

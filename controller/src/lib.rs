@@ -1,4 +1,28 @@
 //! Drover: a reconciling operator for HashiCorp Nomad, driven by records in Consul KV.
+//!
+//! # Layout
+//!
+//! The controller is a pipeline of stages that exchange owned, typed values (DESIGN §1):
+//!
+//! ```text
+//!  Consul KV ──[consul::watch]──► store::Records ────┐
+//!  Nomad ──────[nomad::watch]───► store::LiveCache ──┼──► queue ──► reconcile::Stage ──► Nomad writes
+//!  resync timer ─────────────────────────────────────┘        gather → decide → execute → store::Statuses
+//! ```
+//!
+//! - [`app`]: the record — types, parsing of untrusted bytes, validation, rendering to a Nomad job, the spec hash,
+//!   and [`app::Record`], what the reconciler reads of it.
+//! - [`consul`] and [`nomad`]: HTTP clients with typed errors, and each API's watcher as an explicit state
+//!   machine (Consul blocking queries; Nomad list + event stream).
+//! - [`store`]: the three in-memory stores, each with one writer (the watch that feeds it, or the reconcile stage
+//!   for statuses) and cheap-clone readers.
+//! - [`live`]: what Nomad runs, as the decision sees it (Nomad's states as enums).
+//! - [`queue`]: the work queue — per-key dedup, no concurrent runs of a key, bounded workers, per-key backoff.
+//! - [`reconcile`]: the stage; [`reconcile::decide()`] is the pure decision, I/O sits behind
+//!   [`reconcile::NomadPort`] and [`reconcile::KvPort`].
+//! - [`status`]: the status record Drover writes.
+//! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
+//! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 pub mod app;
 pub mod config;
 pub mod consul;

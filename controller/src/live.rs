@@ -1,18 +1,81 @@
-//! What Nomad runs, as the reconciler sees it: a job and the latest deployment for it, reduced to the fields the
-//! decision needs. Filled from the live cache (one list plus the event stream), never from a per-app poll.
+//! What Nomad runs, as the reconciler sees it: a job and its latest deployments, reduced to the fields the decision
+//! needs, with Nomad's states as enums. Filled from the live cache (one list plus the event stream), never from a
+//! per-app poll.
 
-/// The Meta key that marks a job as Drover's: its value is `<namespace>/<name>` of the owning record. It never
-/// changes, so it never restarts allocations (api-contract B11 "Meta changes are destructive").
-pub const OWNER_META_KEY: &str = "drover.io/app";
+use std::fmt;
 
-/// A Nomad job as cached.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LiveJob {
+pub use crate::app::OWNER_META_KEY;
+pub use crate::nomad::types::DeploymentStatus;
+
+/// The text Nomad's deployment watcher appends to a failed deployment's description when it auto-reverts
+/// (`<base> - rolling back to job version N`; nomad/deploymentwatcher/deployment_watcher.go `FailDeployment` and
+/// structs.DeploymentStatusDescriptionRollback, api-contract B13 "StatusDescription values"). Nomad exposes the
+/// revert nowhere else on the deployment, so this is the one place its prose is read.
+pub const ROLLBACK_DESCRIPTION: &str = " - rolling back to job version ";
+
+/// A Nomad job's identity: its namespace and ID.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobKey {
     /// Nomad namespace.
     pub namespace: String,
     /// Job ID.
     pub id: String,
-    /// `Meta["drover.io/app"]`, when present.
+}
+
+impl JobKey {
+    /// A key from its parts.
+    pub fn new(namespace: impl Into<String>, id: impl Into<String>) -> JobKey {
+        JobKey { namespace: namespace.into(), id: id.into() }
+    }
+}
+
+impl fmt::Display for JobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.id)
+    }
+}
+
+/// A job's scheduling status (`Job.Status`, api-contract B11 "Fields Nomad sets and owns").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Not every allocation is placed yet (new job, or queued for lack of capacity).
+    Pending,
+    /// Allocations are running.
+    Running,
+    /// Every allocation and evaluation is terminal (stopped jobs end here).
+    Dead,
+    /// A status this Drover does not know, kept rather than rejected.
+    Unknown(String),
+}
+
+impl JobStatus {
+    /// Nomad's spelling to the enum.
+    pub fn parse(text: &str) -> JobStatus {
+        match text {
+            "pending" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "dead" => JobStatus::Dead,
+            other => JobStatus::Unknown(other.to_string()),
+        }
+    }
+
+    /// Nomad's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Dead => "dead",
+            JobStatus::Unknown(s) => s,
+        }
+    }
+}
+
+/// A Nomad job as cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveJob {
+    /// Namespace and ID.
+    pub key: JobKey,
+    /// `Meta["drover.io/app"]`, when present: the record key of the owning app (see [`crate::app::owner_value`]).
     pub owner: Option<String>,
     /// Job version; list stubs carry none, so it is known only from a job read or a Job event.
     pub version: Option<u64>,
@@ -22,18 +85,33 @@ pub struct LiveJob {
     pub modify_index: u64,
     /// True after a stop.
     pub stop: bool,
-    /// `pending`, `running` or `dead`.
-    pub status: String,
+    /// Scheduling status.
+    pub status: JobStatus,
 }
 
 impl LiveJob {
-    /// True when the job carries this owner key.
+    /// True when the job carries this owner value.
     pub fn owned_by(&self, owner: &str) -> bool {
         self.owner.as_deref() == Some(owner)
     }
 }
 
-/// The latest Nomad deployment of a job, as cached.
+/// The outcome Nomad gave a deployment, with the auto-revert told apart from a plain failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeploymentOutcome {
+    /// Still active.
+    Active,
+    /// Every group healthy and promoted.
+    Successful,
+    /// Failed, and Nomad re-registered the last stable version.
+    RolledBack,
+    /// Failed without a revert (no auto-revert, or nothing stable to go back to).
+    Failed,
+    /// Superseded by a newer version, or the job was stopped.
+    Cancelled,
+}
+
+/// A Nomad deployment of a job, as cached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveDeployment {
     /// Deployment ID.
@@ -44,8 +122,10 @@ pub struct LiveDeployment {
     pub job_spec_modify_index: u64,
     /// Creation index (the latest deployment has the highest).
     pub create_index: u64,
-    /// Nomad's status word.
-    pub status: String,
+    /// Index of its last change.
+    pub modify_index: u64,
+    /// Nomad's status.
+    pub status: DeploymentStatus,
     /// Nomad's description.
     pub description: String,
     /// Sum of `DesiredTotal` over groups.
@@ -61,7 +141,22 @@ pub struct LiveDeployment {
 impl LiveDeployment {
     /// Nomad's active states (api-contract B13).
     pub fn is_active(&self) -> bool {
-        matches!(self.status.as_str(), "running" | "paused" | "blocked" | "unblocking" | "initializing" | "pending")
+        self.status.is_active()
+    }
+
+    /// How it ended, or that it has not.
+    pub fn outcome(&self) -> DeploymentOutcome {
+        match &self.status {
+            DeploymentStatus::Successful => DeploymentOutcome::Successful,
+            DeploymentStatus::Failed if self.description.contains(ROLLBACK_DESCRIPTION) => {
+                DeploymentOutcome::RolledBack
+            }
+            DeploymentStatus::Failed => DeploymentOutcome::Failed,
+            DeploymentStatus::Cancelled => DeploymentOutcome::Cancelled,
+            DeploymentStatus::Running | DeploymentStatus::Paused | DeploymentStatus::Unknown(_) => {
+                DeploymentOutcome::Active
+            }
+        }
     }
 }
 
@@ -73,8 +168,11 @@ pub struct Live {
     /// The job's most recent deployments, newest first (a few are kept: after a failed rollout Nomad's auto-revert
     /// makes a newer one, and the failed one must still be found to tell a revert from drift).
     pub deployments: Vec<LiveDeployment>,
-    /// The job the app ran under an earlier job ID, while status says it is being retired.
-    pub previous: Option<LiveJob>,
+    /// The jobs the app ran under earlier job IDs that status says are being retired (absent ones are gone).
+    pub retiring: Vec<LiveJob>,
+    /// The highest Nomad index the cache has applied. A write of Drover's at a higher index is not visible yet, so
+    /// nothing may be concluded from its absence.
+    pub index: u64,
 }
 
 impl Live {
@@ -87,14 +185,13 @@ impl Live {
 impl From<&crate::nomad::types::JobStub> for LiveJob {
     fn from(s: &crate::nomad::types::JobStub) -> LiveJob {
         LiveJob {
-            namespace: s.namespace.clone(),
-            id: s.id.clone(),
+            key: JobKey::new(&s.namespace, &s.id),
             owner: s.meta.get(OWNER_META_KEY).cloned(),
             version: None,
             job_modify_index: s.job_modify_index,
             modify_index: s.modify_index,
             stop: s.stop,
-            status: s.status.clone(),
+            status: JobStatus::parse(&s.status),
         }
     }
 }
@@ -102,14 +199,13 @@ impl From<&crate::nomad::types::JobStub> for LiveJob {
 impl From<&crate::nomad::types::Job> for LiveJob {
     fn from(j: &crate::nomad::types::Job) -> LiveJob {
         LiveJob {
-            namespace: j.namespace.clone(),
-            id: j.id.clone(),
+            key: JobKey::new(&j.namespace, &j.id),
             owner: j.meta.get(OWNER_META_KEY).cloned(),
             version: Some(j.version),
             job_modify_index: j.job_modify_index,
             modify_index: j.modify_index,
             stop: j.stop,
-            status: j.status.clone(),
+            status: JobStatus::parse(&j.status),
         }
     }
 }
@@ -122,12 +218,54 @@ impl From<&crate::nomad::types::Deployment> for LiveDeployment {
             job_version: d.job_version,
             job_spec_modify_index: d.job_spec_modify_index,
             create_index: d.create_index,
-            status: d.status.as_str().to_string(),
+            modify_index: d.modify_index,
+            status: d.status.clone(),
             description: d.status_description.clone(),
             desired: sum(|g| g.desired_total),
             placed: sum(|g| g.placed_allocs),
             healthy: sum(|g| g.healthy_allocs),
             canaries: sum(|g| g.desired_canaries),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(status: DeploymentStatus, description: &str) -> LiveDeployment {
+        LiveDeployment {
+            id: "d".into(),
+            job_version: 1,
+            job_spec_modify_index: 1,
+            create_index: 1,
+            modify_index: 1,
+            status,
+            description: description.into(),
+            desired: 1,
+            placed: 1,
+            healthy: 0,
+            canaries: 0,
+        }
+    }
+
+    #[test]
+    fn outcome_should_tell_a_rollback_from_a_failure() {
+        let rolled =
+            deployment(DeploymentStatus::Failed, "Failed due to progress deadline - rolling back to job version 3");
+        assert_eq!(rolled.outcome(), DeploymentOutcome::RolledBack);
+        let not_rolled = deployment(
+            DeploymentStatus::Failed,
+            "Failed due to unhealthy allocations - not rolling back to stable job version 3 as current job has same specification",
+        );
+        assert_eq!(not_rolled.outcome(), DeploymentOutcome::Failed);
+        assert_eq!(deployment(DeploymentStatus::Paused, "").outcome(), DeploymentOutcome::Active);
+        assert_eq!(deployment(DeploymentStatus::Unknown("blocked".into()), "").outcome(), DeploymentOutcome::Active);
+    }
+
+    #[test]
+    fn job_status_should_keep_unknown_words() {
+        assert_eq!(JobStatus::parse("pending"), JobStatus::Pending);
+        assert_eq!(JobStatus::parse("weird").as_str(), "weird");
     }
 }

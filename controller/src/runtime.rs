@@ -1,15 +1,15 @@
-//! The controller process (DESIGN §1): the Consul watch feeds the desired store, the Nomad list + event stream feed
-//! the live cache, both enqueue the apps they touch, and bounded workers run `reconcile` per key.
+//! The controller process (DESIGN §1): wiring only. The records watch owns the records store's writer, the Nomad
+//! watch the live cache's, the reconcile stage the statuses'; both watches enqueue the apps they touch, and bounded
+//! workers run the stage per key.
 //!
 //! ```text
-//!  Consul KV ─watch─► DesiredStore ─┐
-//!  Nomad events ────► LiveCache ────┼─► Queue<AppKey> ─► reconcile(key): decide ─► execute ─► write status
-//!  resync timer ────────────────────┘
+//!  Consul KV ─watch─► Records ───┐
+//!  Nomad events ────► LiveCache ─┼─► Queue<AppKey> ─► Stage::reconcile(key) ─► Statuses
+//!  resync timer ─────────────────┘
 //! ```
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,19 +17,16 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::app::AppKey;
 use crate::consul::{self, BlockingQuery};
-use crate::live::{LiveDeployment, LiveJob};
+use crate::live::{JobKey, LiveDeployment, LiveJob};
 use crate::metrics::Metrics;
 use crate::nomad;
-use crate::queue::{Backoff, Outcome, Queue, QueueConfig, Reconciled, Retry};
-use crate::reconcile::error::ExecError;
-use crate::reconcile::execute::Executor;
-use crate::reconcile::{self, Action, Record, Requeue};
-use crate::status::{AppStatus, Phase, timestamp};
-use crate::store::{DesiredStore, LiveCache, StatusCache};
+use crate::queue::{Backoff, Queue, QueueConfig};
+use crate::reconcile::Stage;
+use crate::status::Phase;
+use crate::store::{self, LiveCache, LiveWriter, Records, RecordsWriter, Statuses};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -59,9 +56,9 @@ impl Default for Config {
 #[derive(Clone, Debug)]
 pub struct Handle {
     /// Records.
-    pub desired: DesiredStore,
+    pub records: Records,
     /// Statuses.
-    pub statuses: StatusCache,
+    pub statuses: Statuses,
     /// Live Nomad state.
     pub live: LiveCache,
     /// Metrics.
@@ -70,59 +67,51 @@ pub struct Handle {
     pub ready: watch::Receiver<bool>,
 }
 
-/// The shared context of every reconcile.
-struct Ctx {
-    config: Config,
-    desired: DesiredStore,
-    statuses: StatusCache,
-    live: LiveCache,
-    metrics: Arc<Metrics>,
-    exec: Executor,
-    consul: consul::Client,
-}
-
-/// The controller, ready to run.
+/// The controller, ready to run: its stores' writers, each handed to the one task that writes it.
 pub struct Controller {
-    ctx: Arc<Ctx>,
+    config: Config,
+    consul: consul::Client,
     nomad: nomad::Client,
+    metrics: Arc<Metrics>,
+    records_writer: RecordsWriter,
+    live_writer: LiveWriter,
+    stage: Arc<Stage<nomad::Client, consul::Client>>,
+    handle: Handle,
     ready_tx: watch::Sender<bool>,
 }
 
 impl Controller {
     /// A controller over these clients.
     pub fn new(config: Config, consul: consul::Client, nomad: nomad::Client, metrics: Arc<Metrics>) -> Controller {
-        let desired = DesiredStore::default();
-        let statuses = StatusCache::default();
-        let live = LiveCache::default();
-        let exec = Executor {
-            nomad: nomad.clone(),
-            consul: consul.clone(),
-            live: live.clone(),
-            statuses: statuses.clone(),
-            prefix: config.prefix.clone(),
-            metrics: metrics.clone(),
-        };
-        let ctx = Arc::new(Ctx { config, desired, statuses, live, metrics, exec, consul });
-        Controller { ctx, nomad, ready_tx: watch::Sender::new(false) }
+        let (records_writer, records) = store::records(&config.prefix);
+        let (status_writer, statuses) = store::statuses(&config.prefix);
+        let (live_writer, live) = store::live_cache();
+        let stage = Arc::new(Stage::new(
+            &config.prefix,
+            nomad.clone(),
+            consul.clone(),
+            records.clone(),
+            live.clone(),
+            (status_writer, statuses.clone()),
+            metrics.clone(),
+            SystemTime::now,
+        ));
+        let ready_tx = watch::Sender::new(false);
+        let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
+        Controller { config, consul, nomad, metrics, records_writer, live_writer, stage, handle, ready_tx }
     }
 
     /// Stores and readiness, for the HTTP API.
     pub fn handle(&self) -> Handle {
-        Handle {
-            desired: self.ctx.desired.clone(),
-            statuses: self.ctx.statuses.clone(),
-            live: self.ctx.live.clone(),
-            metrics: self.ctx.metrics.clone(),
-            ready: self.ready_tx.subscribe(),
-        }
+        self.handle.clone()
     }
 
     /// Runs until `shutdown`: never returns early on an outage (everything is retried with backoff).
     pub async fn run(self, shutdown: CancellationToken) {
-        let ctx = self.ctx;
+        let Controller { config, consul, nomad, metrics, records_writer, live_writer, stage, handle, ready_tx } = self;
         let (queue, runner) = Queue::<AppKey>::new(QueueConfig {
-            workers: ctx.config.workers,
-            backoff: ctx.config.backoff.clone(),
+            workers: config.workers,
+            backoff: config.backoff.clone(),
             ..QueueConfig::default()
         });
         let tasks = tokio_util::task::TaskTracker::new();
@@ -130,21 +119,46 @@ impl Controller {
         let (live_ready_tx, live_ready) = watch::channel(false);
         let (status_ready_tx, status_ready) = watch::channel(false);
 
-        tasks.spawn(load_statuses(ctx.clone(), status_ready_tx, shutdown.clone()));
-        tasks.spawn(watch_records(ctx.clone(), queue.clone(), desired_ready_tx, shutdown.clone()));
-        tasks.spawn(watch_nomad(ctx.clone(), self.nomad, queue.clone(), live_ready_tx, shutdown.clone()));
-        tasks.spawn(release_when_ready(
-            ctx.clone(),
+        tasks.spawn(load_statuses(stage.clone(), consul.clone(), config.clone(), status_ready_tx, shutdown.clone()));
+        tasks.spawn(watch_records(
+            records_writer,
+            consul.clone(),
+            config.prefix.clone(),
+            metrics.clone(),
             queue.clone(),
-            [desired_ready, live_ready, status_ready],
-            self.ready_tx,
+            desired_ready_tx,
             shutdown.clone(),
         ));
-        tasks.spawn(report_gauges(ctx.clone(), queue.clone(), shutdown.clone()));
+        tasks.spawn(watch_nomad(
+            live_writer,
+            handle.records.clone(),
+            nomad,
+            config.prefix.clone(),
+            metrics.clone(),
+            queue.clone(),
+            live_ready_tx,
+            shutdown.clone(),
+        ));
+        tasks.spawn(release_when_ready(
+            handle.clone(),
+            config.resync,
+            queue.clone(),
+            [desired_ready, live_ready, status_ready],
+            ready_tx,
+            shutdown.clone(),
+        ));
+        tasks.spawn(report_gauges(handle.clone(), queue.clone(), shutdown.clone()));
         tasks.close();
 
-        let worker_ctx = ctx.clone();
-        let stopped = runner.run(move |key| reconcile(worker_ctx.clone(), key), shutdown.clone()).await;
+        let stopped = runner
+            .run(
+                move |key| {
+                    let stage = stage.clone();
+                    async move { stage.reconcile(key).await }
+                },
+                shutdown.clone(),
+            )
+            .await;
         if stopped.aborted > 0 {
             tracing::warn!(aborted = stopped.aborted, "reconciles aborted at shutdown");
         }
@@ -152,20 +166,26 @@ impl Controller {
     }
 }
 
-/// Reads every status once (non-blocking); statuses are then kept by the workers that write them.
-async fn load_statuses(ctx: Arc<Ctx>, ready: watch::Sender<bool>, shutdown: CancellationToken) {
-    let prefix = format!("{}/status/", ctx.config.prefix);
+/// Reads every status once (non-blocking), through the stage's status writer, before any reconcile runs.
+async fn load_statuses(
+    stage: Arc<Stage<nomad::Client, consul::Client>>,
+    consul: consul::Client,
+    config: Config,
+    ready: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let prefix = format!("{}/status/", config.prefix);
     let mut failures = 0u32;
     loop {
-        match ctx.consul.list(&prefix, BlockingQuery::now()).await {
+        match consul.list(&prefix, BlockingQuery::now()).await {
             Ok(listing) => {
-                ctx.statuses.load(&ctx.config.prefix, &listing.entries);
+                stage.status_writer().load(&listing.entries);
                 ready.send_replace(true);
                 return;
             }
             Err(err) => {
                 failures += 1;
-                let delay = ctx.config.backoff.delay(failures, &mut rand::rng());
+                let delay = config.backoff.delay(failures, &mut rand::rng());
                 tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "cannot list statuses");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -176,10 +196,19 @@ async fn load_statuses(ctx: Arc<Ctx>, ready: watch::Sender<bool>, shutdown: Canc
     }
 }
 
-/// Follows the records prefix; every changed key is enqueued with its generation.
-async fn watch_records(ctx: Arc<Ctx>, queue: Queue<AppKey>, ready: watch::Sender<bool>, shutdown: CancellationToken) {
-    let config = consul::watch::WatchConfig::new(format!("{}/apps/", ctx.config.prefix));
-    let stream = consul::watch::watch(ctx.consul.clone(), config, ctx.metrics.clone());
+/// Follows the records prefix, the one writer of the records store; every changed key is enqueued with its
+/// generation.
+async fn watch_records(
+    mut writer: RecordsWriter,
+    consul: consul::Client,
+    prefix: String,
+    metrics: Arc<Metrics>,
+    queue: Queue<AppKey>,
+    ready: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let config = consul::watch::WatchConfig::new(format!("{prefix}/apps/"));
+    let stream = consul::watch::watch(consul, config, metrics);
     tokio::pin!(stream);
     loop {
         let event = tokio::select! {
@@ -189,28 +218,32 @@ async fn watch_records(ctx: Arc<Ctx>, queue: Queue<AppKey>, ready: watch::Sender
         let Some(consul::watch::WatchEvent::Snapshot { entries, filtered_by_acls, .. }) = event else { return };
         if filtered_by_acls {
             tracing::warn!(
-                prefix = %ctx.config.prefix,
+                %prefix,
                 "Consul filtered the records listing by ACLs: Drover's token cannot read every record; records it \
                  cannot see are not treated as deleted (grant key_prefix \"<prefix>/apps/\" read)"
             );
         }
-        let changes = ctx.desired.apply_snapshot(&ctx.config.prefix, &entries, !filtered_by_acls);
-        for change in changes {
+        for change in writer.apply_snapshot(&entries, !filtered_by_acls) {
             queue.enqueue(change.key, None, change.generation, "record changed");
         }
         ready.send_replace(true);
     }
 }
 
-/// Follows Nomad: one list, then the event stream; enqueues the apps whose job or deployment changed.
+/// Follows Nomad, the one writer of the live cache: one list, then the event stream; enqueues the apps whose job
+/// or deployment changed.
+#[allow(clippy::too_many_arguments)]
 async fn watch_nomad(
-    ctx: Arc<Ctx>,
+    mut writer: LiveWriter,
+    records: Records,
     client: nomad::Client,
+    prefix: String,
+    metrics: Arc<Metrics>,
     queue: Queue<AppKey>,
     ready: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let stream = nomad::watch::watch(client, nomad::watch::LiveWatchConfig::default(), ctx.metrics.clone());
+    let stream = nomad::watch::watch(client, nomad::watch::LiveWatchConfig::default(), metrics);
     tokio::pin!(stream);
     loop {
         let event = tokio::select! {
@@ -222,52 +255,62 @@ async fn watch_nomad(
         // a reconcile that saw the new job version without the failed deployment would take Nomad's revert for
         // drift and register the failed spec again.
         let Some(batch) = event else { return };
-        let mut wake: Vec<(String, String, Option<String>, &'static str)> = Vec::new();
+        let mut wake: Vec<(JobKey, Option<String>, &'static str)> = Vec::new();
         for event in batch {
             match event {
-                nomad::watch::LiveEvent::Resynced { jobs, deployments, .. } => {
+                nomad::watch::LiveEvent::Resynced { jobs, deployments, index } => {
                     let jobs = jobs.iter().map(LiveJob::from).collect();
                     let deployments = deployments
                         .iter()
-                        .map(|d| (d.namespace.clone(), d.job_id.clone(), LiveDeployment::from(d)))
+                        .map(|d| (JobKey::new(&d.namespace, &d.job_id), LiveDeployment::from(d)))
                         .collect();
-                    for (ns, id) in ctx.live.replace_all(jobs, deployments) {
-                        wake.push((ns, id, None, "nomad relisted"));
+                    for job in writer.replace_all(jobs, deployments, index) {
+                        wake.push((job, None, "nomad relisted"));
                     }
                     ready.send_replace(true);
                 }
                 nomad::watch::LiveEvent::JobUpserted(job) => {
                     let live = LiveJob::from(&job);
-                    let owner = live.owner.clone();
-                    if ctx.live.upsert_job(live) {
-                        wake.push((job.namespace.clone(), job.id.clone(), owner, "job changed"));
+                    let (key, owner) = (live.key.clone(), live.owner.clone());
+                    if writer.upsert_job(live) {
+                        wake.push((key, owner, "job changed"));
                     }
                 }
                 nomad::watch::LiveEvent::JobDeleted { namespace, id } => {
-                    if ctx.live.remove_job(&namespace, &id) {
-                        wake.push((namespace, id, None, "job purged"));
+                    let key = JobKey::new(namespace, id);
+                    if writer.remove_job(&key) {
+                        wake.push((key, None, "job purged"));
                     }
                 }
                 nomad::watch::LiveEvent::Deployment(d) => {
-                    if ctx.live.upsert_deployment(&d.namespace, &d.job_id, LiveDeployment::from(&d)) {
-                        wake.push((d.namespace.clone(), d.job_id.clone(), None, "deployment changed"));
+                    let key = JobKey::new(&d.namespace, &d.job_id);
+                    if writer.upsert_deployment(&key, LiveDeployment::from(&d)) {
+                        wake.push((key, None, "deployment changed"));
                     }
                 }
             }
         }
-        for (ns, id, owner, why) in wake {
-            enqueue_job(&ctx, &queue, &ns, &id, owner.as_deref(), why);
+        for (job, owner, why) in wake {
+            enqueue_job(&records, &prefix, &queue, &job, owner.as_deref(), why);
         }
     }
 }
 
-/// Enqueues the apps a job belongs to: the one named in its owner Meta, and the record that renders to its ID.
-fn enqueue_job(ctx: &Ctx, queue: &Queue<AppKey>, ns: &str, job_id: &str, owner: Option<&str>, why: &'static str) {
+/// Enqueues the apps a job belongs to: the one its owner value names (in this installation), and the record that
+/// renders to its ID.
+fn enqueue_job(
+    records: &Records,
+    prefix: &str,
+    queue: &Queue<AppKey>,
+    job: &JobKey,
+    owner: Option<&str>,
+    why: &'static str,
+) {
     let mut keys = BTreeSet::new();
-    if let Some(key) = owner.and_then(|o| AppKey::from_str(o).ok()) {
+    if let Some(key) = owner.and_then(|o| AppKey::from_kv_key(prefix, o)) {
         keys.insert(key);
     }
-    if let Some(key) = ctx.desired.key_for_job(ns, job_id) {
+    if let Some(key) = records.key_for_job(job) {
         keys.insert(key);
     }
     for key in keys {
@@ -277,7 +320,8 @@ fn enqueue_job(ctx: &Ctx, queue: &Queue<AppKey>, ns: &str, job_id: &str, owner: 
 
 /// Releases the queue once records, statuses and live state are all loaded, then drives the periodic resync.
 async fn release_when_ready(
-    ctx: Arc<Ctx>,
+    handle: Handle,
+    resync: Duration,
     queue: Queue<AppKey>,
     mut gates: [watch::Receiver<bool>; 3],
     ready: watch::Sender<bool>,
@@ -289,151 +333,33 @@ async fn release_when_ready(
             res = gate.wait_for(|r| *r) => if res.is_err() { return },
         }
     }
-    let all_keys = |ctx: &Ctx| {
-        let mut keys: BTreeSet<AppKey> = ctx.desired.keys().into_iter().collect();
-        keys.extend(ctx.statuses.keys());
+    let all_keys = |h: &Handle| {
+        let mut keys: BTreeSet<AppKey> = h.records.keys().into_iter().collect();
+        keys.extend(h.statuses.keys());
         keys
     };
-    queue.enqueue_all(all_keys(&ctx), "start");
+    queue.enqueue_all(all_keys(&handle), "start");
     queue.set_ready();
     ready.send_replace(true);
-    tracing::info!(apps = ctx.desired.len(), jobs = ctx.live.job_count(), "stores loaded; reconciling");
-    let mut tick = tokio::time::interval_at(Instant::now() + ctx.config.resync, ctx.config.resync);
+    tracing::info!(apps = handle.records.len(), jobs = handle.live.job_count(), "stores loaded; reconciling");
+    let mut tick = tokio::time::interval_at(Instant::now() + resync, resync);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => queue.enqueue_all(all_keys(&ctx), "resync"),
+            _ = tick.tick() => queue.enqueue_all(all_keys(&handle), "resync"),
         }
     }
 }
 
 /// Keeps `queue_depth` and `apps{phase}` current.
-async fn report_gauges(ctx: Arc<Ctx>, queue: Queue<AppKey>, shutdown: CancellationToken) {
+async fn report_gauges(handle: Handle, queue: Queue<AppKey>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        ctx.metrics.set_queue_depth(queue.depth());
-        ctx.metrics.set_apps_by_phase(ctx.statuses.count_by_phase(), Phase::ALL.iter());
-    }
-}
-
-/// One reconcile of one app: read the stores, decide, execute, record the status.
-async fn reconcile(ctx: Arc<Ctx>, key: AppKey) -> Reconciled {
-    let span = tracing::info_span!("reconcile", app = %key);
-    reconcile_in_span(ctx, key).instrument(span).await
-}
-
-async fn reconcile_in_span(ctx: Arc<Ctx>, key: AppKey) -> Reconciled {
-    let started = Instant::now();
-    let entry = ctx.desired.get(&key);
-    let generation = entry.as_ref().map(|e| e.generation);
-    let record = entry.as_ref().map_or(Record::Absent, |e| e.record.clone());
-    let stored = ctx.statuses.get(&key);
-    let stored_status = stored.as_ref().and_then(|s| s.status.clone());
-    let stored_index = stored.as_ref().map_or(0, |s| s.modify_index);
-    let job_id = match &record {
-        Record::Valid(r) => r.job_id.clone(),
-        _ => stored_status.as_ref().and_then(|s| s.job_id.clone()).unwrap_or_else(|| key.name.clone()),
-    };
-    let mut live = ctx.live.live_for(&key.namespace, &job_id);
-    // The job run under an earlier job ID: the one status is retiring, or the one it last applied.
-    let previous = stored_status
-        .as_ref()
-        .and_then(|s| s.retiring_job_id.clone().or_else(|| s.job_id.clone()))
-        .filter(|old| *old != job_id);
-    live.previous = previous.and_then(|old| ctx.live.live_for(&key.namespace, &old).job);
-    let now = SystemTime::now();
-    let ts = timestamp(now);
-    let plan = reconcile::decide(&key, &record, &live, stored_status.as_deref(), now);
-    if plan.drift_detected {
-        ctx.metrics.drift_detected();
-    }
-    let hash = match &record {
-        Record::Valid(r) => Some(r.hash.clone()),
-        _ => None,
-    };
-    let executed = ctx.exec.execute(&key, &job_id, &plan.actions).await;
-    let mut status = plan.status;
-    let deleted = executed.is_ok() && plan.actions.contains(&Action::DeleteStatus);
-    let mut result = match &executed {
-        Ok(applied) => {
-            if let Some(s) = status.as_mut() {
-                if let Some(applied) = applied {
-                    reconcile::record_applied(s, generation.unwrap_or(0), applied, &ts);
-                }
-                s.last_error = None;
-            }
-            match plan.requeue {
-                Requeue::AwaitChange => Reconciled::done(generation),
-                Requeue::After(d) => Reconciled::requeue_after(d, generation),
-            }
-        }
-        Err(err) => {
-            tracing::warn!(error = %crate::error_chain(err), kind = err.kind(), "reconcile failed");
-            if let Some(s) = status.as_mut() {
-                reconcile::record_error(s, err, hash.as_deref(), &ts);
-            }
-            Reconciled::retry(err.classify(), generation)
-        }
-    };
-    if !deleted && let Some(s) = status {
-        let written = write_status(&ctx, &key, s, stored_status.as_deref(), stored_index, &ts).await;
-        if let Err(err) = written {
-            tracing::warn!(error = %crate::error_chain(&err), "status write failed");
-            if matches!(result.outcome, Outcome::Done | Outcome::RequeueAfter(_)) {
-                result = Reconciled::retry(err.classify(), generation);
-            }
-        }
-    }
-    let label = match &result.outcome {
-        Outcome::Done => "ok",
-        Outcome::RequeueAfter(_) => "requeue",
-        Outcome::Retry { retry: Retry::After(_) } => "conflict",
-        Outcome::Retry { .. } => "error",
-    };
-    ctx.metrics.reconcile_finished(label, started.elapsed());
-    result
-}
-
-/// Writes the status if it changed (timestamps aside), with CAS on the index last seen.
-async fn write_status(
-    ctx: &Ctx,
-    key: &AppKey,
-    mut status: AppStatus,
-    stored: Option<&AppStatus>,
-    index: u64,
-    ts: &str,
-) -> Result<(), ExecError> {
-    if stored.is_some_and(|s| s.eq_ignoring_time(&status)) {
-        return Ok(());
-    }
-    status.updated_at = ts.to_string();
-    let status_key = key.status_kv_key(&ctx.config.prefix);
-    let body = serde_json::to_vec(&status).map_err(|e| ExecError::Unavailable {
-        operation: "encode status",
-        job_id: key.to_string(),
-        source: Box::new(e),
-    })?;
-    match ctx.consul.cas_via_txn(&status_key, &body, index).await {
-        Ok(Some(new_index)) => {
-            ctx.metrics.status_write("written");
-            ctx.statuses.set(key.clone(), status, new_index);
-            Ok(())
-        }
-        Ok(None) => {
-            // Someone else wrote it: read it back so the next attempt has the right index.
-            ctx.metrics.status_write("conflict");
-            if let Ok(pair) = ctx.consul.get(&status_key).await {
-                ctx.statuses.set_read(key.clone(), pair.as_ref());
-            }
-            Err(ExecError::Conflict { operation: "write status", job_id: key.to_string() })
-        }
-        Err(e) => {
-            ctx.metrics.status_write("error");
-            Err(ExecError::Unavailable { operation: "write status", job_id: key.to_string(), source: Box::new(e) })
-        }
+        handle.metrics.set_queue_depth(queue.depth());
+        handle.metrics.set_apps_by_phase(handle.statuses.count_by_phase(), Phase::ALL.iter());
     }
 }

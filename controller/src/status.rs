@@ -62,17 +62,92 @@ pub enum ConditionStatus {
     Unknown,
 }
 
-/// One observation about the app, with a reason (a stable CamelCase word) and a message a person can act on.
+/// What a condition observes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionType {
+    /// The job runs the record's spec, healthy.
+    Ready,
+    /// The record validates.
+    Valid,
+    /// A job with the app's ID belongs to someone else.
+    Conflict,
+    /// The job was changed behind Drover's back.
+    Drifted,
+    /// `spec.suspend` is true.
+    Suspended,
+}
+
+/// A stable, machine-readable cause of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Reason {
+    /// `Valid`: the record validates.
+    Validated,
+    /// `Valid`: the record has field errors (listed in the message).
+    FieldErrors,
+    /// `Ready`: the record is invalid, so nothing was sent to Nomad.
+    Invalid,
+    /// `Ready`: see the `Conflict` condition.
+    Conflict,
+    /// `Conflict`: the job belongs to another app (or installation).
+    OwnedByAnotherApp,
+    /// `Conflict`: the job carries no Drover owner mark.
+    UnownedJob,
+    /// `Ready`: a register is being sent.
+    Registering,
+    /// `Ready`: Nomad has not shown the outcome of Drover's register yet (scheduling, or its watch lags).
+    AwaitingDeployment,
+    /// `Ready`: the applied spec's deployment succeeded.
+    DeploymentSucceeded,
+    /// `Ready`: the deployment is under way.
+    DeploymentRunning,
+    /// `Ready`: the deployment is paused in Nomad.
+    DeploymentPaused,
+    /// `Ready`: the deployment failed and Nomad reverted to the last stable version.
+    RolledBack,
+    /// `Ready`: the deployment failed without a revert.
+    DeploymentFailed,
+    /// `Ready`: the deployment was cancelled (a newer version or a stop).
+    DeploymentCancelled,
+    /// `Ready`: Nomad made no deployment where one was expected, within the deadline.
+    DeploymentMissing,
+    /// `Ready`: the job runs; Nomad makes no deployment for this spec.
+    JobRunning,
+    /// `Ready`: the job waits for capacity (allocations queued).
+    JobPending,
+    /// `Ready`: the job is not running and has no deployment.
+    JobNotRunning,
+    /// `Ready`: Nomad rejected the rendered job; the record must change.
+    NomadRejected,
+    /// `Ready`: the job's namespace does not exist in Nomad.
+    NamespaceMissing,
+    /// `Ready`: see the `Drifted` condition.
+    Drifted,
+    /// `Drifted`: driftPolicy Revert registered the desired spec again.
+    Reverted,
+    /// `Drifted`: driftPolicy Report leaves the change in place.
+    ChangedOutsideDrover,
+    /// `Suspended`: `spec.suspend` is true.
+    SpecSuspend,
+    /// `Ready`: the record is not in the store, and Drover's token may not read its key, so Drover cannot prove it
+    /// is gone and does nothing to the job.
+    RecordUnreadable,
+    /// `Ready`: writes keep losing races with another writer.
+    WriteConflicts,
+    /// `Ready`: the token may not make a write the app needs.
+    PermissionDenied,
+}
+
+/// One observation about the app, with a reason and a message a person can act on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
-    /// What is observed: `Ready`, `Valid`, `Conflict`, `Drifted`, `Suspended`.
+    /// What is observed.
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: ConditionType,
     /// Whether it holds.
     pub status: ConditionStatus,
-    /// A stable, machine-readable cause (`DeploymentSucceeded`, `FieldErrors`, `UnownedJob`, …).
-    pub reason: String,
+    /// A stable, machine-readable cause.
+    pub reason: Reason,
     /// What happened and what to do about it.
     pub message: String,
     /// RFC 3339 time when `status` last changed.
@@ -117,10 +192,31 @@ pub struct HistoryEntry {
     pub hash: String,
     /// The Nomad job version that resulted, when known.
     pub job_version: Option<u64>,
-    /// How it ended: `Registered`, `Healthy`, `Failed`, `RolledBack`, `Reverted` (drift undone).
-    pub result: String,
+    /// Why it was applied, then how it ended.
+    pub result: HistoryResult,
     /// RFC 3339 time of the entry.
     pub at: String,
+}
+
+/// Why a spec was applied, and then how its rollout ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HistoryResult {
+    /// Registered: no job with that ID existed.
+    Created,
+    /// Registered: the record changed.
+    Updated,
+    /// Registered: the record adopted an existing job.
+    Adopted,
+    /// Registered: the job drifted and driftPolicy Revert undid it.
+    Reverted,
+    /// Registered: status did not say what was applied (an identical register is harmless).
+    Refreshed,
+    /// The rollout succeeded.
+    Healthy,
+    /// The rollout failed and Nomad went back to the last stable version.
+    RolledBack,
+    /// The rollout failed.
+    DeploymentFailed,
 }
 
 /// What is deleted or kept when the record goes away (copied from the record so that a deletion can be carried out
@@ -156,16 +252,25 @@ pub struct AppStatus {
     /// Nomad `JobModifyIndex` that register produced; a different live value means someone else changed the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_job_modify_index: Option<u64>,
+    /// True when the last register made a new job version for which Nomad creates a deployment: until it is seen,
+    /// the job's status says nothing about the applied spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deployment_expected: bool,
     /// Hash of a spec whose rollout failed: it is not registered again until the record changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_hash: Option<String>,
+    /// Hash of a spec Nomad rejected (invalid job, type change, missing namespace): the app stays `Failed` and the
+    /// spec is not sent again until the record changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_hash: Option<String>,
     /// The `JobModifyIndex` of a change Drover saw but did not make, already counted as drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_job_modify_index: Option<u64>,
-    /// A job this app ran under an earlier job ID (the record's job ID changed). It is stopped (or purged) per
-    /// `deletionPolicy` once the app is healthy under its new ID, then forgotten.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retiring_job_id: Option<String>,
+    /// Jobs this app ran under earlier job IDs (the record's job ID changed, maybe more than once). Each is stopped
+    /// (or purged) per `deletionPolicy` once the app is healthy under its new ID, or when the record is deleted,
+    /// then forgotten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring_job_ids: Vec<String>,
     /// The deployment that rolls out the applied spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentRef>,
@@ -207,20 +312,27 @@ impl AppStatus {
     }
 
     /// Sets a condition, keeping its transition time when its status did not change.
-    pub fn set_condition(&mut self, type_: &str, status: ConditionStatus, reason: &str, message: String, now: &str) {
+    pub fn set_condition(
+        &mut self,
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: Reason,
+        message: String,
+        now: &str,
+    ) {
         match self.conditions.iter_mut().find(|c| c.type_ == type_) {
             Some(c) => {
                 if c.status != status {
                     c.last_transition_time = now.to_string();
                 }
                 c.status = status;
-                c.reason = reason.to_string();
+                c.reason = reason;
                 c.message = message;
             }
             None => self.conditions.push(Condition {
-                type_: type_.to_string(),
+                type_,
                 status,
-                reason: reason.to_string(),
+                reason,
                 message,
                 last_transition_time: now.to_string(),
             }),
@@ -228,12 +340,12 @@ impl AppStatus {
     }
 
     /// Removes a condition.
-    pub fn clear_condition(&mut self, type_: &str) {
+    pub fn clear_condition(&mut self, type_: ConditionType) {
         self.conditions.retain(|c| c.type_ != type_);
     }
 
     /// A condition by type.
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
 
@@ -243,6 +355,18 @@ impl AppStatus {
         self.history.truncate(HISTORY_LEN);
     }
 }
+
+/// These enums display as their JSON spelling (the variant name), padded like a string, for tables.
+macro_rules! display_as_name {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(&format!("{self:?}"))
+            }
+        }
+    )*};
+}
+display_as_name!(ConditionType, Reason, HistoryResult);
 
 /// RFC 3339 (seconds precision, UTC) for status timestamps.
 pub fn timestamp(t: SystemTime) -> String {
@@ -256,7 +380,7 @@ mod tests {
     #[test]
     fn eq_ignoring_time_should_ignore_only_timestamps() {
         let mut a = AppStatus { phase: Phase::Healthy, ..AppStatus::default() };
-        a.set_condition("Ready", ConditionStatus::True, "DeploymentSucceeded", "ok".into(), "t1");
+        a.set_condition(ConditionType::Ready, ConditionStatus::True, Reason::DeploymentSucceeded, "ok".into(), "t1");
         let mut b = a.clone();
         b.updated_at = "later".into();
         b.conditions[0].last_transition_time = "t2".into();
@@ -268,10 +392,10 @@ mod tests {
     #[test]
     fn set_condition_should_keep_transition_time_when_status_is_unchanged() {
         let mut s = AppStatus::default();
-        s.set_condition("Ready", ConditionStatus::False, "Progressing", "a".into(), "t1");
-        s.set_condition("Ready", ConditionStatus::False, "Progressing", "b".into(), "t2");
+        s.set_condition(ConditionType::Ready, ConditionStatus::False, Reason::DeploymentRunning, "a".into(), "t1");
+        s.set_condition(ConditionType::Ready, ConditionStatus::False, Reason::DeploymentRunning, "b".into(), "t2");
         assert_eq!(s.conditions[0].last_transition_time, "t1");
-        s.set_condition("Ready", ConditionStatus::True, "DeploymentSucceeded", "c".into(), "t3");
+        s.set_condition(ConditionType::Ready, ConditionStatus::True, Reason::DeploymentSucceeded, "c".into(), "t3");
         assert_eq!(s.conditions[0].last_transition_time, "t3");
     }
 
@@ -282,7 +406,7 @@ mod tests {
             generation: 7,
             hash: "h".into(),
             job_version: Some(1),
-            result: "Registered".into(),
+            result: HistoryResult::Created,
             at: "t".into(),
         });
         let text = serde_json::to_string(&s).expect("serialises");

@@ -134,7 +134,7 @@ fn examples_should_validate_and_render() {
     for name in ["web.yaml", "worker.yaml"] {
         let (key, bytes) = example(name);
         let desired = app::load(&key, &bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        assert_eq!(desired.job["Meta"]["drover.io/app"], key.to_string());
+        assert_eq!(desired.job["Meta"]["drover.io/app"], format!("drover/apps/{key}"));
         assert!(desired.job["TaskGroups"].as_array().is_some_and(|g| !g.is_empty()));
     }
     let (web, bytes) = example("web.yaml");

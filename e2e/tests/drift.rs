@@ -1,7 +1,7 @@
 //! Changes Drover did not make: a job edited by hand (drift, reverted or reported; ignored while suspended) and a
 //! rollout that Nomad fails and auto-reverts (reported, and not fought).
 
-use drover::status::{ConditionStatus, Phase};
+use drover::status::{ConditionStatus, ConditionType, HistoryResult, Phase, Reason};
 use drover_e2e::{
     DEADLINE, DroverProcess, SimProcess, TIME_SCALE, job_image, job_modify_index, job_owner, template_record,
     wait_until,
@@ -39,7 +39,7 @@ async fn drift_should_be_reverted_or_reported_as_the_policy_says() {
         }
     })
     .await;
-    assert_eq!(job_owner(&job), Some("default/reverted"));
+    assert_eq!(job_owner(&job), Some("drover/apps/default/reverted"));
     let images: Vec<_> =
         sim.job_versions("default", "reverted").await.iter().map(|v| job_image(v).map(str::to_owned)).collect();
     assert!(images.contains(&Some("hand:edit".into())), "the hand edit was a version of its own: {images:?}");
@@ -49,7 +49,7 @@ async fn drift_should_be_reverted_or_reported_as_the_policy_says() {
         })
         .await;
     assert!(
-        status.history.iter().any(|h| h.result == "Reverted" || h.job_version == job["Version"].as_u64()),
+        status.history.iter().any(|h| h.result == HistoryResult::Reverted || h.job_version == job["Version"].as_u64()),
         "the revert is in the history: {:?}",
         status.history
     );
@@ -57,10 +57,10 @@ async fn drift_should_be_reverted_or_reported_as_the_policy_says() {
     // Report: Degraded with a Drifted condition, and the job is left as the person left it.
     let status = sim
         .wait_for_status("default", "reported", "Degraded and Drifted", |s| {
-            s.phase == Phase::Degraded && s.condition("Drifted").is_some()
+            s.phase == Phase::Degraded && s.condition(ConditionType::Drifted).is_some()
         })
         .await;
-    let drifted = status.condition("Drifted").expect("Drifted");
+    let drifted = status.condition(ConditionType::Drifted).expect("Drifted");
     assert_eq!(drifted.status, ConditionStatus::True, "{drifted:?}");
     let seen = drover.reconcile_total().await;
     drover.wait_reconciles(seen, 2 * 2).await;
@@ -100,8 +100,8 @@ async fn failed_rollout_should_be_reported_and_not_registered_again() {
             s.phase == Phase::Degraded && s.observed_generation == bad
         })
         .await;
-    let ready = status.condition("Ready").expect("Ready");
-    assert_eq!(ready.reason, "RolledBack", "{ready:?}");
+    let ready = status.condition(ConditionType::Ready).expect("Ready");
+    assert_eq!(ready.reason, Reason::RolledBack, "{ready:?}");
     let job = wait_until(DEADLINE, "Nomad's auto-revert to the good image", || async {
         let job = sim.job("default", "web").await.expect("job web");
         if job_image(&job) == Some("nginx:1.27") { Ok(job) } else { Err(job_image(&job).map(str::to_owned)) }

@@ -1,7 +1,7 @@
 //! An app's life against real processes: create, update, invalid records, conflicts with jobs Drover does not own,
 //! and the three deletion policies. Each test asserts on what Nomad runs and on the status in Consul.
 
-use drover::status::{ConditionStatus, Phase};
+use drover::status::{ConditionStatus, ConditionType, Phase, Reason};
 use drover_e2e::{
     DEADLINE, DroverProcess, SimProcess, TIME_SCALE, job_image, job_modify_index, job_owner, job_version,
     template_record, wait_until,
@@ -21,13 +21,17 @@ async fn create_should_register_an_owned_job_and_report_healthy() {
         .await;
 
     let job = sim.job("default", "web").await.expect("Nomad runs job web");
-    assert_eq!(job["Meta"], json!({"drover.io/app": "default/web"}), "the only Meta key is Drover's owner mark");
+    assert_eq!(
+        job["Meta"],
+        json!({"drover.io/app": "drover/apps/default/web"}),
+        "the only Meta key is Drover's owner mark"
+    );
     assert_eq!(job_image(&job), Some("nginx:1.27"));
     assert_eq!(job["TaskGroups"][0]["Count"], json!(2));
     assert_eq!(status.job_id.as_deref(), Some("web"));
     assert_eq!(status.applied_job_version, Some(job_version(&job)));
     assert_eq!(status.applied_job_modify_index, Some(job_modify_index(&job)));
-    let ready = status.condition("Ready").expect("a Ready condition");
+    let ready = status.condition(ConditionType::Ready).expect("a Ready condition");
     assert_eq!(ready.status, ConditionStatus::True, "{ready:?}");
     assert_eq!(status.replicas.healthy, 2, "{:?}", status.replicas);
     drover.assert_running();
@@ -117,12 +121,13 @@ async fn invalid_should_report_every_error_and_never_reach_nomad() {
 
     for (name, _) in &hostile {
         let status = sim.wait_for_status("default", name, "Invalid", |s| s.phase == Phase::Invalid).await;
-        let valid = status.condition("Valid").unwrap_or_else(|| panic!("{name}: a Valid condition: {status:?}"));
+        let valid =
+            status.condition(ConditionType::Valid).unwrap_or_else(|| panic!("{name}: a Valid condition: {status:?}"));
         assert_eq!(valid.status, ConditionStatus::False, "{name}: {valid:?}");
         assert!(valid.message.contains("error"), "{name}: the message lists the errors: {}", valid.message);
     }
     let bad = sim.status("default", "bad").await.expect("status of bad");
-    let message = &bad.condition("Valid").expect("Valid condition").message;
+    let message = &bad.condition(ConditionType::Valid).expect("Valid condition").message;
     for path in ["metadata.name", "spec.template.count", "spec.template.service.port", "spec.strategy"] {
         assert!(message.contains(path), "the errors name {path}: {message}");
     }
@@ -150,7 +155,7 @@ async fn invalid_should_report_every_error_and_never_reach_nomad() {
             s.phase == Phase::Healthy && s.observed_generation == fixed
         })
         .await;
-    assert_eq!(status.condition("Valid").map(|c| c.status), Some(ConditionStatus::True), "{status:?}");
+    assert_eq!(status.condition(ConditionType::Valid).map(|c| c.status), Some(ConditionStatus::True), "{status:?}");
     drover.assert_running();
 }
 
@@ -173,8 +178,8 @@ async fn conflict_should_leave_an_unowned_job_alone_until_adopted() {
             s.phase == Phase::Failed && s.observed_generation == generation
         })
         .await;
-    let conflict = status.condition("Conflict").expect("a Conflict condition");
-    assert_eq!((conflict.status, conflict.reason.as_str()), (ConditionStatus::True, "UnownedJob"), "{conflict:?}");
+    let conflict = status.condition(ConditionType::Conflict).expect("a Conflict condition");
+    assert_eq!((conflict.status, conflict.reason), (ConditionStatus::True, Reason::UnownedJob), "{conflict:?}");
     // Two resyncs later the hand job is still untouched.
     let seen = drover.reconcile_total().await;
     drover.wait_reconciles(seen, 2).await;
@@ -192,9 +197,9 @@ async fn conflict_should_leave_an_unowned_job_alone_until_adopted() {
             s.phase == Phase::Healthy && s.observed_generation == adopt
         })
         .await;
-    assert!(status.condition("Conflict").is_none(), "conflict cleared: {status:?}");
+    assert!(status.condition(ConditionType::Conflict).is_none(), "conflict cleared: {status:?}");
     let job = sim.job("default", "legacy").await.expect("adopted job");
-    assert_eq!(job_owner(&job), Some("default/legacy"));
+    assert_eq!(job_owner(&job), Some("drover/apps/default/legacy"));
     assert_eq!(job_image(&job), Some("nginx:1.27"));
     drover.assert_running();
 }
@@ -224,7 +229,7 @@ async fn deletion_should_follow_each_apps_policy() {
         }
     })
     .await;
-    assert_eq!(job_owner(&stopped), Some("default/stopped"));
+    assert_eq!(job_owner(&stopped), Some("drover/apps/default/stopped"));
     wait_until(DEADLINE, "job purged gone and its status deleted", || async {
         let job = sim.job("default", "purged").await;
         let status = sim.status("default", "purged").await;
@@ -275,12 +280,12 @@ async fn job_id_change_should_create_the_new_job_then_stop_the_old_one() {
             s.phase == Phase::Healthy
                 && s.observed_generation == generation
                 && s.job_id.as_deref() == Some("api-v2")
-                && s.retiring_job_id.is_none()
+                && s.retiring_job_ids.is_empty()
         })
         .await;
     assert_eq!(status.job_id.as_deref(), Some("api-v2"));
     let new = sim.job("default", "api-v2").await.expect("Nomad runs the new job");
-    assert_eq!(job_owner(&new), Some("default/api"));
+    assert_eq!(job_owner(&new), Some("drover/apps/default/api"));
     let old = sim.job("default", "api-v1").await.expect("the old job is stopped, not purged (deletionPolicy Stop)");
     assert_eq!(old["Stop"], json!(true), "the old job is stopped once the new one is healthy");
     drover.assert_running();

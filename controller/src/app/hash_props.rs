@@ -138,7 +138,7 @@ fn arb_app() -> impl proptest::strategy::Strategy<Value = App> {
             });
             if raw {
                 // The same job, given raw: the hash depends on the job, not on the form.
-                let job = render(&app).expect("template renders");
+                let job = render(&app, "drover").expect("template renders");
                 let mut raw_app = job_app("web", job);
                 raw_app.spec.strategy = app.spec.strategy.clone();
                 raw_app
@@ -155,7 +155,7 @@ proptest! {
         seed in any::<u64>(),
         mask in any::<u32>(),
     ) {
-        let job = render(&app).expect("renders");
+        let job = render(&app, "drover").expect("renders");
         let noisy = shuffle(&with_defaults(&job, mask), seed);
         prop_assert_eq!(spec_hash(&job), spec_hash(&noisy));
     }
@@ -166,7 +166,7 @@ proptest! {
         field in 0usize..5,
         mask in any::<u32>(),
     ) {
-        let job = render(&app).expect("renders");
+        let job = render(&app, "drover").expect("renders");
         let mut changed = job.clone();
         let group = &mut changed["TaskGroups"][0];
         match field {

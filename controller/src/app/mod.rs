@@ -9,6 +9,7 @@
 //! - [`mod@validate`] (and `validate_job` for `spec.job`): every problem, with its path;
 //! - [`mod@render`]: [`App`] → Nomad `api.Job` JSON;
 //! - [`hash`]: the canonical spec hash;
+//! - [`record`]: [`Record`], what the reconciler reads of a record: valid (rendered and hashed) or invalid;
 //! - [`schema`]: the JSON Schemas.
 //!
 //! The pipeline a reconcile uses is [`load`]: parse, validate, render and hash, with every error
@@ -20,6 +21,7 @@ pub mod hash;
 mod hash_props;
 pub mod key;
 pub mod parse;
+pub mod record;
 pub mod render;
 pub mod schema;
 pub mod spec;
@@ -38,6 +40,7 @@ pub use duration::HumanDuration;
 pub use hash::spec_hash;
 pub use key::{AppKey, ParseAppKeyError};
 pub use parse::{parse, parse_documents, record_key, split_documents};
+pub use record::{Record, ValidRecord};
 pub use render::render;
 pub use schema::{schemas, write_schemas};
 pub use spec::{
@@ -53,9 +56,22 @@ pub use validate::validate;
 pub const API_VERSION: &str = "drover.io/v1alpha1";
 /// The only record kind this Drover reads.
 pub const KIND: &str = "App";
-/// The job `Meta` key that marks a job as Drover's; its value is `<namespace>/<name>` and never
-/// changes (DESIGN §3: any other Meta change would restart every allocation).
+/// The job `Meta` key that marks a job as Drover's; its value is [`owner_value`] and never changes (DESIGN §3: any
+/// other Meta change would restart every allocation).
 pub const OWNER_META_KEY: &str = "drover.io/app";
+
+/// The KV prefix Drover uses unless `--prefix` says otherwise.
+pub const DEFAULT_PREFIX: &str = "drover";
+
+/// The value of [`OWNER_META_KEY`] on the jobs of the app at `key` in the installation using `prefix`: the record's
+/// own Consul key, `<prefix>/apps/<namespace>/<name>` (e.g. `drover/apps/default/web`).
+///
+/// This format is stable (a changed value restarts every allocation of the job): it names the installation, so two
+/// Drovers with different `--prefix` never take each other's jobs for their own, and it tells a person reading
+/// `nomad job inspect` where the record lives.
+pub fn owner_value(prefix: &str, key: &AppKey) -> String {
+    key.app_kv_key(prefix)
+}
 
 /// One problem with a record: where it is and why it is wrong.
 ///
@@ -119,6 +135,14 @@ pub struct Desired {
 /// Every problem found, each with its path. When the bytes parse only partly (say, one unknown
 /// field), the rest of the record is still validated, so the list is as complete as it can be.
 pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
+    load_for(DEFAULT_PREFIX, key, bytes)
+}
+
+/// [`load`] for the installation using KV prefix `prefix` (the owner mark in the job's `Meta` names it).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_for(prefix: &str, key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
     let (app, mut errors) = parse::parse_lenient(bytes);
     let Some(app) = app else {
         return Err(cap_errors(errors));
@@ -135,7 +159,7 @@ pub fn load(key: &AppKey, bytes: &[u8]) -> Result<Desired, Vec<FieldError>> {
         errors.dedup();
         return Err(cap_errors(errors));
     }
-    let job = render(&app)?;
+    let job = render(&app, prefix)?;
     let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or(&app.metadata.name).to_owned();
     let hash = spec_hash(&job);
     Ok(Desired { key: key.clone(), app, job, job_id, hash })

@@ -2,7 +2,7 @@
 //! nanoseconds, api-contract B1/B11).
 //!
 //! Both forms get the same treatment: `Namespace` is the record's namespace, the job's `Meta`
-//! gains exactly one Drover key (`drover.io/app = <ns>/<name>`, DESIGN §3: never a hash or a
+//! gains exactly one Drover key (`drover.io/app = <prefix>/apps/<ns>/<name>`, DESIGN §3: never a hash or a
 //! generation, which would restart every allocation on each change), and when `spec.strategy`
 //! is set every group gets an `Update` block rendered from it.
 
@@ -21,7 +21,7 @@ use super::{FieldError, HumanDuration, OWNER_META_KEY};
 ///
 /// # Errors
 /// The reasons the record cannot be rendered, with their paths.
-pub fn render(app: &App) -> Result<Value, Vec<FieldError>> {
+pub fn render(app: &App, prefix: &str) -> Result<Value, Vec<FieldError>> {
     let mut job = match (&app.spec.job, &app.spec.template) {
         (Some(job), None) => {
             let Some((job, _)) = unwrap_job(job) else {
@@ -39,7 +39,7 @@ pub fn render(app: &App) -> Result<Value, Vec<FieldError>> {
         }
     };
     job.insert("Namespace".into(), Value::String(app.metadata.namespace.clone()));
-    let owner = format!("{}/{}", app.metadata.namespace, app.metadata.name);
+    let owner = super::owner_value(prefix, &super::AppKey::new(&app.metadata.namespace, &app.metadata.name));
     match job.get_mut("Meta") {
         Some(Value::Object(meta)) => {
             meta.insert(OWNER_META_KEY.into(), Value::String(owner));
@@ -176,11 +176,11 @@ mod tests {
 
     #[test]
     fn render_should_turn_a_template_into_a_service_job() {
-        let job = render(&template_app("web")).unwrap();
+        let job = render(&template_app("web"), "drover").unwrap();
         assert_eq!(job["ID"], "web");
         assert_eq!(job["Namespace"], "default");
         assert_eq!(job["Type"], "service");
-        assert_eq!(job["Meta"], json!({"drover.io/app": "default/web"}));
+        assert_eq!(job["Meta"], json!({"drover.io/app": "drover/apps/default/web"}));
         let group = &job["TaskGroups"][0];
         assert_eq!(group["Name"], "web");
         assert_eq!(group["Count"], 3);
@@ -198,7 +198,7 @@ mod tests {
         if let Some(t) = app.spec.template.as_mut() {
             t.ports.insert("admin".into(), PortSpec { to: None, static_port: Some(9000) });
         }
-        let job = render(&app).unwrap();
+        let job = render(&app, "drover").unwrap();
         assert_eq!(
             job["TaskGroups"][0]["Networks"][0],
             json!({"ReservedPorts": [{"Label": "admin", "Value": 9000}],
@@ -213,10 +213,10 @@ mod tests {
             json!({"Job": {"Meta": {"team": "a"}, "TaskGroups": [{"Name": "w", "Tasks": [{"Name": "w", "Driver": "docker"}]}]}}),
         );
         app.spec.strategy = Some(Strategy { max_parallel: Some(2), ..Strategy::default() });
-        let job = render(&app).unwrap();
+        let job = render(&app, "drover").unwrap();
         assert_eq!(job["ID"], "worker");
         assert_eq!(job["Namespace"], "default");
-        assert_eq!(job["Meta"], json!({"team": "a", "drover.io/app": "default/worker"}));
+        assert_eq!(job["Meta"], json!({"team": "a", "drover.io/app": "drover/apps/default/worker"}));
         assert_eq!(
             job["TaskGroups"][0]["Update"],
             json!({"MaxParallel": 2, "MinHealthyTime": 10_000_000_000_i64, "HealthyDeadline": 300_000_000_000_i64,
@@ -230,6 +230,6 @@ mod tests {
             "worker",
             json!({"ID": "worker-v2", "TaskGroups": [{"Name": "w", "Tasks": [{"Name": "w", "Driver": "docker"}]}]}),
         );
-        assert_eq!(render(&app).unwrap()["ID"], "worker-v2");
+        assert_eq!(render(&app, "drover").unwrap()["ID"], "worker-v2");
     }
 }

@@ -361,29 +361,19 @@ fn expect_nonempty_string_if_set(obj: &Map<String, Value>, p: &str, field: &str,
     }
 }
 
-/// `Meta` is `map[string]string`; the job-level owner key, if written by hand, must be the one
-/// Drover would write.
+/// `Meta` is `map[string]string`; the owner key is Drover's alone (its value names the installation, which a record
+/// cannot know), so a record never sets it.
 fn check_meta(meta: Option<&Value>, p: &str, app: Option<&App>, errors: &mut Vec<FieldError>) {
     let Some(meta) = meta.filter(|v| !v.is_null()) else {
         return;
     };
     check_string_values(meta, p, errors);
-    let owner = meta.get(OWNER_META_KEY);
-    match (app, owner) {
-        (Some(app), Some(v)) => {
-            let want = format!("{}/{}", app.metadata.namespace, app.metadata.name);
-            if v.as_str() != Some(want.as_str()) {
-                errors.push(FieldError::new(
-                    key_path(p, OWNER_META_KEY),
-                    format!("is Drover's ownership key and must be `{want}` (or left out)"),
-                ));
-            }
-        }
-        (None, Some(_)) => errors.push(FieldError::new(
-            key_path(p, OWNER_META_KEY),
-            "is Drover's ownership key: set it only in the job's Meta (Drover does)",
-        )),
-        _ => {}
+    if meta.get(OWNER_META_KEY).is_some() {
+        let reason = match app {
+            Some(_) => "is Drover's ownership key: leave it out, Drover sets it",
+            None => "is Drover's ownership key: set it only in the job's Meta (Drover does)",
+        };
+        errors.push(FieldError::new(key_path(p, OWNER_META_KEY), reason));
     }
 }
 

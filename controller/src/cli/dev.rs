@@ -139,12 +139,12 @@ async fn live_view(handle: Handle, banner: String, plain: bool, shutdown: tokio_
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mut keys = handle.desired.keys();
+        let mut keys = handle.records.keys();
         keys.extend(handle.statuses.keys());
         keys.sort();
         keys.dedup();
         let statuses: Vec<_> = keys.iter().map(|k| handle.statuses.get(k).and_then(|s| s.status)).collect();
-        let generations: Vec<_> = keys.iter().map(|k| handle.desired.get(k).map(|e| e.generation)).collect();
+        let generations: Vec<_> = keys.iter().map(|k| handle.records.get(k).map(|e| e.generation())).collect();
         let text = table(keys.iter().zip(generations).zip(statuses.iter()).map(|((k, g), s)| (k, g, s.as_deref())));
         let ready = if *handle.ready.borrow() { "" } else { "(loading…)\n" };
         let mut out = std::io::stdout().lock();

@@ -133,9 +133,9 @@ pub fn table<'a>(rows: impl IntoIterator<Item = (&'a AppKey, Option<u64>, Option
             .map_or("-".to_string(), |s| format!("{}/{}", s.replicas.healthy, s.replicas.desired));
         let message = status
             .and_then(|s| {
-                s.condition("Valid")
+                s.condition(crate::status::ConditionType::Valid)
                     .filter(|c| c.status != crate::status::ConditionStatus::True)
-                    .or(s.condition("Ready"))
+                    .or(s.condition(crate::status::ConditionType::Ready))
             })
             .map_or(String::new(), |c| truncate(&c.message, 70));
         let generation = generation.map_or("-".to_string(), |g| g.to_string());

@@ -1,48 +1,55 @@
-//! Errors met while carrying out a plan, and the one policy that says how each is retried.
+//! Errors met while gathering for or carrying out a plan, and the one policy that says how each is retried.
 
 use std::time::Duration;
 
-/// A failure while executing a plan. Each variant says whether it can be retried.
+pub use crate::queue::Retry;
+
+/// A failure of one reconcile step. Each variant says whether it can be retried.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// Nomad or Consul could not be reached or answered 5xx. Retryable with backoff.
-    #[error("{operation} failed for job {job_id:?}")]
+    #[error("{operation} failed for {target:?}")]
     Unavailable {
-        /// What was attempted (`register`, `deregister`, `read job`, `write status`).
+        /// What was attempted (`register`, `deregister`, `read job`, `read record`, `write status`).
         operation: &'static str,
-        /// The job concerned.
-        job_id: String,
+        /// The job or key concerned.
+        target: String,
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The write raced another writer (`EnforceIndex` or a status CAS). Retryable at once, after a refresh.
-    #[error("{operation} for job {job_id:?} lost a race with another writer")]
+    /// The write raced another writer (`EnforceIndex` or a status CAS), or a job to stop changed hands. Retried at
+    /// once the first time; then with backoff, and reported in status (see [`super::CONFLICTS_REPORTED`]).
+    #[error("{operation} for {target:?} lost a race with another writer")]
     Conflict {
         /// What was attempted.
         operation: &'static str,
-        /// The job concerned.
-        job_id: String,
+        /// The job or key concerned.
+        target: String,
     },
-    /// Nomad rejected the job as invalid. Not retryable: the record must change.
+    /// Nomad rejected the job (invalid, or a change of job type it refuses). Not retryable: the record must change.
     #[error("Nomad rejected job {job_id:?}: {message}")]
     Rejected {
         /// The job concerned.
         job_id: String,
-        /// Nomad's validation text.
+        /// Nomad's text.
         message: String,
     },
+    /// The job's namespace does not exist in Nomad. Not retried on a timer: creating the namespace wakes the app.
+    #[error("Nomad namespace {namespace:?} does not exist")]
+    NamespaceMissing {
+        /// The namespace.
+        namespace: String,
+    },
     /// The token may not do this. Retryable with backoff (a person may fix the policy).
-    #[error("permission denied: {operation} for job {job_id:?}")]
+    #[error("permission denied: {operation} for {target:?}")]
     Forbidden {
         /// What was attempted.
         operation: &'static str,
-        /// The job concerned.
-        job_id: String,
+        /// The job or key concerned.
+        target: String,
     },
 }
-
-pub use crate::queue::Retry;
 
 impl ExecError {
     /// A bounded label for metrics.
@@ -51,17 +58,40 @@ impl ExecError {
             ExecError::Unavailable { .. } => "unavailable",
             ExecError::Conflict { .. } => "conflict",
             ExecError::Rejected { .. } => "rejected",
+            ExecError::NamespaceMissing { .. } => "namespace_missing",
             ExecError::Forbidden { .. } => "forbidden",
         }
     }
 
-    /// The retry policy for this error.
-    pub fn classify(&self) -> Retry {
+    /// The retry policy for this error, given how many conflicts in a row the app has met (this one included).
+    pub fn classify(&self, conflicts_in_row: u32) -> Retry {
         match self {
             ExecError::Unavailable { .. } | ExecError::Forbidden { .. } => Retry::Backoff,
-            ExecError::Conflict { .. } => Retry::After(Duration::ZERO),
-            ExecError::Rejected { .. } => Retry::Never,
+            // The next attempt reads fresh state and should succeed; a race that keeps recurring must not spin.
+            ExecError::Conflict { .. } if conflicts_in_row <= 1 => Retry::After(Duration::ZERO),
+            ExecError::Conflict { .. } => Retry::Backoff,
+            ExecError::Rejected { .. } | ExecError::NamespaceMissing { .. } => Retry::Never,
         }
+    }
+}
+
+/// Maps a Nomad client error to the execution error that carries the retry policy.
+pub(super) fn from_nomad(operation: &'static str, job_id: &str, e: crate::nomad::Error) -> ExecError {
+    use crate::nomad::Error as N;
+    match e {
+        N::EnforceIndexConflict { .. } => ExecError::Conflict { operation, target: job_id.to_string() },
+        N::JobInvalid { message, .. } => ExecError::Rejected { job_id: job_id.to_string(), message },
+        N::PermissionDenied { .. } => ExecError::Forbidden { operation, target: job_id.to_string() },
+        other => ExecError::Unavailable { operation, target: job_id.to_string(), source: Box::new(other) },
+    }
+}
+
+/// Maps a Consul client error: a denial is `Forbidden`, anything else an outage.
+pub(super) fn from_consul(operation: &'static str, key: &str, e: crate::consul::Error) -> ExecError {
+    if e.is_permission_denied() {
+        ExecError::Forbidden { operation, target: key.to_string() }
+    } else {
+        ExecError::Unavailable { operation, target: key.to_string(), source: Box::new(e) }
     }
 }
 
@@ -71,11 +101,13 @@ mod tests {
 
     #[test]
     fn classify_should_follow_the_policy() {
-        let conflict = ExecError::Conflict { operation: "register", job_id: "web".into() };
-        assert_eq!(conflict.classify(), Retry::After(Duration::ZERO));
+        let conflict = ExecError::Conflict { operation: "register", target: "web".into() };
+        assert_eq!(conflict.classify(1), Retry::After(Duration::ZERO), "the first conflict retries at once");
+        assert_eq!(conflict.classify(2), Retry::Backoff, "a recurring conflict backs off");
         let rejected = ExecError::Rejected { job_id: "web".into(), message: "1 error occurred".into() };
-        assert_eq!(rejected.classify(), Retry::Never);
-        let forbidden = ExecError::Forbidden { operation: "register", job_id: "web".into() };
-        assert_eq!(forbidden.classify(), Retry::Backoff);
+        assert_eq!(rejected.classify(0), Retry::Never);
+        let forbidden = ExecError::Forbidden { operation: "register", target: "web".into() };
+        assert_eq!(forbidden.classify(0), Retry::Backoff);
+        assert_eq!(ExecError::NamespaceMissing { namespace: "x".into() }.classify(0), Retry::Never);
     }
 }

@@ -1,112 +1,70 @@
-//! Carrying out a [`Plan`](super::Plan)'s actions against Nomad and Consul. No decisions here: each action is
-//! sent as told, and the outcome is read back so the status records what really happened.
+//! Carrying out a [`Plan`](super::Plan)'s actions, in order, stopping at the first failure. No decisions here,
+//! except the one safety check Nomad's DELETE lacks an index for: a job is stopped only if a fresh read shows it
+//! still carries the owner value the plan names.
 
-use std::sync::Arc;
-
-use super::error::ExecError;
-use super::{Action, Applied};
-use crate::app::AppKey;
-use crate::live::LiveJob;
+use super::error::{ExecError, from_consul, from_nomad};
+use super::plan::{Action, Applied};
+use super::ports::{KvPort, NomadPort};
 use crate::metrics::Metrics;
-use crate::nomad::{self, Error as NomadError};
-use crate::store::{LiveCache, StatusCache};
 
-/// What `execute` needs: the two clients and the caches it refreshes after each write.
-#[derive(Clone, Debug)]
-pub struct Executor {
-    /// Nomad client.
-    pub nomad: nomad::Client,
-    /// Consul client.
-    pub consul: crate::consul::Client,
-    /// Refreshed after each Nomad write, so the next decision sees the write even before its event arrives.
-    pub live: LiveCache,
-    /// Kept in step with status deletions.
-    pub statuses: StatusCache,
-    /// The KV prefix (`drover`).
-    pub prefix: String,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-}
-
-impl Executor {
-    /// Runs `actions` in order for the app `key` whose job is `namespace/job_id`; stops at the first failure.
-    /// Returns what a successful register produced.
-    pub async fn execute(&self, key: &AppKey, job_id: &str, actions: &[Action]) -> Result<Option<Applied>, ExecError> {
-        let ns = key.namespace.as_str();
-        let mut applied = None;
-        for action in actions {
-            match action {
-                Action::Register { job, enforce_index, hash, reason } => {
-                    self.metrics.nomad_write("register");
-                    match self.nomad.register(ns, job, Some(*enforce_index), false).await {
-                        Ok(_) => {}
-                        Err(NomadError::EnforceIndexConflict { .. }) => {
-                            // Someone wrote the job since we read it: refresh the cache so the next decision sees it.
-                            self.refresh(ns, job_id).await?;
-                            return Err(ExecError::Conflict { operation: "register", job_id: job_id.to_string() });
-                        }
-                        Err(e) => return Err(nomad_error("register", job_id, e)),
+/// Runs `actions` for an app in `namespace` whose status is at `status_key` (CAS guard `status_index`). Returns
+/// what a successful register produced, and whether the status was deleted.
+pub(super) async fn execute<N: NomadPort, K: KvPort>(
+    nomad: &N,
+    kv: &K,
+    metrics: &Metrics,
+    namespace: &str,
+    status_key: &str,
+    status_index: u64,
+    actions: &[Action],
+) -> Result<(Option<Applied>, bool), ExecError> {
+    let mut applied = None;
+    let mut deleted = false;
+    for action in actions {
+        match action {
+            Action::Register { job, enforce_index, hash, reason } => {
+                let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or_default();
+                metrics.nomad_write("register");
+                let reply = nomad
+                    .register(namespace, job, *enforce_index)
+                    .await
+                    .map_err(|e| from_nomad("register", job_id, e))?;
+                // A register that stores a new version answers with JobModifyIndex = Index (one Raft apply for the
+                // job and its evaluation); an identical one answers with the job's ModifyIndex and the later
+                // evaluation's Index (api-contract B4, nomad/job_endpoint.go `Register`). In that case the
+                // EnforceIndex that succeeded is the job's JobModifyIndex.
+                let new_version = *enforce_index == 0 || reply.job_modify_index == reply.index;
+                applied = Some(Applied {
+                    hash: hash.clone(),
+                    reason: *reason,
+                    job_modify_index: if new_version { reply.job_modify_index } else { *enforce_index },
+                    new_version,
+                });
+            }
+            Action::Deregister { job_id, owner, purge } => {
+                let fresh = nomad.job(namespace, job_id).await.map_err(|e| from_nomad("read job", job_id, e))?;
+                match fresh {
+                    // Gone already: what the policy wanted.
+                    None => continue,
+                    Some(j) if !j.owned_by(owner) => {
+                        return Err(ExecError::Conflict { operation: "deregister", target: job_id.clone() });
                     }
-                    // Read back Version and JobModifyIndex (never from the register reply: api-contract B11 point 4).
-                    let live = self.refresh(ns, job_id).await?;
-                    applied = live.map(|j| Applied {
-                        hash: hash.clone(),
-                        reason: *reason,
-                        job_version: j.version,
-                        job_modify_index: j.job_modify_index,
-                    });
+                    Some(_) => {}
                 }
-                Action::Deregister { job_id, purge } => {
-                    // Nomad's DELETE has no EnforceIndex: re-read the job just before, so a job that changed hands
-                    // since the cached read is never stopped (the decision is then made again on fresh data).
-                    let fresh = self.refresh(ns, job_id).await?;
-                    if !fresh.as_ref().is_some_and(|j| j.owned_by(&key.to_string())) {
-                        return Err(ExecError::Conflict { operation: "deregister", job_id: job_id.to_string() });
-                    }
-                    self.metrics.nomad_write(if *purge { "purge" } else { "stop" });
-                    self.nomad
-                        .deregister(ns, job_id, *purge)
-                        .await
-                        .map_err(|e| nomad_error("deregister", job_id, e))?;
-                    self.refresh(ns, job_id).await?;
+                metrics.nomad_write(if *purge { "purge" } else { "stop" });
+                nomad.deregister(namespace, job_id, *purge).await.map_err(|e| from_nomad("deregister", job_id, e))?;
+            }
+            Action::DeleteStatus => {
+                let done = kv
+                    .delete_cas(status_key, status_index)
+                    .await
+                    .map_err(|e| from_consul("delete status", status_key, e))?;
+                if !done {
+                    return Err(ExecError::Conflict { operation: "delete status", target: status_key.to_string() });
                 }
-                Action::DeleteStatus => {
-                    let status_key = key.status_kv_key(&self.prefix);
-                    self.consul.delete(&status_key).await.map_err(|e| ExecError::Unavailable {
-                        operation: "delete status",
-                        job_id: job_id.to_string(),
-                        source: Box::new(e),
-                    })?;
-                    self.statuses.remove(key);
-                }
+                deleted = true;
             }
         }
-        Ok(applied)
     }
-
-    /// Reads the job and puts what Nomad says into the live cache.
-    async fn refresh(&self, ns: &str, job_id: &str) -> Result<Option<LiveJob>, ExecError> {
-        match self.nomad.job(ns, job_id).await {
-            Ok(Some(job)) => {
-                let live = LiveJob::from(&job);
-                self.live.upsert_job(live.clone());
-                Ok(Some(live))
-            }
-            Ok(None) => {
-                self.live.remove_job(ns, job_id);
-                Ok(None)
-            }
-            Err(e) => Err(nomad_error("read job", job_id, e)),
-        }
-    }
-}
-
-/// Maps a Nomad client error to the execution error that carries the retry policy.
-fn nomad_error(operation: &'static str, job_id: &str, e: NomadError) -> ExecError {
-    match e {
-        NomadError::EnforceIndexConflict { .. } => ExecError::Conflict { operation, job_id: job_id.to_string() },
-        NomadError::JobInvalid { message, .. } => ExecError::Rejected { job_id: job_id.to_string(), message },
-        NomadError::PermissionDenied { .. } => ExecError::Forbidden { operation, job_id: job_id.to_string() },
-        other => ExecError::Unavailable { operation, job_id: job_id.to_string(), source: Box::new(other) },
-    }
+    Ok((applied, deleted))
 }

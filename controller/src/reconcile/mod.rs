@@ -1,189 +1,352 @@
-//! Reconciling one app: [`decide`] (pure) turns what is desired, what runs and what was recorded into a [`Plan`];
-//! `execute` carries the plan out against Nomad; the runtime writes the status and requeues.
+//! The reconcile stage: one app at a time, level-triggered (nothing trusts the event that woke it), in four steps:
 //!
-//! Nothing here trusts the event that woke the reconcile: every run reads the whole current state (level-triggered).
+//! ```text
+//!  gather ──► decide ──► execute ──► write status
+//!  stores +    pure       Nomad /     one place, CAS,
+//!  proof of    Plan       Consul      only if changed
+//!  absence                writes
+//! ```
+//!
+//! - **gather** reads the three stores; a record the store lacks is proven gone with a single-key read before any
+//!   destructive act (404 = gone; 403 = cannot tell, nothing done).
+//! - **decide** ([`decide()`]) is a pure function of what was gathered and the time.
+//! - **execute** carries the plan out through [`NomadPort`] and [`KvPort`], narrow traits with in-memory fakes
+//!   ([`fake`]), so every path of the stage, conflicts and errors included, is tested in-process.
+//! - **write status** is the only place statuses are written or deleted (so leadership can gate it later).
 
-mod decide;
+pub mod decide;
 pub mod error;
-pub mod execute;
+mod execute;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
+pub mod plan;
+pub mod ports;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use crate::app::{DriftPolicy, FieldError};
-use crate::status::{AppStatus, ObservedDeletionPolicy};
+use tokio::time::Instant;
+use tracing::Instrument;
 
 pub use decide::decide;
+pub use error::ExecError;
+pub use plan::{Action, Applied, Observed, Plan, RecordState, RegisterReason, Requeue};
+pub use ports::{KvPort, NomadPort};
 
-/// What a valid record asks for, reduced to what the decision needs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ValidRecord {
-    /// The record's generation (Consul ModifyIndex).
-    pub generation: u64,
-    /// The Nomad job ID it renders to.
-    pub job_id: String,
-    /// Hash of the rendered job (DESIGN §3).
-    pub hash: String,
-    /// The rendered job, as registered.
-    pub job: Arc<serde_json::Value>,
-    /// `spec.suspend`.
-    pub suspend: bool,
-    /// `spec.adopt`.
-    pub adopt: bool,
-    /// `spec.deletionPolicy`.
-    pub deletion_policy: ObservedDeletionPolicy,
-    /// `spec.driftPolicy`.
-    pub drift_policy: DriftPolicy,
+use crate::app::{AppKey, Record, owner_value};
+use crate::live::JobKey;
+use crate::metrics::Metrics;
+use crate::queue::{Outcome, Reconciled, Retry};
+use crate::status::{AppStatus, ConditionStatus, ConditionType, HistoryEntry, Phase, Reason, timestamp};
+use crate::store::{LiveCache, Records, Statuses, StatusesWriter};
+
+/// After this many write conflicts in a row, the app's status reports them (`lastError`).
+pub const CONFLICTS_REPORTED: u32 = 3;
+
+/// The reconcile stage: the stores it reads, the ports it writes through, and the status writer it owns.
+pub struct Stage<N, K> {
+    prefix: String,
+    nomad: N,
+    kv: K,
+    records: Records,
+    live: LiveCache,
+    statuses: Statuses,
+    status_writer: StatusesWriter,
+    metrics: Arc<Metrics>,
+    clock: fn() -> SystemTime,
+    /// Write conflicts in a row, per app (only apps whose last run conflicted are here).
+    conflicts: Mutex<HashMap<AppKey, u32>>,
 }
 
-/// The desired side of one app.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Record {
-    /// A record that validates and renders.
-    Valid(Arc<ValidRecord>),
-    /// A record that does not; it never reaches Nomad.
-    Invalid {
-        /// The record's generation.
-        generation: u64,
-        /// Every problem, with its path.
-        errors: Arc<Vec<FieldError>>,
-    },
-    /// No record at this key (deleted, or only a status is left).
-    Absent,
+/// What gather found for one app.
+struct Gathered {
+    record: RecordState,
+    status: Option<Arc<AppStatus>>,
+    status_index: u64,
+    live: crate::live::Live,
 }
 
-/// One write to carry out, in order.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Register the job with `EnforceIndex`: `enforce_index` 0 means "only if it does not exist".
-    Register {
-        /// The rendered job.
-        job: Arc<serde_json::Value>,
-        /// The live `JobModifyIndex` the write is conditioned on (0 = create).
-        enforce_index: u64,
-        /// The hash of `job`, recorded as applied once the register succeeds.
-        hash: String,
-        /// Why, for the history and logs.
-        reason: RegisterReason,
-    },
-    /// Stop (or purge) a job of this app.
-    Deregister {
-        /// The job: the app's job, or the one it ran under an earlier job ID.
-        job_id: String,
-        /// Purge as well as stop.
-        purge: bool,
-    },
-    /// Delete the status record: the app is gone.
-    DeleteStatus,
-}
+impl<N: NomadPort, K: KvPort> Stage<N, K> {
+    /// A stage for installation `prefix` over these stores and ports. `status_writer` must be the writer of
+    /// `statuses`: this stage is the only writer of statuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        prefix: &str,
+        nomad: N,
+        kv: K,
+        records: Records,
+        live: LiveCache,
+        (status_writer, statuses): (StatusesWriter, Statuses),
+        metrics: Arc<Metrics>,
+        clock: fn() -> SystemTime,
+    ) -> Stage<N, K> {
+        Stage {
+            prefix: prefix.to_string(),
+            nomad,
+            kv,
+            records,
+            live,
+            statuses,
+            status_writer,
+            metrics,
+            clock,
+            conflicts: Mutex::new(HashMap::new()),
+        }
+    }
 
-/// Why a register is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegisterReason {
-    /// No job with that ID exists.
-    Create,
-    /// The record changed.
-    Update,
-    /// The record adopts an existing job.
-    Adopt,
-    /// The job changed behind Drover's back and `driftPolicy: Revert` undoes it.
-    RevertDrift,
-    /// Status does not say what was applied (lost, or a write failed half-way); an identical register is harmless.
-    Refresh,
-}
+    /// The status writer, to load every status once at start (before any reconcile runs).
+    pub fn status_writer(&self) -> &StatusesWriter {
+        &self.status_writer
+    }
 
-impl RegisterReason {
-    /// The word used in history entries.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegisterReason::Create => "Created",
-            RegisterReason::Update => "Updated",
-            RegisterReason::Adopt => "Adopted",
-            RegisterReason::RevertDrift => "Reverted",
-            RegisterReason::Refresh => "Refreshed",
+    /// Reconciles one app.
+    pub async fn reconcile(&self, key: AppKey) -> Reconciled {
+        let span = tracing::info_span!("reconcile", app = %key);
+        self.reconcile_in_span(&key).instrument(span).await
+    }
+
+    async fn reconcile_in_span(&self, key: &AppKey) -> Reconciled {
+        let started = Instant::now();
+        let result = match self.gather(key).await {
+            Ok(Some(g)) => self.act(key, g).await,
+            Ok(None) => Reconciled::done(None),
+            Err(err) => {
+                tracing::warn!(error = %crate::error_chain(&err), kind = err.kind(), "gather failed");
+                Reconciled::retry(err.classify(0), None)
+            }
+        };
+        let label = match &result.outcome {
+            Outcome::Done => "ok",
+            Outcome::RequeueAfter(_) => "requeue",
+            Outcome::Retry { retry: Retry::After(_) } => "conflict",
+            Outcome::Retry { .. } => "error",
+        };
+        self.metrics.reconcile_finished(label, started.elapsed());
+        result
+    }
+
+    /// Reads the stores; proves a missing record gone (or not) with a single-key read. `None`: no record and no
+    /// status, so nothing to do.
+    async fn gather(&self, key: &AppKey) -> Result<Option<Gathered>, ExecError> {
+        let stored = self.statuses.get(key);
+        let status = stored.as_ref().and_then(|s| s.status.clone());
+        let status_index = stored.as_ref().map_or(0, |s| s.modify_index);
+        let record = match self.records.get(key) {
+            Some(record) => RecordState::Present(record),
+            // Neither a record nor a status Drover can read: Drover never managed this key.
+            None if status.is_none() => return Ok(None),
+            None => {
+                let record_key = key.app_kv_key(&self.prefix);
+                match self.kv.get(&record_key).await {
+                    // The store lags the write: decide on what Consul holds now.
+                    Ok(Some(pair)) => {
+                        RecordState::Present(Arc::new(Record::load(&self.prefix, key, &pair.value, pair.modify_index)))
+                    }
+                    Ok(None) => RecordState::Gone,
+                    Err(e) if e.is_permission_denied() => RecordState::Unreadable { reason: crate::error_chain(&e) },
+                    Err(e) => {
+                        return Err(ExecError::Unavailable {
+                            operation: "read record",
+                            target: record_key,
+                            source: Box::new(e),
+                        });
+                    }
+                }
+            }
+        };
+        let job_id = match &record {
+            RecordState::Present(r) => r.job_id(key).to_string(),
+            _ => status.as_ref().and_then(|s| s.job_id.clone()).unwrap_or_else(|| key.name.clone()),
+        };
+        let mut retiring: Vec<JobKey> = Vec::new();
+        if let Some(s) = &status {
+            let earlier = s.job_id.iter().chain(s.retiring_job_ids.iter()).filter(|id| **id != job_id);
+            retiring.extend(earlier.map(|id| JobKey::new(&key.namespace, id)));
+        }
+        let live = self.live.live_for(&JobKey::new(&key.namespace, &job_id), &retiring);
+        Ok(Some(Gathered { record, status, status_index, live }))
+    }
+
+    /// Decides, executes and records the outcome.
+    async fn act(&self, key: &AppKey, g: Gathered) -> Reconciled {
+        let now = (self.clock)();
+        let ts = timestamp(now);
+        let owner = owner_value(&self.prefix, key);
+        let generation = match &g.record {
+            RecordState::Present(r) => Some(r.generation()),
+            _ => None,
+        };
+        let plan = decide(&Observed {
+            key,
+            owner: &owner,
+            record: &g.record,
+            live: &g.live,
+            status: g.status.as_deref(),
+            now,
+        });
+        if plan.drift_detected {
+            self.metrics.drift_detected();
+        }
+        let status_key = key.status_kv_key(&self.prefix);
+        let executed = execute::execute(
+            &self.nomad,
+            &self.kv,
+            &self.metrics,
+            &key.namespace,
+            &status_key,
+            g.status_index,
+            &plan.actions,
+        )
+        .await;
+        let mut status = plan.status;
+        let valid = match &g.record {
+            RecordState::Present(r) => match r.as_ref() {
+                Record::Valid(v) => Some(v.clone()),
+                Record::Invalid { .. } => None,
+            },
+            _ => None,
+        };
+        let mut result = match &executed {
+            Ok((applied, deleted)) => {
+                self.conflicts_reset(key);
+                if *deleted {
+                    self.status_writer.remove(key);
+                    return Reconciled::done(generation);
+                }
+                if let Some(s) = status.as_mut() {
+                    if let (Some(applied), Some(v)) = (applied, &valid) {
+                        record_applied(s, v.generation, v.expects_deployment, applied, &ts);
+                    }
+                    s.last_error = None;
+                }
+                match plan.requeue {
+                    Requeue::AwaitChange => Reconciled::done(generation),
+                    Requeue::After(d) => Reconciled::requeue_after(d, generation),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %crate::error_chain(err), kind = err.kind(), "reconcile failed");
+                let conflicts = self.conflicts_count(key, err);
+                if let Some(s) = status.as_mut() {
+                    record_error(s, err, valid.as_ref().map(|v| v.hash.as_str()), conflicts, &ts);
+                }
+                Reconciled::retry(err.classify(conflicts), generation)
+            }
+        };
+        if let Some(s) = status
+            && let Err(err) = self.write_status(key, s, g.status.as_deref(), g.status_index, &ts).await
+        {
+            tracing::warn!(error = %crate::error_chain(&err), "status write failed");
+            if matches!(result.outcome, Outcome::Done | Outcome::RequeueAfter(_)) {
+                let conflicts = self.conflicts_count(key, &err);
+                result = Reconciled::retry(err.classify(conflicts), generation);
+            }
+        }
+        result
+    }
+
+    fn conflicts_count(&self, key: &AppKey, err: &ExecError) -> u32 {
+        let mut map = self.conflicts.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(err, ExecError::Conflict { .. }) {
+            let n = map.entry(key.clone()).or_default();
+            *n += 1;
+            *n
+        } else {
+            map.remove(key);
+            0
+        }
+    }
+
+    fn conflicts_reset(&self, key: &AppKey) {
+        self.conflicts.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Writes the status if it changed (timestamps aside), with CAS on the index last seen. The one place a status
+    /// is written.
+    async fn write_status(
+        &self,
+        key: &AppKey,
+        mut status: AppStatus,
+        stored: Option<&AppStatus>,
+        index: u64,
+        ts: &str,
+    ) -> Result<(), ExecError> {
+        if stored.is_some_and(|s| s.eq_ignoring_time(&status)) {
+            return Ok(());
+        }
+        status.updated_at = ts.to_string();
+        let status_key = key.status_kv_key(&self.prefix);
+        let body = serde_json::to_vec(&status).map_err(|e| ExecError::Unavailable {
+            operation: "encode status",
+            target: status_key.clone(),
+            source: Box::new(e),
+        })?;
+        match self.kv.cas(&status_key, &body, index).await {
+            Ok(Some(new_index)) => {
+                self.metrics.status_write("written");
+                self.status_writer.set(key.clone(), status, new_index);
+                Ok(())
+            }
+            Ok(None) => {
+                // Someone else wrote it: read it back so the next attempt has the right index.
+                self.metrics.status_write("conflict");
+                if let Ok(pair) = self.kv.get(&status_key).await {
+                    self.status_writer.set_read(key.clone(), pair.as_ref());
+                }
+                Err(ExecError::Conflict { operation: "write status", target: status_key })
+            }
+            Err(e) => {
+                self.metrics.status_write("error");
+                Err(error::from_consul("write status", &status_key, e))
+            }
         }
     }
 }
 
-/// When to look at the app again, apart from changes that wake it anyway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requeue {
-    /// Only when something changes (a record write, a Nomad event, or the periodic resync).
-    AwaitChange,
-    /// After this long, even if nothing changes.
-    After(Duration),
-}
-
-impl Requeue {
-    /// Look again after `d`.
-    #[must_use]
-    pub fn after(d: Duration) -> Requeue {
-        Requeue::After(d)
-    }
-
-    /// Look again only on a change.
-    #[must_use]
-    pub fn await_change() -> Requeue {
-        Requeue::AwaitChange
-    }
-}
-
-/// The decision for one reconcile.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Plan {
-    /// Writes to carry out, in order; empty when converged.
-    pub actions: Vec<Action>,
-    /// The status to record; `None` when there is nothing to record (no record and no status).
-    pub status: Option<AppStatus>,
-    /// When to look again.
-    pub requeue: Requeue,
-    /// True the first time a given drift is seen (for the `drift_detected_total` metric).
-    pub drift_detected: bool,
-}
-
-/// What a successful register produced, read back from Nomad.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// The hash registered.
-    pub hash: String,
-    /// Why it was registered.
-    pub reason: RegisterReason,
-    /// The job's version after the register, when read back.
-    pub job_version: Option<u64>,
-    /// The job's `JobModifyIndex` after the register, read from `GET /v1/job/:id` (never from the register reply:
-    /// api-contract B11 point 4).
-    pub job_modify_index: u64,
-}
-
 /// Records a successful register in the status.
-pub fn record_applied(status: &mut AppStatus, generation: u64, applied: &Applied, ts: &str) {
+fn record_applied(status: &mut AppStatus, generation: u64, expects_deployment: bool, applied: &Applied, ts: &str) {
     status.applied_hash = Some(applied.hash.clone());
-    status.applied_job_version = applied.job_version;
+    status.applied_job_version = None;
     status.applied_job_modify_index = Some(applied.job_modify_index);
+    status.deployment_expected = expects_deployment && applied.new_version;
     status.failed_hash = None;
+    status.rejected_hash = None;
     status.drift_job_modify_index = None;
-    status.push_history(crate::status::HistoryEntry {
+    status.push_history(HistoryEntry {
         generation,
         hash: applied.hash.clone(),
-        job_version: applied.job_version,
-        result: applied.reason.as_str().to_string(),
+        job_version: None,
+        result: applied.reason.history(),
         at: ts.to_string(),
     });
 }
 
 /// Records a failed execution in the status. A rejection by Nomad is final for this spec: the app is `Failed` and
 /// the spec is not sent again until the record changes.
-pub fn record_error(status: &mut AppStatus, err: &error::ExecError, hash: Option<&str>, ts: &str) {
-    status.last_error = Some(crate::error_chain(err));
-    if let (error::ExecError::Rejected { message, .. }, Some(hash)) = (err, hash) {
-        status.phase = crate::status::Phase::Failed;
-        status.failed_hash = Some(hash.to_string());
-        status.set_condition(
-            "Ready",
-            crate::status::ConditionStatus::False,
-            "NomadRejected",
-            format!("Nomad rejected the rendered job: {message}. Fix the record to try again"),
-            ts,
-        );
+fn record_error(status: &mut AppStatus, err: &ExecError, hash: Option<&str>, conflicts: u32, ts: &str) {
+    let mut text = crate::error_chain(err);
+    if conflicts >= CONFLICTS_REPORTED {
+        text = format!("{text} ({conflicts} times in a row; another writer keeps changing it)");
     }
+    status.last_error = Some(text);
+    let (reason, message) = match err {
+        ExecError::Rejected { message, .. } => {
+            (Reason::NomadRejected, format!("Nomad rejected the rendered job: {message}. Fix the record to try again"))
+        }
+        ExecError::NamespaceMissing { namespace } => (
+            Reason::NamespaceMissing,
+            format!("Nomad has no namespace {namespace:?}; Drover registers the job once it exists"),
+        ),
+        _ => return,
+    };
+    let Some(hash) = hash else { return };
+    status.phase = Phase::Failed;
+    if matches!(err, ExecError::Rejected { .. }) {
+        status.rejected_hash = Some(hash.to_string());
+    }
+    status.set_condition(ConditionType::Ready, ConditionStatus::False, reason, message, ts);
 }
+
+#[cfg(test)]
+mod stage_tests;

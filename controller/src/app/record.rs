@@ -1,0 +1,141 @@
+//! [`Record`]: what the reconciler reads of one record at one generation — valid (rendered, hashed, with the
+//! policies the decision needs) or invalid (every field error). Loaded once per generation by the records watch.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{AppKey, DeletionPolicy, DriftPolicy, FieldError, load_for, owner_value};
+use crate::status::ObservedDeletionPolicy;
+
+/// What a valid record asks for, reduced to what the decision needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidRecord {
+    /// The record's generation (Consul ModifyIndex).
+    pub generation: u64,
+    /// The Nomad job ID it renders to.
+    pub job_id: String,
+    /// Hash of the rendered job (DESIGN §3).
+    pub hash: String,
+    /// The rendered job, as registered.
+    pub job: Arc<Value>,
+    /// The value of the job's owner Meta key ([`owner_value`]).
+    pub owner: String,
+    /// True when a new version of this job makes Nomad create a deployment (a service job with a group that has
+    /// allocations and a non-empty update strategy, api-contract B13 "Creation"): Drover then waits for it
+    /// instead of judging the job by its status.
+    pub expects_deployment: bool,
+    /// `spec.suspend`.
+    pub suspend: bool,
+    /// `spec.adopt`.
+    pub adopt: bool,
+    /// `spec.deletionPolicy`.
+    pub deletion_policy: ObservedDeletionPolicy,
+    /// `spec.driftPolicy`.
+    pub drift_policy: DriftPolicy,
+}
+
+/// One record as the reconciler sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A record that validates and renders.
+    Valid(Arc<ValidRecord>),
+    /// A record that does not; it never reaches Nomad.
+    Invalid {
+        /// The record's generation.
+        generation: u64,
+        /// Every problem, with its path.
+        errors: Arc<Vec<FieldError>>,
+    },
+}
+
+impl Record {
+    /// Parses, validates, renders and hashes the record stored at `key` (installation `prefix`) at `generation`.
+    pub fn load(prefix: &str, key: &AppKey, bytes: &[u8], generation: u64) -> Record {
+        match load_for(prefix, key, bytes) {
+            Ok(d) => Record::Valid(Arc::new(ValidRecord {
+                generation,
+                expects_deployment: expects_deployment(&d.job),
+                owner: owner_value(prefix, key),
+                job_id: d.job_id,
+                hash: d.hash,
+                job: Arc::new(d.job),
+                suspend: d.app.spec.suspend,
+                adopt: d.app.spec.adopt,
+                deletion_policy: match d.app.spec.deletion_policy {
+                    DeletionPolicy::Stop => ObservedDeletionPolicy::Stop,
+                    DeletionPolicy::Purge => ObservedDeletionPolicy::Purge,
+                    DeletionPolicy::Orphan => ObservedDeletionPolicy::Orphan,
+                },
+                drift_policy: d.app.spec.drift_policy,
+            })),
+            Err(errors) => Record::Invalid { generation, errors: Arc::new(errors) },
+        }
+    }
+
+    /// The record's generation.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Record::Valid(r) => r.generation,
+            Record::Invalid { generation, .. } => *generation,
+        }
+    }
+
+    /// The Nomad job ID: the rendered one, or the record's name when it does not render.
+    pub fn job_id<'a>(&'a self, key: &'a AppKey) -> &'a str {
+        match self {
+            Record::Valid(r) => &r.job_id,
+            Record::Invalid { .. } => &key.name,
+        }
+    }
+}
+
+/// Whether registering a new version of `job` makes Nomad create a deployment (api-contract B11 defaults and B13
+/// "Creation"): a service job (the default type) with a group whose count is above zero and whose update strategy
+/// — the group's, else the job's when non-empty, else Nomad's default `MaxParallel: 1` — has `MaxParallel > 0`.
+pub fn expects_deployment(job: &Value) -> bool {
+    let job_type = job.get("Type").and_then(Value::as_str).unwrap_or("service");
+    if job_type != "service" {
+        return false;
+    }
+    let max_parallel = |update: Option<&Value>| update.and_then(|u| u.get("MaxParallel")).and_then(Value::as_i64);
+    let job_update = max_parallel(job.get("Update").filter(|u| !u.is_null()));
+    let Some(groups) = job.get("TaskGroups").and_then(Value::as_array) else { return false };
+    groups.iter().any(|g| {
+        let count = g.get("Count").and_then(Value::as_i64).unwrap_or(1);
+        let parallel = max_parallel(g.get("Update").filter(|u| !u.is_null())).or(job_update).unwrap_or(1);
+        count > 0 && parallel > 0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn expects_deployment_should_follow_nomads_creation_rule() {
+        assert!(expects_deployment(&json!({"TaskGroups": [{"Count": 2}]})), "default update strategy");
+        assert!(!expects_deployment(&json!({"TaskGroups": [{"Count": 0}]})), "nothing to place");
+        assert!(!expects_deployment(&json!({"Type": "batch", "TaskGroups": [{"Count": 2}]})));
+        assert!(!expects_deployment(&json!({"TaskGroups": [{"Count": 2, "Update": {"MaxParallel": 0}}]})));
+        assert!(!expects_deployment(&json!({"Update": {"MaxParallel": 0}, "TaskGroups": [{"Count": 2}]})));
+        assert!(expects_deployment(
+            &json!({"Update": {"MaxParallel": 0}, "TaskGroups": [{"Count": 2, "Update": {"MaxParallel": 2}}]})
+        ));
+    }
+
+    #[test]
+    fn load_should_mark_the_job_with_the_installation() {
+        let yaml = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 1}\n";
+        let key = AppKey::new("default", "web");
+        let Record::Valid(a) = Record::load("drover", &key, yaml.as_bytes(), 5) else { panic!("valid") };
+        let Record::Valid(b) = Record::load("team-b", &key, yaml.as_bytes(), 5) else { panic!("valid") };
+        assert_eq!(a.owner, "drover/apps/default/web");
+        assert_eq!(a.job["Meta"]["drover.io/app"], "drover/apps/default/web");
+        assert_eq!(b.job["Meta"]["drover.io/app"], "team-b/apps/default/web");
+        assert_ne!(a.hash, b.hash, "another installation's job is another spec");
+        assert!(a.expects_deployment);
+    }
+}

@@ -1,0 +1,102 @@
+//! Registering the record's spec, and drift: a job change Drover did not make (DESIGN §3). Drover's own writes
+//! are recognised by the `JobModifyIndex` its register produced, Nomad's auto-revert by the failed deployment
+//! (see [`super::deployment`]); anything else is drift, reverted or reported per `driftPolicy`.
+
+use super::{AWAIT_NOMAD_RECHECK, Ctx, PROGRESS_RECHECK, short};
+use crate::app::DriftPolicy;
+use crate::live::{LiveDeployment, LiveJob};
+use crate::reconcile::plan::{Action, Plan, RegisterReason, Requeue};
+use crate::status::{AppStatus, ConditionStatus, ConditionType, Phase, Reason};
+
+impl Ctx<'_> {
+    /// Register the record's job, conditioned on `enforce_index` (0: only if it does not exist).
+    pub(super) fn register(&self, s: &mut AppStatus, enforce_index: u64, reason: RegisterReason) -> Plan {
+        let r = self.record;
+        s.phase = Phase::Progressing;
+        s.deployment = None;
+        self.ready(
+            s,
+            ConditionStatus::False,
+            Reason::Registering,
+            format!("registering job {:?} for generation {} ({})", r.job_id, r.generation, reason.as_str()),
+        );
+        let action = Action::Register { job: r.job.clone(), enforce_index, hash: r.hash.clone(), reason };
+        Plan {
+            actions: vec![action],
+            status: Some(s.clone()),
+            requeue: Requeue::After(PROGRESS_RECHECK),
+            drift_detected: false,
+        }
+    }
+
+    /// Drover's last write is not in the live cache yet.
+    pub(super) fn awaiting_own_write(&self, s: &mut AppStatus) -> Plan {
+        s.phase = Phase::Progressing;
+        self.ready(
+            s,
+            ConditionStatus::False,
+            Reason::AwaitingDeployment,
+            format!("waiting for Nomad to show the register of job {:?}", self.record.job_id),
+        );
+        Plan::status(s.clone(), Requeue::After(AWAIT_NOMAD_RECHECK))
+    }
+
+    /// The job changed while the applied spec's deployment is active: wait for Nomad to settle the deployment.
+    pub(super) fn changed_while_deploying(&self, s: &mut AppStatus, job: &LiveJob, d: &LiveDeployment) -> Plan {
+        s.phase = Phase::Progressing;
+        self.ready(
+            s,
+            ConditionStatus::False,
+            Reason::AwaitingDeployment,
+            format!(
+                "job {:?} changed while deployment {} was running; waiting for Nomad to settle it",
+                job.key.id,
+                short(&d.id)
+            ),
+        );
+        Plan::status(s.clone(), Requeue::After(AWAIT_NOMAD_RECHECK))
+    }
+
+    /// The job changed (or vanished) for a reason that is not Drover's own.
+    pub(super) fn drift(&self, s: &mut AppStatus, job: Option<&LiveJob>) -> Plan {
+        let live_index = job.map_or(0, |j| j.job_modify_index);
+        let first_seen = s.drift_job_modify_index != Some(live_index);
+        s.drift_job_modify_index = Some(live_index);
+        let what = match job {
+            Some(j) => format!(
+                "job {:?} changed outside Drover (JobModifyIndex {} instead of the applied {})",
+                j.key.id,
+                j.job_modify_index,
+                s.applied_job_modify_index.unwrap_or(0)
+            ),
+            None => format!("job {:?} no longer exists in Nomad", self.record.job_id),
+        };
+        let mut plan = match self.record.drift_policy {
+            DriftPolicy::Revert => {
+                s.set_condition(
+                    ConditionType::Drifted,
+                    ConditionStatus::True,
+                    Reason::Reverted,
+                    format!("{what}; driftPolicy Revert registers the desired spec again"),
+                    &self.ts,
+                );
+                let reason = if job.is_some() { RegisterReason::RevertDrift } else { RegisterReason::Create };
+                self.register(s, live_index, reason)
+            }
+            DriftPolicy::Report => {
+                s.phase = Phase::Degraded;
+                s.set_condition(
+                    ConditionType::Drifted,
+                    ConditionStatus::True,
+                    Reason::ChangedOutsideDrover,
+                    format!("{what}; driftPolicy Report leaves it as it is: run `drover diff` to see the change"),
+                    &self.ts,
+                );
+                self.ready(s, ConditionStatus::False, Reason::Drifted, "see the Drifted condition".to_string());
+                Plan::status(s.clone(), Requeue::AwaitChange)
+            }
+        };
+        plan.drift_detected = first_seen;
+        plan
+    }
+}

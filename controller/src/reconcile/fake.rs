@@ -1,0 +1,280 @@
+//! Stateful in-memory models of Nomad and Consul KV for testing the reconcile stage in-process: real indexes,
+//! EnforceIndex and CAS semantics, and faults injected as data. They model behaviour, not call sequences.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use super::ports::{KvPort, NomadPort};
+use crate::consul::client::RequestError;
+use crate::consul::{self, kv::KvPair};
+use crate::live::{JobKey, JobStatus, LiveJob, OWNER_META_KEY};
+use crate::nomad::{self, types::RegisterResponse};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A fault to answer the next matching call with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NomadFault {
+    /// HTTP 500 with a server error (retryable).
+    Unavailable,
+    /// HTTP 500 with a validation error.
+    Invalid(String),
+    /// HTTP 403.
+    Forbidden,
+}
+
+#[derive(Debug, Default)]
+struct NomadModel {
+    index: u64,
+    jobs: BTreeMap<JobKey, (Value, LiveJob)>,
+    faults: VecDeque<NomadFault>,
+    /// Every write, as `register ns/id`, `stop ns/id`, `purge ns/id`.
+    writes: Vec<String>,
+}
+
+/// An in-memory Nomad: jobs with versions and indexes, EnforceIndex, identical-register detection.
+#[derive(Clone, Debug, Default)]
+pub struct FakeNomad {
+    model: Arc<Mutex<NomadModel>>,
+}
+
+impl FakeNomad {
+    /// Makes the next calls fail, in order.
+    pub fn fail_next(&self, fault: NomadFault) {
+        lock(&self.model).faults.push_back(fault);
+    }
+
+    /// A register from someone else (a hand edit): a new version at a new index.
+    pub fn hand_edit(&self, namespace: &str, job: Value) -> LiveJob {
+        let mut m = lock(&self.model);
+        let key = JobKey::new(namespace, job["ID"].as_str().unwrap_or_default());
+        store(&mut m, key, job)
+    }
+
+    /// The job as stored.
+    pub fn get(&self, namespace: &str, id: &str) -> Option<LiveJob> {
+        lock(&self.model).jobs.get(&JobKey::new(namespace, id)).map(|(_, j)| j.clone())
+    }
+
+    /// Every write so far.
+    pub fn writes(&self) -> Vec<String> {
+        lock(&self.model).writes.clone()
+    }
+
+    fn fault(&self, endpoint: &'static str, target: &str) -> Result<(), nomad::Error> {
+        let Some(fault) = lock(&self.model).faults.pop_front() else { return Ok(()) };
+        Err(match fault {
+            NomadFault::Unavailable => nomad::Error::ServerError {
+                endpoint,
+                target: target.to_string(),
+                code: 500,
+                message: "No cluster leader".into(),
+            },
+            NomadFault::Invalid(message) => nomad::Error::JobInvalid { job_id: target.to_string(), message },
+            NomadFault::Forbidden => nomad::Error::PermissionDenied {
+                endpoint,
+                target: target.to_string(),
+                message: "Permission denied".into(),
+            },
+        })
+    }
+}
+
+fn store(m: &mut NomadModel, key: JobKey, job: Value) -> LiveJob {
+    m.index += 1;
+    let version = m.jobs.get(&key).and_then(|(_, j)| j.version).map_or(0, |v| v + 1);
+    let live = LiveJob {
+        key: key.clone(),
+        owner: job["Meta"][OWNER_META_KEY].as_str().map(str::to_string),
+        version: Some(version),
+        job_modify_index: m.index,
+        modify_index: m.index,
+        stop: job["Stop"].as_bool().unwrap_or(false),
+        status: JobStatus::Running,
+    };
+    m.jobs.insert(key, (job, live.clone()));
+    live
+}
+
+impl NomadPort for FakeNomad {
+    async fn job(&self, namespace: &str, id: &str) -> Result<Option<LiveJob>, nomad::Error> {
+        self.fault("job_read", id)?;
+        Ok(self.get(namespace, id))
+    }
+
+    async fn register(
+        &self,
+        namespace: &str,
+        job: &Value,
+        enforce_index: u64,
+    ) -> Result<RegisterResponse, nomad::Error> {
+        let id = job["ID"].as_str().unwrap_or_default().to_string();
+        self.fault("job_register", &id)?;
+        let mut m = lock(&self.model);
+        let key = JobKey::new(namespace, &id);
+        let current = m.jobs.get(&key).map(|(spec, j)| (spec.clone(), j.clone()));
+        let conflict = |message: String| nomad::Error::EnforceIndexConflict { job_id: id.clone(), message };
+        match &current {
+            None if enforce_index != 0 => {
+                return Err(conflict(format!("Enforcing job modify index {enforce_index}: job does not exist")));
+            }
+            Some(_) if enforce_index == 0 => {
+                return Err(conflict("Enforcing job modify index 0: job already exists".into()));
+            }
+            Some((_, j)) if j.job_modify_index != enforce_index => {
+                return Err(conflict(format!(
+                    "Enforcing job modify index {enforce_index}: job exists with conflicting job modify index: {}",
+                    j.job_modify_index
+                )));
+            }
+            _ => {}
+        }
+        m.writes.push(format!("register {key}"));
+        if let Some((spec, j)) = current.filter(|(spec, _)| spec == job) {
+            // Identical: an evaluation only, and the reply's JobModifyIndex is the job's ModifyIndex (B4).
+            m.index += 1;
+            let _ = spec;
+            return Ok(RegisterResponse { job_modify_index: j.modify_index, index: m.index, ..Default::default() });
+        }
+        let live = store(&mut m, key, job.clone());
+        Ok(RegisterResponse {
+            job_modify_index: live.job_modify_index,
+            index: live.job_modify_index,
+            ..Default::default()
+        })
+    }
+
+    async fn deregister(&self, namespace: &str, id: &str, purge: bool) -> Result<(), nomad::Error> {
+        self.fault("job_deregister", id)?;
+        let mut m = lock(&self.model);
+        let key = JobKey::new(namespace, id);
+        m.writes.push(format!("{} {key}", if purge { "purge" } else { "stop" }));
+        if purge {
+            m.jobs.remove(&key);
+        } else if let Some((mut spec, _)) = m.jobs.get(&key).cloned() {
+            spec["Stop"] = Value::Bool(true);
+            store(&mut m, key, spec);
+        }
+        Ok(())
+    }
+}
+
+/// A fault for the fake KV's next call on a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvFault {
+    /// HTTP 500.
+    Unavailable,
+    /// HTTP 403.
+    Forbidden,
+}
+
+#[derive(Debug, Default)]
+struct KvModel {
+    index: u64,
+    keys: BTreeMap<String, KvPair>,
+    /// Keys the token may not read or write.
+    denied: Vec<String>,
+    faults: VecDeque<KvFault>,
+    /// Every write, as `cas key` or `delete key`.
+    writes: Vec<String>,
+}
+
+/// An in-memory Consul KV with ModifyIndex, CAS and ACL denials per key.
+#[derive(Clone, Debug, Default)]
+pub struct FakeKv {
+    model: Arc<Mutex<KvModel>>,
+}
+
+impl FakeKv {
+    /// Writes a key (as another client would).
+    pub fn put(&self, key: &str, value: &[u8]) -> u64 {
+        let mut m = lock(&self.model);
+        m.index += 1;
+        let index = m.index;
+        let create_index = m.keys.get(key).map_or(index, |p| p.create_index);
+        m.keys.insert(
+            key.to_string(),
+            KvPair {
+                key: key.to_string(),
+                value: value.to_vec(),
+                flags: 0,
+                session: None,
+                lock_index: 0,
+                create_index,
+                modify_index: index,
+            },
+        );
+        index
+    }
+
+    /// Deletes a key (as another client would).
+    pub fn remove(&self, key: &str) {
+        lock(&self.model).keys.remove(key);
+    }
+
+    /// The key as stored.
+    pub fn read(&self, key: &str) -> Option<KvPair> {
+        lock(&self.model).keys.get(key).cloned()
+    }
+
+    /// The token may no longer read or write `key`.
+    pub fn deny(&self, key: &str) {
+        lock(&self.model).denied.push(key.to_string());
+    }
+
+    /// Makes the next calls fail, in order.
+    pub fn fail_next(&self, fault: KvFault) {
+        lock(&self.model).faults.push_back(fault);
+    }
+
+    /// Every write so far.
+    pub fn writes(&self) -> Vec<String> {
+        lock(&self.model).writes.clone()
+    }
+
+    fn check(&self, key: &str) -> Result<(), RequestError> {
+        let mut m = lock(&self.model);
+        let denied = |m: &KvModel| m.denied.iter().any(|d| d == key);
+        let status = |code: u16, message: &str| RequestError::Status { code, message: message.to_string() };
+        match m.faults.pop_front() {
+            Some(KvFault::Unavailable) => Err(status(500, "No cluster leader")),
+            Some(KvFault::Forbidden) => Err(status(403, "Permission denied")),
+            None if denied(&m) => Err(status(403, "Permission denied")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl KvPort for FakeKv {
+    async fn get(&self, key: &str) -> Result<Option<KvPair>, consul::Error> {
+        self.check(key).map_err(|source| consul::Error::GetFailed { key: key.to_string(), source })?;
+        Ok(self.read(key))
+    }
+
+    async fn cas(&self, key: &str, value: &[u8], index: u64) -> Result<Option<u64>, consul::Error> {
+        self.check(key).map_err(|source| consul::Error::PutFailed { key: key.to_string(), source })?;
+        let current = self.read(key).map_or(0, |p| p.modify_index);
+        if current != index {
+            return Ok(None);
+        }
+        lock(&self.model).writes.push(format!("cas {key}"));
+        Ok(Some(self.put(key, value)))
+    }
+
+    async fn delete_cas(&self, key: &str, index: u64) -> Result<bool, consul::Error> {
+        self.check(key).map_err(|source| consul::Error::DeleteFailed { key: key.to_string(), source })?;
+        match self.read(key) {
+            Some(p) if p.modify_index != index => Ok(false),
+            _ => {
+                let mut m = lock(&self.model);
+                m.writes.push(format!("delete {key}"));
+                m.keys.remove(key);
+                Ok(true)
+            }
+        }
+    }
+}

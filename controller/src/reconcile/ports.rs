@@ -1,0 +1,84 @@
+//! What the reconcile stage needs of Nomad and of Consul KV, as two narrow traits: the real clients implement them,
+//! and [`super::fake`] has stateful in-memory models for tests (STYLE item 9).
+
+use std::future::Future;
+
+use crate::consul::{self, kv::KvPair};
+use crate::live::LiveJob;
+use crate::nomad::{self, types::RegisterResponse};
+
+/// The Nomad calls a reconcile makes: a fresh read of one job (before a stop, which has no EnforceIndex), a
+/// register with EnforceIndex, and a stop or purge.
+pub trait NomadPort: Send + Sync + 'static {
+    /// The job `namespace/id`, or `None` when it does not exist.
+    fn job(&self, namespace: &str, id: &str) -> impl Future<Output = Result<Option<LiveJob>, nomad::Error>> + Send;
+
+    /// Registers `job` only if the stored `JobModifyIndex` is `enforce_index` (0: only if the job does not exist).
+    fn register(
+        &self,
+        namespace: &str,
+        job: &serde_json::Value,
+        enforce_index: u64,
+    ) -> impl Future<Output = Result<RegisterResponse, nomad::Error>> + Send;
+
+    /// Stops the job, or purges it.
+    fn deregister(
+        &self,
+        namespace: &str,
+        id: &str,
+        purge: bool,
+    ) -> impl Future<Output = Result<(), nomad::Error>> + Send;
+}
+
+/// The Consul KV calls a reconcile makes: a single-key read (to prove a record gone), a CAS write and a CAS delete
+/// of the status.
+pub trait KvPort: Send + Sync + 'static {
+    /// The key, or `None` on 404.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<KvPair>, consul::Error>> + Send;
+
+    /// Writes `value` only if the key's `ModifyIndex` is `index` (0: only if absent); the new index, or `None`
+    /// when the CAS lost.
+    fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        index: u64,
+    ) -> impl Future<Output = Result<Option<u64>, consul::Error>> + Send;
+
+    /// Deletes the key only if its `ModifyIndex` is `index`; false when the CAS lost.
+    fn delete_cas(&self, key: &str, index: u64) -> impl Future<Output = Result<bool, consul::Error>> + Send;
+}
+
+impl NomadPort for nomad::Client {
+    async fn job(&self, namespace: &str, id: &str) -> Result<Option<LiveJob>, nomad::Error> {
+        Ok(nomad::Client::job(self, namespace, id).await?.as_ref().map(LiveJob::from))
+    }
+
+    async fn register(
+        &self,
+        namespace: &str,
+        job: &serde_json::Value,
+        enforce_index: u64,
+    ) -> Result<RegisterResponse, nomad::Error> {
+        nomad::Client::register(self, namespace, job, Some(enforce_index), false).await
+    }
+
+    async fn deregister(&self, namespace: &str, id: &str, purge: bool) -> Result<(), nomad::Error> {
+        nomad::Client::deregister(self, namespace, id, purge).await.map(|_| ())
+    }
+}
+
+impl KvPort for consul::Client {
+    async fn get(&self, key: &str) -> Result<Option<KvPair>, consul::Error> {
+        consul::Client::get(self, key).await
+    }
+
+    async fn cas(&self, key: &str, value: &[u8], index: u64) -> Result<Option<u64>, consul::Error> {
+        // Through a transaction: its answer carries the new ModifyIndex, so the next CAS needs no read.
+        self.cas_via_txn(key, value, index).await
+    }
+
+    async fn delete_cas(&self, key: &str, index: u64) -> Result<bool, consul::Error> {
+        consul::Client::delete_cas(self, key, index).await
+    }
+}

@@ -1,0 +1,240 @@
+//! The whole reconcile stage — gather, decide, execute, write status — in-process, against the stateful fakes:
+//! every conflict and error path, without processes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::fake::{FakeKv, FakeNomad, KvFault, NomadFault};
+use super::*;
+use crate::app::AppKey;
+use crate::queue::{Outcome, Retry};
+use crate::status::{AppStatus, ConditionType, Phase, Reason};
+use crate::store::{self, LiveWriter, RecordsWriter};
+
+const WEB: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 1}\n";
+const WEB2: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:2', count: 1}\n";
+const RECORD: &str = "drover/apps/default/web";
+const STATUS: &str = "drover/status/default/web";
+
+fn clock() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+struct Harness {
+    stage: Stage<FakeNomad, FakeKv>,
+    nomad: FakeNomad,
+    kv: FakeKv,
+    records: RecordsWriter,
+    live: LiveWriter,
+    handle_statuses: crate::store::Statuses,
+}
+
+fn harness() -> Harness {
+    let (records_writer, records) = store::records("drover");
+    let (status_writer, statuses) = store::statuses("drover");
+    let (live_writer, live) = store::live_cache();
+    let (nomad, kv) = (FakeNomad::default(), FakeKv::default());
+    let stage = Stage::new(
+        "drover",
+        nomad.clone(),
+        kv.clone(),
+        records,
+        live,
+        (status_writer, statuses.clone()),
+        Arc::new(crate::metrics::Metrics::new()),
+        clock,
+    );
+    Harness { stage, nomad, kv, records: records_writer, live: live_writer, handle_statuses: statuses }
+}
+
+impl Harness {
+    fn web() -> AppKey {
+        AppKey::new("default", "web")
+    }
+
+    /// Writes the record to KV and lets the records watch see it.
+    fn write_record(&mut self, yaml: &str) {
+        self.kv.put(RECORD, yaml.as_bytes());
+        self.sync_records(true);
+    }
+
+    fn sync_records(&mut self, complete: bool) {
+        let pairs: Vec<_> = self.kv.read(RECORD).into_iter().collect();
+        self.records.apply_snapshot(&pairs, complete);
+    }
+
+    /// Lets the Nomad watch catch up with the fake Nomad.
+    fn sync_live(&mut self) {
+        if let Some(j) = self.nomad.get("default", "web") {
+            self.live.upsert_job(j);
+        }
+    }
+
+    fn status(&self) -> AppStatus {
+        let pair = self.kv.read(STATUS).expect("a status was written");
+        serde_json::from_slice(&pair.value).expect("a status")
+    }
+
+    async fn run(&self) -> Reconciled {
+        self.stage.reconcile(Harness::web()).await
+    }
+}
+
+#[tokio::test]
+async fn stage_should_create_the_job_and_record_the_index_of_its_own_write() {
+    let mut h = harness();
+    h.write_record(WEB);
+    let r = h.run().await;
+    assert!(matches!(r.outcome, Outcome::RequeueAfter(_)), "{r:?}");
+    let job = h.nomad.get("default", "web").expect("registered");
+    assert_eq!(job.owner.as_deref(), Some("drover/apps/default/web"));
+    let s = h.status();
+    assert_eq!(s.applied_job_modify_index, Some(job.job_modify_index));
+    assert!(s.deployment_expected, "a new version of a service job gets a deployment");
+    // Run again before the watch shows the job: nothing is registered twice.
+    h.run().await;
+    assert_eq!(h.nomad.writes(), vec!["register default/web"]);
+}
+
+#[tokio::test]
+async fn stage_should_not_swallow_a_hand_edit_made_right_after_its_register() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.run().await;
+    let ours = h.nomad.get("default", "web").expect("registered").job_modify_index;
+    // Someone edits the job before Drover's watch catches up.
+    h.nomad.hand_edit(
+        "default",
+        serde_json::json!({"ID": "web", "Meta": {"drover.io/app": "drover/apps/default/web"}, "Hand": true}),
+    );
+    assert_eq!(h.status().applied_job_modify_index, Some(ours), "the index recorded is Drover's own");
+    h.sync_live();
+    h.run().await;
+    assert_eq!(h.nomad.writes().len(), 2, "the hand edit is drift and is reverted: {:?}", h.nomad.writes());
+    assert_eq!(h.status().condition(ConditionType::Drifted).map(|c| c.reason), Some(Reason::Reverted));
+}
+
+#[tokio::test]
+async fn stage_should_stop_the_job_only_once_the_record_is_proven_gone() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.run().await;
+    h.sync_live();
+    // The store no longer lists the record, but Consul still has it (the store lags): nothing is stopped.
+    h.records.apply_snapshot(&[], true);
+    h.run().await;
+    assert_eq!(h.nomad.writes(), vec!["register default/web"]);
+    // The token may not read the key: nothing is stopped, status says why.
+    h.kv.deny(RECORD);
+    h.run().await;
+    assert_eq!(h.nomad.writes(), vec!["register default/web"], "a denial is not a deletion");
+    assert_eq!(h.status().condition(ConditionType::Ready).map(|c| c.reason), Some(Reason::RecordUnreadable));
+}
+
+#[tokio::test]
+async fn stage_should_stop_and_forget_an_app_whose_record_is_deleted() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.run().await;
+    h.sync_live();
+    h.kv.remove(RECORD);
+    h.sync_records(true);
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Done);
+    assert_eq!(h.nomad.writes(), vec!["register default/web", "stop default/web"]);
+    assert!(h.kv.read(STATUS).is_none(), "status deleted");
+    assert!(h.handle_statuses.get(&Harness::web()).is_none());
+}
+
+#[tokio::test]
+async fn stage_should_retry_a_conflict_at_once_then_back_off_and_report_it() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.run().await;
+    h.sync_live();
+    h.run().await;
+    // A new generation; meanwhile someone keeps writing the job, so every EnforceIndex loses.
+    h.write_record(WEB2);
+    let edit = serde_json::json!({"ID": "web", "Meta": {"drover.io/app": "drover/apps/default/web"}});
+    h.nomad.hand_edit("default", edit.clone());
+    let first = h.run().await;
+    assert_eq!(first.outcome, Outcome::Retry { retry: Retry::After(Duration::ZERO) }, "first conflict: at once");
+    let second = h.run().await;
+    assert_eq!(second.outcome, Outcome::Retry { retry: Retry::Backoff }, "a recurring conflict backs off");
+    h.run().await;
+    let err = h.status().last_error.unwrap_or_default();
+    assert!(err.contains("3 times in a row"), "a persistent conflict is reported: {err}");
+    // Once the watch shows the edit, the next attempt wins and the count resets.
+    h.sync_live();
+    let ok = h.run().await;
+    assert!(matches!(ok.outcome, Outcome::RequeueAfter(_)), "{ok:?}");
+    assert_eq!(h.status().last_error, None);
+}
+
+#[tokio::test]
+async fn stage_should_keep_a_rejected_spec_failed_and_not_send_it_again() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.nomad.fail_next(NomadFault::Invalid("1 error occurred: bad".into()));
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::Never });
+    let s = h.status();
+    assert_eq!(s.phase, Phase::Failed);
+    assert_eq!(s.condition(ConditionType::Ready).map(|c| c.reason), Some(Reason::NomadRejected));
+    // Resyncs do not send it again, and it stays Failed (not Degraded).
+    h.run().await;
+    assert!(h.nomad.writes().is_empty());
+    assert_eq!(h.status().phase, Phase::Failed);
+    // A new generation is tried.
+    h.write_record(WEB2);
+    h.run().await;
+    assert_eq!(h.nomad.writes(), vec!["register default/web"]);
+}
+
+#[tokio::test]
+async fn stage_should_back_off_on_outages_and_say_so_in_status() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.nomad.fail_next(NomadFault::Unavailable);
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::Backoff });
+    assert!(h.status().last_error.is_some_and(|e| e.contains("register")));
+    // Consul down while proving a deletion: nothing is stopped.
+    h.run().await;
+    h.sync_live();
+    h.records.apply_snapshot(&[], true);
+    h.kv.fail_next(KvFault::Unavailable);
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::Backoff });
+    assert_eq!(h.nomad.writes(), vec!["register default/web"]);
+}
+
+#[tokio::test]
+async fn stage_should_refresh_its_index_after_losing_a_status_cas() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.run().await;
+    h.sync_live();
+    // Someone else writes the status key.
+    h.kv.put(STATUS, b"{}");
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::After(Duration::ZERO) });
+    let r = h.run().await;
+    assert!(!matches!(r.outcome, Outcome::Retry { .. }), "the second attempt uses the fresh index: {r:?}");
+}
+
+#[tokio::test]
+async fn stage_should_not_stop_a_job_that_changed_hands_since_it_was_cached() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.run().await;
+    h.sync_live();
+    // Another app took the job over in Nomad; Drover's cache has not seen it yet.
+    h.nomad
+        .hand_edit("default", serde_json::json!({"ID": "web", "Meta": {"drover.io/app": "drover/apps/default/other"}}));
+    h.kv.remove(RECORD);
+    h.sync_records(true);
+    let r = h.run().await;
+    assert!(matches!(r.outcome, Outcome::Retry { .. }), "{r:?}");
+    assert!(!h.nomad.writes().iter().any(|w| w.starts_with("stop")), "{:?}", h.nomad.writes());
+}

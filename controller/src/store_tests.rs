@@ -1,0 +1,149 @@
+//! The stores, as sentences.
+
+use super::*;
+use crate::live::{DeploymentStatus, JobStatus};
+
+fn pair(key: &str, index: u64, value: &str) -> KvPair {
+    KvPair {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+        session: None,
+        lock_index: 0,
+        create_index: index,
+        modify_index: index,
+    }
+}
+
+const WEB: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 1}\n";
+
+fn web() -> AppKey {
+    AppKey::new("default", "web")
+}
+
+#[test]
+fn apply_snapshot_should_report_new_changed_and_deleted_records() {
+    let (mut writer, store) = records("drover");
+    let changes = writer.apply_snapshot(&[pair("drover/apps/default/web", 5, WEB)], true);
+    assert_eq!(changes, vec![Change { key: web(), generation: Some(5) }]);
+    assert!(matches!(store.get(&web()).as_deref(), Some(Record::Valid(_))));
+    assert_eq!(store.key_for_job(&JobKey::new("default", "web")), Some(web()));
+    // Same index: nothing changed.
+    assert!(writer.apply_snapshot(&[pair("drover/apps/default/web", 5, WEB)], true).is_empty());
+    // A non-app key is ignored; a bad record is Invalid, not an error.
+    let changes =
+        writer.apply_snapshot(&[pair("drover/apps/default/web", 6, "{not yaml"), pair("drover/other", 7, "x")], true);
+    assert_eq!(changes.len(), 1);
+    assert!(matches!(store.get(&web()).as_deref(), Some(Record::Invalid { .. })));
+    // A snapshot filtered by ACLs deletes nothing.
+    assert!(writer.apply_snapshot(&[], false).is_empty());
+    assert!(!store.is_empty());
+    // Gone from a complete snapshot: no longer listed.
+    let changes = writer.apply_snapshot(&[], true);
+    assert_eq!(changes, vec![Change { key: web(), generation: None }]);
+    assert!(store.is_empty());
+}
+
+fn live_job(jmi: u64, modify: u64) -> LiveJob {
+    LiveJob {
+        key: JobKey::new("default", "web"),
+        owner: None,
+        version: None,
+        job_modify_index: jmi,
+        modify_index: modify,
+        stop: false,
+        status: JobStatus::Running,
+    }
+}
+
+fn deployment(id: &str, modify: u64, status: DeploymentStatus) -> LiveDeployment {
+    LiveDeployment {
+        id: id.into(),
+        job_version: 1,
+        job_spec_modify_index: 10,
+        create_index: 11,
+        modify_index: modify,
+        status,
+        description: String::new(),
+        desired: 1,
+        placed: 1,
+        healthy: 1,
+        canaries: 0,
+    }
+}
+
+fn job_key() -> JobKey {
+    JobKey::new("default", "web")
+}
+
+#[test]
+fn upsert_job_should_never_go_backwards() {
+    let (mut writer, cache) = live_cache();
+    assert!(writer.upsert_job(LiveJob { version: Some(2), ..live_job(10, 12) }));
+    assert!(!writer.upsert_job(live_job(9, 9)), "an older write must not replace a newer one");
+    // A stub without version keeps the known version of the same spec.
+    assert!(writer.upsert_job(live_job(10, 13)));
+    let live = cache.live_for(&job_key(), &[]);
+    assert_eq!(live.job.and_then(|j| j.version), Some(2));
+    assert_eq!(live.index, 13, "the cache knows how far it has seen");
+}
+
+#[test]
+fn replace_all_should_report_changed_and_vanished_jobs() {
+    let (mut writer, cache) = live_cache();
+    writer.upsert_job(live_job(10, 10));
+    let changed = writer.replace_all(vec![], vec![], 20);
+    assert_eq!(changed, vec![job_key()]);
+    assert!(cache.live_for(&job_key(), &[]).job.is_none());
+}
+
+#[test]
+fn replace_all_should_never_move_the_cache_backwards() {
+    let (mut writer, cache) = live_cache();
+    // Events newer than the listing (index 15) were applied first.
+    writer.upsert_job(live_job(16, 17));
+    writer.upsert_deployment(&job_key(), deployment("d1", 18, DeploymentStatus::Successful));
+    let changed = writer.replace_all(
+        vec![live_job(10, 12)],
+        vec![(job_key(), deployment("d1", 14, DeploymentStatus::Running))],
+        15,
+    );
+    assert!(changed.is_empty(), "nothing moved: {changed:?}");
+    let live = cache.live_for(&job_key(), &[]);
+    assert_eq!(live.job.map(|j| j.job_modify_index), Some(16));
+    assert_eq!(live.deployments[0].status, DeploymentStatus::Successful);
+    // A job created after the listing is not dropped by it either.
+    let other = LiveJob { key: JobKey::new("default", "new"), ..live_job(30, 30) };
+    writer.upsert_job(other);
+    writer.replace_all(vec![live_job(16, 17)], vec![], 25);
+    assert!(cache.live_for(&JobKey::new("default", "new"), &[]).job.is_some());
+}
+
+#[test]
+fn upsert_deployment_should_ignore_an_older_write() {
+    let (mut writer, cache) = live_cache();
+    assert!(writer.upsert_deployment(&job_key(), deployment("d1", 20, DeploymentStatus::Successful)));
+    assert!(!writer.upsert_deployment(&job_key(), deployment("d1", 19, DeploymentStatus::Running)));
+    assert_eq!(cache.live_for(&job_key(), &[]).deployments[0].status, DeploymentStatus::Successful);
+}
+
+#[test]
+fn live_for_should_return_the_retiring_jobs_that_exist() {
+    let (mut writer, cache) = live_cache();
+    writer.upsert_job(LiveJob { key: JobKey::new("default", "old"), ..live_job(5, 5) });
+    let live = cache.live_for(&job_key(), &[JobKey::new("default", "old"), JobKey::new("default", "gone")]);
+    assert_eq!(live.retiring.len(), 1);
+    assert_eq!(live.retiring[0].key.id, "old");
+}
+
+#[test]
+fn statuses_should_have_one_writer() {
+    let (writer, reader) = statuses("drover");
+    writer.load(&[pair("drover/status/default/web", 3, "{\"observedGeneration\":1,\"phase\":\"Healthy\"}")]);
+    let entry = reader.get(&web()).expect("loaded");
+    assert_eq!(entry.modify_index, 3);
+    assert_eq!(entry.status.map(|s| s.phase), Some(Phase::Healthy));
+    assert_eq!(reader.count_by_phase().get("Healthy"), Some(&1));
+    writer.remove(&web());
+    assert!(reader.get(&web()).is_none());
+}
