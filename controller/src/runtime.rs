@@ -219,11 +219,11 @@ async fn watch_records(
         if filtered_by_acls {
             tracing::warn!(
                 %prefix,
-                "Consul filtered the records listing by ACLs: Drover's token cannot read every record; records it \
-                 cannot see are not treated as deleted (grant key_prefix \"<prefix>/apps/\" read)"
+                "Consul filtered the records listing by ACLs: Drover's token cannot read every record; a record it \
+                 cannot read is reported in its status, never treated as deleted (grant key_prefix \"<prefix>/apps/\" read)"
             );
         }
-        for change in writer.apply_snapshot(&entries, !filtered_by_acls) {
+        for change in writer.apply_snapshot(&entries) {
             queue.enqueue(change.key, None, change.generation, "record changed");
         }
         ready.send_replace(true);

@@ -93,10 +93,10 @@ impl Records {
 
 impl RecordsWriter {
     /// Applies a snapshot of the apps prefix: parses the records whose `ModifyIndex` changed (outside the lock),
-    /// and returns what changed. Keys that are not `<prefix>/apps/<ns>/<name>` are ignored. Only a `complete`
-    /// snapshot drops the records it lacks: one that ACLs filtered may lack records that still exist. (Even a
-    /// dropped record is only a hint: the reconcile stage proves a record gone before any destructive act.)
-    pub fn apply_snapshot(&mut self, entries: &[KvPair], complete: bool) -> Vec<Change> {
+    /// and returns what changed. Keys that are not `<prefix>/apps/<ns>/<name>` are ignored. A record the snapshot
+    /// lacks is dropped, even from a listing ACLs filtered: absence here is only a hint that wakes the app, and
+    /// the reconcile stage proves a record gone (or unreadable) with a single-key read before any destructive act.
+    pub fn apply_snapshot(&mut self, entries: &[KvPair]) -> Vec<Change> {
         let prefix = self.prefix.as_str();
         let mut seen = HashSet::with_capacity(entries.len());
         let mut to_load = Vec::new();
@@ -118,8 +118,7 @@ impl RecordsWriter {
             })
             .collect();
         let mut inner = write(&self.inner);
-        let gone: Vec<AppKey> =
-            if complete { inner.by_key.keys().filter(|k| !seen.contains(*k)).cloned().collect() } else { Vec::new() };
+        let gone: Vec<AppKey> = inner.by_key.keys().filter(|k| !seen.contains(*k)).cloned().collect();
         let mut changes = Vec::with_capacity(loaded.len() + gone.len());
         for key in gone {
             if let Some(old) = inner.by_key.remove(&key) {

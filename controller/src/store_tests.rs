@@ -24,22 +24,19 @@ fn web() -> AppKey {
 #[test]
 fn apply_snapshot_should_report_new_changed_and_deleted_records() {
     let (mut writer, store) = records("drover");
-    let changes = writer.apply_snapshot(&[pair("drover/apps/default/web", 5, WEB)], true);
+    let changes = writer.apply_snapshot(&[pair("drover/apps/default/web", 5, WEB)]);
     assert_eq!(changes, vec![Change { key: web(), generation: Some(5) }]);
     assert!(matches!(store.get(&web()).as_deref(), Some(Record::Valid(_))));
     assert_eq!(store.key_for_job(&JobKey::new("default", "web")), Some(web()));
     // Same index: nothing changed.
-    assert!(writer.apply_snapshot(&[pair("drover/apps/default/web", 5, WEB)], true).is_empty());
+    assert!(writer.apply_snapshot(&[pair("drover/apps/default/web", 5, WEB)]).is_empty());
     // A non-app key is ignored; a bad record is Invalid, not an error.
     let changes =
-        writer.apply_snapshot(&[pair("drover/apps/default/web", 6, "{not yaml"), pair("drover/other", 7, "x")], true);
+        writer.apply_snapshot(&[pair("drover/apps/default/web", 6, "{not yaml"), pair("drover/other", 7, "x")]);
     assert_eq!(changes.len(), 1);
     assert!(matches!(store.get(&web()).as_deref(), Some(Record::Invalid { .. })));
-    // A snapshot filtered by ACLs deletes nothing.
-    assert!(writer.apply_snapshot(&[], false).is_empty());
-    assert!(!store.is_empty());
     // Gone from a complete snapshot: no longer listed.
-    let changes = writer.apply_snapshot(&[], true);
+    let changes = writer.apply_snapshot(&[]);
     assert_eq!(changes, vec![Change { key: web(), generation: None }]);
     assert!(store.is_empty());
 }

@@ -62,6 +62,21 @@ where
     }
 }
 
+/// A test HTTP client that sends `token` to both servers (`X-Consul-Token`, `X-Nomad-Token`).
+pub fn http_client_with_token(token: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    for name in ["x-consul-token", "x-nomad-token"] {
+        let value = reqwest::header::HeaderValue::from_str(token).expect("a token is a header value");
+        headers.insert(name, value);
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
+        .build()
+        .expect("build the test HTTP client")
+}
+
 /// An HTTP client for the tests (plain HTTP; rustls still needs its provider installed once).
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

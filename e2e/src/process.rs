@@ -81,11 +81,22 @@ pub struct SimProcess {
 impl SimProcess {
     /// Starts `drover-sim` at this time scale and waits for both of its `… listening on http://…` lines.
     pub async fn start(time_scale: f64) -> SimProcess {
+        SimProcess::start_with(time_scale, None).await
+    }
+
+    /// As [`SimProcess::start`], with ACLs on in both servers and `token` as the management token; every helper
+    /// of this type then sends `token` (a person with the management token).
+    pub async fn start_with_acls(time_scale: f64, token: &str) -> SimProcess {
+        SimProcess::start_with(time_scale, Some(token)).await
+    }
+
+    async fn start_with(time_scale: f64, token: Option<&str>) -> SimProcess {
         let (log, stderr) = log_file("drover-sim");
         eprintln!("drover-sim stderr: {}", log.display());
         let mut child = Command::new(binary("drover-sim"))
             .args(["--consul-addr", "127.0.0.1:0", "--nomad-addr", "127.0.0.1:0", "--time-scale"])
             .arg(time_scale.to_string())
+            .args(token.map(|t| ["--acl-bootstrap-token", t]).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -116,7 +127,11 @@ impl SimProcess {
         let Ok(Ok(Some((consul_url, nomad_url, stdout)))) = read else {
             panic!("drover-sim did not print its addresses (see {})", log.display());
         };
-        SimProcess { consul_url, nomad_url, http: http_client(), _child: child, _stdout: stdout }
+        let http = match token {
+            Some(t) => crate::http_client_with_token(t),
+            None => http_client(),
+        };
+        SimProcess { consul_url, nomad_url, http, _child: child, _stdout: stdout }
     }
 }
 

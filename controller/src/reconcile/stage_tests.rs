@@ -55,12 +55,12 @@ impl Harness {
     /// Writes the record to KV and lets the records watch see it.
     fn write_record(&mut self, yaml: &str) {
         self.kv.put(RECORD, yaml.as_bytes());
-        self.sync_records(true);
+        self.sync_records();
     }
 
-    fn sync_records(&mut self, complete: bool) {
+    fn sync_records(&mut self) {
         let pairs: Vec<_> = self.kv.read(RECORD).into_iter().collect();
-        self.records.apply_snapshot(&pairs, complete);
+        self.records.apply_snapshot(&pairs);
     }
 
     /// Lets the Nomad watch catch up with the fake Nomad.
@@ -121,7 +121,7 @@ async fn stage_should_stop_the_job_only_once_the_record_is_proven_gone() {
     h.run().await;
     h.sync_live();
     // The store no longer lists the record, but Consul still has it (the store lags): nothing is stopped.
-    h.records.apply_snapshot(&[], true);
+    h.records.apply_snapshot(&[]);
     h.run().await;
     assert_eq!(h.nomad.writes(), vec!["register default/web"]);
     // The token may not read the key: nothing is stopped, status says why.
@@ -138,7 +138,7 @@ async fn stage_should_stop_and_forget_an_app_whose_record_is_deleted() {
     h.run().await;
     h.sync_live();
     h.kv.remove(RECORD);
-    h.sync_records(true);
+    h.sync_records();
     let r = h.run().await;
     assert_eq!(r.outcome, Outcome::Done);
     assert_eq!(h.nomad.writes(), vec!["register default/web", "stop default/web"]);
@@ -202,7 +202,7 @@ async fn stage_should_back_off_on_outages_and_say_so_in_status() {
     // Consul down while proving a deletion: nothing is stopped.
     h.run().await;
     h.sync_live();
-    h.records.apply_snapshot(&[], true);
+    h.records.apply_snapshot(&[]);
     h.kv.fail_next(KvFault::Unavailable);
     let r = h.run().await;
     assert_eq!(r.outcome, Outcome::Retry { retry: Retry::Backoff });
@@ -233,7 +233,7 @@ async fn stage_should_not_stop_a_job_that_changed_hands_since_it_was_cached() {
     h.nomad
         .hand_edit("default", serde_json::json!({"ID": "web", "Meta": {"drover.io/app": "drover/apps/default/other"}}));
     h.kv.remove(RECORD);
-    h.sync_records(true);
+    h.sync_records();
     let r = h.run().await;
     assert!(matches!(r.outcome, Outcome::Retry { .. }), "{r:?}");
     assert!(!h.nomad.writes().iter().any(|w| w.starts_with("stop")), "{:?}", h.nomad.writes());
