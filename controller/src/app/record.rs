@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{AppKey, DeletionPolicy, DriftPolicy, FieldError, load_for, owner_value};
+use super::{AppKey, DEFAULT_PREFIX, DeletionPolicy, DriftPolicy, FieldError, load_for, owner_value};
 use crate::status::ObservedDeletionPolicy;
 
 /// What a valid record asks for, reduced to what the decision needs.
@@ -21,6 +21,10 @@ pub struct ValidRecord {
     pub job: Arc<Value>,
     /// The value of the job's owner Meta key ([`owner_value`]).
     pub owner: String,
+    /// The owner value Drover 0.1 wrote (`<namespace>/<name>`, which did not name the installation), accepted as
+    /// this app's own only by the installation using the default prefix, so an upgrade takes its jobs back (and
+    /// re-marks them once) instead of reporting every app in conflict. `None` for any other prefix.
+    pub legacy_owner: Option<String>,
     /// True when a new version of this job makes Nomad create a deployment (a service job with a group that has
     /// allocations and a non-empty update strategy, api-contract B13 "Creation"): Drover then waits for it
     /// instead of judging the job by its status.
@@ -49,6 +53,13 @@ pub enum Record {
     },
 }
 
+impl ValidRecord {
+    /// True when `job` carries this app's owner mark (or the 0.1 mark, for the default installation).
+    pub fn marks_own(&self, job: &crate::live::LiveJob) -> bool {
+        job.owned_by(&self.owner) || self.legacy_owner.as_deref().is_some_and(|legacy| job.owned_by(legacy))
+    }
+}
+
 impl Record {
     /// Parses, validates, renders and hashes the record stored at `key` (installation `prefix`) at `generation`.
     pub fn load(prefix: &str, key: &AppKey, bytes: &[u8], generation: u64) -> Record {
@@ -57,6 +68,7 @@ impl Record {
                 generation,
                 expects_deployment: expects_deployment(&d.job),
                 owner: owner_value(prefix, key),
+                legacy_owner: (prefix == DEFAULT_PREFIX).then(|| key.to_string()),
                 job_id: d.job_id,
                 hash: d.hash,
                 job: Arc::new(d.job),

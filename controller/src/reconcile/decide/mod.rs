@@ -80,7 +80,7 @@ pub(crate) enum Situation<'a> {
     FailedSpec,
     /// No job under the app's ID (and none was applied, or the cache shows it gone with no applied spec).
     Create,
-    /// An unowned job that the record adopts.
+    /// A job the record takes over: an unowned one it adopts, or one still carrying Drover 0.1's owner mark.
     Adopt(&'a LiveJob),
     /// The app's job runs another spec than the record's (or status does not say what was applied).
     Apply(&'a LiveJob, RegisterReason),

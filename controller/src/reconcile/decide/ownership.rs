@@ -11,7 +11,7 @@ use crate::status::{AppStatus, ConditionStatus, ConditionType, Phase, Reason};
 /// True when `job` is neither the record's nor adoptable by it.
 pub(super) fn is_foreign(record: &ValidRecord, job: &LiveJob) -> bool {
     let adoptable = record.adopt && job.owner.is_none();
-    !job.owned_by(&record.owner) && !adoptable
+    !record.marks_own(job) && !adoptable
 }
 
 impl Ctx<'_> {

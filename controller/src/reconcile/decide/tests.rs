@@ -27,6 +27,7 @@ fn record() -> ValidRecord {
         hash: "h2".into(),
         job: Arc::new(serde_json::json!({"ID": "web", "Meta": {OWNER_META_KEY: OWNER}})),
         owner: OWNER.into(),
+        legacy_owner: Some("default/web".into()),
         expects_deployment: true,
         suspend: false,
         adopt: false,
@@ -569,4 +570,17 @@ fn decide_should_retire_earlier_jobs_when_the_record_is_deleted() {
     l.retiring = vec![old_job(false)];
     let plan = run(&RecordState::Gone, &l, Some(&renamed(40)));
     assert_eq!(plan.actions, vec![stop("web", false), stop("old", false), Action::DeleteStatus]);
+}
+
+#[test]
+fn decide_should_take_back_a_job_marked_by_drover_0_1_in_the_default_installation() {
+    let mut j = job(40);
+    j.owner = Some("default/web".into());
+    let plan = run(&valid(record()), &live(Some(j.clone()), vec![]), Some(&applied("h1", 40)));
+    assert_eq!(registers(&plan), vec![(40, RegisterReason::Adopt)], "re-marked once with the new owner value");
+    // Another installation does not.
+    let other = ValidRecord { legacy_owner: None, owner: "team-b/apps/default/web".into(), ..record() };
+    let plan = run(&valid(other), &live(Some(j), vec![]), None);
+    assert!(plan.actions.is_empty());
+    assert_eq!(reason(&plan, ConditionType::Conflict), Some(Reason::OwnedByAnotherApp));
 }
