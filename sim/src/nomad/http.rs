@@ -75,10 +75,11 @@ impl Query {
 
     /// `stale`, `index` and `wait` (B1/B2).
     pub fn blocking(&self) -> Result<(u64, Duration), ApiError> {
-        if let Some(v) = self.get("stale") {
-            if !v.is_empty() && parse_go_bool(v).is_none() {
-                return Err(ApiError::bad_request("Expect `true` or `false` for `stale` query string parameter"));
-            }
+        if let Some(v) = self.get("stale")
+            && !v.is_empty()
+            && parse_go_bool(v).is_none()
+        {
+            return Err(ApiError::bad_request("Expect `true` or `false` for `stale` query string parameter"));
         }
         let index = match self.get("index") {
             None => 0,
