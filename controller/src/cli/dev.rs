@@ -68,7 +68,7 @@ pub const MAX_TIME_SCALE: f64 = 1000.0;
 /// Checks `--time-scale`, naming the flag and its bounds (NaN and infinities fail the range test too).
 fn check_time_scale(scale: f64) -> anyhow::Result<()> {
     if !(MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&scale) {
-        anyhow::bail!("--time-scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE}, got {scale}");
+        anyhow::bail!("--time-scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE}, got {scale:?}");
     }
     Ok(())
 }
