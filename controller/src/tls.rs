@@ -1,4 +1,5 @@
-//! Builds the `reqwest::Client` shared by the Consul and Nomad clients: rustls on ring, optional custom CA and mTLS.
+//! Builds the `reqwest::Client` shared by the Consul and Nomad clients: rustls on ring, optional custom CA and mTLS,
+//! and a redirect policy that never carries an ACL token to another origin.
 //!
 //! No client-wide request timeout is set: each request sets its own, because a blocking query must be allowed to
 //! outlive its `wait` (see [`blocking_timeout`]) and the Nomad event stream has no end at all (its liveness is checked
@@ -75,6 +76,58 @@ pub struct TlsFiles<'a> {
     pub client_key: Option<&'a str>,
 }
 
+/// The most redirects followed for one request, all within the origin it was sent to (reqwest's default count).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A redirect the HTTP client refused to follow; the `source()` of the `reqwest::Error` the request then fails with
+/// (`reqwest::Error::is_redirect` is true). Not retryable: the configured address must change.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectRefused {
+    /// The server sent Drover to another scheme, host or port. Following it would hand `X-Consul-Token` or
+    /// `X-Nomad-Token` to that host: reqwest strips only the standard credential headers (`Authorization`,
+    /// `Cookie`) on a cross-host redirect, and forwards every other header.
+    #[error(
+        "refused a redirect from {from} to another origin, {to}: Drover never sends its token to another host \
+         (point the address at {to} if that is the server)"
+    )]
+    CrossOrigin {
+        /// The origin that answered with the redirect (`scheme://host:port`).
+        from: String,
+        /// The origin it pointed to.
+        to: String,
+    },
+    /// More than [`MAX_REDIRECTS`] redirects within one origin: a loop.
+    #[error("stopped after {MAX_REDIRECTS} redirects (a redirect loop)")]
+    TooMany,
+}
+
+/// The redirect policy of both clients: follow a redirect only within the origin (scheme, host and port) of the URL
+/// that answered it, at most [`MAX_REDIRECTS`] times, and fail the request otherwise.
+///
+/// Neither API redirects on the endpoints Drover calls (contract: the only redirect is Consul's `301` to a cleaned
+/// path for a literal `//` or `/../`, which is same-origin and which Drover's percent-encoding never triggers), so a
+/// cross-origin redirect means a proxy or a wrong address, and the token must not follow it.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let next = attempt.url().origin();
+        // `previous()` ends with the URL that answered this redirect (reqwest pushes it before asking the policy).
+        let from = attempt.previous().last().map(reqwest::Url::origin);
+        match from {
+            Some(from) if from == next && next.is_tuple() => {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error(RedirectRefused::TooMany)
+                } else {
+                    attempt.follow()
+                }
+            }
+            from => attempt.error(RedirectRefused::CrossOrigin {
+                from: from.map_or_else(|| "an unknown origin".to_owned(), |o| o.ascii_serialization()),
+                to: next.ascii_serialization(),
+            }),
+        }
+    })
+}
+
 /// Installs ring as rustls' process-wide crypto provider, once. Installing it twice, or after someone else
 /// installed one, is harmless: the first provider stays.
 pub fn install_crypto_provider() {
@@ -85,7 +138,7 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// Builds an HTTP/1.1 client with [`CONNECT_TIMEOUT`] and the given TLS material.
+/// Builds an HTTP/1.1 client with [`CONNECT_TIMEOUT`], the given TLS material and [`redirect_policy`].
 ///
 /// HTTP/1.1 only: the Nomad event stream is a raw body ended by `Connection: close`, and neither server speaks h2
 /// on its HTTP API port without TLS ALPN anyway.
@@ -95,6 +148,7 @@ pub fn build_http_client(files: TlsFiles<'_>) -> Result<reqwest::Client, TlsErro
         .connect_timeout(CONNECT_TIMEOUT)
         .http1_only()
         .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(redirect_policy())
         .tls_backend_rustls();
     if let Some(path) = files.ca_cert {
         let pem = read(path, "CA certificate")?;

@@ -103,6 +103,38 @@ async fn register_should_send_enforce_index_and_classify_conflicts() {
 }
 
 #[tokio::test]
+async fn register_and_plan_should_classify_permanent_500s_apart_from_outages() {
+    // Contract B4: kind changes and a missing namespace are 500s that no retry fixes (issue #7 2.6).
+    let h = Harness::start(None, None).await;
+    let job = json!({"ID": "web", "TaskGroups": []});
+    let cases = [
+        ("cannot update job from type \"service\" to \"batch\"", "job_type_change"),
+        ("cannot update non-periodic job to being periodic", "job_type_change"),
+        ("cannot update parameterized job to being non-parameterized", "job_type_change"),
+        ("job \"web\" is in nonexistent namespace \"apps\"", "namespace_not_found"),
+    ];
+    for (message, _) in cases {
+        h.reply(500, &[], message);
+    }
+    for (message, kind) in cases {
+        let err = h.client.register("apps", &job, None, false).await.unwrap_err();
+        assert_eq!((err.kind(), err.is_retryable()), (kind, false), "{message}");
+    }
+    h.reply(500, &[], "cannot update non-parameterized job to being parameterized");
+    h.reply(500, &[], "job \"web\" is in nonexistent namespace \"apps\"");
+    let err = h.client.plan("apps", &job, true).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::JobTypeChange { job_id, message } if job_id == "web" && message.ends_with("being parameterized")),
+        "{err:?}"
+    );
+    let err = h.client.plan("apps", &job, true).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NamespaceNotFound { job_id, namespace } if job_id == "web" && namespace == "apps"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn register_should_refuse_a_job_without_id_without_sending() {
     let h = Harness::start(None, None).await;
     let err = h.client.register("default", &json!({"Name": "x"}), None, false).await.unwrap_err();
@@ -476,6 +508,24 @@ async fn sim_register_should_enforce_the_job_modify_index() {
 }
 
 #[tokio::test]
+async fn sim_register_should_answer_the_permanent_500s_the_client_classifies() {
+    let (_sim, client) = sim_nomad().await;
+    client.register("default", &sim_job("web", 1), None, false).await.unwrap();
+    let mut batch = sim_job("web", 1);
+    batch["Type"] = json!("batch");
+    let err = client.register("default", &batch, None, false).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::JobTypeChange { job_id, message } if job_id == "web" && message.ends_with("\"service\" to \"batch\"")),
+        "{err:?}"
+    );
+    let err = client.register("nowhere", &sim_job("api", 1), None, false).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NamespaceNotFound { job_id, namespace } if job_id == "api" && namespace == "nowhere"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn sim_event_stream_should_deliver_a_job_event() {
     let (_sim, client) = sim_nomad().await;
     let (_, index) = client.list_jobs(BlockingQuery::now()).await.unwrap();
@@ -510,10 +560,10 @@ async fn sim_live_watcher_should_resync_then_report_a_registered_job() {
     client.register("default", &sim_job("api", 1), None, false).await.unwrap();
     let upserted = tokio::time::timeout(deadline, async {
         loop {
-            if let Some(LiveEvent::JobUpserted(job)) = events.next().await {
-                if job.id == "api" {
-                    return job;
-                }
+            if let Some(LiveEvent::JobUpserted(job)) = events.next().await
+                && job.id == "api"
+            {
+                return job;
             }
         }
     })

@@ -177,6 +177,33 @@ async fn b4_type_transition_is_500() {
 }
 
 #[tokio::test]
+async fn b4_periodic_and_parameterized_transitions_are_500_both_ways() {
+    // validateJobUpdate (nomad/job_endpoint.go): neither nature may be gained or lost by an existing job.
+    let s = fast().await;
+    let mut plain = job("etl", 1);
+    plain["Type"] = json!("batch");
+    let mut periodic = plain.clone();
+    periodic["Periodic"] = json!({"Enabled": true, "SpecType": "cron", "Spec": "*/5 * * * *"});
+    let mut parameterized = plain.clone();
+    parameterized["ParameterizedJob"] = json!({"Payload": "optional"});
+    let cases = [
+        (&plain, &periodic, "cannot update non-periodic job to being periodic"),
+        (&periodic, &plain, "cannot update periodic job to being non-periodic"),
+        (&plain, &parameterized, "cannot update non-parameterized job to being parameterized"),
+        (&parameterized, &plain, "cannot update parameterized job to being non-parameterized"),
+    ];
+    for (i, (before, after, message)) in cases.into_iter().enumerate() {
+        let (mut before, mut after) = (before.clone(), after.clone());
+        before["ID"] = json!(format!("etl-{i}"));
+        after["ID"] = json!(format!("etl-{i}"));
+        let r = s.post("/v1/jobs", &json!({"Job": before})).await;
+        assert_eq!(r.status, 200, "{message}: the first register must succeed: {}", r.body);
+        let r = s.post("/v1/jobs", &json!({"Job": after})).await;
+        assert_eq!((r.status, r.body.as_str()), (500, message));
+    }
+}
+
+#[tokio::test]
 async fn b4_namespace_precedence_and_nonexistent_namespace() {
     let s = fast().await;
     let mut j = job("web", 1);

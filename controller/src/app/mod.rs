@@ -6,7 +6,8 @@
 //! - [`duration`]: the `30s`/`5m` duration strings;
 //! - [`key`]: [`AppKey`], where a record lives in Consul KV;
 //! - [`mod@parse`]: bytes → [`App`], safe on hostile input;
-//! - [`mod@validate`] (and `validate_job` for `spec.job`): every problem, with its path;
+//! - [`mod@validate`] (and `validate_job` for `spec.job`, `validate_update` for its `Update` blocks): every
+//!   problem, with its path;
 //! - [`mod@render`]: [`App`] → Nomad `api.Job` JSON;
 //! - [`hash`]: the canonical spec hash;
 //! - [`record`]: [`Record`], what the reconciler reads of a record: valid (rendered and hashed) or invalid;
@@ -30,6 +31,7 @@ pub mod strategy;
 pub mod test_util;
 pub mod validate;
 mod validate_job;
+mod validate_update;
 
 use std::fmt;
 

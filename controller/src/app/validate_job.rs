@@ -229,6 +229,7 @@ pub(super) fn validate_job(job: &Value, app: &App, errors: &mut Vec<FieldError>)
             "spec.strategy is set: give the rollout in spec.strategy or in the job's Update blocks, not both",
         ));
     }
+    super::validate_update::check_update_blocks(job, p, errors);
     for field in ["Periodic", "ParameterizedJob"] {
         if job.get(field).is_some_and(|v| !v.is_null()) {
             errors.push(FieldError::new(key_path(p, field), "is only for batch jobs, which Drover does not run"));

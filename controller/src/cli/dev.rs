@@ -1,19 +1,13 @@
 //! `drover dev`: the embedded default. Starts `drover-sim` in-process on loopback, writes the example apps, runs the
 //! controller against it and shows a live view of the apps until Ctrl-C. No cluster, no configuration.
+//!
+//! The simulator is compiled in only with the `dev` cargo feature (on by default): a production build
+//! (`--no-default-features`) does not carry `drover-sim`, and `drover dev` then says how to get it.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::Context;
 use clap::Args;
 
-use super::run::{LogFormat, init_logging, runtime_config, shutdown_on_signal};
-use super::show::table;
-use crate::app::AppKey;
-use crate::config::{ConsulConfig, ConsulFlags, NomadConfig, NomadFlags};
-use crate::metrics::Metrics;
-use crate::runtime::{Controller, Handle};
+#[cfg(feature = "dev")]
+mod embedded;
 
 /// The example apps shipped in `manifests/examples/`, embedded so `drover dev` works from any directory.
 pub const EXAMPLES: [(&str, &str); 3] = [
@@ -34,7 +28,7 @@ pub struct DevArgs {
     /// Address for Drover's /metrics and /api/v1/apps.
     #[arg(long, default_value = "127.0.0.1:9469")]
     pub listen: String,
-    /// Real seconds per simulated second; 0.1 makes Nomad's 10s minimum healthy time last one second.
+    /// Real seconds per simulated second (0.001 to 1000); 0.1 makes Nomad's 10s minimum healthy time last one second.
     #[arg(long, default_value_t = 0.1)]
     pub time_scale: f64,
     /// Print the view once per change instead of redrawing the screen (the default when stdout is not a terminal).
@@ -42,120 +36,66 @@ pub struct DevArgs {
     pub plain: bool,
 }
 
-/// `drover dev`.
+/// What `drover dev` says in a build without the simulator.
+pub const FEATURE_OFF: &str = "drover dev needs the embedded simulator, and this drover was built without it \
+     (cargo feature `dev`, on by default; this build used --no-default-features). Rebuild with \
+     `cargo build -p drover --features dev`, or run `drover-sim` and point `drover run` at it.";
+
+/// `drover dev`: checks the flags, then runs the simulator and the controller, or explains that this build has no
+/// simulator.
+///
+/// # Errors
+/// A flag out of range, a port that cannot be bound, a simulator or controller that cannot start, or a build
+/// without the `dev` feature.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    init_logging_quiet();
-    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
-        anyhow::bail!("--time-scale must be a positive number, got {}", args.time_scale);
+    check_time_scale(args.time_scale)?;
+    #[cfg(feature = "dev")]
+    {
+        embedded::run(args).await
     }
-    let consul_listener = tokio::net::TcpListener::bind(&args.consul_addr)
-        .await
-        .with_context(|| format!("--consul-addr {}: cannot listen", args.consul_addr))?;
-    let nomad_listener = tokio::net::TcpListener::bind(&args.nomad_addr)
-        .await
-        .with_context(|| format!("--nomad-addr {}: cannot listen", args.nomad_addr))?;
-    let sim_config = drover_sim::SimConfig { time_scale: args.time_scale, ..drover_sim::SimConfig::default() };
-    let sim = drover_sim::harness::start(consul_listener, nomad_listener, &sim_config)?;
-
-    let metrics = Arc::new(Metrics::new());
-    let no_env = |_: &str| None;
-    let consul_config =
-        ConsulConfig::resolve(&ConsulFlags { addr: Some(sim.consul_url.clone()), ..ConsulFlags::default() }, &no_env)?;
-    let nomad_config =
-        NomadConfig::resolve(&NomadFlags { addr: Some(sim.nomad_url.clone()), ..NomadFlags::default() }, &no_env)?;
-    let consul = crate::consul::Client::new(&consul_config, metrics.clone())?;
-    let nomad = crate::nomad::Client::new(&nomad_config, metrics.clone())?;
-
-    for (name, text) in EXAMPLES {
-        let key = AppKey::new("default", name);
-        consul
-            .put(&key.app_kv_key("drover"), text.as_bytes())
-            .await
-            .with_context(|| format!("cannot write example {name}"))?;
+    #[cfg(not(feature = "dev"))]
+    {
+        Err(anyhow::anyhow!(FEATURE_OFF))
     }
+}
 
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-        Ok(l) => l,
-        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen for /metrics")?,
-    };
-    let api_addr = listener.local_addr()?;
-    let config = runtime_config(
-        "drover",
-        std::num::NonZeroUsize::MIN.saturating_add(7),
-        Duration::from_secs(300),
-        Duration::from_secs(60),
-    )?;
-    metrics.set_leader(true);
-    let controller = Controller::new(config, consul, nomad, metrics);
-    let handle = controller.handle();
-    let shutdown = shutdown_on_signal();
-    let http_shutdown = shutdown.clone();
-    tokio::spawn(crate::http::serve(listener, crate::http::router(handle.clone()), async move {
-        http_shutdown.cancelled().await
-    }));
-    let view_shutdown = shutdown.clone();
-    let banner = banner(&sim.consul_url, &sim.nomad_url, &api_addr.to_string(), args.time_scale);
-    let plain = args.plain || !std::io::stdout().is_terminal();
-    let view = tokio::spawn(live_view(handle, banner, plain, view_shutdown));
-    controller.run(shutdown).await;
-    let _ = view.await;
-    sim.shutdown().await;
-    println!("drover dev stopped");
+/// The fastest `--time-scale`: a thousand simulated seconds per real one, as the simulator's own fast tests run.
+pub const MIN_TIME_SCALE: f64 = 0.001;
+/// The slowest `--time-scale`. Outside these bounds the simulator's clock arithmetic (`Duration::mul_f64` and
+/// `div_f64`) would overflow and panic, and no demo needs Nomad a thousand times slower than real.
+pub const MAX_TIME_SCALE: f64 = 1000.0;
+
+/// Checks `--time-scale`, naming the flag and its bounds (NaN and infinities fail the range test too).
+fn check_time_scale(scale: f64) -> anyhow::Result<()> {
+    if !(MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&scale) {
+        anyhow::bail!("--time-scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE}, got {scale:?}");
+    }
     Ok(())
 }
 
-/// Logs only warnings, so they do not scroll the live view away.
-fn init_logging_quiet() {
-    if std::env::var_os("RUST_LOG").is_none() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-            .with_writer(std::io::stderr)
-            .try_init();
-    } else {
-        init_logging(LogFormat::Text);
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn banner(consul: &str, nomad: &str, api: &str, scale: f64) -> String {
-    format!(
-        "drover dev: Drover against drover-sim, a simulated Consul and Nomad (a test and demo tool, not a cluster);\n\
-         simulated time runs at {:.0}x.\n\n\
-         Point tools at it:\n  export CONSUL_HTTP_ADDR={consul} NOMAD_ADDR={nomad}\n  \
-         drover get    drover describe web    drover apply -f manifests/examples/web.yaml\n  \
-         curl http://{api}/api/v1/apps    curl http://{api}/metrics    curl $NOMAD_ADDR/v1/jobs\n\n",
-        1.0 / scale
-    )
-}
-
-/// Redraws the app table every second (or prints it when it changes, in plain mode) until shutdown.
-async fn live_view(handle: Handle, banner: String, plain: bool, shutdown: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut last = String::new();
-    if plain {
-        print!("{banner}");
+    #[test]
+    fn check_time_scale_should_refuse_values_that_would_overflow_the_clock_naming_the_flag() {
+        for bad in [0.0, -1.0, 1e-300, 1e300, f64::NAN, f64::INFINITY] {
+            let err = check_time_scale(bad).expect_err("an unusable time scale must be refused");
+            assert!(err.to_string().starts_with("--time-scale must be between 0.001 and 1000"), "{bad}: {err}");
+        }
+        for good in [MIN_TIME_SCALE, 0.1, 1.0, MAX_TIME_SCALE] {
+            assert!(check_time_scale(good).is_ok(), "{good}");
+        }
     }
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let mut keys = handle.records.keys();
-        keys.extend(handle.statuses.keys());
-        keys.sort();
-        keys.dedup();
-        let statuses: Vec<_> = keys.iter().map(|k| handle.statuses.get(k).and_then(|s| s.status)).collect();
-        let generations: Vec<_> = keys.iter().map(|k| handle.records.get(k).map(|e| e.generation())).collect();
-        let text = table(keys.iter().zip(generations).zip(statuses.iter()).map(|((k, g), s)| (k, g, s.as_deref())));
-        let ready = if *handle.ready.borrow() { "" } else { "(loading…)\n" };
-        let mut out = std::io::stdout().lock();
-        if plain {
-            if text != last {
-                let _ = writeln!(out, "{ready}{text}");
-            }
-        } else {
-            let _ = write!(out, "\x1b[2J\x1b[H{banner}{ready}{text}\nCtrl-C stops everything.\n");
-        }
-        let _ = out.flush();
-        last = text;
+
+    /// Runs in the build without the simulator: `cargo test -p drover --no-default-features --lib cli::dev`.
+    #[cfg(not(feature = "dev"))]
+    #[tokio::test]
+    async fn dev_should_explain_that_the_build_has_no_simulator() {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["drover", "dev"]).expect("`drover dev` parses without the feature");
+        let crate::cli::Command::Dev(args) = cli.command else { panic!("`drover dev` parsed as another command") };
+        let err = dev(args).await.expect_err("without the simulator `drover dev` must fail");
+        assert_eq!(err.to_string(), FEATURE_OFF);
     }
 }

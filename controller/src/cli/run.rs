@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Concurrent reconciles.
     #[arg(long, default_value = "8")]
     pub workers: NonZeroUsize,
-    /// Every app is reconciled again this often, even without events (e.g. `5m`).
+    /// Every app is reconciled again this often, even without events (e.g. `5m`; 1s to 24h).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub resync: Duration,
     /// Longest retry backoff after repeated failures (30s to 5m).
@@ -65,19 +65,38 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Validates the run flags that clap cannot.
+/// The shortest `--resync`: below a second, resyncs of a large fleet would be a busy loop.
+pub const MIN_RESYNC: Duration = Duration::from_secs(1);
+/// The longest `--resync`: a day. The resync is the safety net for a missed event, so a longer one hides drift for
+/// too long; and a duration too large for a clock (`1000000000y`) would overflow tokio's `Instant + period` and panic.
+pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest `--max-backoff` (STYLE item 6: a 30 s–5 min cap).
+pub const MIN_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest `--max-backoff`.
+pub const MAX_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Checks that a duration flag lies in `min..=max`, with an error naming the flag and both bounds.
+fn check_bounds(flag: &str, value: Duration, min: Duration, max: Duration) -> anyhow::Result<()> {
+    if !(min..=max).contains(&value) {
+        anyhow::bail!(
+            "{flag} must be between {} and {}, got {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max),
+            humantime::format_duration(value)
+        );
+    }
+    Ok(())
+}
+
+/// Validates the run flags that clap cannot: every duration is bounded, so none can overflow a timer.
 pub fn runtime_config(
     prefix: &str,
     workers: NonZeroUsize,
     resync: Duration,
     max_backoff: Duration,
 ) -> anyhow::Result<Config> {
-    if !(Duration::from_secs(30)..=Duration::from_secs(300)).contains(&max_backoff) {
-        anyhow::bail!("--max-backoff must be between 30s and 5m, got {}", humantime::format_duration(max_backoff));
-    }
-    if resync < Duration::from_secs(1) {
-        anyhow::bail!("--resync must be at least 1s, got {}", humantime::format_duration(resync));
-    }
+    check_bounds("--max-backoff", max_backoff, MIN_MAX_BACKOFF, MAX_MAX_BACKOFF)?;
+    check_bounds("--resync", resync, MIN_RESYNC, MAX_RESYNC)?;
     let backoff = Backoff::try_new(Duration::from_millis(200), max_backoff, 2.0, 0.2).context("--max-backoff")?;
     Ok(Config { prefix: prefix.to_string(), workers, resync, backoff })
 }
@@ -123,7 +142,68 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM (the same wait the simulator's binary uses).
+/// Completes on SIGINT or SIGTERM (Ctrl-C only, where there is no SIGTERM). If SIGTERM cannot be watched, Ctrl-C
+/// still stops the process.
 pub async fn signal() {
-    drover_sim::server::shutdown_signal().await
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops drover");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// Parses `drover run <flags>` and validates it as `run` does.
+    fn config_of(flags: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from(["drover", "run"].iter().chain(flags))?;
+        let Command::Run(args) = cli.command else { anyhow::bail!("not a run command") };
+        runtime_config(&args.prefix.prefix, args.workers, args.resync, args.max_backoff)
+    }
+
+    #[test]
+    fn runtime_config_should_reject_a_resync_too_large_for_a_timer_naming_the_flag() {
+        // Issue #7 2.6: `--resync 1000000000y` used to panic in tokio's interval (Instant overflow).
+        let err = config_of(&["--resync", "1000000000y"]).expect_err("a billion-year resync must be refused");
+        let text = format!("{err:#}");
+        assert!(text.contains("--resync must be between 1s and 1day"), "{text}");
+        assert!(config_of(&["--resync", "25h"]).is_err());
+    }
+
+    #[test]
+    fn runtime_config_should_accept_both_resync_bounds_and_refuse_below() {
+        assert_eq!(config_of(&["--resync", "1s"]).map(|c| c.resync).ok(), Some(MIN_RESYNC));
+        assert_eq!(config_of(&["--resync", "24h"]).map(|c| c.resync).ok(), Some(MAX_RESYNC));
+        let err = config_of(&["--resync", "999ms"]).expect_err("a sub-second resync must be refused");
+        assert!(format!("{err:#}").contains("--resync"), "{err:#}");
+    }
+
+    #[test]
+    fn runtime_config_should_bound_max_backoff_naming_the_flag() {
+        for bad in ["29s", "301s", "1000000000y"] {
+            let err = config_of(&["--max-backoff", bad]).expect_err("out-of-range --max-backoff must be refused");
+            assert!(format!("{err:#}").contains("--max-backoff must be between 30s and 5m"), "{bad}: {err:#}");
+        }
+        assert!(config_of(&["--max-backoff", "30s"]).is_ok() && config_of(&["--max-backoff", "5m"]).is_ok());
+    }
 }

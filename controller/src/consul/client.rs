@@ -18,6 +18,10 @@ pub enum RequestError {
     /// No usable response: connect failure, timeout, or the body could not be read. Retryable.
     #[error("no response from Consul")]
     Transport(#[source] reqwest::Error),
+    /// Consul answered with a redirect to another origin (or a redirect loop), which Drover does not follow so that
+    /// its token never reaches another host ([`crate::tls::redirect_policy`]). Not retryable: fix the address.
+    #[error("Consul answered with a redirect Drover does not follow")]
+    RedirectRefused(#[source] reqwest::Error),
     /// Consul answered with an unexpected status; retryable for 429 and 5xx.
     #[error("Consul answered {code}: {message}")]
     Status {
@@ -40,7 +44,7 @@ impl RequestError {
         match self {
             Self::Transport(_) => true,
             Self::Status { code, .. } => *code == 429 || *code >= 500,
-            Self::Decode(_) | Self::BadHeader(_) => false,
+            Self::RedirectRefused(_) | Self::Decode(_) | Self::BadHeader(_) => false,
         }
     }
 
@@ -285,6 +289,10 @@ impl Client {
         }
         let response = match builder.send().await {
             Ok(response) => response,
+            Err(err) if err.is_redirect() => {
+                self.metrics.consul_request(req.op, 0);
+                return Err(RequestError::RedirectRefused(err));
+            }
             Err(err) => {
                 self.metrics.consul_request(req.op, 0);
                 return Err(RequestError::Transport(err));

@@ -106,16 +106,45 @@ fn is_multierror(message: &str) -> bool {
     }
 }
 
+/// The refusals of `validateJobUpdate` (B4 step 6, nomad/job_endpoint.go): an existing job's type, periodic or
+/// parameterized nature cannot change. Matched whole, as prefixes, so no other message is taken for one.
+const JOB_KIND_CHANGE_PREFIXES: [&str; 5] = [
+    "cannot update job from type ",
+    "cannot update non-periodic job to being periodic",
+    "cannot update periodic job to being non-periodic",
+    "cannot update non-parameterized job to being parameterized",
+    "cannot update parameterized job to being non-parameterized",
+];
+
+/// The namespace in `job "<id>" is in nonexistent namespace "<ns>"` (B4; the state store's text, quoted with Go's
+/// `%q`, which leaves namespace names, `[a-zA-Z0-9-]{1,128}`, unescaped).
+fn nonexistent_namespace(message: &str) -> Option<&str> {
+    let (head, rest) = message.split_once("\" is in nonexistent namespace \"")?;
+    head.starts_with("job \"").then_some(())?;
+    rest.strip_suffix('"').filter(|ns| !ns.is_empty() && !ns.contains('"'))
+}
+
 /// Maps a non-success answer to an error (B17).
 fn classify(endpoint: &'static str, target: &str, code: u16, message: String) -> Error {
     let target = target.to_owned();
     let job_write = matches!(endpoint, "job_register" | "job_plan");
     let deployment_write = matches!(endpoint, "deployment_promote" | "deployment_fail");
+    // B4: the state store refuses a job in a namespace that does not exist.
+    if code == 500
+        && job_write
+        && let Some(namespace) = nonexistent_namespace(&message)
+    {
+        return Error::NamespaceNotFound { job_id: target, namespace: namespace.to_owned() };
+    }
     match code {
         403 => Error::PermissionDenied { endpoint, target, message },
         404 => Error::NotFound { endpoint, target, message },
         // C17: a lost EnforceIndex race is a 500, recognised by its prefix (register and scale).
         500 if message.starts_with(ENFORCE_INDEX_PREFIX) => Error::EnforceIndexConflict { job_id: target, message },
+        // B4 step 6: a job's type, periodic or parameterized nature never changes, however often it is sent.
+        500 if job_write && JOB_KIND_CHANGE_PREFIXES.iter().any(|p| message.starts_with(p)) => {
+            Error::JobTypeChange { job_id: target, message }
+        }
         // C18: validation failures of register/plan are 500s that will never succeed as sent.
         500 if job_write && (is_multierror(&message) || message.contains("validation failed")) => {
             Error::JobInvalid { job_id: target, message }
@@ -130,6 +159,20 @@ fn classify(endpoint: &'static str, target: &str, code: u16, message: String) ->
         }
         400..=499 if code != 429 => Error::Rejected { endpoint, target, code, message },
         _ => Error::ServerError { endpoint, target, code, message },
+    }
+}
+
+/// A send failure: [`Error::RedirectRefused`] when the redirect policy stopped it, else what `other` makes of it.
+fn refused_redirect_or(
+    err: reqwest::Error,
+    endpoint: &'static str,
+    target: &str,
+    other: impl FnOnce(reqwest::Error) -> Error,
+) -> Error {
+    if err.is_redirect() {
+        Error::RedirectRefused { endpoint, target: target.to_owned(), source: err }
+    } else {
+        other(err)
     }
 }
 
@@ -205,7 +248,7 @@ impl Client {
             Ok(response) => response,
             Err(err) => {
                 self.metrics.nomad_request(call.endpoint, 0, started.elapsed());
-                return Err(transport(err));
+                return Err(refused_redirect_or(err, call.endpoint, call.target, transport));
             }
         };
         let status = response.status();
@@ -465,7 +508,7 @@ impl Client {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 self.metrics.nomad_request("event_stream", 0, started.elapsed());
-                return Err(transport(err));
+                return Err(refused_redirect_or(err, "event_stream", "*", transport));
             }
             Err(_) => {
                 self.metrics.nomad_request("event_stream", 0, started.elapsed());
@@ -511,5 +554,19 @@ mod tests {
         assert_eq!(classify("job_read", "x", 403, "Permission denied".into()).kind(), "permission_denied");
         assert_eq!(classify("job_read", "x", 429, "slow down".into()).kind(), "server_error");
         assert_eq!(classify("job_scale", "x", 400, "job scaling blocked".into()).kind(), "rejected");
+    }
+
+    #[test]
+    fn classify_should_read_the_namespace_of_a_nonexistent_namespace_500_and_nothing_else() {
+        let e = classify("job_register", "web", 500, r#"job "web" is in nonexistent namespace "team-a""#.into());
+        assert!(matches!(e, Error::NamespaceNotFound { ref namespace, .. } if namespace == "team-a"), "{e:?}");
+        for other in [r#"job "web" is in nonexistent namespace """#, r#"is in nonexistent namespace "x""#] {
+            assert_eq!(classify("job_register", "web", 500, other.into()).kind(), "server_error", "{other}");
+        }
+        // Only register and plan answer it: elsewhere the text is not Nomad's and is left an outage.
+        let e = classify("job_scale", "web", 500, r#"job "web" is in nonexistent namespace "a""#.into());
+        assert_eq!(e.kind(), "server_error");
+        let e = classify("job_scale", "web", 500, "cannot update job from type \"service\" to \"batch\"".into());
+        assert_eq!(e.kind(), "server_error");
     }
 }

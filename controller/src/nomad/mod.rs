@@ -62,6 +62,39 @@ pub enum Error {
         /// Nomad's validation message.
         message: String,
     },
+    /// Nomad refused to change an existing job's kind (HTTP 500, B4 step 6): its type (`cannot update job from type
+    /// "service" to "batch"`), or making it periodic or parameterized or no longer so (`cannot update non-periodic
+    /// job to being periodic`, …). Permanent: Nomad never allows it for a job that exists, however often it is
+    /// sent; the old job must be stopped and purged first, or the app given another job ID.
+    #[error("Nomad refused to change the kind of job {job_id:?}: {message}")]
+    JobTypeChange {
+        /// The job.
+        job_id: String,
+        /// Nomad's message, which says which transition was refused.
+        message: String,
+    },
+    /// A register or plan into a namespace that does not exist (HTTP 500 `job "<id>" is in nonexistent namespace
+    /// "<ns>"`, B4). Not retryable as such: it fails the same way until an operator creates the namespace, so it is
+    /// reported, and tried again when the record changes or at the next resync.
+    #[error("Nomad namespace {namespace:?} does not exist (job {job_id:?})")]
+    NamespaceNotFound {
+        /// The job.
+        job_id: String,
+        /// The missing namespace, as Nomad named it.
+        namespace: String,
+    },
+    /// A redirect to another origin (or a redirect loop) that the client refused to follow, so that `X-Nomad-Token`
+    /// never reaches another host ([`crate::tls::redirect_policy`]). Not retryable: the address must be fixed.
+    #[error("Nomad {endpoint} for {target:?}: answered with a redirect Drover does not follow")]
+    RedirectRefused {
+        /// The endpoint label.
+        endpoint: &'static str,
+        /// What the request was about.
+        target: String,
+        /// reqwest's redirect error; its source is a [`crate::tls::RedirectRefused`].
+        #[source]
+        source: reqwest::Error,
+    },
     /// HTTP 403: the token lacks a capability or is unknown. Permanent until the token or policy changes.
     #[error("Nomad {endpoint} for {target:?}: permission denied: {message}")]
     PermissionDenied {
@@ -157,6 +190,9 @@ impl Error {
             | Self::StreamDropped { .. }
             | Self::StreamDecode { .. } => true,
             Self::JobInvalid { .. }
+            | Self::JobTypeChange { .. }
+            | Self::NamespaceNotFound { .. }
+            | Self::RedirectRefused { .. }
             | Self::PermissionDenied { .. }
             | Self::NotFound { .. }
             | Self::Rejected { .. }
@@ -172,6 +208,9 @@ impl Error {
             Self::Transport { .. } => "transport",
             Self::EnforceIndexConflict { .. } => "enforce_index_conflict",
             Self::JobInvalid { .. } => "job_invalid",
+            Self::JobTypeChange { .. } => "job_type_change",
+            Self::NamespaceNotFound { .. } => "namespace_not_found",
+            Self::RedirectRefused { .. } => "redirect_refused",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NotFound { .. } => "not_found",
             Self::Rejected { .. } => "rejected",

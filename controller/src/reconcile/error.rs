@@ -80,7 +80,10 @@ pub(super) fn from_nomad(operation: &'static str, job_id: &str, e: crate::nomad:
     use crate::nomad::Error as N;
     match e {
         N::EnforceIndexConflict { .. } => ExecError::Conflict { operation, target: job_id.to_string() },
-        N::JobInvalid { message, .. } => ExecError::Rejected { job_id: job_id.to_string(), message },
+        N::JobInvalid { message, .. } | N::JobTypeChange { message, .. } => {
+            ExecError::Rejected { job_id: job_id.to_string(), message }
+        }
+        N::NamespaceNotFound { namespace, .. } => ExecError::NamespaceMissing { namespace },
         N::PermissionDenied { .. } => ExecError::Forbidden { operation, target: job_id.to_string() },
         other => ExecError::Unavailable { operation, target: job_id.to_string(), source: Box::new(other) },
     }

@@ -25,6 +25,8 @@ pub enum NomadFault {
     Invalid(String),
     /// HTTP 403.
     Forbidden,
+    /// HTTP 500 `job "<id>" is in nonexistent namespace "<ns>"`.
+    NamespaceMissing,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +77,9 @@ impl FakeNomad {
                 message: "No cluster leader".into(),
             },
             NomadFault::Invalid(message) => nomad::Error::JobInvalid { job_id: target.to_string(), message },
+            NomadFault::NamespaceMissing => {
+                nomad::Error::NamespaceNotFound { job_id: target.to_string(), namespace: "default".into() }
+            }
             NomadFault::Forbidden => nomad::Error::PermissionDenied {
                 endpoint,
                 target: target.to_string(),

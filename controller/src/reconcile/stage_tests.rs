@@ -238,3 +238,19 @@ async fn stage_should_not_stop_a_job_that_changed_hands_since_it_was_cached() {
     assert!(matches!(r.outcome, Outcome::Retry { .. }), "{r:?}");
     assert!(!h.nomad.writes().iter().any(|w| w.starts_with("stop")), "{:?}", h.nomad.writes());
 }
+
+#[tokio::test]
+async fn stage_should_report_a_missing_namespace_without_retrying_on_a_timer() {
+    let mut h = harness();
+    h.write_record(WEB);
+    h.nomad.fail_next(NomadFault::NamespaceMissing);
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::Never }, "creating the namespace (or the resync) wakes it");
+    let s = h.status();
+    assert_eq!(s.phase, Phase::Failed);
+    assert_eq!(s.condition(ConditionType::Ready).map(|c| c.reason), Some(Reason::NamespaceMissing));
+    assert_eq!(s.rejected_hash, None, "the spec is fine: it is registered once the namespace exists");
+    let r = h.run().await;
+    assert!(matches!(r.outcome, Outcome::RequeueAfter(_)), "{r:?}");
+    assert_eq!(h.nomad.writes(), vec!["register default/web"]);
+}

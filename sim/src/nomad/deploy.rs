@@ -177,15 +177,15 @@ fn reconcile(txn: &mut Txn<'_>, key: &Key, ch: &mut Changes) {
     let job = txn.t.jobs.get(key).map(|r| r.cur.clone());
     let stopped = job.as_ref().is_none_or(|j| j.model.stop);
     let latest = txn.t.latest_deployment(key).map(|d| (d.id.clone(), d.active(), d.job_version, d.job_create_index));
-    if let Some((id, active, dv, dci)) = &latest {
-        if *active {
-            if stopped {
-                cancel(txn, ch, id, desc::STOPPED);
-            } else if let Some(j) = &job {
-                if *dv != j.version || *dci != j.create_index {
-                    cancel(txn, ch, id, desc::NEWER_JOB);
-                }
-            }
+    if let Some((id, active, dv, dci)) = &latest
+        && *active
+    {
+        if stopped {
+            cancel(txn, ch, id, desc::STOPPED);
+        } else if let Some(j) = &job
+            && (*dv != j.version || *dci != j.create_index)
+        {
+            cancel(txn, ch, id, desc::NEWER_JOB);
         }
     }
     let live: Vec<String> = txn.t.job_allocs(key).filter(|a| a.live()).map(|a| a.id.clone()).collect();

@@ -75,10 +75,11 @@ impl Query {
 
     /// `stale`, `index` and `wait` (B1/B2).
     pub fn blocking(&self) -> Result<(u64, Duration), ApiError> {
-        if let Some(v) = self.get("stale") {
-            if !v.is_empty() && parse_go_bool(v).is_none() {
-                return Err(ApiError::bad_request("Expect `true` or `false` for `stale` query string parameter"));
-            }
+        if let Some(v) = self.get("stale")
+            && !v.is_empty()
+            && parse_go_bool(v).is_none()
+        {
+            return Err(ApiError::bad_request("Expect `true` or `false` for `stale` query string parameter"));
         }
         let index = match self.get("index") {
             None => 0,
@@ -128,8 +129,16 @@ pub fn parse_go_duration(v: &str) -> Option<Duration> {
         total += n * mult;
         rest = &rest[unit_end..];
     }
-    Some(Duration::from_secs_f64(total))
+    // Go's `time.Duration` is int64 nanoseconds: ParseDuration refuses anything longer ("invalid duration"), and
+    // `Duration::from_secs_f64` would panic on a value too large for it (`wait=99999999999999999999h`).
+    if total > MAX_GO_DURATION_SECS {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
+
+/// The longest duration Go can hold: `math.MaxInt64` nanoseconds, about 292 years.
+const MAX_GO_DURATION_SECS: f64 = i64::MAX as f64 / 1e9;
 
 /// Resolves the caller's token (`X-Nomad-Token` wins over `Authorization: Bearer`).
 pub fn caller(nomad: &Nomad, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -268,5 +277,18 @@ pub fn decode_body(body: &Bytes, go_type: &str) -> Result<serde_json::Map<String
             };
             Err(ApiError::bad_request(format!("json: cannot unmarshal {kind} into Go value of type {go_type}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_go_duration_should_refuse_what_go_cannot_hold_instead_of_panicking() {
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("2562047h"), Some(Duration::from_secs(2_562_047 * 3600)));
+        assert_eq!(parse_go_duration("2562048h"), None, "past int64 nanoseconds Go says `invalid duration`");
+        assert_eq!(parse_go_duration("99999999999999999999h"), None);
     }
 }

@@ -183,10 +183,8 @@ fn preserve(job: &mut Map<String, Value>, old: &Map<String, Value>, counts: bool
     for g in groups.iter_mut() {
         let name = g.get("Name").cloned();
         let Some(og) = old_groups.iter().find(|o| o.get("Name") == name.as_ref()) else { continue };
-        if counts {
-            if let (Some(c), Value::Object(gm)) = (og.get("Count").cloned(), &mut *g) {
-                gm.insert("Count".into(), c);
-            }
+        if counts && let (Some(c), Value::Object(gm)) = (og.get("Count").cloned(), &mut *g) {
+            gm.insert("Count".into(), c);
         }
         if resources {
             let old_tasks = og.get("Tasks").and_then(Value::as_array).cloned().unwrap_or_default();

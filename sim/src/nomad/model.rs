@@ -278,10 +278,11 @@ impl JobRecord {
             "Status": self.status, "StatusDescription": self.status_description, "JobSummary": summary,
             "CreateIndex": self.create_index, "ModifyIndex": self.modify_index,
             "JobModifyIndex": self.job_modify_index, "SubmitTime": self.submit_time});
-        if with_meta && !m.meta.is_null() {
-            if let Value::Object(o) = &mut v {
-                o.insert("Meta".into(), m.meta.clone());
-            }
+        if with_meta
+            && !m.meta.is_null()
+            && let Value::Object(o) = &mut v
+        {
+            o.insert("Meta".into(), m.meta.clone());
         }
         v
     }

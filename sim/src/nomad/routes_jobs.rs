@@ -118,10 +118,10 @@ fn register_request(q: &Query, body: &Bytes, path_id: Option<&str>) -> Result<Re
     let Some(id) = jo.str("ID").map_err(bad)? else {
         return Err(ApiError::bad_request("Job ID hasn't been provided"));
     };
-    if let Some(p) = path_id {
-        if p != id {
-            return Err(ApiError::bad_request("Job ID does not match name"));
-        }
+    if let Some(p) = path_id
+        && p != id
+    {
+        return Err(ApiError::bad_request("Job ID does not match name"));
     }
     let namespace = q
         .get("namespace")
@@ -389,15 +389,15 @@ fn scale_action(n: &Nomad, q: &Query, headers: &HeaderMap, key: &Key, body: &Byt
     let t = |k: &str| {
         target.iter().find(|(tk, _)| tk.eq_ignore_ascii_case(k)).and_then(|(_, v)| v.as_str()).map(str::to_string)
     };
-    if let Some(j) = t("Job") {
-        if j != key.1 {
-            return Err(ApiError::bad_request("job ID in payload did not match URL"));
-        }
+    if let Some(j) = t("Job")
+        && j != key.1
+    {
+        return Err(ApiError::bad_request("job ID in payload did not match URL"));
     }
-    if let Some(ns) = t("Namespace") {
-        if ns != key.0 {
-            return Err(ApiError::bad_request("namespace in payload did not match header"));
-        }
+    if let Some(ns) = t("Namespace")
+        && ns != key.0
+    {
+        return Err(ApiError::bad_request("namespace in payload did not match header"));
     }
     let group = t("Group").unwrap_or_default();
     if group.is_empty() {

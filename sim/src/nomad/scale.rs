@@ -34,10 +34,11 @@ pub fn scale(st: &mut NomadState, shared: &Shared, key: &Key, a: ScaleArgs) -> R
         return Err(ApiError::not_found(format!("job \"{}\" not found", key.1)));
     };
     let cur = row.cur.clone();
-    if let Some(c) = a.count {
-        if cur.model.typ == "system" && c > 1 {
-            return Err(ApiError::bad_request("jobs of type \"system\" can only be scaled between 0 and 1"));
-        }
+    if let Some(c) = a.count
+        && cur.model.typ == "system"
+        && c > 1
+    {
+        return Err(ApiError::bad_request("jobs of type \"system\" can only be scaled between 0 and 1"));
     }
     let Some(g) = cur.model.group(&a.group).cloned() else {
         return Err(ApiError::bad_request(format!(
@@ -72,10 +73,10 @@ pub fn scale(st: &mut NomadState, shared: &Shared, key: &Key, a: ScaleArgs) -> R
         let mut spec = cur.spec_map();
         if let Some(Value::Array(groups)) = spec.get_mut("TaskGroups") {
             for gv in groups.iter_mut() {
-                if gv.get("Name").and_then(Value::as_str) == Some(a.group.as_str()) {
-                    if let Value::Object(gm) = gv {
-                        gm.insert("Count".into(), json!(count));
-                    }
+                if gv.get("Name").and_then(Value::as_str) == Some(a.group.as_str())
+                    && let Value::Object(gm) = gv
+                {
+                    gm.insert("Count".into(), json!(count));
                 }
             }
         }

@@ -95,12 +95,12 @@ impl JobRow {
     /// Adds a new newest version, delta-encoding the previous newest against it, and keeps
     /// [`TRACKED_VERSIONS`].
     pub fn push_version(&mut self, rec: JobRecord) {
-        if let Some(head) = self.versions.front_mut() {
-            if head.delta.is_none() {
-                let (p, middle, s) = super::model::delta_encode(&head.spec, &rec.spec);
-                head.spec = middle;
-                head.delta = Some((p, s));
-            }
+        if let Some(head) = self.versions.front_mut()
+            && head.delta.is_none()
+        {
+            let (p, middle, s) = super::model::delta_encode(&head.spec, &rec.spec);
+            head.spec = middle;
+            head.delta = Some((p, s));
         }
         self.versions.push_front(rec);
         // Decode-then-drop keeps the chain valid: only the oldest entries are removed.

@@ -130,10 +130,10 @@ fn group_errors(g: &Map<String, Value>, typ: &str) -> Vec<String> {
         let count = i(g.get("Count"));
         let min = s.get("Min").and_then(Value::as_i64);
         let max = s.get("Max").and_then(Value::as_i64);
-        if let (Some(min), Some(max)) = (min, max) {
-            if max < min {
-                errs.push("Scaling policy invalid: maximum count must not be less than minimum count".to_string());
-            }
+        if let (Some(min), Some(max)) = (min, max)
+            && max < min
+        {
+            errs.push("Scaling policy invalid: maximum count must not be less than minimum count".to_string());
         }
         if let Some(min) = min.filter(|m| count < *m) {
             errs.push(format!("Scaling policy invalid: task group count must not be less than minimum count in scaling policy ({count} < {min})"));

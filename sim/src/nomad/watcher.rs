@@ -215,16 +215,16 @@ fn mark_unhealthy(
     ch.alloc(txn, id);
     let delay = g.as_ref().and_then(|g| can_reschedule(g, &a));
     let pd_zero = g.as_ref().and_then(|g| g.strategy()).is_none_or(|s| s.progress_deadline.is_zero());
-    if let Some(dep) = a.deployment_id.clone() {
-        if let Some(d) = txn.t.deployments.get_mut(&dep).filter(|d| d.active()) {
-            if let Some(gd) = d.groups.get_mut(&a.group) {
-                gd.unhealthy_allocs += 1;
-            }
-            ch.deployment(txn, &dep);
-            if pd_zero || delay.is_none() {
-                to_fail.push((dep, desc::FAILED_ALLOCS));
-                return;
-            }
+    if let Some(dep) = a.deployment_id.clone()
+        && let Some(d) = txn.t.deployments.get_mut(&dep).filter(|d| d.active())
+    {
+        if let Some(gd) = d.groups.get_mut(&a.group) {
+            gd.unhealthy_allocs += 1;
+        }
+        ch.deployment(txn, &dep);
+        if pd_zero || delay.is_none() {
+            to_fail.push((dep, desc::FAILED_ALLOCS));
+            return;
         }
     }
     if let Some(d) = delay {

@@ -1,0 +1,181 @@
+//! What a raw job's `Update` blocks may ask for: only rollouts that end by themselves (issue #7 2.4).
+//!
+//! Drover follows a deployment until Nomad ends it. Three settings make a deployment wait for a person instead, so
+//! the app would stay `Progressing` forever:
+//! - `Canary > 0`: the deployment waits for a promotion, which Drover does not give yet (progressive delivery,
+//!   `spec.strategy.type: Canary`, is the issue that adds it);
+//! - `AutoPromote: false` with canaries: the same wait, said explicitly;
+//! - `HealthCheck: "manual"`: allocations become healthy only when someone sets their health through the API.
+//!
+//! Nomad merges a group's `Update` over the job's (a field the group leaves out comes from the job), so a group
+//! inherits the job's canaries. Each error names the exact field that asks for the wait. `spec.template` and
+//! `spec.strategy` cannot render any of these: `render_update` writes only rolling fields (tested below).
+
+use serde_json::{Map, Value};
+
+use super::{FieldError, index_path, key_path};
+
+/// Nomad's `HealthCheck` values that end by themselves (`structs.UpdateStrategyHealthCheck_*`, B12).
+const AUTOMATIC_HEALTH_CHECKS: [&str; 2] = ["checks", "task_states"];
+
+/// Why canaries are refused, in every canary error.
+const CANARIES_LATER: &str = "Drover does not promote canaries yet, so this rollout would wait for a promotion \
+     forever and the app stay Progressing; canary rollouts arrive with progressive delivery \
+     (spec.strategy.type: Canary). Set 0 or leave it out";
+
+/// Every `Update` setting in the job (at `p`) or its groups that would make a rollout wait for a person.
+pub(super) fn check_update_blocks(job: &Map<String, Value>, p: &str, errors: &mut Vec<FieldError>) {
+    let job_update = block(job.get("Update"), &key_path(p, "Update"), errors);
+    check_block(job_update, &key_path(p, "Update"), None, errors);
+    let Some(Value::Array(groups)) = job.get("TaskGroups") else { return };
+    for (i, group) in groups.iter().enumerate() {
+        let up = key_path(&index_path(&key_path(p, "TaskGroups"), i), "Update");
+        let group_update = block(group.get("Update"), &up, errors);
+        check_block(group_update, &up, job_update, errors);
+    }
+}
+
+/// An `Update` value as an object: `None` when absent or null, an error when it is not an object.
+fn block<'a>(value: Option<&'a Value>, p: &str, errors: &mut Vec<FieldError>) -> Option<&'a Map<String, Value>> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => {
+            errors.push(FieldError::new(p, "must be an object (Nomad's update block)"));
+            None
+        }
+    }
+}
+
+/// Checks one block at `p`; `inherited` is the job's block when `update` is a group's.
+fn check_block(
+    update: Option<&Map<String, Value>>,
+    p: &str,
+    inherited: Option<&Map<String, Value>>,
+    errors: &mut Vec<FieldError>,
+) {
+    let Some(update) = update else { return };
+    let canaries = match update.get("Canary") {
+        None | Some(Value::Null) => inherited.and_then(|job| job.get("Canary")).and_then(Value::as_i64).unwrap_or(0),
+        Some(v) => match v.as_i64() {
+            Some(n) if n > 0 => {
+                errors
+                    .push(FieldError::new(key_path(p, "Canary"), format!("asks for canaries ({n}): {CANARIES_LATER}")));
+                n
+            }
+            Some(0) => 0,
+            _ => {
+                errors.push(FieldError::new(key_path(p, "Canary"), "must be a non-negative integer"));
+                0
+            }
+        },
+    };
+    match update.get("AutoPromote") {
+        None | Some(Value::Null) | Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) if canaries > 0 => errors.push(FieldError::new(
+            key_path(p, "AutoPromote"),
+            "is false with canaries: the deployment would wait for a manual promotion forever (canary rollouts \
+             arrive with progressive delivery)",
+        )),
+        Some(Value::Bool(false)) => {}
+        Some(_) => errors.push(FieldError::new(key_path(p, "AutoPromote"), "must be true or false")),
+    }
+    match update.get("HealthCheck") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(h)) if AUTOMATIC_HEALTH_CHECKS.contains(&h.as_str()) => {}
+        Some(Value::String(h)) if h == "manual" => errors.push(FieldError::new(
+            key_path(p, "HealthCheck"),
+            "is `manual`: allocations would be healthy only when someone sets their health through Nomad's API, so \
+             the rollout would never end by itself; use `checks` (the default) or `task_states`",
+        )),
+        Some(_) => errors.push(FieldError::new(key_path(p, "HealthCheck"), "must be `checks` or `task_states`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::app::duration::HumanDuration;
+    use crate::app::render::render;
+    use crate::app::strategy::Strategy;
+    use crate::app::test_util::template_app;
+
+    fn paths_for(job: Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        check_update_blocks(job.as_object().expect("a test job is an object"), "spec.job", &mut errors);
+        errors.into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn check_update_blocks_should_name_each_setting_that_waits_for_a_person() {
+        let job = json!({
+            "Update": {"Canary": 2, "AutoPromote": false},
+            "TaskGroups": [
+                {"Name": "a", "Update": {"AutoPromote": false}},
+                {"Name": "b", "Update": {"Canary": 0, "AutoPromote": false, "HealthCheck": "manual"}},
+                {"Name": "c"}
+            ]
+        });
+        assert_eq!(
+            paths_for(job),
+            [
+                "spec.job.Update.Canary",
+                "spec.job.Update.AutoPromote",
+                // Group a inherits the job's two canaries, so its own `false` is a wait too; group b turns them off.
+                "spec.job.TaskGroups[0].Update.AutoPromote",
+                "spec.job.TaskGroups[1].Update.HealthCheck",
+            ]
+        );
+    }
+
+    #[test]
+    fn check_update_blocks_should_accept_rollouts_that_end_by_themselves() {
+        let job = json!({
+            "Update": {"MaxParallel": 2, "HealthCheck": "checks", "AutoRevert": true, "Canary": 0},
+            "TaskGroups": [{"Name": "a", "Update": {"HealthCheck": "task_states", "AutoPromote": true}}, {"Name": "b"}]
+        });
+        assert_eq!(paths_for(job), Vec::<String>::new());
+    }
+
+    #[test]
+    fn check_update_blocks_should_reject_values_of_the_wrong_shape() {
+        let job = json!({"Update": "rolling", "TaskGroups": [
+            {"Name": "a", "Update": {"Canary": -1, "AutoPromote": "no", "HealthCheck": "ready"}}
+        ]});
+        assert_eq!(
+            paths_for(job),
+            [
+                "spec.job.Update",
+                "spec.job.TaskGroups[0].Update.Canary",
+                "spec.job.TaskGroups[0].Update.AutoPromote",
+                "spec.job.TaskGroups[0].Update.HealthCheck",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_template_with_every_strategy_field_should_render_an_update_block_that_ends_by_itself() {
+        let d = |s| Some(HumanDuration::new(std::time::Duration::from_secs(s)));
+        let strategy = Strategy {
+            max_parallel: Some(3),
+            min_healthy_time: d(5),
+            healthy_deadline: d(60),
+            progress_deadline: d(600),
+            auto_revert: Some(true),
+            ..Strategy::default()
+        };
+        let app = template_app("web").with_strategy(strategy);
+        let job = render(&app, "drover").expect("a valid template renders");
+        let job = job.as_object().expect("a rendered job is an object");
+        let mut errors = Vec::new();
+        check_update_blocks(job, "spec.template", &mut errors);
+        assert_eq!(errors, Vec::<FieldError>::new());
+        let update = job["TaskGroups"][0]["Update"].as_object().expect("the strategy renders an Update block");
+        let mut keys: Vec<&str> = update.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        // Only rolling fields: none of Canary, AutoPromote or HealthCheck can come out of a template.
+        assert_eq!(keys, ["AutoRevert", "HealthyDeadline", "MaxParallel", "MinHealthyTime", "ProgressDeadline"]);
+    }
+}
