@@ -113,7 +113,8 @@ impl<T: LiveSource> LiveSource for Arc<T> {
 /// Settings of the live watcher.
 #[derive(Clone, Debug)]
 pub struct LiveWatchConfig {
-    /// Server-side wait of the fallback blocking queries; Nomad clamps it to 5 min (C3).
+    /// Server-side wait of the fallback blocking queries and of the namespace query beside the stream; Nomad clamps
+    /// it to 5 min (C3).
     pub wait: Duration,
     /// Delay between a failure and the relist that follows it.
     pub backoff: Backoff,
