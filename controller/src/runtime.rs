@@ -245,6 +245,7 @@ async fn watch_nomad(
 ) {
     let stream = nomad::watch::watch(client, nomad::watch::LiveWatchConfig::default(), metrics);
     tokio::pin!(stream);
+    let mut covered: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -258,15 +259,22 @@ async fn watch_nomad(
         let mut wake: Vec<(JobKey, Option<String>, &'static str)> = Vec::new();
         for event in batch {
             match event {
-                nomad::watch::LiveEvent::Resynced { jobs, deployments, index } => {
+                nomad::watch::LiveEvent::Resynced { jobs, deployments, index, namespaces } => {
                     let jobs = jobs.iter().map(LiveJob::from).collect();
                     let deployments = deployments
                         .iter()
                         .map(|d| (JobKey::new(&d.namespace, &d.job_id), LiveDeployment::from(d)))
                         .collect();
-                    for job in writer.replace_all(jobs, deployments, index) {
+                    for job in writer.replace_all(jobs, deployments, index, &namespaces) {
                         wake.push((job, None, "nomad relisted"));
                     }
+                    // A namespace that appeared: its apps (waiting for it, `NamespaceMissing`) can be registered now.
+                    for ns in namespaces.difference(&covered) {
+                        for key in records.keys_in(ns) {
+                            queue.enqueue(key, None, None, "namespace appeared");
+                        }
+                    }
+                    covered = namespaces;
                     ready.send_replace(true);
                 }
                 nomad::watch::LiveEvent::JobUpserted(job) => {

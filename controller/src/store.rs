@@ -290,14 +290,17 @@ impl LiveCache {
 }
 
 impl LiveWriter {
-    /// Replaces everything with a listing taken at `index`; returns the jobs whose entry changed, appeared or
-    /// vanished. An entry the cache holds at a higher index than the listing (an event applied after the list was
-    /// taken) is kept: a relist never moves the cache backwards.
+    /// Replaces everything with a listing taken at `index` that covered the namespaces in `covered`; returns the
+    /// jobs whose entry changed, appeared or vanished. An entry the cache holds at a higher index than the listing
+    /// (an event applied after the list was taken) is kept: a relist never moves the cache backwards. Entries in a
+    /// namespace the listing did not cover (deleted, or hidden from the token) are kept too: absence from a list is
+    /// proof only inside the namespaces it covered.
     pub fn replace_all(
         &mut self,
         jobs: Vec<LiveJob>,
         deployments: Vec<(JobKey, LiveDeployment)>,
         index: u64,
+        covered: &std::collections::BTreeSet<String>,
     ) -> Vec<JobKey> {
         let mut new_deps: HashMap<JobKey, Vec<LiveDeployment>> = HashMap::new();
         for (job, d) in deployments {
@@ -317,15 +320,17 @@ impl LiveWriter {
             }
             new_jobs.insert(j.key.clone(), j);
         }
-        // A job the listing lacks but the cache saw written after the listing's index is not gone.
+        // A job the listing lacks but the cache saw written after the listing's index (or in a namespace the
+        // listing did not cover) is not gone.
+        let unproven = |key: &JobKey, modify_index: u64| modify_index > index || !covered.contains(&key.namespace);
         for (key, old) in &inner.jobs {
-            if !new_jobs.contains_key(key) && old.modify_index > index {
+            if !new_jobs.contains_key(key) && unproven(key, old.modify_index) {
                 new_jobs.insert(key.clone(), old.clone());
             }
         }
         for (key, old) in &inner.deployments {
             let list = new_deps.entry(key.clone()).or_default();
-            for d in old.iter().filter(|d| d.modify_index > index) {
+            for d in old.iter().filter(|d| unproven(key, d.modify_index)) {
                 match list.iter_mut().find(|n| n.id == d.id) {
                     Some(n) if n.modify_index < d.modify_index => *n = d.clone(),
                     Some(_) => {}

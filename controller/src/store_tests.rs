@@ -1,5 +1,7 @@
 //! The stores, as sentences.
 
+use std::collections::BTreeSet;
+
 use super::*;
 use crate::live::{DeploymentStatus, JobStatus};
 
@@ -69,6 +71,10 @@ fn deployment(id: &str, modify: u64, status: DeploymentStatus) -> LiveDeployment
     }
 }
 
+fn default_ns() -> BTreeSet<String> {
+    BTreeSet::from(["default".to_string()])
+}
+
 fn job_key() -> JobKey {
     JobKey::new("default", "web")
 }
@@ -89,7 +95,7 @@ fn upsert_job_should_never_go_backwards() {
 fn replace_all_should_report_changed_and_vanished_jobs() {
     let (mut writer, cache) = live_cache();
     writer.upsert_job(live_job(10, 10));
-    let changed = writer.replace_all(vec![], vec![], 20);
+    let changed = writer.replace_all(vec![], vec![], 20, &default_ns());
     assert_eq!(changed, vec![job_key()]);
     assert!(cache.live_for(&job_key(), &[]).job.is_none());
 }
@@ -104,6 +110,7 @@ fn replace_all_should_never_move_the_cache_backwards() {
         vec![live_job(10, 12)],
         vec![(job_key(), deployment("d1", 14, DeploymentStatus::Running))],
         15,
+        &default_ns(),
     );
     assert!(changed.is_empty(), "nothing moved: {changed:?}");
     let live = cache.live_for(&job_key(), &[]);
@@ -112,7 +119,7 @@ fn replace_all_should_never_move_the_cache_backwards() {
     // A job created after the listing is not dropped by it either.
     let other = LiveJob { key: JobKey::new("default", "new"), ..live_job(30, 30) };
     writer.upsert_job(other);
-    writer.replace_all(vec![live_job(16, 17)], vec![], 25);
+    writer.replace_all(vec![live_job(16, 17)], vec![], 25, &default_ns());
     assert!(cache.live_for(&JobKey::new("default", "new"), &[]).job.is_some());
 }
 
@@ -143,4 +150,13 @@ fn statuses_should_have_one_writer() {
     assert_eq!(reader.count_by_phase().get("Healthy"), Some(&1));
     writer.remove(&web());
     assert!(reader.get(&web()).is_none());
+}
+
+#[test]
+fn replace_all_should_keep_jobs_in_namespaces_the_listing_did_not_cover() {
+    let (mut writer, cache) = live_cache();
+    writer.upsert_job(LiveJob { key: JobKey::new("hidden", "web"), ..live_job(5, 5) });
+    let changed = writer.replace_all(vec![], vec![], 20, &default_ns());
+    assert!(changed.is_empty(), "absence outside the covered namespaces proves nothing: {changed:?}");
+    assert!(cache.live_for(&JobKey::new("hidden", "web"), &[]).job.is_some());
 }

@@ -1,22 +1,17 @@
 //! Wire-format tests of the Nomad client against a scripted in-test HTTP server (STYLE 9: scripted mocks only for
-//! the wire format), the event stream over a raw `Connection: close` body, and state-machine tests of the live
-//! watcher on paused time.
+//! the wire format), the event stream over a raw `Connection: close` body, and the client and live watcher against
+//! the simulator. The live watcher's state-machine tests on paused time are in `nomad_watch.rs`.
 
-use std::collections::VecDeque;
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use drover::metrics::Metrics;
 use drover::nomad::events::DropReason;
-use drover::nomad::types::{Deployment, DeploymentStatus, DiffType, JobStub};
-use drover::nomad::watch::{LiveSource, LiveWatcher, State};
-use drover::nomad::{BlockingQuery, Client, Error, EventStream, LiveEvent, LiveWatchConfig};
+use drover::nomad::types::{DeploymentStatus, DiffType};
+use drover::nomad::{BlockingQuery, Client, Error, LiveEvent, LiveWatchConfig};
 use drover::tls::{TlsFiles, build_http_client};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::mpsc;
 
 mod scripted;
 use scripted::{Scripted, Seen};
@@ -281,183 +276,6 @@ async fn subscribe_should_report_a_close_before_the_first_heartbeat() {
     let err = stream.next_frame().await.unwrap_err();
     assert!(matches!(err, Error::StreamDropped { reason: DropReason::EndedBeforeHeartbeat }), "{err:?}");
     assert!(!stream.saw_heartbeat());
-}
-
-// ---- live watcher state machine (paused time, in-memory Nomad) ----
-
-type Feed = mpsc::UnboundedSender<Result<Bytes, io::Error>>;
-
-/// An in-memory Nomad: current lists with their indexes, and streams handed out in order.
-#[derive(Default)]
-struct FakeNomad {
-    jobs: Mutex<(Vec<JobStub>, u64)>,
-    deployments: Mutex<(Vec<Deployment>, u64)>,
-    streams: Mutex<VecDeque<EventStream>>,
-    subscribed: Mutex<Vec<u64>>,
-    job_queries: Mutex<Vec<BlockingQuery>>,
-}
-
-impl FakeNomad {
-    fn set_jobs(&self, ids: &[(&str, u64)], index: u64) {
-        let stubs = ids
-            .iter()
-            .map(|(id, modify_index)| JobStub {
-                id: (*id).into(),
-                namespace: "default".into(),
-                modify_index: *modify_index,
-                ..JobStub::default()
-            })
-            .collect();
-        *self.jobs.lock().unwrap() = (stubs, index);
-    }
-
-    fn set_deployments_index(&self, index: u64) {
-        self.deployments.lock().unwrap().1 = index;
-    }
-
-    /// Queues a stream for the next subscription; the returned sender feeds it, dropping it closes it.
-    fn next_stream(&self) -> Feed {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        self.streams.lock().unwrap().push_back(EventStream::new(Box::pin(body)));
-        tx
-    }
-}
-
-impl LiveSource for FakeNomad {
-    async fn list_jobs(&self, query: BlockingQuery) -> Result<(Vec<JobStub>, u64), Error> {
-        self.job_queries.lock().unwrap().push(query);
-        Ok(self.jobs.lock().unwrap().clone())
-    }
-
-    async fn list_deployments(&self, _query: BlockingQuery) -> Result<(Vec<Deployment>, u64), Error> {
-        Ok(self.deployments.lock().unwrap().clone())
-    }
-
-    async fn subscribe(&self, index: u64) -> Result<EventStream, Error> {
-        self.subscribed.lock().unwrap().push(index);
-        Ok(self.streams.lock().unwrap().pop_front().expect("the watcher subscribed more often than the test expected"))
-    }
-}
-
-fn send(feed: &Feed, line: &str) {
-    feed.send(Ok(Bytes::from(format!("{line}\n")))).unwrap();
-}
-
-fn job_frame(index: u64, id: &str, modify_index: u64, deleted: bool) -> String {
-    let mut payload = json!({"Job": {"ID": id, "Namespace": "default", "Version": 1, "ModifyIndex": modify_index, "JobModifyIndex": modify_index}});
-    if deleted {
-        payload["Deleted"] = json!(true);
-    }
-    json!({"Index": index, "Events": [{"Topic": "Job", "Type": "JobRegistered", "Key": id, "Namespace": "default", "Index": index, "Payload": payload}]}).to_string()
-}
-
-fn live_watcher(nomad: &Arc<FakeNomad>) -> (LiveWatcher<Arc<FakeNomad>>, Arc<Metrics>) {
-    let metrics = Arc::new(Metrics::new());
-    let config = LiveWatchConfig { wait: Duration::from_secs(60), ..LiveWatchConfig::default() };
-    (LiveWatcher::new(nomad.clone(), config, metrics.clone()), metrics)
-}
-
-/// Steps until the watcher reports something (or fails), with a bound so a stuck machine fails the test.
-async fn next_events(w: &mut LiveWatcher<Arc<FakeNomad>>, mut state: State) -> (Result<Vec<LiveEvent>, Error>, State) {
-    for _ in 0..10 {
-        let (result, next) = w.step(state).await;
-        state = next;
-        match result {
-            Ok(events) if events.is_empty() => continue,
-            other => return (other, state),
-        }
-    }
-    panic!("the watcher made 10 steps without reporting anything; state {state:?}");
-}
-
-#[tokio::test(start_paused = true)]
-async fn live_watcher_should_resync_then_stream_events_and_drop_replays() {
-    let nomad = Arc::new(FakeNomad::default());
-    nomad.set_jobs(&[("web", 12)], 12);
-    nomad.set_deployments_index(9);
-    let feed = nomad.next_stream();
-    let (mut w, _) = live_watcher(&nomad);
-    let (events, state) = next_events(&mut w, State::initial()).await;
-    let events = events.unwrap();
-    assert!(matches!(&events[0], LiveEvent::Resynced { jobs, index: 9, .. } if jobs.len() == 1), "{events:?}");
-    send(&feed, "{}");
-    send(&feed, &job_frame(12, "web", 12, false));
-    send(&feed, &job_frame(15, "web", 15, false));
-    send(&feed, &job_frame(15, "web", 15, false));
-    send(&feed, &job_frame(20, "web", 20, true));
-    send(&feed, &job_frame(14, "web", 14, false));
-    let (events, state) = next_events(&mut w, state).await;
-    assert_eq!(nomad.subscribed.lock().unwrap().clone(), vec![10], "subscribes from the lower list index + 1");
-    match &events.unwrap()[..] {
-        [LiveEvent::JobUpserted(job)] => assert_eq!(job.modify_index, 15, "index 12 was in the list already"),
-        other => panic!("expected one upsert, got {other:?}"),
-    }
-    let (events, state) = next_events(&mut w, state).await;
-    assert_eq!(events.unwrap(), vec![LiveEvent::JobDeleted { namespace: "default".into(), id: "web".into() }]);
-    // The duplicate at 15 and the replayed upsert at 14 (older than the purge) were dropped; a purge whose payload
-    // carries no job is still understood from the event's key.
-    let purge = json!({"Index": 30, "Events": [{"Topic": "Job", "Type": "JobDeregistered", "Key": "api",
-        "Namespace": "apps", "Index": 30, "Payload": {"Job": null, "Deleted": true}}]});
-    send(&feed, &purge.to_string());
-    let (events, _) = next_events(&mut w, state).await;
-    assert_eq!(events.unwrap(), vec![LiveEvent::JobDeleted { namespace: "apps".into(), id: "api".into() }]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn live_watcher_should_back_off_relist_and_resume_after_a_drop() {
-    let nomad = Arc::new(FakeNomad::default());
-    nomad.set_jobs(&[("web", 12)], 12);
-    nomad.set_deployments_index(12);
-    let feed = nomad.next_stream();
-    let (mut w, metrics) = live_watcher(&nomad);
-    let (_, state) = next_events(&mut w, State::initial()).await;
-    send(&feed, "{}");
-    send(&feed, &job_frame(20, "web", 20, false));
-    let (_, state) = next_events(&mut w, state).await;
-    nomad.set_jobs(&[("web", 30)], 30);
-    nomad.set_deployments_index(30);
-    let _second = nomad.next_stream();
-    drop(feed);
-    let (result, state) = next_events(&mut w, state).await;
-    assert!(matches!(result, Err(Error::StreamDropped { reason: DropReason::Ended })), "{result:?}");
-    assert!(matches!(state, State::Backoff { .. }), "{state:?}");
-    let (events, state) = next_events(&mut w, state).await;
-    assert!(matches!(&events.unwrap()[0], LiveEvent::Resynced { index: 30, .. }), "a drop is followed by a relist");
-    let (_, _) = w.step(state).await;
-    assert_eq!(nomad.subscribed.lock().unwrap().clone(), vec![13, 21], "resumes from the last frame index + 1");
-    assert!(metrics.encode().contains("drover_watch_restarts_total{source=\"nomad\"} 1"));
-}
-
-#[tokio::test(start_paused = true)]
-async fn live_watcher_should_fall_back_to_blocking_queries_when_the_stream_is_refused() {
-    let nomad = Arc::new(FakeNomad::default());
-    nomad.set_jobs(&[("web", 12)], 12);
-    nomad.set_deployments_index(12);
-    let (mut w, _) = live_watcher(&nomad);
-    let mut state = State::initial();
-    for _ in 0..3 {
-        // Each subscription closes before its first `{}` (what v2.0.x does on an ACL failure).
-        drop(nomad.next_stream());
-        let (events, next) = next_events(&mut w, state).await;
-        assert!(matches!(&events.unwrap()[0], LiveEvent::Resynced { .. }));
-        let (result, next) = next_events(&mut w, next).await;
-        assert!(matches!(result, Err(Error::StreamDropped { reason: DropReason::EndedBeforeHeartbeat })));
-        state = next;
-    }
-    let (events, state) = next_events(&mut w, state).await;
-    assert!(matches!(&events.unwrap()[0], LiveEvent::Resynced { .. }));
-    assert!(matches!(state, State::Polling { jobs_index: 12, .. }), "{state:?}");
-    assert_eq!(nomad.subscribed.lock().unwrap().len(), 3, "no fourth subscription");
-    // Same indexes: no event. A new job index: a full snapshot.
-    let (result, state) = w.step(state).await;
-    assert_eq!(result.unwrap(), vec![]);
-    nomad.set_jobs(&[("web", 12), ("api", 14)], 14);
-    let (events, state) = next_events(&mut w, state).await;
-    assert!(matches!(&events.unwrap()[0], LiveEvent::Resynced { jobs, .. } if jobs.len() == 2));
-    assert!(matches!(state, State::Polling { jobs_index: 14, .. }));
-    let queries = nomad.job_queries.lock().unwrap().clone();
-    assert_eq!(queries.last().unwrap().index, 12, "polls block on the last index");
 }
 
 // ---- against the simulator over real HTTP ----

@@ -7,12 +7,14 @@ use drover_e2e::{DroverProcess, LoggedRequest, SimProcess, TIME_SCALE, template_
 use drover_sim::Server;
 
 /// The requests a converged controller may make: the blocking query on the records prefix and Nomad's event stream
-/// (or its fallback blocking lists), all reads.
+/// (or its fallback blocking lists) with the blocking query on the namespace list beside it (C25), all reads.
 fn is_watch(r: &LoggedRequest) -> bool {
     r.method == "GET"
         && match r.server {
             Server::Consul => r.path == "/v1/kv/drover/apps/" && r.query.contains("recurse"),
-            Server::Nomad => matches!(r.path.as_str(), "/v1/event/stream" | "/v1/jobs" | "/v1/deployments"),
+            Server::Nomad => {
+                matches!(r.path.as_str(), "/v1/event/stream" | "/v1/jobs" | "/v1/deployments" | "/v1/namespaces")
+            }
         }
 }
 

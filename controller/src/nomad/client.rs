@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::events::EventStream;
+use super::namespaces::Namespace;
 use super::types::{AllocStub, Deployment, DeploymentUpdateResponse, Job, JobStub, PlanResponse, RegisterResponse};
 use super::{BlockingQuery, DEFAULT_WAIT, ENFORCE_INDEX_PREFIX, Error, MAX_WAIT};
 use crate::config::{NomadConfig, Secret};
@@ -297,6 +298,16 @@ impl Client {
     pub async fn list_jobs(&self, query: BlockingQuery) -> Result<(Vec<JobStub>, u64), Error> {
         self.read_indexed(
             Call::new("jobs_list", "*", Method::GET, "/v1/jobs".to_owned(), "*").param("meta", "true").blocking(query),
+        )
+        .await
+    }
+
+    /// Lists the namespaces the token may see (`GET /v1/namespaces`, a blocking query whose index is the
+    /// `namespaces` table index, floored at 1; nomad/namespace_endpoint.go `ListNamespaces`). The `namespace`
+    /// parameter does not apply to this endpoint and is left at `default`.
+    pub async fn list_namespaces(&self, query: BlockingQuery) -> Result<(Vec<Namespace>, u64), Error> {
+        self.read_indexed(
+            Call::new("namespaces_list", "*", Method::GET, "/v1/namespaces".to_owned(), "default").blocking(query),
         )
         .await
     }

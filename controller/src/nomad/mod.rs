@@ -6,11 +6,15 @@
 //! - [`plan`]: the plan answer with its typed diff tree.
 //! - [`client`]: the endpoints, with errors classified per contract B17 and C17/C18.
 //! - [`events`]: the `/v1/event/stream` NDJSON reader with heartbeat and drop detection (B15, C23).
+//! - [`namespaces`]: which namespaces the open event stream covers, and when a new one means reopening it (C25).
+//! - `seen`: the watcher's bounded duplicate filter (B15 resume rules).
 //! - [`watch`]: the list + stream (or blocking-query fallback) state machine producing [`watch::LiveEvent`]s.
 
 pub mod client;
 pub mod events;
+pub mod namespaces;
 pub mod plan;
+mod seen;
 pub mod types;
 pub mod watch;
 

@@ -1,24 +1,31 @@
-//! The live watcher: one list of jobs and deployments, then the event stream, as an explicit state machine
-//! (STYLE 3). It feeds the live cache the way an informer does.
+//! The live watcher: one list of namespaces, jobs and deployments, then the event stream, as an explicit state
+//! machine (STYLE 3). It feeds the live cache the way an informer does.
 //!
 //! ```text
 //!            ok: Resynced                       subscribed                 frame: events
 //!  Listing ───────────────▶ Subscribing ─────────────────▶ Streaming ◀──────────────┐
-//!   ▲  ▲ │ (stream failed             │ error                  │ │  heartbeat: —      │
-//!   │  │ │  `fallback_after` times    ▼                        │ └────────────────────┘
-//!   │  │ │  in a row)              Backoff ◀──── drop ─────────┘
-//!   │  │ ▼                            │
-//!   │  │ Polling (blocking queries on /v1/jobs + /v1/deployments: Resynced on change)
-//!   │  └──────── after the delay ─────┘
-//!   └── Polling, after `retry_stream_after`: try the stream again
+//!   ▲  ▲ ▲ │ (stream failed           │ error                │ │ │  heartbeat: —      │
+//!   │  │ │ │  `fallback_after` times  ▼                      │ │ │  namespaces same   │
+//!   │  │ │ │  in a row)            Backoff ◀──── drop ───────┘ │ │  or fewer: —       │
+//!   │  │ │ ▼                          │                        │ └────────────────────┘
+//!   │  │ │ Polling (blocking queries on /v1/jobs + /v1/deployments: Resynced on change)
+//!   │  │ └──────── after the delay ───┘                        │
+//!   │  └── Polling, after `retry_stream_after`: try the stream again
+//!   └──── a namespace the stream does not cover appeared (blocking query on /v1/namespaces, C25)
 //! ```
 //!
-//! Rules from B15/C23: resume with `index = last + 1` and still expect duplicates (handlers are idempotent: events
-//! older than what was already reported for the same job or deployment are dropped here, by `ModifyIndex`); after
-//! any reconnect, relist (the stream cannot say what was missed); if the stream keeps failing, fall back to
-//! blocking queries (DESIGN §1).
+//! Rules from B15/C23: resume with `index = last + 1` and still expect duplicates (handlers are idempotent; events
+//! the last relist already reflects, or older than what was reported for the same job or deployment, are dropped by
+//! the bounded filter in `seen`); after any reconnect, relist (the stream cannot say what was missed); if the stream
+//! keeps failing, fall back to blocking queries (DESIGN §1).
+//!
+//! Rule from B15/C25: a `namespace=*` stream covers the namespaces that existed when it subscribed. The watcher
+//! lists namespaces before subscribing and keeps a blocking query on `GET /v1/namespaces` open beside the stream
+//! ([`super::namespaces`]); a new namespace reopens the stream and relists, a removed one only narrows what the
+//! stream is known to cover and never reports a job as gone. The polling fallback needs no such query: each
+//! `namespace=*` list is evaluated when it runs.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +36,9 @@ use tokio::time::Instant;
 
 use super::client::Client;
 use super::events::{EventStream, SILENCE_LIMIT};
-use super::types::{Deployment, Event, Frame, Job, JobStub};
+use super::namespaces::{Change, Covered, ListResult, Namespace, NamespaceWatch, PendingList, next_query};
+use super::seen::Reported;
+use super::types::{Deployment, Frame, Job, JobStub};
 use super::{BlockingQuery, Error};
 use crate::consul::watch::TokenBucket;
 use crate::metrics::Metrics;
@@ -46,6 +55,11 @@ pub trait LiveSource: Send + Sync {
     ) -> impl Future<Output = Result<(Vec<Deployment>, u64), Error>> + Send;
     /// Job and Deployment events in every namespace, from `index` inclusive.
     fn subscribe(&self, index: u64) -> impl Future<Output = Result<EventStream, Error>> + Send;
+    /// `GET /v1/namespaces`, blocking per `query`: the namespaces the token sees.
+    fn list_namespaces(
+        &self,
+        query: BlockingQuery,
+    ) -> impl Future<Output = Result<(Vec<Namespace>, u64), Error>> + Send;
 }
 
 impl LiveSource for Client {
@@ -62,6 +76,13 @@ impl LiveSource for Client {
 
     fn subscribe(&self, index: u64) -> impl Future<Output = Result<EventStream, Error>> + Send {
         Client::subscribe(self, index)
+    }
+
+    fn list_namespaces(
+        &self,
+        query: BlockingQuery,
+    ) -> impl Future<Output = Result<(Vec<Namespace>, u64), Error>> + Send {
+        Client::list_namespaces(self, query)
     }
 }
 
@@ -80,12 +101,20 @@ impl<T: LiveSource> LiveSource for Arc<T> {
     fn subscribe(&self, index: u64) -> impl Future<Output = Result<EventStream, Error>> + Send {
         T::subscribe(self, index)
     }
+
+    fn list_namespaces(
+        &self,
+        query: BlockingQuery,
+    ) -> impl Future<Output = Result<(Vec<Namespace>, u64), Error>> + Send {
+        T::list_namespaces(self, query)
+    }
 }
 
 /// Settings of the live watcher.
 #[derive(Clone, Debug)]
 pub struct LiveWatchConfig {
-    /// Server-side wait of the fallback blocking queries; Nomad clamps it to 5 min (C3).
+    /// Server-side wait of the fallback blocking queries and of the namespace query beside the stream; Nomad clamps
+    /// it to 5 min (C3).
     pub wait: Duration,
     /// Delay between a failure and the relist that follows it.
     pub backoff: Backoff,
@@ -121,7 +150,9 @@ impl Default for LiveWatchConfig {
 /// What the live watcher reports. Handlers must be idempotent: the same state can be reported more than once.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LiveEvent {
-    /// Everything, from a list: replace the cache's contents. Jobs or deployments absent here are gone.
+    /// Everything, from a list: replace the cache's contents. A job or deployment absent here is gone only if
+    /// its namespace is in `namespaces`; one in a namespace the lists did not cover (deleted, or no longer visible
+    /// to the token) is unknown, not proven gone.
     Resynced {
         /// Every job stub (with `Meta`).
         jobs: Vec<JobStub>,
@@ -129,6 +160,8 @@ pub enum LiveEvent {
         deployments: Vec<Deployment>,
         /// The lower of the two lists' `X-Nomad-Index`.
         index: u64,
+        /// The namespaces the token could see when the lists were read: absence is proof only inside these.
+        namespaces: BTreeSet<String>,
     },
     /// A job was registered, stopped, scaled, reverted or marked stable.
     JobUpserted(Job),
@@ -161,8 +194,10 @@ pub enum State {
         index: u64,
         /// As in `Listing`.
         stream_failures: u32,
+        /// The namespaces listed before subscribing: the stream will cover at least these.
+        namespaces: Covered,
     },
-    /// Reading frames.
+    /// Reading frames, with a blocking query on the namespace list beside them.
     Streaming {
         /// The open stream.
         stream: EventStream,
@@ -170,6 +205,8 @@ pub enum State {
         index: u64,
         /// As in `Listing`; reset by the first heartbeat.
         stream_failures: u32,
+        /// What the stream covers, and the namespace list in flight.
+        namespaces: NamespaceWatch,
     },
     /// The stream is unavailable: blocking queries on both lists.
     Polling {
@@ -200,69 +237,6 @@ impl State {
     }
 }
 
-/// What has been reported per object, by `ModifyIndex`, so that replays and duplicates are dropped (B15 resume
-/// rules). A purge leaves the purge's index as a tombstone, so an older replayed upsert cannot resurrect the job.
-#[derive(Debug, Default)]
-struct Reported {
-    jobs: HashMap<(String, String), u64>,
-    deployments: HashMap<String, u64>,
-}
-
-impl Reported {
-    fn reset(&mut self, jobs: &[JobStub], deployments: &[Deployment]) {
-        self.jobs = jobs.iter().map(|j| ((j.namespace.clone(), j.id.clone()), j.modify_index)).collect();
-        self.deployments = deployments.iter().map(|d| (d.id.clone(), d.modify_index)).collect();
-    }
-
-    /// Records `index` for the key and says whether it is newer than anything reported.
-    fn advance<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, index: u64) -> bool {
-        match map.get(&key) {
-            Some(seen) if *seen >= index => false,
-            _ => {
-                map.insert(key, index);
-                true
-            }
-        }
-    }
-
-    /// Turns one stream event into a live event, unless it is not newer than what was reported.
-    fn accept(&mut self, event: &Event) -> Result<Option<LiveEvent>, serde_json::Error> {
-        match event.topic.as_str() {
-            "Job" => {
-                let deleted = event.payload.get("Deleted").and_then(serde_json::Value::as_bool).unwrap_or(false);
-                let payload = event.payload.get("Job").filter(|j| !j.is_null());
-                if deleted {
-                    // A purge: the payload's job may be absent, so the event's own key and namespace are enough.
-                    let field = |name: &str, fallback: &str| {
-                        payload
-                            .and_then(|j| j.get(name))
-                            .and_then(serde_json::Value::as_str)
-                            .filter(|v| !v.is_empty())
-                            .unwrap_or(fallback)
-                            .to_owned()
-                    };
-                    let namespace = field("Namespace", &event.namespace);
-                    let id = field("ID", &event.key);
-                    let fresh = Self::advance(&mut self.jobs, (namespace.clone(), id.clone()), event.index);
-                    return Ok(fresh.then_some(LiveEvent::JobDeleted { namespace, id }));
-                }
-                let job: Job = serde_json::from_value(payload.cloned().unwrap_or_default())?;
-                let namespace = if job.namespace.is_empty() { event.namespace.clone() } else { job.namespace.clone() };
-                let id = if job.id.is_empty() { event.key.clone() } else { job.id.clone() };
-                let fresh = Self::advance(&mut self.jobs, (namespace, id), job.modify_index);
-                Ok(fresh.then_some(LiveEvent::JobUpserted(job)))
-            }
-            "Deployment" => {
-                let deployment: Deployment =
-                    serde_json::from_value(event.payload.get("Deployment").cloned().unwrap_or_default())?;
-                let fresh = Self::advance(&mut self.deployments, deployment.id.clone(), deployment.modify_index);
-                Ok(fresh.then_some(LiveEvent::Deployment(deployment)))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
 /// The live watcher: source, settings, rate limiter, metrics, and what it has reported.
 #[derive(Debug)]
 pub struct LiveWatcher<S> {
@@ -276,7 +250,15 @@ pub struct LiveWatcher<S> {
 /// The result of one step: events to hand on, or the error that sent the watcher into backoff.
 pub type StepResult = Result<Vec<LiveEvent>, Error>;
 
-impl<S: LiveSource> LiveWatcher<S> {
+/// One relist: both lists and their indexes.
+struct Listed {
+    jobs: Vec<JobStub>,
+    jobs_index: u64,
+    deployments: Vec<Deployment>,
+    deployments_index: u64,
+}
+
+impl<S: LiveSource + Clone + 'static> LiveWatcher<S> {
     /// A watcher in its initial state.
     pub fn new(source: S, config: LiveWatchConfig, metrics: Arc<Metrics>) -> Self {
         let limiter = TokenBucket::new(config.burst, config.refill);
@@ -291,19 +273,32 @@ impl<S: LiveSource> LiveWatcher<S> {
     }
 
     /// Lists both collections, without blocking or with the given queries.
-    async fn list_both(
-        &self,
-        jobs: BlockingQuery,
-        deployments: BlockingQuery,
-    ) -> Result<(Vec<JobStub>, u64, Vec<Deployment>, u64), Error> {
+    async fn list_both(&self, jobs: BlockingQuery, deployments: BlockingQuery) -> Result<Listed, Error> {
         let (jobs, jobs_index) = self.source.list_jobs(jobs).await?;
         let (deployments, deployments_index) = self.source.list_deployments(deployments).await?;
-        Ok((jobs, jobs_index, deployments, deployments_index))
+        Ok(Listed { jobs, jobs_index, deployments, deployments_index })
     }
 
-    fn resynced(&mut self, jobs: Vec<JobStub>, deployments: Vec<Deployment>, index: u64) -> Vec<LiveEvent> {
-        self.reported.reset(&jobs, &deployments);
-        vec![LiveEvent::Resynced { jobs, deployments, index }]
+    /// Lists namespaces without blocking.
+    async fn list_namespaces_now(&self) -> Result<Covered, Error> {
+        let (list, index) = self.source.list_namespaces(BlockingQuery::now()).await?;
+        Ok(Covered::from_list(&list, index))
+    }
+
+    fn resynced(&mut self, listed: Listed, namespaces: &Covered) -> Vec<LiveEvent> {
+        let Listed { jobs, jobs_index, deployments, deployments_index } = listed;
+        // Everything up to each list's index is in that list: replays at or below it are dropped (seen.rs).
+        self.reported.reset(jobs_index, deployments_index);
+        let index = jobs_index.min(deployments_index);
+        vec![LiveEvent::Resynced { jobs, deployments, index, namespaces: namespaces.names.clone() }]
+    }
+
+    /// The blocking query on the namespace list that follows a list at `covered.index`, after `delay`.
+    fn namespace_query(&self, covered: &Covered, delay: Duration) -> PendingList {
+        let source = self.source.clone();
+        let query = next_query(covered.index, self.config.wait);
+        let list = async move { source.list_namespaces(query).await };
+        if delay.is_zero() { PendingList::new(list) } else { PendingList::after(delay, list) }
     }
 
     /// Runs one transition.
@@ -315,13 +310,22 @@ impl<S: LiveSource> LiveWatcher<S> {
             }
             State::Listing { failures, stream_failures, resume } => {
                 self.limiter.acquire().await;
-                match self.list_both(BlockingQuery::now(), BlockingQuery::now()).await {
+                // Namespaces after the lists and before subscribing. After the lists: a namespace in the set existed
+                // while they ran (or was created just after, with no job the cache knew), so absence from them is
+                // proof only inside the set. Before subscribing: a namespace created later is either covered by the
+                // stream (it existed at subscribe time) or seen by the namespace query that starts from this index.
+                let listed = match self.list_both(BlockingQuery::now(), BlockingQuery::now()).await {
+                    Ok(listed) => self.list_namespaces_now().await.map(|namespaces| (namespaces, listed)),
+                    Err(err) => Err(err),
+                };
+                match listed {
                     Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, resume)),
-                    Ok((jobs, jobs_index, deployments, deployments_index)) => {
+                    Ok((namespaces, listed)) => {
+                        let (jobs_index, deployments_index) = (listed.jobs_index, listed.deployments_index);
                         // The lower index: events between the two lists are replayed rather than missed, and the
                         // duplicates are dropped by `Reported`.
                         let index = jobs_index.min(deployments_index);
-                        let events = self.resynced(jobs, deployments, index);
+                        let events = self.resynced(listed, &namespaces);
                         let next = if stream_failures >= self.config.fallback_after {
                             State::Polling {
                                 jobs_index,
@@ -331,39 +335,96 @@ impl<S: LiveSource> LiveWatcher<S> {
                         } else {
                             // Resume from the last frame seen and the list, whichever is older (B15).
                             let index = resume.map_or(index, |r| r.min(index));
-                            State::Subscribing { index, stream_failures }
+                            State::Subscribing { index, stream_failures, namespaces }
                         };
                         (Ok(events), next)
                     }
                 }
             }
-            State::Subscribing { index, stream_failures } => {
+            State::Subscribing { index, stream_failures, namespaces } => {
                 self.limiter.acquire().await;
                 match self.source.subscribe(index.saturating_add(1)).await {
                     Ok(stream) => {
                         let stream = stream.with_silence_limit(self.config.silence_limit);
-                        (Ok(Vec::new()), State::Streaming { stream, index, stream_failures })
+                        let pending = self.namespace_query(&namespaces, Duration::ZERO);
+                        let namespaces = NamespaceWatch { covered: namespaces, failures: 0, pending };
+                        (Ok(Vec::new()), State::Streaming { stream, index, stream_failures, namespaces })
                     }
                     Err(err) => (Err(err), self.backoff(1, stream_failures.saturating_add(1), Some(index))),
                 }
             }
-            State::Streaming { mut stream, index, stream_failures } => match stream.next_frame().await {
-                Ok(frame) if frame.is_heartbeat() => {
-                    (Ok(Vec::new()), State::Streaming { stream, index, stream_failures: 0 })
+            State::Streaming { mut stream, index, stream_failures, mut namespaces } => {
+                // Frames first when both are ready; the namespace query stays in flight across frames.
+                let woke = match select(Box::pin(stream.next_frame()), &mut namespaces.pending).await {
+                    Either::Left((frame, _)) => Either::Left(frame),
+                    Either::Right((listed, _)) => Either::Right(listed),
+                };
+                match woke {
+                    Either::Left(Ok(frame)) if frame.is_heartbeat() => {
+                        (Ok(Vec::new()), State::Streaming { stream, index, stream_failures: 0, namespaces })
+                    }
+                    Either::Left(Ok(frame)) => {
+                        let events = self.accept_frame(&frame);
+                        let index = index.max(frame.index);
+                        (Ok(events), State::Streaming { stream, index, stream_failures, namespaces })
+                    }
+                    Either::Left(Err(err)) => {
+                        // A stream that never sent its first `{}` was refused (B15: v2.0.x closes instead of a
+                        // 403); enough of those in a row and the watcher polls instead.
+                        let stream_failures =
+                            if stream.saw_heartbeat() { 0 } else { stream_failures.saturating_add(1) };
+                        (Err(err), self.backoff(1, stream_failures, Some(index)))
+                    }
+                    Either::Right(listed) => self.namespaces_listed(listed, stream, index, stream_failures, namespaces),
                 }
-                Ok(frame) => {
-                    let events = self.accept_frame(&frame);
-                    (Ok(events), State::Streaming { stream, index: index.max(frame.index), stream_failures })
-                }
-                Err(err) => {
-                    // A stream that never sent its first `{}` was refused (B15: v2.0.x closes instead of a 403);
-                    // enough of those in a row and the watcher polls instead.
-                    let stream_failures = if stream.saw_heartbeat() { 0 } else { stream_failures.saturating_add(1) };
-                    (Err(err), self.backoff(1, stream_failures, Some(index)))
-                }
-            },
+            }
             State::Polling { jobs_index, deployments_index, retry_stream_at } => {
                 self.poll(jobs_index, deployments_index, retry_stream_at).await
+            }
+        }
+    }
+
+    /// The namespace query beside the stream returned: reopen on a new namespace, otherwise keep streaming.
+    fn namespaces_listed(
+        &mut self,
+        listed: ListResult,
+        stream: EventStream,
+        index: u64,
+        stream_failures: u32,
+        mut watch: NamespaceWatch,
+    ) -> (StepResult, State) {
+        match listed {
+            Err(err) => {
+                // The stream itself is fine: retry the list alone, with backoff, and keep reading frames.
+                watch.failures = watch.failures.saturating_add(1);
+                let delay = self.config.backoff.delay(watch.failures, &mut rand::rng());
+                let err: &(dyn std::error::Error + 'static) = &err;
+                tracing::warn!(error = err, retry_in = ?delay, "listing Nomad namespaces failed; the event stream may miss a new namespace until it succeeds");
+                watch.pending = self.namespace_query(&watch.covered, delay);
+                (Ok(Vec::new()), State::Streaming { stream, index, stream_failures, namespaces: watch })
+            }
+            Ok((list, list_index)) => {
+                let newer = Covered::from_list(&list, list_index);
+                match watch.covered.compare(&newer) {
+                    Change::Added(added) => {
+                        // C25: the open stream will never carry these namespaces' events. Reopen it, relisting
+                        // first (jobs may already exist there); no backoff, since nothing failed.
+                        tracing::info!(namespaces = ?added, "new Nomad namespace; reopening the event stream");
+                        drop(stream);
+                        (Ok(Vec::new()), State::Listing { failures: 0, stream_failures, resume: Some(index) })
+                    }
+                    change @ (Change::Same | Change::Removed(_)) => {
+                        if let Change::Removed(removed) = change {
+                            // Deleted (Nomad requires its jobs to be dead first) or hidden from this token: no job
+                            // is reported gone; the stream just covers less.
+                            tracing::info!(namespaces = ?removed, "Nomad namespace no longer listed; its jobs are kept until a list proves them gone");
+                        }
+                        watch.failures = 0;
+                        watch.pending = self.namespace_query(&newer, Duration::ZERO);
+                        watch.covered = newer;
+                        (Ok(Vec::new()), State::Streaming { stream, index, stream_failures, namespaces: watch })
+                    }
+                }
             }
         }
     }
@@ -388,25 +449,34 @@ impl<S: LiveSource> LiveWatcher<S> {
             }
         };
         let listed = match woke {
-            Either::Left(Ok((jobs, ji))) => {
-                self.source.list_deployments(BlockingQuery::now()).await.map(|(d, di)| (jobs, ji, d, di))
-            }
-            Either::Right(Ok((deployments, di))) => {
-                self.source.list_jobs(BlockingQuery::now()).await.map(|(j, ji)| (j, ji, deployments, di))
-            }
+            Either::Left(Ok((jobs, ji))) => self
+                .source
+                .list_deployments(BlockingQuery::now())
+                .await
+                .map(|(d, di)| Listed { jobs, jobs_index: ji, deployments: d, deployments_index: di }),
+            Either::Right(Ok((deployments, di))) => self
+                .source
+                .list_jobs(BlockingQuery::now())
+                .await
+                .map(|(j, ji)| Listed { jobs: j, jobs_index: ji, deployments, deployments_index: di }),
             Either::Left(Err(err)) | Either::Right(Err(err)) => Err(err),
         };
         match listed {
             Err(err) => (Err(err), self.backoff(1, self.config.fallback_after, None)),
-            Ok((jobs, ji, deployments, di)) => {
+            Ok(listed) => {
+                let (ji, di) = (listed.jobs_index, listed.deployments_index);
                 let next = State::Polling { jobs_index: ji, deployments_index: di, retry_stream_at };
                 // Same indexes: the wait expired, nothing changed (B2). A different index, higher or lower (an index
                 // going backwards is a reset, B2), is reported as a full snapshot; a return is no proof of change,
-                // but a snapshot is idempotent for the cache.
+                // but a snapshot is idempotent for the cache. The namespaces it covered are read after the lists:
+                // a namespace listed here existed when they ran, unless created in between (then it has no jobs
+                // that a later round would not report).
                 if ji == jobs_index && di == deployments_index {
-                    (Ok(Vec::new()), next)
-                } else {
-                    (Ok(self.resynced(jobs, deployments, ji.min(di))), next)
+                    return (Ok(Vec::new()), next);
+                }
+                match self.list_namespaces_now().await {
+                    Ok(namespaces) => (Ok(self.resynced(listed, &namespaces)), next),
+                    Err(err) => (Err(err), self.backoff(1, self.config.fallback_after, None)),
                 }
             }
         }
@@ -426,11 +496,12 @@ impl<S: LiveSource> LiveWatcher<S> {
                 }
             }
         }
+        self.reported.end_frame(frame.index);
         events
     }
 }
 
-impl<S: LiveSource + 'static> LiveWatcher<S> {
+impl<S: LiveSource + Clone + 'static> LiveWatcher<S> {
     /// Runs the state machine forever as a stream of batches: each batch is what one step produced (one list, or
     /// the events of one frame), so a consumer can apply a whole Nomad write before acting on any part of it (an
     /// auto-revert writes the failed deployment and the reverted job in one frame). Errors are logged here (and

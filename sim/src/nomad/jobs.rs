@@ -139,7 +139,7 @@ pub fn register(st: &mut NomadState, shared: &Shared, mut a: RegisterArgs) -> Re
             WriteReply { job_modify_index: job_modify, index: st.index, ..WriteReply::default() }
         });
     }
-    if !st.t.namespaces.contains(&key.0) {
+    if !st.t.namespaces.contains_key(&key.0) {
         return Err(ApiError::internal(format!("job \"{}\" is in nonexistent namespace \"{}\"", key.1, key.0)));
     }
     if let Some(e) = existing.filter(|_| a.preserve_counts || a.preserve_resources) {

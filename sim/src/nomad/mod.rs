@@ -9,6 +9,7 @@
 //! - [`deploy`], [`watcher`]: the scheduler, the client's health reports and the deployment watcher.
 //! - [`events`]: the event buffer and the NDJSON stream.
 //! - [`acl`], [`metrics`]: tokens; simulated workload metrics.
+//! - [`namespaces`]: the namespace list (blocking) and namespace writes.
 //! - [`http`], [`routes`], [`routes_jobs`]: HTTP plumbing and handlers; [`error`]: `ApiError`.
 
 pub mod acl;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod namespaces;
 pub mod routes;
 pub mod routes_jobs;
 pub mod scale;

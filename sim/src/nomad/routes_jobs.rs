@@ -43,7 +43,7 @@ pub async fn jobs_root(
 pub fn list_namespaces(st: &NomadState, q: &Query, who: &Caller, cap: &str) -> Vec<String> {
     let ns = q.namespace();
     if ns == "*" {
-        st.t.namespaces.iter().filter(|n| who.allows(n, cap)).cloned().collect()
+        st.t.namespaces.keys().filter(|n| who.allows(n, cap)).cloned().collect()
     } else if who.allows(&ns, cap) {
         vec![ns]
     } else {

@@ -136,6 +136,17 @@ pub enum Timer {
     Eval(Key),
 }
 
+/// One namespace (`structs.Namespace`, the fields the simulator keeps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRow {
+    /// Free text.
+    pub description: String,
+    /// Index of the write that created it.
+    pub create_index: u64,
+    /// Index of the last write to it.
+    pub modify_index: u64,
+}
+
 /// Table indexes (the max Raft index that touched each table).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TableIndex {
@@ -151,6 +162,8 @@ pub struct TableIndex {
     pub evals: u64,
     /// `scaling_event`.
     pub scaling: u64,
+    /// `namespaces`.
+    pub namespaces: u64,
 }
 
 /// A table a transaction touched.
@@ -168,13 +181,15 @@ pub enum Table {
     Evals,
     /// `scaling_event`.
     Scaling,
+    /// `namespaces`.
+    Namespaces,
 }
 
 /// All tables.
 #[derive(Debug, Default)]
 pub struct Tables {
-    /// Existing namespaces.
-    pub namespaces: BTreeSet<String>,
+    /// Existing namespaces by name.
+    pub namespaces: BTreeMap<String, NamespaceRow>,
     /// Jobs by (namespace, ID).
     pub jobs: BTreeMap<Key, JobRow>,
     /// Allocations by ID.
@@ -346,7 +361,11 @@ impl NomadState {
     /// Empty state with the `default` namespace.
     pub fn new(index_tx: watch::Sender<u64>, wake: Arc<Notify>) -> NomadState {
         let mut t = Tables::default();
-        t.namespaces.insert("default".into());
+        // Nomad creates `default` when the cluster bootstraps, at index 1.
+        t.namespaces.insert(
+            "default".into(),
+            NamespaceRow { description: "Default shared namespace".into(), create_index: 1, modify_index: 1 },
+        );
         NomadState { index: 1, t, events: EventBuffer::new(100), index_tx, wake }
     }
 
@@ -378,6 +397,7 @@ impl NomadState {
                 Table::Allocs => ti.allocs = index,
                 Table::Evals => ti.evals = index,
                 Table::Scaling => ti.scaling = index,
+                Table::Namespaces => ti.namespaces = index,
             }
         }
         for frame in frames {
