@@ -56,8 +56,7 @@ pub async fn serve(
 }
 
 async fn metrics(State(h): State<Handle>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], h.metrics.encode())
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], h.metrics.encode()).into_response()
 }
 
 async fn readyz(State(h): State<Handle>) -> Response {

@@ -20,6 +20,7 @@
 //! - [`queue`]: the work queue — per-key dedup, no concurrent runs of a key, bounded workers, per-key backoff.
 //! - [`reconcile`]: the stage; [`reconcile::decide()`] is the pure decision, I/O sits behind
 //!   [`reconcile::NomadPort`] and [`reconcile::KvPort`].
+//! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling.
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
@@ -29,6 +30,7 @@ pub mod consul;
 pub mod live;
 pub mod metrics;
 pub mod nomad;
+pub mod prometheus;
 pub mod queue;
 pub mod reconcile;
 pub mod status;

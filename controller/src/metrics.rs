@@ -161,13 +161,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]) of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        to_prometheus_text(&out)
     }
 
     /// One reconcile finished with `result` (`ok`, `requeue`, `error`, …) after `elapsed`.
@@ -237,9 +237,48 @@ impl Metrics {
     }
 }
 
+/// The content type of [`Metrics::encode`]: the classic Prometheus text format, which every scraper and
+/// `promtool check metrics` read.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text (what `prometheus-client` writes) → Prometheus text format 0.0.4: a counter family is named with
+/// its `_total` suffix in `# HELP`/`# TYPE` (OpenMetrics names the family without it, which the classic parser
+/// reads as samples with no help text), `# UNIT` and `# EOF` are dropped.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_should_name_counter_families_as_the_classic_format_does() {
+        let om = "# HELP drover_reconcile Reconciles.\n# TYPE drover_reconcile counter\ndrover_reconcile_total{result=\"ok\"} 1\n# HELP drover_apps Apps.\n# TYPE drover_apps gauge\n# UNIT drover_apps apps\ndrover_apps 3\n# EOF\n";
+        let text = to_prometheus_text(om);
+        assert_eq!(
+            text,
+            "# HELP drover_reconcile_total Reconciles.\n# TYPE drover_reconcile_total counter\ndrover_reconcile_total{result=\"ok\"} 1\n# HELP drover_apps Apps.\n# TYPE drover_apps gauge\ndrover_apps 3\n"
+        );
+    }
 
     #[test]
     fn encode_should_expose_build_info_and_recorded_requests() {

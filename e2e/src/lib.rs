@@ -17,10 +17,12 @@
 //! `records` (records to write, job and metric fields to read).
 
 mod process;
+mod prometheus;
 mod records;
 mod sim_api;
 
 pub use process::{DroverProcess, SimProcess, binary};
+pub use prometheus::{PrometheusProcess, require_tool};
 pub use records::{job_image, job_modify_index, job_owner, job_version, metric_sum, template_record};
 pub use sim_api::{LoggedRequest, RequestLog};
 

@@ -37,7 +37,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// A fresh file for one process's stderr, under `<target>/debug/e2e-logs/`.
-fn log_file(name: &str) -> (PathBuf, Stdio) {
+pub(crate) fn log_file(name: &str) -> (PathBuf, Stdio) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = bin_dir().join("e2e-logs");
     let _ = std::fs::create_dir_all(&dir);
@@ -53,7 +53,7 @@ fn log_file(name: &str) -> (PathBuf, Stdio) {
 /// when the test passed (unless `DROVER_E2E_KEEP_LOGS` is set), and kept (its path is in the test's output) when the
 /// test panics.
 #[derive(Debug)]
-struct Owned(Child, PathBuf);
+pub(crate) struct Owned(pub(crate) Child, pub(crate) PathBuf);
 
 impl Drop for Owned {
     fn drop(&mut self) {
@@ -228,7 +228,7 @@ impl DroverProcess {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }

@@ -1,0 +1,90 @@
+//! A real Prometheus server (Debian's `prometheus` package; `scripts/test.sh` installs it when missing) scraping the
+//! simulator's `/_sim/metrics` every second, on a free loopback port, with its data in a fresh directory.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::process::{Owned, free_port, log_file};
+use crate::{DEADLINE, SimProcess, http_client, wait_until};
+
+/// The path of a tool on `PATH`; panics with what to do when it is missing (tests that need it must not pass
+/// without it).
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()));
+    path.unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH: install Debian's `prometheus` package (scripts/test.sh does when run as root)")
+    })
+}
+
+/// A `prometheus` process; killed, and its data removed, when dropped.
+#[derive(Debug)]
+pub struct PrometheusProcess {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    dir: PathBuf,
+    _child: Owned,
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config(sim_nomad: &str) -> String {
+    let target = sim_nomad.trim_start_matches("http://");
+    // honor_labels: the simulator's own `job` label (the Nomad job) wins over the scrape job's name.
+    format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         scrape_configs:\n\
+         \x20 - job_name: sim\n\
+         \x20   honor_labels: true\n\
+         \x20   metrics_path: /_sim/metrics\n\
+         \x20   static_configs: [{{targets: ['{target}']}}]\n"
+    )
+}
+
+impl PrometheusProcess {
+    /// Starts Prometheus scraping `sim` and waits until it is ready and has scraped the simulator once.
+    pub async fn start(sim: &SimProcess) -> PrometheusProcess {
+        let binary = require_tool("prometheus");
+        let dir = std::env::temp_dir().join(format!("drover-e2e-prometheus-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("create the Prometheus data directory");
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config(&sim.nomad_url)).expect("write prometheus.yml");
+        let port = free_port();
+        let (log, stderr) = log_file("prometheus");
+        eprintln!("prometheus stderr: {}", log.display());
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn prometheus");
+        let prometheus = PrometheusProcess { url: format!("http://127.0.0.1:{port}"), dir, _child: Owned(child, log) };
+        prometheus.wait_first_scrape().await;
+        prometheus
+    }
+
+    /// Waits until `up{job="sim"}` is 1: Prometheus runs and has scraped the simulator.
+    async fn wait_first_scrape(&self) {
+        let http = http_client();
+        wait_until(DEADLINE, "Prometheus to scrape the simulator once (up{job=\"sim\"} == 1)", || async {
+            let url = format!("{}/api/v1/query", self.url);
+            let resp = http.get(&url).query(&[("query", "up{job=\"sim\"}")]).send().await.map_err(|e| e.to_string())?;
+            let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+            match body["data"]["result"][0]["value"][1].as_str() {
+                Some("1") => Ok(()),
+                _ => Err(body.to_string()),
+            }
+        })
+        .await;
+    }
+}

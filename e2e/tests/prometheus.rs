@@ -1,0 +1,99 @@
+//! Drover's Prometheus client and query templates against a real Prometheus (Debian's `prometheus`) scraping the
+//! simulator's workload metrics: the shared measurement layer of rollout analysis and autoscaling. Also checks that
+//! Drover's own `/metrics` passes `promtool check metrics`.
+
+use std::time::Duration;
+
+use drover::prometheus::{Client, InstantQuery, QueryError, QueryTemplate, Scope, Shape, Vars};
+use drover::status::Phase;
+use drover_e2e::{
+    DEADLINE, DroverProcess, PrometheusProcess, SimProcess, TIME_SCALE, http_client, require_tool, template_record,
+    wait_until,
+};
+
+fn query<'a>(address: &'a str, q: &'a str) -> InstantQuery<'a> {
+    InstantQuery { address, query: q, timeout: Duration::from_secs(5), headers: &[] }
+}
+
+#[tokio::test]
+async fn measurements_should_come_from_a_real_prometheus_and_say_why_they_are_not_a_number() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = PrometheusProcess::start(&sim).await;
+    let drover = DroverProcess::start(&sim, &[]).await;
+    sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
+    sim.set_workload("default", "web", 0, 200.0, 0.1).await;
+
+    let client = Client::new(http_client());
+    let template = QueryTemplate::parse(
+        r#"sum(rate(http_requests_total{job="{{ .JobID }}",namespace="{{ .Namespace }}",code="500"}[10s])) / sum(rate(http_requests_total{job="{{ .JobID }}",namespace="{{ .Namespace }}"}[10s]))"#,
+        &Scope::all([]),
+    )
+    .expect("the template parses");
+    let vars = Vars { job_id: "web".into(), namespace: "default".into(), ..Vars::default() };
+    let rendered = template.render(&vars);
+    let error_rate = wait_until(DEADLINE, "an error rate near 10 % measured through Prometheus", || async {
+        match client.query(&query(&prometheus.url, &rendered)).await.map(|r| r.single()) {
+            Ok(Ok(v)) if (0.05..=0.15).contains(&v) => Ok(v),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(error_rate > 0.0);
+
+    // Not exactly one number: said, never a crash, never a number.
+    let empty = client.query(&query(&prometheus.url, r#"http_requests_total{job="nothing"}"#)).await;
+    assert_eq!(empty.map(|r| r.single()).ok(), Some(Err(Shape::Empty)));
+    let several = client.query(&query(&prometheus.url, r#"http_requests_total{job="web"}"#)).await;
+    assert!(matches!(several.map(|r| r.single()), Ok(Err(Shape::Several(n))) if n >= 2));
+    let nan = client.query(&query(&prometheus.url, "0/0")).await;
+    assert_eq!(nan.map(|r| r.single()).ok(), Some(Err(Shape::NaN)));
+
+    // Errors, not measurements: a query Prometheus refuses, and a Prometheus that is not there.
+    match client.query(&query(&prometheus.url, "sum(")).await {
+        Err(e @ QueryError::Rejected { code: 400, .. }) => assert!(!e.is_retryable(), "{e}"),
+        other => panic!("a broken query must be refused with 400 bad_data: {other:?}"),
+    }
+    let gone = format!("http://127.0.0.1:{}", free_port());
+    match client.query(&query(&gone, "up")).await {
+        Err(e @ QueryError::Unreachable { .. }) => assert!(e.is_retryable()),
+        other => panic!("nothing listens there: {other:?}"),
+    }
+    let _ = drover;
+}
+
+#[tokio::test]
+async fn drovers_metrics_should_pass_promtool() {
+    let promtool = require_tool("promtool");
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let drover = DroverProcess::start(&sim, &[]).await;
+    sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
+    let text = http_client().get(format!("{}/metrics", drover.url)).send().await.expect("GET /metrics");
+    let text = text.text().await.expect("metrics text");
+    assert!(text.contains("drover_reconcile_total"), "{text}");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("promtool stdin");
+        stdin.write_all(text.as_bytes()).expect("write metrics to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
