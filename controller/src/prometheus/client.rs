@@ -181,21 +181,13 @@ impl Client {
             req = req.header(name, value);
         }
         let address = address.to_string();
-        let resp = req.send().await.map_err(|source| {
-            if source.is_timeout() {
-                QueryError::Timeout { address: address.clone(), timeout: q.timeout }
-            } else {
-                QueryError::Unreachable { address: address.clone(), source }
-            }
-        })?;
+        let transport = |source: reqwest::Error| match source.is_timeout() {
+            true => QueryError::Timeout { address: address.clone(), timeout: q.timeout },
+            false => QueryError::Unreachable { address: address.clone(), source },
+        };
+        let resp = req.send().await.map_err(transport)?;
         let code = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| {
-            if source.is_timeout() {
-                QueryError::Timeout { address: address.clone(), timeout: q.timeout }
-            } else {
-                QueryError::Unreachable { address: address.clone(), source }
-            }
-        })?;
+        let text = resp.text().await.map_err(transport)?;
         let body: Body = serde_json::from_str(&text).map_err(|e| QueryError::Unexpected {
             address: address.clone(),
             what: format!("HTTP {code}, body is not the API's JSON ({e})"),
