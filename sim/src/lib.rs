@@ -54,11 +54,33 @@ pub struct SimConfig {
     pub acl_bootstrap_token: Option<String>,
     /// Seed for IDs and jitter, for reproducible runs.
     pub seed: Option<u64>,
+    /// The Nomad client nodes the simulator starts with.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { time_scale: 1.0, acl_bootstrap_token: None, seed: None }
+        SimConfig { time_scale: 1.0, acl_bootstrap_token: None, seed: None, cluster: ClusterConfig::default() }
+    }
+}
+
+/// The Nomad client nodes at start: `nodes` identical nodes. Capacity is finite, as in a real cluster, so that a
+/// group that does not fit stays queued; the default is large enough for the benchmarks (10 000 jobs of Nomad's
+/// default task size, 100 MHz / 300 MB, twice over during rolling updates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Number of client nodes (0 is allowed: nothing can be placed until a node is added).
+    pub nodes: u32,
+    /// CPU of each node, MHz (Nomad's `Resources.CPU` unit).
+    pub node_cpu_mhz: u64,
+    /// Memory of each node, MB (Nomad's `Resources.MemoryMB` unit).
+    pub node_memory_mb: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        // 10 nodes × 400 GHz / 1.2 TB: 40 000 default-sized allocations, finite but out of the benchmarks' way.
+        ClusterConfig { nodes: 10, node_cpu_mhz: 400_000, node_memory_mb: 1_200_000 }
     }
 }
 

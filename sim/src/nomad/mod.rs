@@ -17,12 +17,15 @@ pub mod decode;
 pub mod deploy;
 pub mod diff;
 pub mod error;
+pub mod evals;
 pub mod events;
 pub mod gojson;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod nodes;
+pub mod placement;
 pub mod routes;
 pub mod routes_jobs;
 pub mod scale;
@@ -38,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use routes::{control_router, router};
 pub use state::NomadState;
 
-use crate::Shared;
+use crate::{ClusterConfig, Shared};
 
 /// The Nomad model: one state behind one lock, plus the wake-ups around it.
 #[derive(Debug)]
@@ -54,13 +57,13 @@ pub struct Nomad {
 }
 
 impl Nomad {
-    /// A fresh model with the `default` namespace.
-    pub fn new(shared: Arc<Shared>) -> Arc<Nomad> {
+    /// A fresh model with the `default` namespace and the cluster's starting nodes.
+    pub fn new(shared: Arc<Shared>, cluster: &ClusterConfig) -> Arc<Nomad> {
         let (tx, rx) = watch::channel(1);
         let wake = Arc::new(Notify::new());
         Arc::new(Nomad {
             shared,
-            state: Mutex::new(NomadState::new(tx, wake.clone())),
+            state: Mutex::new(NomadState::new(tx, wake.clone(), cluster)),
             index_rx: rx,
             wake,
             shutdown: CancellationToken::new(),

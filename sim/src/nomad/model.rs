@@ -64,6 +64,8 @@ pub struct GroupModel {
     pub destructive_hash: u64,
     /// `Scaling.Min`/`Scaling.Max` when the group has a scaling block.
     pub scaling: Option<(Option<i64>, Option<i64>)>,
+    /// What one allocation reserves on its node: the sum of the tasks' `Resources.CPU` and `MemoryMB`.
+    pub need: super::nodes::Need,
 }
 
 impl GroupModel {
@@ -147,6 +149,19 @@ impl JobModel {
                             .filter(|s| s.is_object())
                             .map(|s| (s.get("Min").and_then(Value::as_i64), s.get("Max").and_then(Value::as_i64)));
                         let f = |k: &str| g.get(k).unwrap_or(&null);
+                        let need = f("Tasks").as_array().into_iter().flatten().fold(
+                            super::nodes::Need::default(),
+                            |acc, t| {
+                                let r = t.get("Resources");
+                                let field = |k: &str| {
+                                    r.and_then(|r| r.get(k)).and_then(Value::as_i64).unwrap_or(0).max(0) as u64
+                                };
+                                super::nodes::Need {
+                                    cpu: acc.cpu + field("CPU"),
+                                    memory_mb: acc.memory_mb + field("MemoryMB"),
+                                }
+                            },
+                        );
                         GroupModel {
                             name: g.get("Name").and_then(Value::as_str).unwrap_or("").to_string(),
                             count: g.get("Count").and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
@@ -164,6 +179,7 @@ impl JobModel {
                                 f("Spreads"),
                             ]),
                             scaling,
+                            need,
                         }
                     })
                     .collect()
@@ -368,6 +384,14 @@ pub struct Alloc {
     pub modify_time: i64,
     /// Sim time it started running.
     pub running_since: Option<SimInstant>,
+    /// `NodeID`: the node it was placed on.
+    pub node_id: String,
+    /// `NodeName`.
+    pub node_name: String,
+    /// What it reserves on its node.
+    pub need: super::nodes::Need,
+    /// It still holds `need` on its node (cleared, and the capacity given back, when it stops being live).
+    pub charged: bool,
 }
 
 impl Alloc {
@@ -409,7 +433,7 @@ impl Alloc {
                 "Canary": h.canary, "ModifyIndex": h.modify_index})
         });
         json!({"ID": self.id, "EvalID": self.eval_id, "Name": self.name(), "Namespace": self.namespace,
-            "NodeID": NODE_ID, "NodeName": "sim-node-1", "JobID": self.job_id, "JobType": self.job_type,
+            "NodeID": self.node_id, "NodeName": self.node_name, "JobID": self.job_id, "JobType": self.job_type,
             "JobVersion": self.job_version, "TaskGroup": self.group, "AllocatedResources": null,
             "DesiredStatus": self.desired_status, "DesiredDescription": self.desired_description,
             "ClientStatus": self.client_status, "ClientDescription": self.client_description,
@@ -431,7 +455,7 @@ impl Alloc {
     }
 }
 
-/// The one modelled client node.
+/// The first starting client node's ID (the only node before capacity was modelled).
 pub const NODE_ID: &str = "9d5741c1-3899-4bd3-b6d4-cdbc8a6c0f0e";
 
 /// Per-group deployment state (B13 `TaskGroups`).
