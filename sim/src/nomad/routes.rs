@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use super::http::{Query, block, block_list, caller, decode_body, read_response, 
 use super::metrics::Workload;
 use super::routes_jobs::{job_path, jobs_root, list_namespaces};
 use super::state::HealthMode;
-use super::watcher;
+use super::{routes_cluster, watcher};
 
 /// Routes under `/v1/`.
 pub fn router(n: Arc<Nomad>) -> Router {
@@ -34,6 +34,7 @@ pub fn router(n: Arc<Nomad>) -> Router {
         .route("/v1/deployments", any(list_deployments))
         .route("/v1/deployment/{*rest}", any(deployment_path))
         .route("/v1/event/stream", any(event_stream))
+        .route("/v1/evaluation/{*rest}", any(routes_cluster::evaluation_path))
         .with_state(n)
 }
 
@@ -44,6 +45,10 @@ pub fn control_router(n: Arc<Nomad>) -> Router {
         .route("/_sim/nomad/acl/tokens", post(create_token))
         .route("/_sim/nomad/health", post(set_health))
         .route("/_sim/nomad/workload", post(set_workload))
+        .route("/_sim/nomad/nodes", post(routes_cluster::add_node).get(routes_cluster::list_nodes))
+        .route("/_sim/nomad/nodes/{id}", delete(routes_cluster::remove_node))
+        .route("/_sim/nomad/nodes/{id}/drain", post(routes_cluster::drain_node))
+        .route("/_sim/nomad/event-stream/cut", post(routes_cluster::cut_streams))
         .route("/_sim/metrics", get(metrics))
         .with_state(n)
 }
