@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 
 /// One node of 1000 MHz / 1000 MB: three allocations of Nomad's default task size (100 MHz / 300 MB) fit.
 async fn small_cluster() -> Sim {
+    small_cluster_at(SimConfig::fast().time_scale).await
+}
+
+/// [`small_cluster`] at `time_scale` real seconds per sim second: deadline tests use a slower clock, so that a
+/// loaded machine delaying the background loop by a few real milliseconds does not reorder sim deadlines.
+async fn small_cluster_at(time_scale: f64) -> Sim {
     let cluster = ClusterConfig { nodes: 1, node_cpu_mhz: 1000, node_memory_mb: 1000 };
-    nomad_support::spawn(SimConfig { cluster, ..SimConfig::fast() }).await
+    nomad_support::spawn(SimConfig { cluster, time_scale, ..SimConfig::default() }).await
 }
 
 /// A job whose one task needs `cpu` MHz and `memory_mb` MB.
@@ -218,7 +224,7 @@ async fn removing_a_node_should_lose_its_allocations_and_queue_their_replacement
 
 #[tokio::test]
 async fn deployment_with_unplaceable_allocations_should_fail_at_its_progress_deadline() {
-    let s = small_cluster().await;
+    let s = small_cluster_at(0.01).await;
     let update = json!({"MaxParallel": 5, "MinHealthyTime": secs(1), "HealthyDeadline": secs(5),
         "ProgressDeadline": secs(10)});
     s.register(&with_update(job("web", 5), update)).await;
