@@ -1,0 +1,64 @@
+//! Drover against a Nomad with finite capacity: a job that does not fit is queued by Nomad (job `pending`,
+//! `JobSummary.Queued`, a blocked evaluation, a deployment that places nothing), and the app must not look
+//! `Healthy` until its allocations are placed and healthy.
+
+use std::time::Duration;
+
+use drover::status::Phase;
+use drover_e2e::{DEADLINE, DroverProcess, SimProcess, TIME_SCALE, template_record, wait_until};
+
+/// How long (real time) the app must stay un-`Healthy` while nothing is placed: 250 s of sim time at
+/// [`TIME_SCALE`], well past the template's `healthyDeadline` (1 m) and Drover's 30 s deployment grace at the sim's
+/// pace, and several of Drover's progress rechecks.
+const NOT_HEALTHY_FOR: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn app_whose_job_does_not_fit_should_stay_progressing_until_a_node_is_added() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    sim.remove_all_nomad_nodes().await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+
+    let generation = sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+    // The positive event: Nomad has the job and queues both allocations (nothing can be placed).
+    wait_until(DEADLINE, "job web registered and queued by Nomad", || async {
+        let job = sim.job("default", "web").await;
+        let summary = sim.job_summary("default", "web").await;
+        let queued = summary.as_ref().map(|s| s["Summary"]["web"]["Queued"].clone());
+        let blocked = sim.job_evaluations("default", "web").await.iter().any(|e| e["Status"] == "blocked");
+        match (&job, queued) {
+            (Some(j), Some(q)) if j["Status"] == "pending" && q == 2 && blocked => Ok(()),
+            _ => Err((job.map(|j| j["Status"].clone()), summary, blocked)),
+        }
+    })
+    .await;
+
+    // Must NOT happen: the app turning Healthy while nothing runs.
+    let since = drover.reconcile_total().await;
+    let healthy = tokio::time::timeout(NOT_HEALTHY_FOR, async {
+        loop {
+            if let Some(s) = sim.status("default", "web").await.filter(|s| s.phase == Phase::Healthy) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(healthy.is_err(), "the app became Healthy with nothing placed: {:#?}", healthy.ok());
+    drover.wait_reconciles(since, 1).await;
+    let status = sim.status("default", "web").await.expect("a status for default/web");
+    assert_eq!(status.phase, Phase::Progressing, "{status:#?}");
+    assert_eq!(status.observed_generation, generation, "{status:#?}");
+    assert_eq!(status.replicas.healthy, 0, "{:?}", status.replicas);
+
+    // Capacity appears: Nomad places the queued allocations and the rollout ends.
+    sim.add_nomad_node(4000, 4000).await;
+    let status = sim
+        .wait_for_status("default", "web", "Healthy once a node is added", |s| {
+            s.phase == Phase::Healthy && s.observed_generation == generation
+        })
+        .await;
+    assert_eq!(status.replicas.healthy, 2, "{:?}", status.replicas);
+    let summary = sim.job_summary("default", "web").await.expect("job web's summary");
+    assert_eq!(summary["Summary"]["web"]["Queued"], 0, "{summary}");
+    drover.assert_running();
+}
