@@ -217,6 +217,14 @@ impl SimProcess {
         reply["cut"].as_u64().expect("number of streams cut")
     }
 
+    /// Drops every request in flight on `server` (`consul` or `nomad`: blocking queries waiting) without an
+    /// answer, as a server restart does; returns how many there were.
+    pub async fn cut_requests(&self, server: &str) -> u64 {
+        let body = json!({ "server": server });
+        let reply = self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/requests/cut", Some(body)).await;
+        reply["cut"].as_u64().expect("number of requests cut")
+    }
+
     /// The job summary of `ns/id` (`GET /v1/job/:id/summary`), or `None` when Nomad has no such job.
     pub async fn job_summary(&self, ns: &str, id: &str) -> Option<Value> {
         let url = format!("{}/v1/job/{id}/summary?namespace={ns}", self.nomad_url);

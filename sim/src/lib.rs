@@ -1,6 +1,6 @@
 //! drover-sim: a model of the Consul and Nomad HTTP APIs that Drover uses, exact to `api-contract.md`.
 //!
-//! It is a test and demo tool, not a Consul or Nomad server: state lives in memory, there is one node, and only the
+//! It is a test and demo tool, not a Consul or Nomad server: state lives in memory, Nomad's client nodes are a capacity model, and only the
 //! endpoints Drover needs exist. Where it is modelled it is meant to be exactly as strict as the real servers.
 //!
 //! # Layout
@@ -105,6 +105,8 @@ pub struct Shared {
     rng: Mutex<StdRng>,
     consul_leader: watch::Sender<bool>,
     nomad_leader: watch::Sender<bool>,
+    consul_cuts: watch::Sender<u64>,
+    nomad_cuts: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -122,6 +124,8 @@ impl Shared {
             rng: Mutex::new(rng),
             consul_leader: watch::Sender::new(true),
             nomad_leader: watch::Sender::new(true),
+            consul_cuts: watch::Sender::new(0),
+            nomad_cuts: watch::Sender::new(0),
         })
     }
 
@@ -159,6 +163,27 @@ impl Shared {
     /// Changes of a server's leadership, e.g. to re-arm session TTL timers when a leader comes back.
     pub fn leader_watch(&self, s: Server) -> watch::Receiver<bool> {
         self.leader(s).subscribe()
+    }
+
+    fn cuts(&self, s: Server) -> &watch::Sender<u64> {
+        match s {
+            Server::Consul => &self.consul_cuts,
+            Server::Nomad => &self.nomad_cuts,
+        }
+    }
+
+    /// What a request in flight on server `s` watches: it is dropped (connection closed, no answer) when this
+    /// changes. Used by the listener loop.
+    pub fn cut_watch(&self, s: Server) -> watch::Receiver<u64> {
+        self.cuts(s).subscribe()
+    }
+
+    /// Drops every request in flight on server `s` (blocking queries waiting, slow answers), as a server restart
+    /// does; returns how many there were. Responses already streaming (Nomad's event stream) are not affected.
+    pub fn cut_in_flight(&self, s: Server) -> usize {
+        let open = self.cuts(s).receiver_count();
+        self.cuts(s).send_modify(|g| *g += 1);
+        open
     }
 
     /// Simulates losing (`false`) or regaining (`true`) a server's leader.
