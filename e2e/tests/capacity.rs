@@ -62,3 +62,41 @@ async fn app_whose_job_does_not_fit_should_stay_progressing_until_a_node_is_adde
     assert_eq!(summary["Summary"]["web"]["Queued"], 0, "{summary}");
     drover.assert_running();
 }
+
+#[tokio::test]
+async fn app_whose_job_only_partly_fits_should_end_degraded_at_the_progress_deadline_never_healthy() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    sim.remove_all_nomad_nodes().await;
+    // Room for exactly one allocation of Nomad's default task size (100 MHz / 300 MB): one of the two is queued.
+    sim.add_nomad_node(150, 400).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+
+    // progressDeadline 90s (under `strategy:`, the template's last block): ~1.8 s real at TIME_SCALE.
+    let record = template_record("web", "nginx:1.27", "  progressDeadline: 90s");
+    let generation = sim.put_record("default", "web", record).await;
+    // Phases seen at this generation, in order (a Mutex only because `wait_until` takes an `FnMut`).
+    let seen = std::sync::Mutex::new(Vec::new());
+    let status = wait_until(DEADLINE, "the app to leave Progressing once Nomad fails the deployment", || async {
+        match sim.status("default", "web").await {
+            Some(s) if s.observed_generation == generation => {
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.last() != Some(&s.phase) {
+                    seen.push(s.phase);
+                }
+                if matches!(s.phase, Phase::Progressing | Phase::Pending) { Err(Some(s)) } else { Ok(s) }
+            }
+            other => Err(other),
+        }
+    })
+    .await;
+    let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert!(!seen.contains(&Phase::Healthy), "never Healthy with one of two allocations queued: {seen:?}");
+    assert_eq!(status.phase, Phase::Degraded, "{status:#?}");
+    let summary = sim.job_summary("default", "web").await.expect("job web's summary");
+    assert_eq!(
+        (summary["Summary"]["web"]["Running"].clone(), summary["Summary"]["web"]["Queued"].clone()),
+        (serde_json::json!(1), serde_json::json!(1)),
+        "{summary}"
+    );
+    drover.assert_running();
+}
