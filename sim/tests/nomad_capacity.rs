@@ -161,6 +161,61 @@ async fn stopping_another_job_should_unblock_a_queued_one() {
 }
 
 #[tokio::test]
+async fn a_later_eval_that_places_everything_should_cancel_the_blocked_eval() {
+    let s = small_cluster().await;
+    s.register(&sized("web", 1, 2000, 100)).await;
+    let blocked = blocked_eval(&s, "web").await;
+    s.register(&sized("web", 1, 500, 100)).await;
+    running(&s, "web", 1).await;
+    let id = blocked["ID"].as_str().unwrap_or("");
+    let e = s.get(&format!("/v1/evaluation/{id}")).await.json();
+    assert_eq!(e["Status"], "cancelled");
+    assert_eq!(
+        e["StatusDescription"],
+        format!("evaluation \"{id}\" successful"),
+        "Nomad quotes the blocked eval's own ID"
+    );
+    assert_eq!(s.get("/v1/job/web/summary").await.json()["Summary"]["web"]["Queued"], 0);
+}
+
+#[tokio::test]
+async fn a_newer_blocked_eval_should_cancel_the_older_one() {
+    let s = small_cluster().await;
+    s.register(&sized("web", 1, 2000, 100)).await;
+    let first = blocked_eval(&s, "web").await;
+    s.register(&sized("web", 1, 3000, 100)).await;
+    let second = s
+        .until("a second blocked eval", || async {
+            evals(&s, "web").await.into_iter().find(|e| e["Status"] == "blocked" && e["ID"] != first["ID"])
+        })
+        .await;
+    let old = s.get(&format!("/v1/evaluation/{}", first["ID"].as_str().unwrap_or(""))).await.json();
+    assert_eq!(old["Status"], "cancelled");
+    assert_eq!(old["StatusDescription"], "existing blocked evaluation exists for job \"web\"");
+    assert_eq!(
+        evals(&s, "web").await.iter().filter(|e| e["Status"] == "blocked").count(),
+        1,
+        "one blocked eval per job"
+    );
+    assert_eq!(second["FailedTGAllocs"]["web"]["DimensionExhausted"], json!({"cpu": 1}));
+}
+
+#[tokio::test]
+async fn stopping_a_queued_job_should_cancel_its_blocked_eval_and_clear_queued() {
+    let s = small_cluster().await;
+    s.register(&sized("web", 2, 2000, 100)).await;
+    let blocked = blocked_eval(&s, "web").await;
+    s.raw(Method::DELETE, "/v1/job/web", None).await;
+    s.until("the stopped job is dead with nothing queued", || async {
+        let summary = s.get("/v1/job/web/summary").await.json();
+        (s.job("web").await["Status"] == "dead" && summary["Summary"]["web"]["Queued"] == 0).then_some(())
+    })
+    .await;
+    let e = s.get(&format!("/v1/evaluation/{}", blocked["ID"].as_str().unwrap_or(""))).await.json();
+    assert_eq!(e["Status"], "cancelled");
+}
+
+#[tokio::test]
 async fn draining_a_node_should_move_its_allocations_to_another_node() {
     let s = small_cluster().await;
     s.register(&job("web", 2)).await;

@@ -247,14 +247,17 @@ pub fn process_eval(st: &mut NomadState, shared: &Shared, key: &Key) {
         let mut done = pending.clone();
         if done.is_empty() && blocked.is_empty() {
             // A timer-driven re-evaluation (reschedule): Nomad's follow-up eval, created and completed here.
+            let (priority, typ, job_modify_index) = txn.t.jobs.get(key).map_or((50, "service".to_string(), 0), |r| {
+                (r.cur.model.priority, r.cur.model.typ.clone(), r.cur.job_modify_index)
+            });
             done.push(Eval {
                 id: txn.uuid(),
                 namespace: key.0.clone(),
                 job_id: key.1.clone(),
-                priority: 50,
-                typ: "service".into(),
+                priority,
+                typ,
                 triggered_by: TRIGGER_RETRY_FAILED_ALLOC.into(),
-                job_modify_index: txn.t.jobs.get(key).map_or(0, |r| r.cur.job_modify_index),
+                job_modify_index,
                 status: EvalStatus::Pending,
                 status_description: String::new(),
                 previous_eval: String::new(),
