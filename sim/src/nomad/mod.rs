@@ -10,10 +10,12 @@
 //! - [`events`]: the event buffer and the NDJSON stream.
 //! - [`nodes`], [`placement`], [`evals`], [`cluster`]: node capacity and best-fit placement, stored and blocked
 //!   evaluations, node register/drain/remove.
+//! - [`model`], [`alloc`]: typed jobs and deployments; allocations.
 //! - [`acl`], [`metrics`]: tokens; simulated workload metrics.
 //! - [`http`], [`routes`], [`routes_jobs`], [`routes_cluster`]: HTTP plumbing and handlers; [`error`]: `ApiError`.
 
 pub mod acl;
+pub mod alloc;
 pub mod canonical;
 pub mod cluster;
 pub mod decode;
