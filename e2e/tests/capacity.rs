@@ -1,6 +1,7 @@
 //! Drover against a Nomad with finite capacity: a job that does not fit is queued by Nomad (job `pending`,
 //! `JobSummary.Queued`, a blocked evaluation, a deployment that places nothing), and the app must not look
-//! `Healthy` until its allocations are placed and healthy.
+//! `Healthy` until its allocations are placed and healthy. Also the simulator's other new fault: an event stream cut
+//! mid-stream (a Nomad restart).
 
 use std::time::Duration;
 
@@ -98,5 +99,43 @@ async fn app_whose_job_only_partly_fits_should_end_degraded_at_the_progress_dead
         (serde_json::json!(1), serde_json::json!(1)),
         "{summary}"
     );
+    drover.assert_running();
+}
+
+/// Not capacity, but the other fault of issue #7 §3: a Nomad server restart cuts Drover's open event stream
+/// mid-stream. Drover must reconnect (and relist), so a hand edit made after the cut is still seen and reverted
+/// long before a resync would find it.
+#[tokio::test]
+async fn cut_event_stream_should_not_hide_a_later_hand_edit() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    sim.put_record("default", "web", template_record("web", "nginx:1.27", "driftPolicy: Revert")).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
+    wait_until(DEADLINE, "Drover to have opened the Nomad event stream", || async {
+        let opened = sim.nomad_requests(0, "GET", "/v1/event/stream").await.len();
+        if opened > 0 { Ok(()) } else { Err(opened) }
+    })
+    .await;
+    let seq = sim.log(Some("nomad"), 0).await.last_seq;
+    let cut = sim.cut_event_streams(None).await;
+    assert!(cut >= 1, "Drover's stream was open when it was cut ({cut} cut)");
+
+    // Reconnected: a new subscription after the cut.
+    wait_until(DEADLINE, "Drover to open the event stream again after the cut", || async {
+        let reopened = sim.nomad_requests(seq, "GET", "/v1/event/stream").await.len();
+        if reopened > 0 { Ok(()) } else { Err(reopened) }
+    })
+    .await;
+    let mut job = sim.job("default", "web").await.expect("job web");
+    job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] = "hand:edit".into();
+    let reply = sim.register_job(&job).await.unwrap_or_else(|e| panic!("hand edit of web: {e:?}"));
+    let hand = reply["JobModifyIndex"].as_u64().expect("a JobModifyIndex in the register reply");
+    wait_until(DEADLINE, "the hand edit made after the cut to be reverted", || async {
+        let job = sim.job("default", "web").await.expect("job web");
+        let image = job["TaskGroups"][0]["Tasks"][0]["Config"]["image"].as_str().map(str::to_owned);
+        let jmi = job["JobModifyIndex"].as_u64().unwrap_or(0);
+        if image.as_deref() == Some("nginx:1.27") && jmi > hand { Ok(()) } else { Err((image, jmi)) }
+    })
+    .await;
     drover.assert_running();
 }
