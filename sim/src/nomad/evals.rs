@@ -199,6 +199,8 @@ pub fn process_eval(st: &mut NomadState, shared: &Shared, key: &Key) {
         }
         (p, b)
     };
+    // A timer-driven re-evaluation (reschedule) has no stored eval: Nomad's follow-up eval, made here.
+    let followup = (pending.is_empty() && blocked.is_empty()).then(|| shared.uuid());
     let mut new_blocked = String::new();
     if !failed.is_empty() && (!pending.is_empty() || blocked.is_empty()) {
         new_blocked = st.write(shared, "EvaluationUpdated", |txn| {
@@ -217,7 +219,7 @@ pub fn process_eval(st: &mut NomadState, shared: &Shared, key: &Key) {
                     job_modify_index: prev.map_or(0, |p| p.job_modify_index),
                     status: EvalStatus::Blocked,
                     status_description: BLOCKED_DESC.into(),
-                    previous_eval: prev.map(|p| p.id.clone()).unwrap_or_default(),
+                    previous_eval: prev.map(|p| p.id.clone()).or_else(|| followup.clone()).unwrap_or_default(),
                     blocked_eval: String::new(),
                     failed_tg_allocs: failed.clone(),
                     queued: None,
@@ -245,13 +247,12 @@ pub fn process_eval(st: &mut NomadState, shared: &Shared, key: &Key) {
         txn.touch(Table::Evals);
         let now = txn.unix();
         let mut done = pending.clone();
-        if done.is_empty() && blocked.is_empty() {
-            // A timer-driven re-evaluation (reschedule): Nomad's follow-up eval, created and completed here.
+        if let Some(id) = followup.clone() {
             let (priority, typ, job_modify_index) = txn.t.jobs.get(key).map_or((50, "service".to_string(), 0), |r| {
                 (r.cur.model.priority, r.cur.model.typ.clone(), r.cur.job_modify_index)
             });
             done.push(Eval {
-                id: txn.uuid(),
+                id,
                 namespace: key.0.clone(),
                 job_id: key.1.clone(),
                 priority,
