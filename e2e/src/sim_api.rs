@@ -1,5 +1,5 @@
 //! Typed helpers over the simulator's APIs: Consul KV (records and statuses), Nomad jobs, and the `/_sim/` control
-//! API (faults, leader loss, allocation health, the request log).
+//! API (faults, leader loss, allocation health, nodes and capacity, event-stream cuts, the request log).
 
 use drover::status::AppStatus;
 use serde::Deserialize;
@@ -178,6 +178,77 @@ impl SimProcess {
     pub async fn set_health(&self, ns: &str, job: &str, version: Option<u64>, mode: &str) {
         let body = json!({ "namespace": ns, "job": job, "version": version, "mode": mode });
         self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/nomad/health", Some(body)).await;
+    }
+
+    // ---- Nomad capacity (nodes) and event-stream cuts ----
+
+    /// The simulated Nomad client nodes (`GET /_sim/nomad/nodes`: `ID`, `Resources`, `Used`, `Free`, `Drain`, …).
+    pub async fn nomad_nodes(&self) -> Vec<Value> {
+        let reply = self.control(&self.nomad_url, reqwest::Method::GET, "/_sim/nomad/nodes", None).await;
+        reply.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Registers a node with `cpu` MHz and `memory_mb` MB; returns its ID. Blocked evaluations run again.
+    pub async fn add_nomad_node(&self, cpu: u64, memory_mb: u64) -> String {
+        let body = json!({ "cpu": cpu, "memory_mb": memory_mb });
+        let reply = self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/nomad/nodes", Some(body)).await;
+        reply["ID"].as_str().expect("node ID").to_string()
+    }
+
+    /// Drains node `id`: its allocations move to other nodes when they fit, else keep running there.
+    pub async fn drain_nomad_node(&self, id: &str) {
+        let path = format!("/_sim/nomad/nodes/{id}/drain");
+        self.control(&self.nomad_url, reqwest::Method::POST, &path, None).await;
+    }
+
+    /// Removes node `id`: its allocations are lost and their replacements placed elsewhere or queued.
+    pub async fn remove_nomad_node(&self, id: &str) {
+        let path = format!("/_sim/nomad/nodes/{id}");
+        self.control(&self.nomad_url, reqwest::Method::DELETE, &path, None).await;
+    }
+
+    /// Removes every node, so that nothing can be placed until a node is added.
+    pub async fn remove_all_nomad_nodes(&self) {
+        for node in self.nomad_nodes().await {
+            let id = node["ID"].as_str().expect("node ID").to_string();
+            self.remove_nomad_node(&id).await;
+        }
+    }
+
+    /// Cuts every open `/v1/event/stream` mid-stream (and, with `window_ms`, every stream opened during that many
+    /// sim milliseconds); returns how many streams were open.
+    pub async fn cut_event_streams(&self, window_ms: Option<u64>) -> u64 {
+        let body = json!({ "duration_ms": window_ms });
+        let path = "/_sim/nomad/event-stream/cut";
+        let reply = self.control(&self.nomad_url, reqwest::Method::POST, path, Some(body)).await;
+        reply["cut"].as_u64().expect("number of streams cut")
+    }
+
+    /// Drops every request in flight on `server` (`consul` or `nomad`: blocking queries waiting) without an
+    /// answer, as a server restart does; returns how many there were.
+    pub async fn cut_requests(&self, server: &str) -> u64 {
+        let body = json!({ "server": server });
+        let reply = self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/requests/cut", Some(body)).await;
+        reply["cut"].as_u64().expect("number of requests cut")
+    }
+
+    /// The job summary of `ns/id` (`GET /v1/job/:id/summary`), or `None` when Nomad has no such job.
+    pub async fn job_summary(&self, ns: &str, id: &str) -> Option<Value> {
+        let url = format!("{}/v1/job/{id}/summary?namespace={ns}", self.nomad_url);
+        let resp = self.http.get(&url).send().await.expect("GET job summary");
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        Some(resp.json().await.expect("summary JSON"))
+    }
+
+    /// The evaluations of job `ns/id`, oldest first (`GET /v1/job/:id/evaluations`).
+    pub async fn job_evaluations(&self, ns: &str, id: &str) -> Vec<Value> {
+        let url = format!("{}/v1/job/{id}/evaluations?namespace={ns}", self.nomad_url);
+        let resp = self.http.get(&url).send().await.expect("GET job evaluations");
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.json::<Value>().await.expect("evaluations JSON").as_array().cloned().unwrap_or_default()
     }
 
     /// Requests answered after `since` (0 for all kept), for one server or both.

@@ -10,6 +10,7 @@
 //! | `DELETE /_sim/log` | forget the log (sequence numbers keep growing) |
 //! | `POST /_sim/leader` | `{"server":"consul","present":false}`: lose or regain a leader |
 //! | `GET /_sim/time` | `{"scale", "now_ms", "unix_nanos"}` |
+//! | `POST /_sim/requests/cut` | `{"server":"consul"}`: drop every request in flight (blocking queries); answers `{"cut": N}` |
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/log", get(read_log).delete(clear_log))
         .route("/_sim/leader", post(set_leader))
         .route("/_sim/time", get(time))
+        .route("/_sim/requests/cut", post(cut_requests))
         .with_state(shared)
 }
 
@@ -81,6 +83,23 @@ struct LeaderBody {
 async fn set_leader(State(shared): State<Arc<Shared>>, Json(body): Json<LeaderBody>) -> StatusCode {
     shared.set_leader(body.server, body.present);
     StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CutBody {
+    server: Server,
+}
+
+/// Reads the body whatever its `Content-Type`, so `curl -d` works.
+async fn cut_requests(State(shared): State<Arc<Shared>>, body: bytes::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match serde_json::from_slice::<CutBody>(&body) {
+        Ok(b) => Json(json!({ "cut": shared.cut_in_flight(b.server) })).into_response(),
+        Err(e) => {
+            (StatusCode::BAD_REQUEST, format!("expected {{\"server\":\"consul\"|\"nomad\"}}: {e}")).into_response()
+        }
+    }
 }
 
 async fn time(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {

@@ -48,7 +48,7 @@ pub fn start(
     let nomad_addr = nomad_listener.local_addr()?;
     let shared = Shared::new(config);
     let consul = consul::Consul::new(shared.clone());
-    let nomad = nomad::Nomad::new(shared.clone());
+    let nomad = nomad::Nomad::new(shared.clone(), &config.cluster);
     let shutdown = CancellationToken::new();
 
     let controls = control::router(shared.clone())

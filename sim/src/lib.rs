@@ -1,6 +1,6 @@
 //! drover-sim: a model of the Consul and Nomad HTTP APIs that Drover uses, exact to `api-contract.md`.
 //!
-//! It is a test and demo tool, not a Consul or Nomad server: state lives in memory, there is one node, and only the
+//! It is a test and demo tool, not a Consul or Nomad server: state lives in memory, Nomad's client nodes are a capacity model, and only the
 //! endpoints Drover needs exist. Where it is modelled it is meant to be exactly as strict as the real servers.
 //!
 //! # Layout
@@ -54,11 +54,33 @@ pub struct SimConfig {
     pub acl_bootstrap_token: Option<String>,
     /// Seed for IDs and jitter, for reproducible runs.
     pub seed: Option<u64>,
+    /// The Nomad client nodes the simulator starts with.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { time_scale: 1.0, acl_bootstrap_token: None, seed: None }
+        SimConfig { time_scale: 1.0, acl_bootstrap_token: None, seed: None, cluster: ClusterConfig::default() }
+    }
+}
+
+/// The Nomad client nodes at start: `nodes` identical nodes. Capacity is finite, as in a real cluster, so that a
+/// group that does not fit stays queued; the default is large enough for the benchmarks (10 000 jobs of Nomad's
+/// default task size, 100 MHz / 300 MB, twice over during rolling updates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Number of client nodes (0 is allowed: nothing can be placed until a node is added).
+    pub nodes: u32,
+    /// CPU of each node, MHz (Nomad's `Resources.CPU` unit).
+    pub node_cpu_mhz: u64,
+    /// Memory of each node, MB (Nomad's `Resources.MemoryMB` unit).
+    pub node_memory_mb: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        // 10 nodes × 400 GHz / 1.2 TB: 40 000 default-sized allocations, finite but out of the benchmarks' way.
+        ClusterConfig { nodes: 10, node_cpu_mhz: 400_000, node_memory_mb: 1_200_000 }
     }
 }
 
@@ -83,6 +105,8 @@ pub struct Shared {
     rng: Mutex<StdRng>,
     consul_leader: watch::Sender<bool>,
     nomad_leader: watch::Sender<bool>,
+    consul_cuts: watch::Sender<u64>,
+    nomad_cuts: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -100,6 +124,8 @@ impl Shared {
             rng: Mutex::new(rng),
             consul_leader: watch::Sender::new(true),
             nomad_leader: watch::Sender::new(true),
+            consul_cuts: watch::Sender::new(0),
+            nomad_cuts: watch::Sender::new(0),
         })
     }
 
@@ -137,6 +163,27 @@ impl Shared {
     /// Changes of a server's leadership, e.g. to re-arm session TTL timers when a leader comes back.
     pub fn leader_watch(&self, s: Server) -> watch::Receiver<bool> {
         self.leader(s).subscribe()
+    }
+
+    fn cuts(&self, s: Server) -> &watch::Sender<u64> {
+        match s {
+            Server::Consul => &self.consul_cuts,
+            Server::Nomad => &self.nomad_cuts,
+        }
+    }
+
+    /// What a request in flight on server `s` watches: it is dropped (connection closed, no answer) when this
+    /// changes. Used by the listener loop.
+    pub fn cut_watch(&self, s: Server) -> watch::Receiver<u64> {
+        self.cuts(s).subscribe()
+    }
+
+    /// Drops every request in flight on server `s` (blocking queries waiting, slow answers), as a server restart
+    /// does; returns how many there were. Responses already streaming (Nomad's event stream) are not affected.
+    pub fn cut_in_flight(&self, s: Server) -> usize {
+        let open = self.cuts(s).receiver_count();
+        self.cuts(s).send_modify(|g| *g += 1);
+        open
     }
 
     /// Simulates losing (`false`) or regaining (`true`) a server's leader.

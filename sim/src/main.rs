@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use drover_sim::{SimConfig, harness, server};
+use drover_sim::{ClusterConfig, SimConfig, harness, server};
 
 /// A model of the Consul and Nomad HTTP APIs for tests and demos (not a Consul or Nomad server).
 #[derive(Parser, Debug)]
@@ -23,6 +23,15 @@ struct Args {
     /// Seed for IDs and jitter.
     #[arg(long)]
     seed: Option<u64>,
+    /// Number of Nomad client nodes at start (more can be added with `POST /_sim/nomad/nodes`).
+    #[arg(long, default_value_t = ClusterConfig::default().nodes)]
+    nodes: u32,
+    /// CPU of each starting node, MHz.
+    #[arg(long, default_value_t = ClusterConfig::default().node_cpu_mhz)]
+    node_cpu: u64,
+    /// Memory of each starting node, MB.
+    #[arg(long, default_value_t = ClusterConfig::default().node_memory_mb)]
+    node_memory: u64,
 }
 
 #[tokio::main]
@@ -41,8 +50,13 @@ async fn main() -> anyhow::Result<()> {
     let nomad = tokio::net::TcpListener::bind(&args.nomad_addr)
         .await
         .with_context(|| format!("--nomad-addr {}: cannot listen", args.nomad_addr))?;
-    let config =
-        SimConfig { time_scale: args.time_scale, acl_bootstrap_token: args.acl_bootstrap_token, seed: args.seed };
+    let cluster = ClusterConfig { nodes: args.nodes, node_cpu_mhz: args.node_cpu, node_memory_mb: args.node_memory };
+    let config = SimConfig {
+        time_scale: args.time_scale,
+        acl_bootstrap_token: args.acl_bootstrap_token,
+        seed: args.seed,
+        cluster,
+    };
     let sim = harness::start(consul, nomad, &config)?;
     println!("consul listening on {}", sim.consul_url);
     println!("nomad listening on {}", sim.nomad_url);

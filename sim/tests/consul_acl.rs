@@ -11,7 +11,7 @@ use serde_json::json;
 const ROOT: &str = "root-secret";
 
 async fn sim() -> Sim {
-    spawn(SimConfig { time_scale: 0.001, acl_bootstrap_token: Some(ROOT.into()), seed: None }).await
+    spawn(SimConfig { time_scale: 0.001, acl_bootstrap_token: Some(ROOT.into()), ..SimConfig::default() }).await
 }
 
 /// Creates a policy and a token with it; returns (secret, accessor).

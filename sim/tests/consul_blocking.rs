@@ -245,3 +245,25 @@ async fn a2_restore_should_end_blocking_queries_with_their_last_result() {
     assert_eq!((r.status, r.index()), (200, idx), "the pre-restore result comes back");
     assert!(s.get("/v1/kv/a").await.index() < idx, "the next read sees the restored index");
 }
+
+#[tokio::test]
+async fn cut_should_drop_a_blocking_query_in_flight_without_an_answer() {
+    let s = spawn_scaled(1.0).await;
+    s.put_ok("/v1/kv/k", "v1").await;
+    let idx = s.modify_index("k").await;
+    let url = format!("{}/v1/kv/k?index={idx}&wait=10m", s.url);
+    let waiter = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    parked(&s, 1).await;
+    let r = s.req(reqwest::Method::POST, "/_sim/requests/cut", &[], Some(br#"{"server":"consul"}"#.to_vec())).await;
+    assert_eq!((r.status, r.json()["cut"].clone()), (200, serde_json::json!(1)), "{}", r.body);
+    let out = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("a cut blocking query must end at once, not wait its 10 minutes")
+        .expect("the waiting task does not panic");
+    assert!(out.is_err(), "the client sees the connection close without an answer, got {out:?}");
+    // The model is unharmed: the next blocking query parks again and a write wakes it.
+    let r = tokio::time::timeout(Duration::from_secs(5), s.get(&format!("/v1/kv/k?index={idx}&wait=1s")))
+        .await
+        .expect("a 1 s blocking query answers (sim clock at scale 1)");
+    assert_eq!(r.status, 200);
+}

@@ -1,22 +1,21 @@
 //! The scheduler model: one reconcile per evaluation, placing, updating and stopping allocations
 //! and creating, cancelling and completing deployments (B13 "Lifecycle", B14).
 //!
-//! Simplifications (see README-nomad.md): one node with infinite capacity; placements never fail;
-//! in-place updates are applied at once; destructive updates are limited by `MaxParallel` minus the
-//! deployment's allocations whose health is not yet known.
+//! Simplifications (see sim/README.md): placements go through [`super::placement`] (finite node capacity; a group
+//! that does not fit is reported in [`Changes::failed`] and queued); in-place updates are applied at once;
+//! destructive updates are limited by `MaxParallel` minus the deployment's allocations whose health is not yet
+//! known.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::events::Payload;
 use super::jobs::{create_eval, mark_stable, refresh_job};
 use super::model::{Alloc, AllocHealth, Deployment, GroupDeploy, GroupModel, JobRecord, desc};
-use super::state::{Key, NomadState, Table, Timer, Txn};
-use crate::Shared;
-
-/// Sim time between placement and the allocation running.
-pub const PLACEMENT_DELAY: Duration = Duration::from_secs(1);
+use super::nodes::{AllocMetric, NodeState};
+use super::placement::place;
+use super::state::{Key, Table, Timer, Txn};
 
 /// Changed objects of one write, emitted as events at its end.
 #[derive(Default)]
@@ -27,6 +26,8 @@ pub struct Changes {
     pub deployments: BTreeSet<String>,
     /// Jobs whose status/summary must be refreshed.
     pub jobs: BTreeSet<Key>,
+    /// Groups whose placements failed in this evaluation, with why (`FailedTGAllocs`).
+    pub failed: BTreeMap<String, AllocMetric>,
 }
 
 impl Changes {
@@ -50,13 +51,23 @@ impl Changes {
         }
     }
 
-    /// Marks an allocation changed at this write.
+    /// Marks an allocation changed at this write. An allocation that stopped being live gives its capacity back
+    /// here, the one place every allocation change passes through.
     pub fn alloc(&mut self, txn: &mut Txn<'_>, id: &str) {
         let (idx, now) = (txn.index, txn.unix());
+        let mut release = None;
         if let Some(a) = txn.t.allocs.get_mut(id) {
             a.modify_index = idx;
             a.modify_time = now;
             self.jobs.insert((a.namespace.clone(), a.job_id.clone()));
+            if a.charged && !a.live() {
+                a.charged = false;
+                release = Some((a.node_id.clone(), a.need));
+            }
+        }
+        if let Some((node, need)) = release {
+            txn.t.nodes.release(&node, need);
+            txn.t.capacity_changed = true;
         }
         txn.touch(Table::Allocs);
         self.allocs.insert(id.to_string());
@@ -89,69 +100,8 @@ pub fn emit_deployment(txn: &mut Txn<'_>, id: &str) {
     }
 }
 
-/// Runs the scheduler for one job's pending evaluation: a `PlanResult` write when anything changes,
-/// then the evaluation's completion (`EvaluationUpdated`).
-pub fn process_eval(st: &mut NomadState, shared: &Shared, key: &Key) {
-    st.t.pending_evals.remove(key);
-    st.write(shared, "PlanResult", |txn| {
-        let mut ch = Changes::default();
-        reconcile(txn, key, &mut ch);
-        ch.flush(txn);
-    });
-    st.write(shared, "EvaluationUpdated", |txn| {
-        if let Some(r) = txn.t.jobs.get_mut(key) {
-            r.eval_pending = false;
-        }
-        txn.touch(Table::Evals);
-        let id = txn.uuid();
-        let eval = serde_json::json!({"ID": id, "Namespace": key.0, "JobID": key.1, "Status": "complete",
-            "TriggeredBy": "job-register", "CreateIndex": txn.index, "ModifyIndex": txn.index});
-        txn.emit(
-            "Evaluation",
-            &id,
-            &key.0,
-            vec![key.1.clone(), String::new()],
-            serde_json::json!({"Evaluation": eval}),
-        );
-        refresh_job(txn, key);
-    });
-}
-
-fn new_alloc(txn: &mut Txn<'_>, job: &JobRecord, group: &str, slot: u64, dep: Option<&str>, canary: bool) -> String {
-    let id = txn.uuid();
-    let now = txn.unix();
-    let a = Alloc {
-        id: id.clone(),
-        eval_id: txn.uuid(),
-        slot,
-        namespace: job.namespace.clone(),
-        job_id: job.id.clone(),
-        job_type: job.model.typ.clone(),
-        job_version: job.version,
-        group: group.to_string(),
-        desired_status: "run",
-        desired_description: String::new(),
-        client_status: "pending",
-        client_description: String::new(),
-        deployment_id: dep.map(str::to_string),
-        health: dep.map(|_| AllocHealth { healthy: None, timestamp: None, canary, modify_index: txn.index }),
-        next_allocation: String::new(),
-        reschedule_attempts: 0,
-        reschedule_at: None,
-        create_index: txn.index,
-        modify_index: txn.index,
-        create_time: now,
-        modify_time: now,
-        running_since: None,
-    };
-    txn.t.allocs.insert(id.clone(), a);
-    txn.t.allocs_by_job.entry((job.namespace.clone(), job.id.clone())).or_default().push(id.clone());
-    let at = txn.now + PLACEMENT_DELAY;
-    txn.t.add_timer(at, Timer::AllocRunning(id.clone()));
-    id
-}
-
-fn stop_alloc(txn: &mut Txn<'_>, ch: &mut Changes, id: &str, why: &str) {
+/// Stops an allocation (desired `stop`; the model's client stops it at once).
+pub fn stop_alloc(txn: &mut Txn<'_>, ch: &mut Changes, id: &str, why: &str) {
     if let Some(a) = txn.t.allocs.get_mut(id) {
         a.desired_status = "stop";
         a.desired_description = why.to_string();
@@ -172,8 +122,11 @@ fn cancel(txn: &mut Txn<'_>, ch: &mut Changes, id: &str, why: &str) {
 
 const NOT_NEEDED: &str = "alloc not needed due to job update";
 
+/// `DesiredDescription` of an allocation replaced because its node drains (`allocMigrating`).
+const MIGRATING: &str = "alloc is being migrated";
+
 /// The reconciler for one job (`reconcile_cluster.go`, simplified).
-fn reconcile(txn: &mut Txn<'_>, key: &Key, ch: &mut Changes) {
+pub fn reconcile(txn: &mut Txn<'_>, key: &Key, ch: &mut Changes) {
     let job = txn.t.jobs.get(key).map(|r| r.cur.clone());
     let stopped = job.as_ref().is_none_or(|j| j.model.stop);
     let latest = txn.t.latest_deployment(key).map(|d| (d.id.clone(), d.active(), d.job_version, d.job_create_index));
@@ -367,14 +320,15 @@ fn reconcile_group(
         None
     };
     let active_dep = dep_id.as_ref().filter(|_| strategy.is_some() && !frozen).cloned();
-    let fresh_group = dep_group.is_none();
     let mut gd = dep_group.unwrap_or_else(|| {
         let s = strategy.clone().unwrap_or_default();
         GroupDeploy {
             auto_revert: s.auto_revert,
             auto_promote: s.auto_promote,
             progress_deadline: s.progress_deadline,
-            require_progress_by: (!s.progress_deadline.is_zero()).then(|| now + s.progress_deadline),
+            // Set at the group's first placement (`updateDeploymentWithAlloc`), so a group that places nothing
+            // never reaches its progress deadline.
+            require_progress_by: None,
             promoted: false,
             placed_canaries: Vec::new(),
             desired_canaries: 0,
@@ -388,12 +342,12 @@ fn reconcile_group(
     let mut placed_here = 0u64;
     // Reschedule replacements.
     for old_a in &rescheduled_slots {
+        let dep_for = old_a.deployment_id.as_deref().filter(|d| active_dep.as_deref() == Some(*d));
+        let canary = old_a.is_canary();
+        let Some(nid) = place(txn, ch, job, g, old_a.slot, dep_for, canary, Some(&old_a.id)) else { continue };
         if old_a.live() {
             stop_alloc(txn, ch, &old_a.id, "alloc was rescheduled because it failed");
         }
-        let dep_for = old_a.deployment_id.as_deref().filter(|d| active_dep.as_deref() == Some(*d));
-        let canary = old_a.is_canary();
-        let nid = new_alloc(txn, job, &g.name, old_a.slot, dep_for, canary);
         if let Some(n) = txn.t.allocs.get_mut(&nid) {
             n.reschedule_attempts = old_a.reschedule_attempts + 1;
         }
@@ -428,6 +382,22 @@ fn reconcile_group(
         }
         ch.alloc(txn, &id);
     }
+    // Allocations on a draining node move elsewhere; one that fits nowhere keeps running (drain without deadline).
+    let draining: Vec<Alloc> = current
+        .iter()
+        .filter(|a| txn.t.nodes.get(&a.node_id).is_some_and(|n| n.state == NodeState::Draining))
+        .map(|a| (*a).clone())
+        .collect();
+    for a in &draining {
+        let dep_for = active_dep.as_deref();
+        let Some(nid) = place(txn, ch, job, g, a.slot, dep_for, a.is_canary(), Some(&a.id)) else { continue };
+        stop_alloc(txn, ch, &a.id, MIGRATING);
+        current.retain(|c| c.id != a.id);
+        ch.alloc(txn, &nid);
+        if dep_for.is_some() {
+            placed_here += 1;
+        }
+    }
     let canaries: Vec<&Alloc> = current.iter().copied().filter(|a| a.is_canary()).collect();
     let canary_phase = strategy.as_ref().is_some_and(|s| s.canary > 0) && !destructive.is_empty() && !gd.promoted;
     if canary_phase {
@@ -436,7 +406,7 @@ fn reconcile_group(
         if active_dep.is_some() {
             let have = canaries.len() as u64 + waiting_slots.len() as u64;
             for a in destructive.iter().skip(have as usize).take(want.saturating_sub(have) as usize) {
-                let nid = new_alloc(txn, job, &g.name, a.slot, active_dep.as_deref(), true);
+                let Some(nid) = place(txn, ch, job, g, a.slot, active_dep.as_deref(), true, None) else { continue };
                 gd.placed_canaries.push(nid.clone());
                 placed_here += 1;
                 ch.alloc(txn, &nid);
@@ -474,8 +444,10 @@ fn reconcile_group(
             }
         };
         for a in old_live.iter().take(limit) {
+            let Some(nid) = place(txn, ch, job, g, a.slot, active_dep.as_deref(), false, Some(&a.id)) else {
+                continue;
+            };
             stop_alloc(txn, ch, &a.id, NOT_NEEDED);
-            let nid = new_alloc(txn, job, &g.name, a.slot, active_dep.as_deref(), false);
             if active_dep.is_some() {
                 placed_here += 1;
             }
@@ -497,17 +469,20 @@ fn reconcile_group(
                 while used.contains(&slot) {
                     slot += 1;
                 }
-                let nid = new_alloc(txn, job, &g.name, slot, active_dep.as_deref(), false);
-                if active_dep.is_some() {
-                    placed_here += 1;
+                if let Some(nid) = place(txn, ch, job, g, slot, active_dep.as_deref(), false, None) {
+                    if active_dep.is_some() {
+                        placed_here += 1;
+                    }
+                    ch.alloc(txn, &nid);
                 }
-                ch.alloc(txn, &nid);
                 slot += 1;
             }
         }
     }
     if let Some(d) = dep_id.filter(|_| strategy.is_some()) {
-        if let Some(by) = gd.require_progress_by.filter(|_| fresh_group) {
+        if placed_here > 0 && gd.require_progress_by.is_none() && !gd.progress_deadline.is_zero() {
+            let by = now + gd.progress_deadline;
+            gd.require_progress_by = Some(by);
             txn.t.add_timer(by, Timer::Progress(d.clone()));
         }
         gd.placed_allocs += placed_here;

@@ -1,7 +1,6 @@
 //! The event stream (B15): the 100-batch buffer, resume rules, topic filters and NDJSON framing.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,15 +203,23 @@ struct StreamState {
     next_heartbeat: SimInstant,
     queue: VecDeque<Bytes>,
     done: bool,
+    cuts: tokio::sync::watch::Receiver<super::StreamCut>,
+    cut: bool,
+}
+
+/// The error that ends a cut stream: hyper then closes the connection without the final chunk, so the client
+/// sees the body end abruptly.
+fn cut_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "event stream cut by POST /_sim/nomad/event-stream/cut")
 }
 
 /// The NDJSON body of a subscription: `{}` at once, then frames and a `{}` every 30 s (sim),
-/// until shutdown or leader loss.
+/// until shutdown or leader loss (a clean end), or a cut (an abrupt end: an error item).
 pub fn stream(
     nomad: Arc<Nomad>,
     filter: Filter,
     index: u64,
-) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let (seq, rx) = {
         let st = nomad.lock();
         (st.events.start_seq(index), nomad.index_rx.clone())
@@ -221,11 +228,22 @@ pub fn stream(
     let leader = nomad.shared.leader_watch(Server::Nomad);
     let mut queue = VecDeque::new();
     queue.push_back(Bytes::from_static(b"{}\n"));
-    let state = StreamState { nomad, filter, seq, rx, leader, next_heartbeat: now + HEARTBEAT, queue, done: false };
+    let mut cuts = nomad.stream_cuts.subscribe();
+    // Opened inside a cut window: cut right after the first `{}`.
+    let cut = cuts.borrow_and_update().until.is_some_and(|until| now < until);
+    let state =
+        StreamState { nomad, filter, seq, rx, leader, next_heartbeat: now + HEARTBEAT, queue, done: false, cuts, cut };
     futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(b) = s.queue.pop_front() {
                 return Some((Ok(b), s));
+            }
+            if s.cut {
+                s.cut = false;
+                s.done = true;
+                // Pending once first, so hyper flushes what was sent (headers, `{}`) before the connection dies.
+                tokio::task::yield_now().await;
+                return Some((Err(cut_error()), s));
             }
             if s.done {
                 return None;
@@ -256,6 +274,11 @@ pub fn stream(
                     if r.is_err() || !*s.leader.borrow_and_update() { s.done = true; }
                 }
                 _ = shutdown.cancelled() => { s.done = true; }
+                r = s.cuts.changed() => {
+                    // Frames already queued are dropped: the connection dies mid-stream.
+                    s.queue.clear();
+                    if r.is_ok() { s.cut = true; } else { s.done = true; }
+                }
             }
         }
     })

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, multierror};
+use super::evals::{self, Eval, EvalStatus};
 use super::events::Payload;
 use super::model::{JobModel, JobRecord, spec_text};
 use super::state::{Counts, JobRow, Key, NomadState, Summary, Table, Txn};
@@ -240,6 +241,7 @@ pub fn upsert_job(txn: &mut Txn<'_>, key: &Key, spec: Arc<str>, model: Arc<JobMo
             scaling_events: Default::default(),
             scaling_index: 0,
             eval_pending: false,
+            queued: Default::default(),
         },
     };
     row.push_version(rec);
@@ -285,15 +287,26 @@ pub fn create_eval(
 ) -> String {
     let id = txn.uuid();
     let now = txn.unix();
-    let eval = json!({"ID": id, "Namespace": key.0, "Priority": priority, "Type": typ, "TriggeredBy": triggered_by,
-        "JobID": key.1, "JobModifyIndex": job_modify_index, "NodeID": "", "NodeModifyIndex": 0, "DeploymentID": "",
-        "Status": "pending", "StatusDescription": "", "Wait": 0, "WaitUntil": null, "NextEval": "", "PreviousEval": "",
-        "BlockedEval": "", "RelatedEvals": null, "FailedTGAllocs": null, "ClassEligibility": null,
-        "QuotaLimitReached": "", "EscapedComputedClass": false, "AnnotatePlan": false, "QueuedAllocations": null,
-        "LeaderACL": "", "SnapshotIndex": 0, "CreateIndex": txn.index, "ModifyIndex": txn.index,
-        "CreateTime": now, "ModifyTime": now});
-    txn.emit("Evaluation", &id, &key.0, vec![key.1.clone(), String::new()], json!({"Evaluation": eval}));
-    txn.touch(Table::Evals);
+    let eval = Eval {
+        id: id.clone(),
+        namespace: key.0.clone(),
+        job_id: key.1.clone(),
+        priority,
+        typ: typ.to_string(),
+        triggered_by: triggered_by.to_string(),
+        job_modify_index,
+        status: EvalStatus::Pending,
+        status_description: String::new(),
+        previous_eval: String::new(),
+        blocked_eval: String::new(),
+        failed_tg_allocs: Default::default(),
+        queued: None,
+        create_index: txn.index,
+        modify_index: txn.index,
+        create_time: now,
+        modify_time: now,
+    };
+    evals::put(txn, eval);
     txn.t.pending_evals.insert(key.clone());
     if let Some(r) = txn.t.jobs.get_mut(key) {
         r.eval_pending = true;
@@ -302,7 +315,7 @@ pub fn create_eval(
 }
 
 /// `getJobStatus`: system/periodic/parameterized jobs run until stopped; a live allocation means
-/// running; an outstanding eval means pending; otherwise dead (every job has had an eval).
+/// running; an outstanding (pending or blocked) eval means pending; otherwise dead (every job has had an eval).
 pub fn compute_status(txn: &Txn<'_>, key: &Key, eval_outstanding: bool) -> String {
     let Some(row) = txn.t.jobs.get(key) else { return "dead".into() };
     let m = &row.cur.model;
@@ -312,7 +325,7 @@ pub fn compute_status(txn: &Txn<'_>, key: &Key, eval_outstanding: bool) -> Strin
     if txn.t.job_allocs(key).any(|a| a.live()) {
         return "running".into();
     }
-    if eval_outstanding || row.eval_pending {
+    if eval_outstanding || row.eval_pending || txn.t.blocked.contains(key) {
         return "pending".into();
     }
     "dead".into()
@@ -338,6 +351,7 @@ pub fn refresh_job(txn: &mut Txn<'_>, key: &Key) {
     let mut new_groups = row.summary.groups.clone();
     for (g, c) in new_groups.iter_mut() {
         *c = counts.remove(g).unwrap_or_default();
+        c.queued = row.queued.get(g).copied().unwrap_or(0);
     }
     new_groups.extend(counts);
     let mut summary_changed = false;

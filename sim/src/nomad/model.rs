@@ -64,6 +64,8 @@ pub struct GroupModel {
     pub destructive_hash: u64,
     /// `Scaling.Min`/`Scaling.Max` when the group has a scaling block.
     pub scaling: Option<(Option<i64>, Option<i64>)>,
+    /// What one allocation reserves on its node: the sum of the tasks' `Resources.CPU` and `MemoryMB`.
+    pub need: super::nodes::Need,
 }
 
 impl GroupModel {
@@ -147,6 +149,19 @@ impl JobModel {
                             .filter(|s| s.is_object())
                             .map(|s| (s.get("Min").and_then(Value::as_i64), s.get("Max").and_then(Value::as_i64)));
                         let f = |k: &str| g.get(k).unwrap_or(&null);
+                        let need = f("Tasks").as_array().into_iter().flatten().fold(
+                            super::nodes::Need::default(),
+                            |acc, t| {
+                                let r = t.get("Resources");
+                                let field = |k: &str| {
+                                    r.and_then(|r| r.get(k)).and_then(Value::as_i64).unwrap_or(0).max(0) as u64
+                                };
+                                super::nodes::Need {
+                                    cpu: acc.cpu + field("CPU"),
+                                    memory_mb: acc.memory_mb + field("MemoryMB"),
+                                }
+                            },
+                        );
                         GroupModel {
                             name: g.get("Name").and_then(Value::as_str).unwrap_or("").to_string(),
                             count: g.get("Count").and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
@@ -164,6 +179,7 @@ impl JobModel {
                                 f("Spreads"),
                             ]),
                             scaling,
+                            need,
                         }
                     })
                     .collect()
@@ -309,131 +325,7 @@ pub fn spec_text(job: &mut Map<String, Value>) -> Arc<str> {
     Arc::from(serde_json::to_string(job).unwrap_or_default())
 }
 
-/// Client-reported deployment health of an allocation (B14 `DeploymentStatus`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllocHealth {
-    /// `None` while health is unknown.
-    pub healthy: Option<bool>,
-    /// When health was set.
-    pub timestamp: Option<SimInstant>,
-    /// Placed as a canary and not yet promoted.
-    pub canary: bool,
-    /// Index of the last change.
-    pub modify_index: u64,
-}
-
-/// An allocation.
-#[derive(Debug, Clone)]
-pub struct Alloc {
-    /// UUID.
-    pub id: String,
-    /// Evaluation that placed it.
-    pub eval_id: String,
-    /// Name index (`<job>.<group>[i]`).
-    pub slot: u64,
-    /// Namespace.
-    pub namespace: String,
-    /// Job ID.
-    pub job_id: String,
-    /// Job type.
-    pub job_type: String,
-    /// `JobVersion`.
-    pub job_version: u64,
-    /// Task group.
-    pub group: String,
-    /// `run` or `stop`.
-    pub desired_status: &'static str,
-    /// `DesiredDescription`.
-    pub desired_description: String,
-    /// `pending`, `running`, `complete`, `failed`.
-    pub client_status: &'static str,
-    /// `ClientDescription`.
-    pub client_description: String,
-    /// Deployment it takes part in.
-    pub deployment_id: Option<String>,
-    /// `DeploymentStatus`.
-    pub health: Option<AllocHealth>,
-    /// Replacement allocation, once rescheduled.
-    pub next_allocation: String,
-    /// Reschedule attempts that led to this allocation.
-    pub reschedule_attempts: u64,
-    /// When the scheduler should replace this (unhealthy or failed) allocation.
-    pub reschedule_at: Option<SimInstant>,
-    /// `CreateIndex`.
-    pub create_index: u64,
-    /// `ModifyIndex`.
-    pub modify_index: u64,
-    /// `CreateTime` (Unix ns).
-    pub create_time: i64,
-    /// `ModifyTime` (Unix ns).
-    pub modify_time: i64,
-    /// Sim time it started running.
-    pub running_since: Option<SimInstant>,
-}
-
-impl Alloc {
-    /// `<job>.<group>[i]`.
-    pub fn name(&self) -> String {
-        format!("{}.{}[{}]", self.job_id, self.group, self.slot)
-    }
-
-    /// Client status is terminal.
-    pub fn client_terminal(&self) -> bool {
-        matches!(self.client_status, "complete" | "failed" | "lost")
-    }
-
-    /// Desired to run and not terminal on the client.
-    pub fn live(&self) -> bool {
-        self.desired_status == "run" && !self.client_terminal()
-    }
-
-    /// `DeploymentStatus.IsHealthy()`.
-    pub fn is_healthy(&self) -> bool {
-        self.health.as_ref().is_some_and(|h| h.healthy == Some(true))
-    }
-
-    /// `DeploymentStatus.IsUnhealthy()`.
-    pub fn is_unhealthy(&self) -> bool {
-        self.health.as_ref().is_some_and(|h| h.healthy == Some(false))
-    }
-
-    /// Placed as a canary (flag cleared on promotion).
-    pub fn is_canary(&self) -> bool {
-        self.health.as_ref().is_some_and(|h| h.canary)
-    }
-
-    /// The allocation stub (B14); also the event payload with `Job: null` added.
-    pub fn stub(&self, clock: &Clock) -> Value {
-        let ds = self.health.as_ref().map(|h| {
-            json!({"Healthy": h.healthy,
-                "Timestamp": h.timestamp.map(|t| clock.rfc3339(t)).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-                "Canary": h.canary, "ModifyIndex": h.modify_index})
-        });
-        json!({"ID": self.id, "EvalID": self.eval_id, "Name": self.name(), "Namespace": self.namespace,
-            "NodeID": NODE_ID, "NodeName": "sim-node-1", "JobID": self.job_id, "JobType": self.job_type,
-            "JobVersion": self.job_version, "TaskGroup": self.group, "AllocatedResources": null,
-            "DesiredStatus": self.desired_status, "DesiredDescription": self.desired_description,
-            "ClientStatus": self.client_status, "ClientDescription": self.client_description,
-            "DesiredTransition": {"Migrate": null, "Reschedule": null, "ForceReschedule": null, "NoShutdownDelay": null},
-            "TaskStates": null, "DeploymentStatus": ds, "FollowupEvalID": "", "NextAllocation": self.next_allocation,
-            "RescheduleTracker": null, "PreemptedAllocations": null, "PreemptedByAllocation": "",
-            "CreateIndex": self.create_index, "ModifyIndex": self.modify_index,
-            "CreateTime": self.create_time, "ModifyTime": self.modify_time})
-    }
-
-    /// The full allocation as event payloads carry it (`Job` is null in events, B15).
-    pub fn full(&self, clock: &Clock) -> Value {
-        let mut v = self.stub(clock);
-        if let Value::Object(m) = &mut v {
-            m.insert("DeploymentID".into(), json!(self.deployment_id.clone().unwrap_or_default()));
-            m.insert("Job".into(), Value::Null);
-        }
-        v
-    }
-}
-
-/// The one modelled client node.
-pub const NODE_ID: &str = "9d5741c1-3899-4bd3-b6d4-cdbc8a6c0f0e";
+pub use super::alloc::{Alloc, AllocHealth, NODE_ID};
 
 /// Per-group deployment state (B13 `TaskGroups`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ use super::metrics::Workload;
 use super::namespaces;
 use super::routes_jobs::{job_path, jobs_root, list_namespaces};
 use super::state::HealthMode;
-use super::watcher;
+use super::{routes_cluster, watcher};
 
 /// Routes under `/v1/`.
 pub fn router(n: Arc<Nomad>) -> Router {
@@ -38,6 +38,7 @@ pub fn router(n: Arc<Nomad>) -> Router {
         .route("/v1/namespaces", any(namespaces::list))
         .route("/v1/namespace", any(namespaces::root))
         .route("/v1/namespace/{name}", any(namespaces::named))
+        .route("/v1/evaluation/{*rest}", any(routes_cluster::evaluation_path))
         .with_state(n)
 }
 
@@ -48,6 +49,10 @@ pub fn control_router(n: Arc<Nomad>) -> Router {
         .route("/_sim/nomad/acl/tokens", post(create_token))
         .route("/_sim/nomad/health", post(set_health))
         .route("/_sim/nomad/workload", post(set_workload))
+        .route("/_sim/nomad/nodes", post(routes_cluster::add_node).get(routes_cluster::list_nodes))
+        .route("/_sim/nomad/nodes/{id}", delete(routes_cluster::remove_node))
+        .route("/_sim/nomad/nodes/{id}/drain", post(routes_cluster::drain_node))
+        .route("/_sim/nomad/event-stream/cut", post(routes_cluster::cut_streams))
         .route("/_sim/metrics", get(metrics))
         .with_state(n)
 }

@@ -196,8 +196,9 @@ pub async fn job_path(
     dispatch(&n, method, &rest, &q, &headers, &body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-const SUFFIXES: [&str; 10] = [
+const SUFFIXES: [&str; 11] = [
     "/allocations",
+    "/evaluations",
     "/summary",
     "/versions",
     "/deployments",
@@ -227,6 +228,7 @@ async fn dispatch(
         ("", _, _) if method == Method::DELETE => deregister(n, q, headers, &key),
         ("/allocations", true, _) => job_list(n, q, headers, &key, List::Allocs).await,
         ("/summary", true, _) => summary(n, q, headers, &key).await,
+        ("/evaluations", true, _) => super::routes_cluster::job_evaluations(n, q, headers, &key).await,
         ("/versions", true, _) => versions(n, q, headers, &key).await,
         ("/deployments", true, _) => job_list(n, q, headers, &key, List::Deployments).await,
         ("/deployment", true, _) => job_list(n, q, headers, &key, List::Latest).await,

@@ -12,10 +12,12 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
 use super::acl::Acl;
+use super::evals::Eval;
 use super::events::{Event, EventBuffer, Payload};
 use super::metrics::Workloads;
 use super::model::{Alloc, Deployment, JobRecord};
-use crate::{Shared, SimInstant};
+use super::nodes::Nodes;
+use crate::{ClusterConfig, Shared, SimInstant};
 
 /// A job's key: (namespace, ID).
 pub type Key = (String, String);
@@ -69,6 +71,8 @@ pub struct JobRow {
     pub scaling_index: u64,
     /// An evaluation is waiting for the scheduler.
     pub eval_pending: bool,
+    /// Allocations per group that the last evaluation could not place (`JobSummary.Queued`).
+    pub queued: BTreeMap<String, u64>,
 }
 
 impl JobRow {
@@ -164,6 +168,8 @@ pub struct TableIndex {
     pub scaling: u64,
     /// `namespaces`.
     pub namespaces: u64,
+    /// `nodes`.
+    pub nodes: u64,
 }
 
 /// A table a transaction touched.
@@ -183,6 +189,8 @@ pub enum Table {
     Scaling,
     /// `namespaces`.
     Namespaces,
+    /// `nodes`.
+    Nodes,
 }
 
 /// All tables.
@@ -202,6 +210,17 @@ pub struct Tables {
     pub deps_by_job: BTreeMap<Key, Vec<String>>,
     /// Jobs with an evaluation waiting for the scheduler.
     pub pending_evals: BTreeSet<Key>,
+    /// Evaluations by ID.
+    pub evals: BTreeMap<String, Eval>,
+    /// Evaluation IDs per job, in creation order.
+    pub evals_by_job: BTreeMap<Key, Vec<String>>,
+    /// Jobs with a blocked evaluation (waiting for capacity).
+    pub blocked: BTreeSet<Key>,
+    /// Capacity was freed or added since the last tick: blocked evaluations are unblocked (Nomad's
+    /// `BlockedEvals.Unblock` on node updates and on allocations turning terminal).
+    pub capacity_changed: bool,
+    /// Client nodes and their capacity.
+    pub nodes: Nodes,
     /// Timers, ordered by due time.
     pub timers: BTreeSet<(SimInstant, u64, Timer)>,
     /// Sequence number to keep timers unique.
@@ -358,9 +377,9 @@ impl Txn<'_> {
 }
 
 impl NomadState {
-    /// Empty state with the `default` namespace.
-    pub fn new(index_tx: watch::Sender<u64>, wake: Arc<Notify>) -> NomadState {
-        let mut t = Tables::default();
+    /// Empty state with the `default` namespace and the starting nodes.
+    pub fn new(index_tx: watch::Sender<u64>, wake: Arc<Notify>, cluster: &ClusterConfig) -> NomadState {
+        let mut t = Tables { nodes: Nodes::from_config(cluster), ..Tables::default() };
         // Nomad creates `default` when the cluster bootstraps, at index 1.
         t.namespaces.insert(
             "default".into(),
@@ -398,6 +417,7 @@ impl NomadState {
                 Table::Evals => ti.evals = index,
                 Table::Scaling => ti.scaling = index,
                 Table::Namespaces => ti.namespaces = index,
+                Table::Nodes => ti.nodes = index,
             }
         }
         for frame in frames {

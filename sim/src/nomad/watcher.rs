@@ -11,8 +11,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::deploy::{Changes, can_reschedule, emit_deployment, eval_for, process_eval, touch_deployment};
+use super::deploy::{Changes, can_reschedule, emit_deployment, eval_for, touch_deployment};
 use super::error::{ApiError, multierror};
+use super::evals::process_eval;
 use super::jobs::upsert_job;
 use super::model::{GroupModel, desc};
 use super::state::{HealthMode, Key, NomadState, Timer, Txn};
@@ -60,6 +61,12 @@ pub fn tick(st: &mut NomadState, shared: &Shared) -> Option<SimInstant> {
     }
     for d in promote_check {
         auto_promote(st, shared, &d);
+    }
+    // Capacity appeared (a node, or allocations that stopped): every blocked evaluation runs again
+    // (`BlockedEvals.Unblock`; all modelled nodes share one computed class).
+    if std::mem::take(&mut st.t.capacity_changed) {
+        let blocked: Vec<Key> = st.t.blocked.iter().cloned().collect();
+        st.t.pending_evals.extend(blocked);
     }
     let keys: Vec<Key> = std::mem::take(&mut st.t.pending_evals).into_iter().collect();
     for k in keys {
