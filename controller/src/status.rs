@@ -110,6 +110,9 @@ pub enum Reason {
     DeploymentCancelled,
     /// `Ready`: Nomad made no deployment where one was expected, within the deadline.
     DeploymentMissing,
+    /// `Ready`: the deployment has placed no allocation within the job's progress deadline (no node has room);
+    /// it goes on as soon as capacity appears.
+    PlacementStalled,
     /// `Ready`: the job runs; Nomad makes no deployment for this spec.
     JobRunning,
     /// `Ready`: the job waits for capacity (allocations queued).

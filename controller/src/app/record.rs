@@ -29,6 +29,10 @@ pub struct ValidRecord {
     /// allocations and a non-empty update strategy, api-contract B13 "Creation"): Drover then waits for it
     /// instead of judging the job by its status.
     pub expects_deployment: bool,
+    /// The longest progress deadline of the job's groups (Nomad's default, 10 m, where none is set or it is 0): how
+    /// long a deployment may go without placing anything before Drover calls the rollout stalled. Nomad starts its
+    /// own deadline only at the first placement, so a deployment that can place nothing never fails by itself.
+    pub progress_deadline: std::time::Duration,
     /// `spec.suspend`.
     pub suspend: bool,
     /// `spec.adopt`.
@@ -67,6 +71,7 @@ impl Record {
             Ok(d) => Record::Valid(Arc::new(ValidRecord {
                 generation,
                 expects_deployment: expects_deployment(&d.job),
+                progress_deadline: progress_deadline(&d.job),
                 owner: owner_value(prefix, key),
                 legacy_owner: (prefix == DEFAULT_PREFIX).then(|| key.to_string()),
                 job_id: d.job_id,
@@ -120,6 +125,22 @@ pub fn expects_deployment(job: &Value) -> bool {
     })
 }
 
+/// Nomad's default `ProgressDeadline` (api-contract B12).
+pub const DEFAULT_PROGRESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The longest `ProgressDeadline` (nanoseconds in the job JSON) of the job's groups, the job's own where a group has
+/// none; [`DEFAULT_PROGRESS_DEADLINE`] where neither is set or the value is 0 ("fail on the first unhealthy
+/// allocation", which says nothing about placement).
+pub fn progress_deadline(job: &Value) -> std::time::Duration {
+    let of = |update: Option<&Value>| {
+        update.and_then(|u| u.get("ProgressDeadline")).and_then(Value::as_u64).filter(|ns| *ns > 0)
+    };
+    let job_level = of(job.get("Update"));
+    let groups = job.get("TaskGroups").and_then(Value::as_array);
+    let longest = groups.into_iter().flatten().filter_map(|g| of(g.get("Update")).or(job_level)).max();
+    longest.or(job_level).map_or(DEFAULT_PROGRESS_DEADLINE, std::time::Duration::from_nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -136,6 +157,16 @@ mod tests {
         assert!(expects_deployment(
             &json!({"Update": {"MaxParallel": 0}, "TaskGroups": [{"Count": 2, "Update": {"MaxParallel": 2}}]})
         ));
+    }
+
+    #[test]
+    fn progress_deadline_should_be_the_longest_set_or_nomads_default() {
+        assert_eq!(progress_deadline(&json!({"TaskGroups": [{}]})), DEFAULT_PROGRESS_DEADLINE);
+        let job = json!({"Update": {"ProgressDeadline": 60_000_000_000_u64},
+            "TaskGroups": [{}, {"Update": {"ProgressDeadline": 120_000_000_000_u64}}]});
+        assert_eq!(progress_deadline(&job), std::time::Duration::from_secs(120));
+        let zero = json!({"TaskGroups": [{"Update": {"ProgressDeadline": 0}}]});
+        assert_eq!(progress_deadline(&zero), DEFAULT_PROGRESS_DEADLINE);
     }
 
     #[test]

@@ -60,6 +60,20 @@ impl Ctx<'_> {
                 self.ready(s, ConditionStatus::False, Reason::DeploymentPaused, message);
                 Plan::status(s.clone(), Requeue::AwaitChange)
             }
+            // Nothing placed for longer than the job's progress deadline: Nomad never fails such a deployment (its
+            // deadline starts at the first placement), so Drover gives the verdict; capacity arriving resumes it.
+            DeploymentOutcome::Active
+                if d.placed == 0 && self.since_apply(s).is_some_and(|t| t >= self.record.progress_deadline) =>
+            {
+                s.phase = Phase::Degraded;
+                let message = format!(
+                    "deployment {id} has placed no allocation in {}: no node has room for them (`nomad job status {}` shows the blocked evaluation); it resumes when capacity appears",
+                    humantime::format_duration(self.record.progress_deadline),
+                    job.key.id
+                );
+                self.ready(s, ConditionStatus::False, Reason::PlacementStalled, message);
+                Plan::status(s.clone(), Requeue::AwaitChange)
+            }
             DeploymentOutcome::Active => {
                 s.phase = Phase::Progressing;
                 let message =
@@ -76,13 +90,7 @@ impl Ctx<'_> {
     fn without_deployment(&self, s: &mut AppStatus, job: &LiveJob) -> Plan {
         s.deployment = None;
         if s.deployment_expected {
-            let since_apply = s
-                .history
-                .first()
-                .filter(|h| Some(&h.hash) == s.applied_hash.as_ref())
-                .and_then(|h| humantime::parse_rfc3339_weak(&h.at).ok())
-                .and_then(|at| self.now.duration_since(at).ok());
-            if since_apply.is_none_or(|d| d < DEPLOYMENT_MISSING_AFTER) {
+            if self.since_apply(s).is_none_or(|d| d < DEPLOYMENT_MISSING_AFTER) {
                 s.phase = Phase::Progressing;
                 let message = format!("waiting for Nomad to make the deployment of job {:?}", job.key.id);
                 self.ready(s, ConditionStatus::False, Reason::AwaitingDeployment, message);
@@ -121,6 +129,15 @@ impl Ctx<'_> {
             }
         }
         Plan::status(s.clone(), Requeue::AwaitChange)
+    }
+
+    /// How long ago the applied spec was registered (the newest history entry, by Drover's clock).
+    fn since_apply(&self, s: &AppStatus) -> Option<std::time::Duration> {
+        s.history
+            .first()
+            .filter(|h| Some(&h.hash) == s.applied_hash.as_ref())
+            .and_then(|h| humantime::parse_rfc3339_weak(&h.at).ok())
+            .and_then(|at| self.now.duration_since(at).ok())
     }
 
     /// Marks how the latest apply of this spec ended.

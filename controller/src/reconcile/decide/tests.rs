@@ -29,6 +29,7 @@ fn record() -> ValidRecord {
         owner: OWNER.into(),
         legacy_owner: Some("default/web".into()),
         expects_deployment: true,
+        progress_deadline: Duration::from_secs(600),
         suspend: false,
         adopt: false,
         deletion_policy: ObservedDeletionPolicy::Stop,
@@ -583,4 +584,27 @@ fn decide_should_take_back_a_job_marked_by_drover_0_1_in_the_default_installatio
     let plan = run(&valid(other), &live(Some(j), vec![]), None);
     assert!(plan.actions.is_empty());
     assert_eq!(reason(&plan, ConditionType::Conflict), Some(Reason::OwnedByAnotherApp));
+}
+
+#[test]
+fn decide_should_call_a_rollout_that_places_nothing_stalled_after_the_progress_deadline() {
+    // Nomad never fails a deployment that placed nothing (its deadline starts at the first placement): every
+    // rollout still ends in a verdict, and capacity arriving resumes it.
+    let mut d = deployment(40, DeploymentStatus::Running, "Deployment is running");
+    d.placed = 0;
+    d.healthy = 0;
+    let l = live(Some(job(40)), vec![d.clone()]);
+    let mut stored = applied("h2", 40);
+    stored.history[0].at = crate::status::timestamp(now());
+    let early = decide_at(&valid(record()), &l, Some(&stored), now() + Duration::from_secs(60));
+    assert_eq!(phase(&early), Phase::Progressing);
+    let late = decide_at(&valid(record()), &l, Some(&stored), now() + Duration::from_secs(600));
+    assert_eq!(phase(&late), Phase::Degraded);
+    assert_eq!(reason(&late, ConditionType::Ready), Some(Reason::PlacementStalled));
+    assert!(late.actions.is_empty(), "a verdict, not a write");
+    // Something placed: Nomad's own deadline runs, Drover waits for it.
+    d.placed = 1;
+    let placed =
+        decide_at(&valid(record()), &live(Some(job(40)), vec![d]), Some(&stored), now() + Duration::from_secs(900));
+    assert_eq!(phase(&placed), Phase::Progressing);
 }
