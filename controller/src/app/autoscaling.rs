@@ -47,7 +47,7 @@ pub struct Autoscaling {
     /// Evaluate and report the decision in status, but never change the count.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
-    /// The checks whose results decide the count; at least one, names unique.
+    /// The checks whose results decide the count; 1–32, names unique.
     #[serde(default)]
     pub checks: Vec<ScalingCheck>,
 }

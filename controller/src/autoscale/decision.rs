@@ -300,7 +300,8 @@ pub fn decide(policy: &Policy, inputs: &Inputs, now: SystemTime) -> Decision {
         std::cmp::Ordering::Less => step(current, stabilized, policy.scale_down_max_step, &mut why),
         std::cmp::Ordering::Equal => current,
     };
-    let desired = stepped.clamp(policy.min, policy.max);
+    // `max(min).min(max)`, not `clamp`: total even for a `Policy` built by hand with `min > max` (`max` wins).
+    let desired = stepped.max(policy.min).min(policy.max);
     if desired != stepped {
         let bound = if desired == policy.max { "max" } else { "min" };
         why.push_str(&format!("; {bound} {desired}"));
@@ -351,7 +352,8 @@ pub fn decide(policy: &Policy, inputs: &Inputs, now: SystemTime) -> Decision {
 /// `target` limited to `max_step` away from `current`, noting the limit in `why`.
 fn step(current: i64, target: i64, max_step: Option<i64>, why: &mut String) -> i64 {
     let Some(max_step) = max_step else { return target };
-    let limited = target.clamp(current.saturating_sub(max_step), current.saturating_add(max_step));
+    let max_step = max_step.max(0);
+    let limited = target.max(current.saturating_sub(max_step)).min(current.saturating_add(max_step));
     if limited != target {
         why.push_str(&format!("; maxStep {max_step}"));
     }

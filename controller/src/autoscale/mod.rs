@@ -24,8 +24,10 @@
 //!                                 └► ──────────────────────► Scale { new_count }
 //! ```
 //!
-//! The caller keeps, per app, the last scale ([`LastScale`]) and the recent recommendations ([`remember`] each
-//! [`Decision::recommendation`]); after a restart it takes the last scale from the job's scaling events.
+//! The caller keeps, per app, the last scale ([`LastScale`]) and the recent recommendations: it [`remember`]s the
+//! [`Decision::recommendation`] of every evaluation, deferred ones included (a dip seen during a deployment or a
+//! cooldown still counts in the window). After a restart it takes the last scale from the job's scaling events;
+//! the recommendations may start empty (the window then only holds what this process saw).
 
 pub mod decision;
 pub mod policy;

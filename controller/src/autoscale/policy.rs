@@ -15,6 +15,9 @@ pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5 * 60);
 /// Default scale-down stabilization window: Kubernetes' HPA default (300 s).
 pub const DEFAULT_STABILIZATION_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// The most checks a policy may have: each is a Prometheus query per evaluation, and 1 000 apps must stay cheap
+/// (issue #11's benchmark). Drover's choice; the Nomad Autoscaler has no limit.
+pub const MAX_CHECKS: usize = 32;
 /// Default query timeout.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default target-value tolerance: the Nomad Autoscaler's `precision` default (0.01).
@@ -142,6 +145,8 @@ impl Policy {
         let on_error = a.on_error.unwrap_or_default();
         if a.checks.is_empty() {
             errors.push(FieldError::new(format!("{P}.checks"), "must list at least one check"));
+        } else if a.checks.len() > MAX_CHECKS {
+            errors.push(FieldError::new(format!("{P}.checks"), format!("must list at most {MAX_CHECKS} checks")));
         }
         let mut names = BTreeSet::new();
         let mut checks = Vec::new();

@@ -245,3 +245,13 @@ fn measure_error_should_come_from_a_shape_with_a_bounded_kind() {
     assert_eq!(MeasureError::from(crate::prometheus::Shape::NaN).kind(), "nan");
     assert_eq!(Deferred::DryRun.to_string(), "dry run");
 }
+
+#[test]
+fn decide_should_stay_total_for_a_policy_built_by_hand_with_nonsense_limits() {
+    let mut p = policy();
+    p.min = 9;
+    p.max = 3;
+    p.scale_up_max_step = Some(-1);
+    let d = decide(&p, &inputs(5, 140.0), t(0));
+    assert_eq!(d.desired, 3, "max wins; no panic");
+}
