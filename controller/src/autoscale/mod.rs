@@ -3,10 +3,10 @@
 //! Prometheus, calls `POST /v1/job/:id/scale` and writes status wires these (it is not in this module).
 //!
 //! The semantics, in order (each step in the module of its concern):
-//! 1. [`strategies`]: each check's measurement becomes a vote — target-value, threshold or fixed-value, the Nomad
+//! 1. `strategies`: each check's measurement becomes a vote — target-value, threshold or fixed-value, the Nomad
 //!    Autoscaler's maths. A measurement that is not exactly one finite number (query error, no series, several,
 //!    NaN, ±Inf) follows the check's `onError`: `Hold` (default) or `Ignore`.
-//! 2. [`resolution`]: the votes become one count, the Nomad Autoscaler's way (up > unchanged > down; the highest
+//! 2. `resolution`: the votes become one count, the Nomad Autoscaler's way (up > unchanged > down; the highest
 //!    count in either direction; "unchanged" ignored inside a check group unless all agree); a `Hold` vetoes any
 //!    scale down.
 //! 3. [`decision`]: a scale down goes only as far as every recommendation of the `stabilizationWindow` agrees (the
