@@ -20,11 +20,14 @@
 //! - [`queue`]: the work queue — per-key dedup, no concurrent runs of a key, bounded workers, per-key backoff.
 //! - [`reconcile`]: the stage; [`reconcile::decide()`] is the pure decision, I/O sits behind
 //!   [`reconcile::NomadPort`] and [`reconcile::KvPort`].
+//! - [`autoscale`]: autoscaling's pure parts — the validated [`autoscale::Policy`] and [`autoscale::decide()`],
+//!   one evaluation's measurements to a scale decision (the Nomad Autoscaler's strategies and resolution).
 //! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling.
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 pub mod app;
+pub mod autoscale;
 pub mod config;
 pub mod consul;
 pub mod live;

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::autoscaling::Autoscaling;
 use super::duration::HumanDuration;
-use super::strategy::{AnalysisTemplate, Autoscaling, Strategy};
+use super::strategy::{AnalysisTemplate, Strategy};
 
 /// One application Drover keeps running on Nomad: the desired state, stored as YAML or JSON
 /// at `drover/apps/<namespace>/<name>` in Consul KV (DESIGN §2).
@@ -84,8 +85,8 @@ pub struct AppSpec {
     /// Not supported by this version of Drover yet: a record that sets it is Invalid.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub analysis: BTreeMap<String, AnalysisTemplate>,
-    /// Scale the job's count from Prometheus queries.
-    /// Not supported by this version of Drover yet: a record that sets it is Invalid.
+    /// Scale a task group's count from Prometheus queries. Validated, but not yet acted on by this version of
+    /// Drover: a record that sets it is Invalid (with every problem of the policy listed), never silently ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
     /// What deleting the record does to the job.

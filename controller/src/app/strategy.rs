@@ -1,4 +1,5 @@
-//! Rollout strategy, analysis templates and autoscaling: the record types for DESIGN §4–§5.
+//! Rollout strategy and analysis templates: the record types for DESIGN §4 (autoscaling, §5, is in
+//! [`super::autoscaling`]).
 //!
 //! Only the `Rolling` strategy is supported by this version; the other types exist so the
 //! schema is complete and so a record using them is rejected with a clear reason rather than
@@ -146,6 +147,9 @@ pub struct PrometheusQuery {
     pub address: String,
     /// The PromQL query; it must return one sample.
     pub query: String,
+    /// How long to wait for an answer before the measurement counts as an error. Greater than 0; default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
 }
 
 /// How an empty or NaN query result is judged.
@@ -158,62 +162,4 @@ pub enum OnEmpty {
     Fail,
     /// Counts as a success.
     Pass,
-}
-
-/// Scale the job's count from Prometheus queries (DESIGN §5).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Autoscaling {
-    /// The lowest count.
-    pub min: i64,
-    /// The highest count.
-    pub max: i64,
-    /// Time between evaluations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evaluation_interval: Option<HumanDuration>,
-    /// Time after any scale during which no other scale happens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<HumanDuration>,
-    /// The checks whose results decide the count.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<ScalingCheck>,
-    /// Limits on scaling down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale_down: Option<ScaleDown>,
-}
-
-/// One autoscaling input.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScalingCheck {
-    /// A name shown in status and scaling reasons.
-    pub name: String,
-    /// The query giving the current value.
-    pub prometheus: PrometheusQuery,
-    /// Target-value strategy: keep the value near `target`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_value: Option<TargetValue>,
-}
-
-/// The target-value strategy: desired = ceil(current × value / target).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetValue {
-    /// The value to hold the metric at.
-    pub target: f64,
-    /// Relative band around `target` inside which nothing changes, e.g. 0.1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance: Option<f64>,
-}
-
-/// Limits on scaling down.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScaleDown {
-    /// The highest recommendation over this window is used when scaling down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stabilization_window: Option<HumanDuration>,
-    /// The most instances removed in one step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_step: Option<i64>,
 }

@@ -53,10 +53,34 @@ pub fn validate(app: &App, key: Option<&AppKey>) -> Vec<FieldError> {
     if !spec.analysis.is_empty() {
         errors.push(FieldError::new("spec.analysis", NOT_SUPPORTED));
     }
-    if spec.autoscaling.is_some() {
-        errors.push(FieldError::new("spec.autoscaling", NOT_SUPPORTED));
+    if let Some(autoscaling) = &spec.autoscaling {
+        validate_autoscaling(app, autoscaling, &mut errors);
     }
     errors
+}
+
+/// The reason a record with a valid `spec.autoscaling` is still Invalid: the policy is checked, but this version
+/// does not run it yet, and a record must never silently do nothing.
+pub const AUTOSCALING_NOT_ACTED_ON: &str =
+    "autoscaling is validated but not yet acted on by this version of Drover; remove spec.autoscaling to deploy";
+
+/// `spec.autoscaling` checked against the job's task groups ([`crate::autoscale::Policy::from_record`]). Until
+/// the autoscaling stage is wired, a record that sets it is Invalid with [`AUTOSCALING_NOT_ACTED_ON`] even when the
+/// policy itself is good.
+fn validate_autoscaling(app: &App, autoscaling: &super::Autoscaling, errors: &mut Vec<FieldError>) {
+    let groups: Vec<String> = match (&app.spec.job, &app.spec.template) {
+        (None, Some(_)) => vec![app.metadata.name.clone()],
+        (Some(job), None) => super::validate_job::unwrap_job(job)
+            .and_then(|(job, _)| job.get("TaskGroups"))
+            .and_then(serde_json::Value::as_array)
+            .map(|groups| groups.iter().filter_map(|g| g.get("Name")?.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if let Err(policy_errors) = crate::autoscale::Policy::from_record(autoscaling, &groups) {
+        errors.extend(policy_errors);
+    }
+    errors.push(FieldError::new("spec.autoscaling", AUTOSCALING_NOT_ACTED_ON));
 }
 
 fn validate_metadata(meta: &Metadata, key: Option<&AppKey>, errors: &mut Vec<FieldError>) {
