@@ -4,11 +4,14 @@ use clap::Parser;
 use drover::cli::{Cli, dispatch};
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     drover::tls::install_crypto_provider();
     let cli = Cli::parse();
-    if let Err(err) = dispatch(cli).await {
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
+    match dispatch(cli).await {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -111,3 +111,34 @@ async fn validate_should_name_every_broken_field_as_the_status_does() {
         assert!(text.contains(field), "validate names {field}: {text}");
     }
 }
+
+/// `drover wait`: exit 0 when the generation is Healthy, 1 when its rollout fails, 2 on timeout; it prints the phase
+/// changes it saw.
+#[tokio::test]
+async fn wait_should_exit_with_the_rollouts_outcome() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let drover = DroverProcess::start(&sim, &[]).await;
+
+    sim.put_record("default", "good", template_record("good", "nginx:1.27", "")).await;
+    let out = drover_cli(&sim, &["wait", "default/good", "--timeout", "30s"]).await;
+    assert_eq!(out.status.code(), Some(0), "Healthy: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Healthy"));
+
+    // Allocations that never turn healthy: Nomad fails the deployment at its progress deadline.
+    sim.set_health("default", "bad", None, "unhealthy").await;
+    let fast_fail = "strategy: {type: Rolling, minHealthyTime: 1s, healthyDeadline: 20s, progressDeadline: 30s}";
+    sim.put_record("default", "bad", template_record("bad", "nginx:1.27", fast_fail)).await;
+    let out = drover_cli(&sim, &["wait", "bad", "--timeout", "30s"]).await;
+    assert_eq!(out.status.code(), Some(1), "Degraded: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+
+    // Allocations whose health never comes: still Progressing when the timeout passes.
+    sim.set_health("default", "slow", None, "never").await;
+    sim.put_record("default", "slow", template_record("slow", "nginx:1.27", "")).await;
+    let out = drover_cli(&sim, &["wait", "slow", "--timeout", "1s"]).await;
+    assert_eq!(out.status.code(), Some(2), "timeout: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+
+    let out = drover_cli(&sim, &["wait", "nothing", "--timeout", "1s"]).await;
+    assert_eq!(out.status.code(), Some(1), "an app that does not exist is an error");
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let _ = drover;
+}

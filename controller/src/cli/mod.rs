@@ -1,11 +1,12 @@
 //! The command line: `drover run` (the controller), `drover dev` (simulator + controller + live view) and the
-//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `schema`).
+//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `wait`, `schema`).
 //!
 //! Errors reach `main` as `anyhow` chains and are printed on one line with a non-zero exit.
 
 mod apply;
 mod diff;
 mod show;
+mod wait;
 
 pub mod dev;
 pub mod run;
@@ -47,6 +48,9 @@ pub enum Command {
     Delete(show::DeleteArgs),
     /// Validate records without writing anything.
     Validate(apply::ValidateArgs),
+    /// Wait until the app's current generation is Healthy (exit 0), ends Degraded/Failed/Invalid (exit 1), or the
+    /// timeout passes (exit 2), printing phase changes. For CI pipelines.
+    Wait(wait::WaitArgs),
     /// Write the JSON Schemas of the records.
     Schema(SchemaArgs),
 }
@@ -162,12 +166,14 @@ impl NomadArgs {
     }
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line and returns the process's exit code (0 unless the command says otherwise, as
+/// `drover wait` does).
 ///
 /// # Errors
 /// Whatever the command met, as one chain for `main` to print.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let done = match cli.command {
+        Command::Wait(args) => return wait::wait(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Dev(args) => dev::dev(args).await,
         Command::Apply(args) => apply::apply(args).await,
@@ -182,5 +188,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} schemas to {}", crate::app::schemas().len(), args.dir.display());
             Ok(())
         }
-    }
+    };
+    done.map(|()| 0)
 }

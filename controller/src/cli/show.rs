@@ -74,7 +74,7 @@ struct AppRow {
     status: Option<AppStatus>,
 }
 
-fn parse_key(text: &str) -> anyhow::Result<AppKey> {
+pub(super) fn parse_key(text: &str) -> anyhow::Result<AppKey> {
     AppKey::from_str(text).map_err(|e| anyhow::anyhow!("app {text:?}: {e}"))
 }
 
