@@ -126,10 +126,13 @@ async fn wait_should_exit_with_the_rollouts_outcome() {
 
     // Allocations that never turn healthy: Nomad fails the deployment at its progress deadline.
     sim.set_health("default", "bad", None, "unhealthy").await;
-    let fast_fail = "strategy: {type: Rolling, minHealthyTime: 1s, healthyDeadline: 20s, progressDeadline: 30s}";
+    // Continues the template's `strategy:` block (healthyDeadline 1m): Nomad fails the rollout after 2 simulated
+    // minutes instead of its default 10.
+    let fast_fail = "  progressDeadline: 2m";
     sim.put_record("default", "bad", template_record("bad", "nginx:1.27", fast_fail)).await;
     let out = drover_cli(&sim, &["wait", "bad", "--timeout", "30s"]).await;
     assert_eq!(out.status.code(), Some(1), "Degraded: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Degraded"), "{}", String::from_utf8_lossy(&out.stdout));
 
     // Allocations whose health never comes: still Progressing when the timeout passes.
     sim.set_health("default", "slow", None, "never").await;
