@@ -18,7 +18,7 @@ const APPS: usize = 150;
 /// What each app should end as.
 fn expected(i: usize) -> Phase {
     match i % 5 {
-        0 | 1 | 2 => Phase::Healthy,
+        0..=2 => Phase::Healthy,
         3 => Phase::Degraded,
         _ => Phase::Failed,
     }
