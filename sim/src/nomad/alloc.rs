@@ -46,8 +46,13 @@ pub struct Alloc {
     pub client_description: String,
     /// Deployment it takes part in.
     pub deployment_id: Option<String>,
-    /// `DeploymentStatus`.
+    /// `DeploymentStatus`: `None` (rendered `null`) until the client first reports health in the allocation's
+    /// deployment, and again after an in-place update moved it into a new deployment.
     pub health: Option<AllocHealth>,
+    /// Generation of the client's health tracker. An in-place update restarts the tracker (Nomad's
+    /// `allocHealthWatcherHook.Update` cancels the running watcher), so health timers armed for an older
+    /// generation are ignored when they fire.
+    pub tracker: u64,
     /// Replacement allocation, once rescheduled.
     pub next_allocation: String,
     /// Reschedule attempts that led to this allocation.
@@ -88,6 +93,11 @@ impl Alloc {
     /// Desired to run and not terminal on the client.
     pub fn live(&self) -> bool {
         self.desired_status == "run" && !self.client_terminal()
+    }
+
+    /// Health is set in the current deployment (`DeploymentStatus.HasHealth()`).
+    pub fn has_health(&self) -> bool {
+        self.health.as_ref().is_some_and(|h| h.healthy.is_some())
     }
 
     /// `DeploymentStatus.IsHealthy()`.

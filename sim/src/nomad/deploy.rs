@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::events::Payload;
 use super::jobs::{create_eval, mark_stable, refresh_job};
-use super::model::{Alloc, AllocHealth, Deployment, GroupDeploy, GroupModel, JobRecord, desc};
+use super::model::{Alloc, Deployment, GroupDeploy, GroupModel, JobRecord, desc};
 use super::nodes::{AllocMetric, NodeState};
 use super::placement::place;
 use super::state::{Key, Table, Timer, Txn};
@@ -364,21 +364,22 @@ fn reconcile_group(
         }
     }
     // In-place updates, all at once.
+    // `computeJobAllocs`: an allocation moved into another deployment gets `DeploymentStatus = nil`; the client then
+    // restarts its health tracker ([`super::watcher::restart_health`]).
     for a in &inplace {
         let id = a.id.clone();
-        let in_dep = active_dep.clone();
+        let new_dep = active_dep.is_some() && a.deployment_id != active_dep;
         if let Some(x) = txn.t.allocs.get_mut(&id) {
             x.job_version = job.version;
-            if let Some(d) = &in_dep {
-                x.deployment_id = Some(d.clone());
-                x.health = Some(AllocHealth { healthy: None, timestamp: None, canary: false, modify_index: txn.index });
+            if active_dep.is_some() {
+                x.deployment_id = active_dep.clone();
             }
         }
-        if in_dep.is_some() {
+        if new_dep {
             placed_here += 1;
-            if txn.t.allocs.get(&id).is_some_and(|x| x.client_status == "running") {
-                super::watcher::schedule_health(txn, &id);
-            }
+        }
+        if active_dep.is_some() {
+            super::watcher::restart_health(txn, &id, new_dep);
         }
         ch.alloc(txn, &id);
     }

@@ -107,6 +107,7 @@ fn new_alloc(
         node_name,
         need: g.need,
         charged: true,
+        tracker: 0,
     };
     txn.t.allocs.insert(id.clone(), a);
     txn.t.allocs_by_job.entry((job.namespace.clone(), job.id.clone())).or_default().push(id.clone());

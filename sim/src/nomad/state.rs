@@ -130,10 +130,11 @@ pub enum HealthMode {
 pub enum Timer {
     /// A pending allocation starts running.
     AllocRunning(String),
-    /// An allocation reports health (`true` = healthy).
-    AllocHealth(String, bool),
-    /// An allocation's `HealthyDeadline` passes.
-    HealthyDeadline(String),
+    /// An allocation reports health (`true` = healthy), if its health tracker is still this generation
+    /// ([`super::alloc::Alloc::tracker`]).
+    AllocHealth(String, bool, u64),
+    /// An allocation's `HealthyDeadline` passes, if its health tracker is still this generation.
+    HealthyDeadline(String, u64),
     /// A deployment's progress deadline may have passed.
     Progress(String),
     /// Re-evaluate a job (reschedules).

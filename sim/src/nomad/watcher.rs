@@ -103,9 +103,9 @@ fn client_updates(
                 ch.alloc(txn, &id);
                 schedule_health(txn, &id);
             }
-            Timer::AllocHealth(id, healthy) => {
+            Timer::AllocHealth(id, healthy, tracker) => {
                 let Some(a) = txn.t.allocs.get(&id) else { continue };
-                if !a.live() || a.client_status != "running" || a.is_healthy() || a.is_unhealthy() {
+                if !a.live() || a.client_status != "running" || a.has_health() || a.tracker != tracker {
                     continue;
                 }
                 if healthy {
@@ -117,9 +117,9 @@ fn client_updates(
                     evals.insert((a.namespace.clone(), a.job_id.clone()));
                 }
             }
-            Timer::HealthyDeadline(id) => {
+            Timer::HealthyDeadline(id, tracker) => {
                 let Some(a) = txn.t.allocs.get(&id) else { continue };
-                if !a.live() || a.client_status != "running" || a.health.as_ref().is_none_or(|h| h.healthy.is_some()) {
+                if !a.live() || a.client_status != "running" || a.has_health() || a.tracker != tracker {
                     continue;
                 }
                 let k = (a.namespace.clone(), a.job_id.clone());
@@ -139,10 +139,14 @@ fn client_updates(
 
 /// Arms the client's health reporting for a running allocation, per the job version's health
 /// mode: healthy after `MinHealthyTime` (plus the mode's delay), failing after 1 s, or never; and
-/// the `HealthyDeadline`. Also used after in-place updates, which do not restart the task.
+/// the `HealthyDeadline`, all counted from now.
+///
+/// Also used after in-place updates, which do not restart the task but restart the client's health tracker:
+/// [`restart_health`].
 pub fn schedule_health(txn: &mut Txn<'_>, id: &str) {
     let now = txn.now;
     let Some(a) = txn.t.allocs.get(id).cloned() else { return };
+    let tracker = a.tracker;
     let Some(g) = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group) else { return };
     let mode = txn.t.health_mode(&a.namespace, &a.job_id, a.job_version);
     let id = id.to_string();
@@ -151,29 +155,56 @@ pub fn schedule_health(txn: &mut Txn<'_>, id: &str) {
         (Some(_), Some(s)) => {
             let mht = s.min_healthy_time;
             match mode {
-                HealthMode::Healthy => txn.t.add_timer(now + mht, Timer::AllocHealth(id.clone(), true)),
-                HealthMode::Delay(d) => txn.t.add_timer(now + d + mht, Timer::AllocHealth(id.clone(), true)),
-                HealthMode::Unhealthy => {
-                    txn.t.add_timer(now + FAIL_DELAY.min(s.healthy_deadline), Timer::AllocHealth(id.clone(), false))
-                }
+                HealthMode::Healthy => txn.t.add_timer(now + mht, Timer::AllocHealth(id.clone(), true, tracker)),
+                HealthMode::Delay(d) => txn.t.add_timer(now + d + mht, Timer::AllocHealth(id.clone(), true, tracker)),
+                HealthMode::Unhealthy => txn.t.add_timer(
+                    now + FAIL_DELAY.min(s.healthy_deadline),
+                    Timer::AllocHealth(id.clone(), false, tracker),
+                ),
                 HealthMode::Never => {}
             }
-            txn.t.add_timer(now + s.healthy_deadline, Timer::HealthyDeadline(id));
+            txn.t.add_timer(now + s.healthy_deadline, Timer::HealthyDeadline(id, tracker));
         }
-        _ if mode == HealthMode::Unhealthy => txn.t.add_timer(now + FAIL_DELAY, Timer::AllocHealth(id, false)),
+        _ if mode == HealthMode::Unhealthy => txn.t.add_timer(now + FAIL_DELAY, Timer::AllocHealth(id, false, tracker)),
         _ => {}
     }
+}
+
+/// An in-place update reached the client: its health tracker restarts (`allocHealthWatcherHook.Update` in
+/// hashicorp/nomad `client/allocrunner/health_hook.go`). Timers of the old tracker are dropped (by generation);
+/// health is cleared when the allocation moved into another deployment (the scheduler already sent
+/// `DeploymentStatus = nil`, `generic_sched.go`); a running allocation then reports health again per the new
+/// version's mode, with `MinHealthyTime` and `HealthyDeadline` counted from now. A pending one is armed when it
+/// starts running, as for a new placement.
+pub fn restart_health(txn: &mut Txn<'_>, id: &str, new_deployment: bool) {
+    let Some(a) = txn.t.allocs.get_mut(id) else { return };
+    a.tracker += 1;
+    if new_deployment {
+        a.health = None;
+    }
+    if a.live() && a.client_status == "running" && !a.has_health() {
+        schedule_health(txn, id);
+    }
+}
+
+/// The allocation's health record, created on the first report in its deployment.
+fn reported_health(a: &mut super::model::Alloc, idx: u64) -> &mut super::model::AllocHealth {
+    a.health.get_or_insert(super::model::AllocHealth {
+        healthy: None,
+        timestamp: None,
+        canary: false,
+        modify_index: idx,
+    })
 }
 
 fn mark_healthy(txn: &mut Txn<'_>, ch: &mut Changes, id: &str, promote: &mut BTreeSet<String>) {
     let (now, idx) = (txn.now, txn.index);
     let Some(a) = txn.t.allocs.get_mut(id) else { return };
     let canary = a.is_canary();
-    if let Some(h) = a.health.as_mut() {
-        h.healthy = Some(true);
-        h.timestamp = Some(now);
-        h.modify_index = idx;
-    }
+    let h = reported_health(a, idx);
+    h.healthy = Some(true);
+    h.timestamp = Some(now);
+    h.modify_index = idx;
     let dep = a.deployment_id.clone();
     let group = a.group.clone();
     ch.alloc(txn, id);
@@ -209,11 +240,10 @@ fn mark_unhealthy(
     let Some(a) = txn.t.allocs.get(id).cloned() else { return };
     let g = group_of(txn, &a.namespace, &a.job_id, a.job_version, &a.group);
     if let Some(x) = txn.t.allocs.get_mut(id) {
-        if let Some(h) = x.health.as_mut() {
-            h.healthy = Some(false);
-            h.timestamp = Some(now);
-            h.modify_index = idx;
-        }
+        let h = reported_health(x, idx);
+        h.healthy = Some(false);
+        h.timestamp = Some(now);
+        h.modify_index = idx;
         if task_failed {
             x.client_status = "failed";
             x.client_description = "Failed tasks".into();
