@@ -2,7 +2,7 @@
 //! (STYLE 3). It feeds the live cache the way an informer does.
 //!
 //! ```text
-//!            ok: Resynced                       subscribed                 frame: events
+//!                              subscribed, then listed: Resynced        frame: events
 //!  Listing ───────────────▶ Subscribing ─────────────────▶ Streaming ◀──────────────┐
 //!   ▲  ▲ │ (stream failed             │ error                  │ │  heartbeat: —      │
 //!   │  │ │  `fallback_after` times    ▼                        │ └────────────────────┘
@@ -17,6 +17,15 @@
 //! older than what was already reported for the same job or deployment are dropped here, by `ModifyIndex`); after
 //! any reconnect, relist (the stream cannot say what was missed); if the stream keeps failing, fall back to
 //! blocking queries (DESIGN §1).
+//!
+//! **Subscribe first, then list** (issue #7, 2.0). Nomad keeps only the last 100 write batches for the stream, and
+//! a subscription asked to start before them silently starts at the oldest one (B15 "no error and no marker"). A
+//! list taken *before* subscribing can therefore be separated from the stream by a gap no one sees: under load
+//! (10 000 apps starting) more than 100 batches pass while 10 000 jobs are listed, a deployment's `successful`
+//! update falls in the gap, and its app stays `Progressing` forever. Once subscribed, the stream holds every batch
+//! from its start on (a reader that falls behind is cut off, and relists), so a list taken *after* subscribing
+//! leaves no gap; stream events the list already covers are dropped (at or below the lists' lower index, or not
+//! newer than the listed object).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -155,10 +164,13 @@ pub enum State {
         /// The last frame index seen before a drop, to resume from.
         resume: Option<u64>,
     },
-    /// Listed; about to subscribe from `index + 1`.
+    /// About to subscribe from `index + 1`, then list.
     Subscribing {
-        /// Last index covered.
+        /// Last frame index seen before a drop (0 at first: from the oldest buffered batch). Any start works, as
+        /// the list that follows covers what came before the subscription.
         index: u64,
+        /// Consecutive failed attempts, for the backoff.
+        failures: u32,
         /// As in `Listing`.
         stream_failures: u32,
     },
@@ -206,12 +218,16 @@ impl State {
 struct Reported {
     jobs: HashMap<(String, String), u64>,
     deployments: HashMap<String, u64>,
+    /// Events at or below this index are covered by the last list, whatever object they are about (a job purged
+    /// before the list is in no map, and its older events must not bring it back).
+    listed: u64,
 }
 
 impl Reported {
-    fn reset(&mut self, jobs: &[JobStub], deployments: &[Deployment]) {
+    fn reset(&mut self, jobs: &[JobStub], deployments: &[Deployment], listed: u64) {
         self.jobs = jobs.iter().map(|j| ((j.namespace.clone(), j.id.clone()), j.modify_index)).collect();
         self.deployments = deployments.iter().map(|d| (d.id.clone(), d.modify_index)).collect();
+        self.listed = listed;
     }
 
     /// Records `index` for the key and says whether it is newer than anything reported.
@@ -227,6 +243,9 @@ impl Reported {
 
     /// Turns one stream event into a live event, unless it is not newer than what was reported.
     fn accept(&mut self, event: &Event) -> Result<Option<LiveEvent>, serde_json::Error> {
+        if event.index <= self.listed {
+            return Ok(None);
+        }
         match event.topic.as_str() {
             "Job" => {
                 let deleted = event.payload.get("Deleted").and_then(serde_json::Value::as_bool).unwrap_or(false);
@@ -302,7 +321,7 @@ impl<S: LiveSource> LiveWatcher<S> {
     }
 
     fn resynced(&mut self, jobs: Vec<JobStub>, deployments: Vec<Deployment>, index: u64) -> Vec<LiveEvent> {
-        self.reported.reset(&jobs, &deployments);
+        self.reported.reset(&jobs, &deployments, index);
         vec![LiveEvent::Resynced { jobs, deployments, index }]
     }
 
@@ -313,38 +332,42 @@ impl<S: LiveSource> LiveWatcher<S> {
                 tokio::time::sleep_until(until).await;
                 (Ok(Vec::new()), State::Listing { failures, stream_failures, resume })
             }
+            State::Listing { failures, stream_failures, resume } if stream_failures < self.config.fallback_after => {
+                // Subscribe first; the list follows in `Subscribing` (module doc). Resume from the last frame seen,
+                // or from the oldest buffered batch (B15).
+                (Ok(Vec::new()), State::Subscribing { index: resume.unwrap_or(0), failures, stream_failures })
+            }
             State::Listing { failures, stream_failures, resume } => {
                 self.limiter.acquire().await;
                 match self.list_both(BlockingQuery::now(), BlockingQuery::now()).await {
                     Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, resume)),
                     Ok((jobs, jobs_index, deployments, deployments_index)) => {
-                        // The lower index: events between the two lists are replayed rather than missed, and the
-                        // duplicates are dropped by `Reported`.
-                        let index = jobs_index.min(deployments_index);
-                        let events = self.resynced(jobs, deployments, index);
-                        let next = if stream_failures >= self.config.fallback_after {
-                            State::Polling {
-                                jobs_index,
-                                deployments_index,
-                                retry_stream_at: Instant::now() + self.config.retry_stream_after,
-                            }
-                        } else {
-                            // Resume from the last frame seen and the list, whichever is older (B15).
-                            let index = resume.map_or(index, |r| r.min(index));
-                            State::Subscribing { index, stream_failures }
+                        let events = self.resynced(jobs, deployments, jobs_index.min(deployments_index));
+                        let next = State::Polling {
+                            jobs_index,
+                            deployments_index,
+                            retry_stream_at: Instant::now() + self.config.retry_stream_after,
                         };
                         (Ok(events), next)
                     }
                 }
             }
-            State::Subscribing { index, stream_failures } => {
+            State::Subscribing { index, failures, stream_failures } => {
                 self.limiter.acquire().await;
-                match self.source.subscribe(index.saturating_add(1)).await {
-                    Ok(stream) => {
-                        let stream = stream.with_silence_limit(self.config.silence_limit);
-                        (Ok(Vec::new()), State::Streaming { stream, index, stream_failures })
+                let stream = match self.source.subscribe(index.saturating_add(1)).await {
+                    Ok(stream) => stream.with_silence_limit(self.config.silence_limit),
+                    Err(err) => return (Err(err), self.backoff(1, stream_failures.saturating_add(1), Some(index))),
+                };
+                // The subscription now holds every batch from its start: list, and the stream carries on from there.
+                match self.list_both(BlockingQuery::now(), BlockingQuery::now()).await {
+                    Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, Some(index))),
+                    Ok((jobs, jobs_index, deployments, deployments_index)) => {
+                        // The lower index: events between the two lists are replayed rather than missed, and the
+                        // duplicates are dropped by `Reported`.
+                        let listed = jobs_index.min(deployments_index);
+                        let events = self.resynced(jobs, deployments, listed);
+                        (Ok(events), State::Streaming { stream, index: index.max(listed), stream_failures })
                     }
-                    Err(err) => (Err(err), self.backoff(1, stream_failures.saturating_add(1), Some(index))),
                 }
             }
             State::Streaming { mut stream, index, stream_failures } => match stream.next_frame().await {

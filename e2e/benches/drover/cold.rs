@@ -101,6 +101,11 @@ fn print_drover_costs(metrics: &str) {
         println!("      {what}: {}", metric_sum(metrics, name, "="));
     }
     println!("      Consul bytes read: {}", metric_sum(metrics, "drover_consul_read_bytes_total", ""));
+    println!(
+        "      watch restarts (relists): Consul {}, Nomad {}",
+        metric_sum(metrics, "drover_watch_restarts_total", "source=\"consul\"") + 0.0,
+        metric_sum(metrics, "drover_watch_restarts_total", "source=\"nomad\"") + 0.0
+    );
 }
 
 /// Part c: a converged cluster for `QUIET_WINDOW` with resyncs: writes, per-app reads, and requests per resync.
