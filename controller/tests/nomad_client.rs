@@ -255,6 +255,9 @@ async fn subscribe_should_report_a_close_before_the_first_heartbeat() {
 
 type Feed = mpsc::UnboundedSender<Result<Bytes, io::Error>>;
 
+/// Job IDs with their `ModifyIndex`, and the list's index.
+type JobsAt = (Vec<(&'static str, u64)>, u64);
+
 /// An in-memory Nomad: current lists with their indexes, and streams handed out in order.
 #[derive(Default)]
 struct FakeNomad {
@@ -264,7 +267,7 @@ struct FakeNomad {
     subscribed: Mutex<Vec<u64>>,
     job_queries: Mutex<Vec<BlockingQuery>>,
     /// Jobs (and their index) that Nomad writes while the next subscription is being opened.
-    written_while_subscribing: Mutex<Option<(Vec<(&'static str, u64)>, u64)>>,
+    written_while_subscribing: Mutex<Option<JobsAt>>,
 }
 
 impl FakeNomad {
