@@ -354,19 +354,45 @@ impl<S: LiveSource> LiveWatcher<S> {
             }
             State::Subscribing { index, failures, stream_failures } => {
                 self.limiter.acquire().await;
-                let stream = match self.source.subscribe(index.saturating_add(1)).await {
+                let mut stream = match self.source.subscribe(index.saturating_add(1)).await {
                     Ok(stream) => stream.with_silence_limit(self.config.silence_limit),
                     Err(err) => return (Err(err), self.backoff(1, stream_failures.saturating_add(1), Some(index))),
                 };
                 // The subscription now holds every batch from its start: list, and the stream carries on from there.
-                match self.list_both(BlockingQuery::now(), BlockingQuery::now()).await {
+                // Frames are read while the list runs: a subscription left unread for the length of a 10 000-job
+                // list falls out of Nomad's buffer and is cut off (sim README), which would only start this over.
+                let mut early = Vec::new();
+                let listed = {
+                    let mut list = std::pin::pin!(self.list_both(BlockingQuery::now(), BlockingQuery::now()));
+                    loop {
+                        tokio::select! {
+                            biased;
+                            listed = &mut list => break listed,
+                            frame = stream.next_frame() => match frame {
+                                Ok(frame) if frame.is_heartbeat() => {}
+                                Ok(frame) => early.push(frame),
+                                Err(err) => {
+                                    let stream_failures =
+                                        if stream.saw_heartbeat() { 0 } else { stream_failures.saturating_add(1) };
+                                    return (Err(err), self.backoff(1, stream_failures, Some(index)));
+                                }
+                            },
+                        }
+                    }
+                };
+                match listed {
                     Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, Some(index))),
                     Ok((jobs, jobs_index, deployments, deployments_index)) => {
                         // The lower index: events between the two lists are replayed rather than missed, and the
                         // duplicates are dropped by `Reported`.
                         let listed = jobs_index.min(deployments_index);
-                        let events = self.resynced(jobs, deployments, listed);
-                        (Ok(events), State::Streaming { stream, index: index.max(listed), stream_failures })
+                        let mut events = self.resynced(jobs, deployments, listed);
+                        let mut last = index.max(listed);
+                        for frame in &early {
+                            events.extend(self.accept_frame(frame));
+                            last = last.max(frame.index);
+                        }
+                        (Ok(events), State::Streaming { stream, index: last, stream_failures })
                     }
                 }
             }
