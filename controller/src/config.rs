@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::consul::budget::{ByteRate, ByteRateError};
+
 /// Default Consul HTTP address when neither a flag nor `CONSUL_HTTP_ADDR` gives one.
 pub const DEFAULT_CONSUL_ADDR: &str = "http://127.0.0.1:8500";
 /// Default Nomad HTTP address when neither a flag nor `NOMAD_ADDR` gives one.
@@ -48,6 +50,17 @@ pub enum ConfigError {
         /// The flag or variable the value came from.
         source_name: &'static str,
     },
+    /// The Consul watch budget is not a rate within bounds, e.g. `32MiB/s`.
+    #[error("{source_name}: invalid watch budget {value:?}")]
+    InvalidWatchBudget {
+        /// The flag or variable the value came from.
+        source_name: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Why it was rejected (the expected spelling or the bounds).
+        #[source]
+        source: ByteRateError,
+    },
     /// A client certificate was given without its key, or the other way round.
     #[error("{cert_source} and {key_source} must be given together")]
     IncompleteClientCert {
@@ -67,6 +80,7 @@ impl ConfigError {
             Self::TokenFileUnreadable { .. } => "token_file_unreadable",
             Self::Empty { .. } => "empty",
             Self::IncompleteClientCert { .. } => "incomplete_client_cert",
+            Self::InvalidWatchBudget { .. } => "invalid_watch_budget",
         }
     }
 }
@@ -199,6 +213,20 @@ impl NomadConfig {
             client_cert: client_cert.map(|(v, _)| v),
             client_key: client_key.map(|(v, _)| v),
         })
+    }
+}
+
+/// The Consul prefix watch's byte budget: `--watch-budget`, else `DROVER_WATCH_BUDGET`, else
+/// [`crate::consul::budget::DEFAULT_BUDGET`]. See [`crate::consul::budget`] for what it limits.
+pub fn resolve_watch_budget(
+    flag: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<ByteRate, ConfigError> {
+    match pick(flag, "--watch-budget", "DROVER_WATCH_BUDGET", lookup)? {
+        None => Ok(crate::consul::budget::DEFAULT_BUDGET),
+        Some((value, source_name)) => {
+            value.parse().map_err(|source| ConfigError::InvalidWatchBudget { source_name, value, source })
+        }
     }
 }
 
@@ -399,6 +427,27 @@ mod tests {
         assert_eq!(cfg.addr, "http://nomad.service:4646");
         assert_eq!(cfg.region.as_deref(), Some("eu"));
         assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("s3cret"));
+    }
+
+    #[test]
+    fn watch_budget_should_come_from_the_flag_else_the_env_else_the_default() {
+        let lookup = env(&[("DROVER_WATCH_BUDGET", "8MiB/s")]);
+        assert_eq!(resolve_watch_budget(None, &env(&[])).unwrap().to_string(), "32MiB/s");
+        assert_eq!(resolve_watch_budget(None, &lookup).unwrap().to_string(), "8MiB/s");
+        assert_eq!(resolve_watch_budget(Some("1GiB/s"), &lookup).unwrap().to_string(), "1GiB/s");
+    }
+
+    #[test]
+    fn watch_budget_errors_should_name_the_flag_or_variable_and_the_reason() {
+        let err = resolve_watch_budget(Some("32MiB"), &env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("--watch-budget: invalid watch budget \"32MiB\""), "{err}");
+        let reason = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        assert!(reason.contains("/s"), "the cause says what is expected: {reason}");
+        let err = resolve_watch_budget(None, &env(&[("DROVER_WATCH_BUDGET", "0B/s")])).unwrap_err();
+        assert!(err.to_string().starts_with("DROVER_WATCH_BUDGET:"), "{err}");
+        assert_eq!(err.kind(), "invalid_watch_budget");
+        let err = resolve_watch_budget(Some(""), &env(&[])).unwrap_err();
+        assert_eq!(err.kind(), "empty");
     }
 
     #[test]

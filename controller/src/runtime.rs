@@ -39,6 +39,8 @@ pub struct Config {
     pub resync: Duration,
     /// Per-key retry backoff.
     pub backoff: Backoff,
+    /// Bytes per second the records watch may read from Consul (see [`crate::consul::budget`]).
+    pub watch_budget: crate::consul::budget::ByteRate,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             workers: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
+            watch_budget: crate::consul::budget::DEFAULT_BUDGET,
         }
     }
 }
@@ -124,6 +127,7 @@ impl Controller {
             records_writer,
             consul.clone(),
             config.prefix.clone(),
+            config.watch_budget,
             metrics.clone(),
             queue.clone(),
             desired_ready_tx,
@@ -198,16 +202,18 @@ async fn load_statuses(
 
 /// Follows the records prefix, the one writer of the records store; every changed key is enqueued with its
 /// generation.
+#[allow(clippy::too_many_arguments)]
 async fn watch_records(
     mut writer: RecordsWriter,
     consul: consul::Client,
     prefix: String,
+    budget: crate::consul::budget::ByteRate,
     metrics: Arc<Metrics>,
     queue: Queue<AppKey>,
     ready: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let config = consul::watch::WatchConfig::new(format!("{prefix}/apps/"));
+    let config = consul::watch::WatchConfig::new(format!("{prefix}/apps/")).with_budget(budget);
     let stream = consul::watch::watch(consul, config, metrics);
     tokio::pin!(stream);
     loop {

@@ -284,20 +284,33 @@ async fn sessions_should_use_put_and_treat_a_404_renew_as_gone() {
 /// A source that answers from a script and records the queries it got.
 #[derive(Debug, Default)]
 struct ScriptedSource {
-    answers: Mutex<VecDeque<Result<Listing, Error>>>,
+    /// Each answer, with how long the (blocking) request is held before it comes back.
+    answers: Mutex<VecDeque<(Duration, Result<Listing, Error>)>>,
     queries: Mutex<Vec<BlockingQuery>>,
 }
 
 impl ScriptedSource {
     fn push_ok(&self, index: u64, entries: Vec<KvPair>) {
-        self.answers.lock().unwrap().push_back(Ok(Listing { entries, index, bytes: 10, filtered_by_acls: false }));
+        self.push_sized(index, entries, 10);
+    }
+
+    fn push_sized(&self, index: u64, entries: Vec<KvPair>, bytes: usize) {
+        self.push_held(Duration::ZERO, index, entries, bytes);
+    }
+
+    fn push_held(&self, hold: Duration, index: u64, entries: Vec<KvPair>, bytes: usize) {
+        let listing = Listing { entries, index, bytes, filtered_by_acls: false };
+        self.answers.lock().unwrap().push_back((hold, Ok(listing)));
     }
 
     fn push_err(&self) {
-        self.answers.lock().unwrap().push_back(Err(Error::ListFailed {
-            prefix: "drover/apps/".into(),
-            source: RequestError::Status { code: 500, message: "No cluster leader".into() },
-        }));
+        self.answers.lock().unwrap().push_back((
+            Duration::ZERO,
+            Err(Error::ListFailed {
+                prefix: "drover/apps/".into(),
+                source: RequestError::Status { code: 500, message: "No cluster leader".into() },
+            }),
+        ));
     }
 
     fn queries(&self) -> Vec<BlockingQuery> {
@@ -308,7 +321,10 @@ impl ScriptedSource {
 impl PrefixSource for ScriptedSource {
     async fn list(&self, _prefix: &str, query: BlockingQuery) -> Result<Listing, Error> {
         self.queries.lock().unwrap().push(query);
-        self.answers.lock().unwrap().pop_front().expect("the watcher made more requests than the test scripted")
+        let (hold, answer) =
+            self.answers.lock().unwrap().pop_front().expect("the watcher made more requests than the test scripted");
+        tokio::time::sleep(hold).await;
+        answer
     }
 }
 
@@ -328,8 +344,8 @@ fn watcher(source: &Arc<ScriptedSource>) -> (Watcher<Arc<ScriptedSource>>, Arc<M
     let metrics = Arc::new(Metrics::new());
     let mut config = WatchConfig::new("drover/apps/");
     config.wait = Duration::from_secs(60);
-    config.burst = 2;
-    config.refill = Duration::from_secs(5);
+    config.budget = "1MiB/s".parse().unwrap();
+    config.burst = Duration::from_secs(1);
     (Watcher::new(source.clone(), config, metrics.clone()), metrics)
 }
 
@@ -420,20 +436,58 @@ async fn watcher_should_back_off_after_an_error_then_relist() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn watcher_should_rate_limit_immediate_returns_with_burst_two() {
+async fn watcher_should_spend_a_byte_budget_so_small_answers_go_at_once_and_large_ones_wait() {
+    const KIB: usize = 1024;
     let source = Arc::new(ScriptedSource::default());
-    let (mut w, _) = watcher(&source);
-    for i in 0..4 {
-        source.push_ok(10 + i, vec![pair("drover/apps/a", 10 + i)]);
+    let (mut w, metrics) = watcher(&source);
+    // 1 MiB/s with one second saved: three 512 KiB answers go out at once (the third overdraws, pay-after).
+    for i in 0..5 {
+        source.push_sized(10 + i, vec![pair("drover/apps/a", 10 + i)], 512 * KIB);
     }
     let start = Instant::now();
+    let (_, mut state) = w.step(State::initial()).await;
+    for _ in 0..2 {
+        state = w.step(state).await.1;
+    }
+    assert_eq!(Instant::now(), start, "answers within the saved budget are not delayed");
+    state = w.step(state).await.1;
+    let waited = Instant::now() - start;
+    assert!(
+        (Duration::from_millis(500)..Duration::from_millis(501)).contains(&waited),
+        "the fourth request waits for the 512 KiB overdraft to be earned back at 1 MiB/s, waited {waited:?}"
+    );
+    let _ = w.step(state).await;
+    let waited = Instant::now() - start;
+    assert!(
+        (Duration::from_millis(1000)..Duration::from_millis(1001)).contains(&waited),
+        "then one 512 KiB answer every half second, waited {waited:?}"
+    );
+    assert!(metrics.encode().contains(&format!("drover_consul_read_bytes_total {}", 5 * 512 * KIB)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_cap_savings_from_a_long_hold_so_a_large_prefix_stays_batched() {
+    // 1 MiB/s with one second of savings. A 3 MiB first list leaves a 2 MiB debt: the blocking query goes out 2 s
+    // later. The server holds it 60 s (nothing changed), then answers 3 MiB: the hold earned only the 1 MiB cap, so
+    // the next request again waits 2 s. A small answer after it costs the floor and the one after that goes at once.
+    const MIB: usize = 1 << 20;
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, _) = watcher(&source);
+    source.push_sized(10, vec![pair("drover/apps/a", 10)], 3 * MIB);
+    source.push_held(Duration::from_secs(60), 11, vec![pair("drover/apps/a", 11)], 3 * MIB);
+    source.push_held(Duration::from_secs(60), 12, vec![pair("drover/apps/a", 12)], 10);
+    source.push_sized(13, vec![pair("drover/apps/a", 13)], 10);
+    let start = Instant::now();
     let (_, state) = w.step(State::initial()).await;
+    let (event, state) = w.step(state).await;
+    assert!(event.is_some(), "the blocking query reported the change");
+    assert_eq!(Instant::now() - start, Duration::from_secs(62), "2 s of debt, then the 60 s hold");
     let (_, state) = w.step(state).await;
-    assert_eq!(Instant::now(), start, "the first two requests use the burst");
-    let (_, state) = w.step(state).await;
-    assert!(Instant::now() - start >= Duration::from_secs(5), "third waits for a token");
-    let (_, _) = w.step(state).await;
-    assert!(Instant::now() - start >= Duration::from_secs(10));
+    assert_eq!(Instant::now() - start, Duration::from_secs(124), "2 s of debt again: savings are capped at 1 s");
+    let at = Instant::now();
+    let (event, _) = w.step(state).await;
+    assert_eq!(Instant::now(), at, "a small answer after a hold leaves the budget in credit: no wait");
+    assert!(event.is_some());
 }
 
 // ---- against the simulator over real HTTP ----
@@ -477,7 +531,6 @@ async fn sim_prefix_watch_should_wake_on_a_write() {
     client.put("drover/apps/default/a", b"a").await.unwrap();
     let mut config = WatchConfig::new("drover/apps/");
     config.wait = Duration::from_secs(30);
-    config.refill = Duration::from_millis(10);
     let mut events = Box::pin(drover::consul::watch::watch(client.clone(), config, Arc::new(Metrics::new())));
     let deadline = Duration::from_secs(10);
     let first = tokio::time::timeout(deadline, events.next()).await.expect("no initial snapshot within 10 s").unwrap();

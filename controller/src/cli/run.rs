@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// Longest retry backoff after repeated failures (30s to 5m).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
+    /// Bytes per second the Consul record watch may read, e.g. `32MiB/s` (units B, KB, KiB, MB, MiB, GB, GiB; 64KiB/s
+    /// to 16GiB/s). A small prefix is re-read at once after every change, a large one as often as this pays for
+    /// [env: DROVER_WATCH_BUDGET; default 32MiB/s].
+    #[arg(long)]
+    pub watch_budget: Option<String>,
     /// Address for /metrics, /healthz, /readyz and /api/v1/apps.
     #[arg(long, default_value = "127.0.0.1:9469")]
     pub listen: SocketAddr,
@@ -98,7 +103,7 @@ pub fn runtime_config(
     check_bounds("--max-backoff", max_backoff, MIN_MAX_BACKOFF, MAX_MAX_BACKOFF)?;
     check_bounds("--resync", resync, MIN_RESYNC, MAX_RESYNC)?;
     let backoff = Backoff::try_new(Duration::from_millis(200), max_backoff, 2.0, 0.2).context("--max-backoff")?;
-    Ok(Config { prefix: prefix.to_string(), workers, resync, backoff })
+    Ok(Config { prefix: prefix.to_string(), workers, resync, backoff, ..Config::default() })
 }
 
 /// Completes on the first SIGINT/SIGTERM; a second one exits the process at once.
@@ -118,14 +123,23 @@ pub fn shutdown_on_signal() -> CancellationToken {
 /// `drover run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let config = runtime_config(&args.prefix.prefix, args.workers, args.resync, args.max_backoff)?;
+    let mut config = runtime_config(&args.prefix.prefix, args.workers, args.resync, args.max_backoff)?;
+    // Rejected here, before anything starts, with the flag or variable named (see `consul::budget`).
+    let watch_budget = crate::config::resolve_watch_budget(args.watch_budget.as_deref(), &super::env_lookup)?;
+    config.watch_budget = watch_budget;
     let metrics = Arc::new(Metrics::new());
     let consul = args.consul.client(metrics.clone())?;
     let nomad = args.nomad.client(metrics.clone())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
-    tracing::info!(consul = consul.addr(), listen = %args.listen, prefix = %config.prefix, "drover starting");
+    tracing::info!(
+        consul = consul.addr(),
+        listen = %args.listen,
+        prefix = %config.prefix,
+        watch_budget = %watch_budget,
+        "drover starting"
+    );
     metrics.set_leader(true);
     let controller = Controller::new(config, consul, nomad, metrics);
     let shutdown = shutdown_on_signal();

@@ -6,9 +6,11 @@
 //! - [`txn`]: `PUT /v1/txn`, at most [`txn::MAX_TXN_OPS`] operations.
 //! - [`session`]: session create, renew and destroy, for a leader lock.
 //! - [`watch`]: the prefix watcher state machine that feeds the desired-state store.
+//! - [`budget`]: the watch's rate limit, a budget of bytes read per second.
 //!
 //! Wire rules are in `api-contract.md` Part A; the traps in Part C are noted where the code handles them.
 
+pub mod budget;
 pub mod client;
 pub mod kv;
 pub mod session;

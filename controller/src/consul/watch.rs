@@ -12,6 +12,15 @@
 //!
 //! Rules from Consul's blocking-query docs (`features/blocking.mdx`, contract A2 and C1–C3) sit next to the
 //! transitions that implement them.
+//!
+//! # How hard it presses Consul
+//! Every request — the first list, a relist, each blocking query — first waits for the [`ByteBudget`] (A2: "rate
+//! limit the loop"), and every answer is charged its body size to it. The budget is in bytes read per second
+//! ([`WatchConfig::budget`], `--watch-budget`, default [`super::budget::DEFAULT_BUDGET`]), not in requests: a small
+//! prefix is re-read as soon as it changes, so a client writing records back to back sees each one at once, while
+//! a large prefix under churn is re-read as often as the budget pays for, each answer batching every change made
+//! meanwhile. An idle prefix costs one blocking query per [`WatchConfig::wait`], whatever the budget. The limiter's
+//! rules and bounds are in [`super::budget`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +30,7 @@ use futures::Stream;
 use tokio::time::Instant;
 
 use super::BlockingQuery;
+use super::budget::{ByteBudget, ByteRate, DEFAULT_BUDGET, DEFAULT_BURST};
 use super::client::{Client, Error};
 use super::kv::{KvPair, Listing};
 use crate::metrics::Metrics;
@@ -54,27 +64,35 @@ pub struct WatchConfig {
     pub wait: Duration,
     /// Delay between a failure and the relist that follows it.
     pub backoff: Backoff,
-    /// Token-bucket burst: requests allowed back to back.
-    pub burst: u32,
-    /// Time to earn one token back: under constant churn the loop makes one request per `refill`.
-    pub refill: Duration,
+    /// Bytes read from Consul per second that the watch may spend on answers (`--watch-budget`).
+    pub budget: ByteRate,
+    /// How much budget an idle watch may save up, as a time at `budget`: the burst after a quiet period.
+    pub burst: Duration,
 }
 
 impl WatchConfig {
-    /// The defaults: 5 min waits, burst 4, one request per second under churn, the queue's default backoff.
+    /// The defaults: 5 min waits, a budget of [`DEFAULT_BUDGET`] (32 MiB/s) with one second of savings, the
+    /// queue's default backoff.
     ///
-    /// Consul's docs suggest degrading to about one request per 15 s. Drover allows a burst of 4 (isolated
-    /// changes — an `apply`, a GitOps batch — are seen at once) and then one request per second: each answer is a
-    /// full snapshot, so waiting loses nothing and batches the changes, while an operator still sees an edit
-    /// acted on within about a second under churn.
+    /// Consul's docs ask clients to rate limit the loop and suggest degrading to about one request per 15 s for a
+    /// hot key. Drover limits by size instead (see the module doc): 32 MiB/s re-reads a 1 000-app prefix (~0.5 MB)
+    /// about 64 times a second, so every write is seen at once, and a 10 000-app prefix (~5 MB) about 6 times a
+    /// second under churn, batching the writes in between; an answer is never older than its read.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
             wait: Duration::from_secs(300),
             backoff: Backoff::default(),
-            burst: 4,
-            refill: Duration::from_secs(1),
+            budget: DEFAULT_BUDGET,
+            burst: DEFAULT_BURST,
         }
+    }
+
+    /// The same settings with another byte budget (the `--watch-budget` flag).
+    #[must_use]
+    pub fn with_budget(mut self, budget: ByteRate) -> Self {
+        self.budget = budget;
+        self
     }
 }
 
@@ -131,6 +149,10 @@ impl State {
 }
 
 /// A token bucket: at most `burst` requests back to back, then one per `refill` (A2: "rate limit the loop").
+///
+/// The Consul prefix watch spends a [`ByteBudget`] instead; this stays for the Nomad live watcher, whose lists and
+/// subscriptions are rare (start, relist, resubscribe) and whose events arrive on one stream, so counting requests
+/// is the right measure there.
 #[derive(Debug)]
 pub struct TokenBucket {
     burst: f64,
@@ -169,19 +191,19 @@ impl TokenBucket {
     }
 }
 
-/// The watcher: the source, its settings, the rate limiter, and the metrics it reports to.
+/// The watcher: the source, its settings, the byte budget, and the metrics it reports to.
 #[derive(Debug)]
 pub struct Watcher<S> {
     source: S,
     config: WatchConfig,
-    limiter: TokenBucket,
+    limiter: ByteBudget,
     metrics: Arc<Metrics>,
 }
 
 impl<S: PrefixSource> Watcher<S> {
     /// A watcher in its initial state.
     pub fn new(source: S, config: WatchConfig, metrics: Arc<Metrics>) -> Self {
-        let limiter = TokenBucket::new(config.burst, config.refill);
+        let limiter = ByteBudget::new(config.budget, config.burst);
         Self { source, config, limiter, metrics }
     }
 
@@ -200,10 +222,10 @@ impl<S: PrefixSource> Watcher<S> {
                 (None, State::Listing { failures })
             }
             State::Listing { failures } => {
-                self.limiter.acquire().await;
+                self.limiter.ready().await;
                 match self.source.list(&self.config.prefix, BlockingQuery::now()).await {
                     Ok(listing) => {
-                        self.metrics.consul_bytes_read(listing.bytes);
+                        self.charge(listing.bytes);
                         let entries = Arc::new(listing.entries);
                         let event = WatchEvent::Snapshot {
                             entries: Arc::clone(&entries),
@@ -221,18 +243,25 @@ impl<S: PrefixSource> Watcher<S> {
             }
             State::Watching { index, entries } => {
                 // A blocking query can return at once (timeouts, idempotent writes, unrelated churn), so the loop is
-                // rate limited rather than trusting each return to mean change (A2 "rate limit the loop", C2).
-                self.limiter.acquire().await;
+                // rate limited rather than trusting each return to mean change (A2 "rate limit the loop", C2): by
+                // bytes, so the wait after an answer is what that answer cost (module doc).
+                self.limiter.ready().await;
                 let query = BlockingQuery::after(index, self.config.wait);
                 match self.source.list(&self.config.prefix, query).await {
                     Err(err) => (Some(Err(err)), self.backoff(1)),
                     Ok(listing) => {
-                        self.metrics.consul_bytes_read(listing.bytes);
+                        self.charge(listing.bytes);
                         self.after_wake(index, entries, listing)
                     }
                 }
             }
         }
+    }
+
+    /// Counts an answer's bytes and charges them to the budget (a failed request is paid for by the backoff).
+    fn charge(&mut self, bytes: usize) {
+        self.metrics.consul_bytes_read(bytes);
+        self.limiter.spend(bytes, Instant::now());
     }
 
     /// The transition after a blocking query answered.

@@ -2,7 +2,7 @@
 //! machine (STYLE 3). It feeds the live cache the way an informer does.
 //!
 //! ```text
-//!            ok: Resynced                       subscribed                 frame: events
+//!                              subscribed, then listed: Resynced        frame: events
 //!  Listing ───────────────▶ Subscribing ─────────────────▶ Streaming ◀──────────────┐
 //!   ▲  ▲ ▲ │ (stream failed           │ error                │ │ │  heartbeat: —      │
 //!   │  │ │ │  `fallback_after` times  ▼                      │ │ │  namespaces same   │
@@ -24,6 +24,16 @@
 //! ([`super::namespaces`]); a new namespace reopens the stream and relists, a removed one only narrows what the
 //! stream is known to cover and never reports a job as gone. The polling fallback needs no such query: each
 //! `namespace=*` list is evaluated when it runs.
+//!
+//! **Subscribe first, then list** (issue #7, 2.0). Nomad keeps only the last 100 write batches for the stream, and
+//! a subscription asked to start before them silently starts at the oldest one (B15 "no error and no marker"). A
+//! list taken *before* subscribing can therefore be separated from the stream by a gap no one sees: under load
+//! (10 000 apps starting) more than 100 batches pass while 10 000 jobs are listed, a deployment's `successful`
+//! update falls in the gap, and its app stays `Progressing` forever. Once subscribed, the stream holds every batch
+//! from its start on (a reader that falls behind is cut off, and relists), so a list taken *after* subscribing
+//! leaves no gap; stream events the list already covers are dropped (at or below the lists' indexes, `seen`). The
+//! order of a relist is therefore: namespaces (so the stream covers at least those), subscribe, jobs and
+//! deployments (reading the stream meanwhile).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -188,10 +198,13 @@ pub enum State {
         /// The last frame index seen before a drop, to resume from.
         resume: Option<u64>,
     },
-    /// Listed; about to subscribe from `index + 1`.
+    /// About to subscribe from `index + 1`, then list.
     Subscribing {
-        /// Last index covered.
+        /// Last frame index seen before a drop (0 at first: from the oldest buffered batch). Any start works, as
+        /// the list that follows covers what came before the subscription.
         index: u64,
+        /// Consecutive failed attempts, for the backoff.
+        failures: u32,
         /// As in `Listing`.
         stream_failures: u32,
         /// The namespaces listed before subscribing: the stream will cover at least these.
@@ -308,12 +321,24 @@ impl<S: LiveSource + Clone + 'static> LiveWatcher<S> {
                 tokio::time::sleep_until(until).await;
                 (Ok(Vec::new()), State::Listing { failures, stream_failures, resume })
             }
+            State::Listing { failures, stream_failures, resume } if stream_failures < self.config.fallback_after => {
+                // Namespaces first (the stream then covers at least these), then subscribe; the lists follow in
+                // `Subscribing` (module doc). Resume from the last frame seen, or from the oldest buffered batch
+                // (B15).
+                self.limiter.acquire().await;
+                match self.list_namespaces_now().await {
+                    Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, resume)),
+                    Ok(namespaces) => {
+                        let index = resume.unwrap_or(0);
+                        (Ok(Vec::new()), State::Subscribing { index, failures, stream_failures, namespaces })
+                    }
+                }
+            }
             State::Listing { failures, stream_failures, resume } => {
                 self.limiter.acquire().await;
-                // Namespaces after the lists and before subscribing. After the lists: a namespace in the set existed
-                // while they ran (or was created just after, with no job the cache knew), so absence from them is
-                // proof only inside the set. Before subscribing: a namespace created later is either covered by the
-                // stream (it existed at subscribe time) or seen by the namespace query that starts from this index.
+                // The stream keeps failing: poll. Namespaces after the lists: a namespace in the set existed while
+                // they ran (or was created just after, with no job the cache knew), so absence from them is proof
+                // only inside the set.
                 let listed = match self.list_both(BlockingQuery::now(), BlockingQuery::now()).await {
                     Ok(listed) => self.list_namespaces_now().await.map(|namespaces| (namespaces, listed)),
                     Err(err) => Err(err),
@@ -322,35 +347,59 @@ impl<S: LiveSource + Clone + 'static> LiveWatcher<S> {
                     Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, resume)),
                     Ok((namespaces, listed)) => {
                         let (jobs_index, deployments_index) = (listed.jobs_index, listed.deployments_index);
-                        // The lower index: events between the two lists are replayed rather than missed, and the
-                        // duplicates are dropped by `Reported`.
-                        let index = jobs_index.min(deployments_index);
                         let events = self.resynced(listed, &namespaces);
-                        let next = if stream_failures >= self.config.fallback_after {
-                            State::Polling {
-                                jobs_index,
-                                deployments_index,
-                                retry_stream_at: Instant::now() + self.config.retry_stream_after,
-                            }
-                        } else {
-                            // Resume from the last frame seen and the list, whichever is older (B15).
-                            let index = resume.map_or(index, |r| r.min(index));
-                            State::Subscribing { index, stream_failures, namespaces }
+                        let next = State::Polling {
+                            jobs_index,
+                            deployments_index,
+                            retry_stream_at: Instant::now() + self.config.retry_stream_after,
                         };
                         (Ok(events), next)
                     }
                 }
             }
-            State::Subscribing { index, stream_failures, namespaces } => {
+            State::Subscribing { index, failures, stream_failures, namespaces } => {
                 self.limiter.acquire().await;
-                match self.source.subscribe(index.saturating_add(1)).await {
-                    Ok(stream) => {
-                        let stream = stream.with_silence_limit(self.config.silence_limit);
+                let mut stream = match self.source.subscribe(index.saturating_add(1)).await {
+                    Ok(stream) => stream.with_silence_limit(self.config.silence_limit),
+                    Err(err) => return (Err(err), self.backoff(1, stream_failures.saturating_add(1), Some(index))),
+                };
+                // The subscription now holds every batch from its start: list, and the stream carries on from there.
+                // Frames are read while the list runs: a subscription left unread for the length of a 10 000-job
+                // list falls out of Nomad's buffer and is cut off (sim README), which would only start this over.
+                let mut early = Vec::new();
+                let listed = {
+                    let mut list = std::pin::pin!(self.list_both(BlockingQuery::now(), BlockingQuery::now()));
+                    loop {
+                        tokio::select! {
+                            biased;
+                            listed = &mut list => break listed,
+                            frame = stream.next_frame() => match frame {
+                                Ok(frame) if frame.is_heartbeat() => {}
+                                Ok(frame) => early.push(frame),
+                                Err(err) => {
+                                    let stream_failures =
+                                        if stream.saw_heartbeat() { 0 } else { stream_failures.saturating_add(1) };
+                                    return (Err(err), self.backoff(1, stream_failures, Some(index)));
+                                }
+                            },
+                        }
+                    }
+                };
+                match listed {
+                    Err(err) => (Err(err), self.backoff(failures.saturating_add(1), stream_failures, Some(index))),
+                    Ok(listed) => {
+                        // Events the lists already cover are dropped by `Reported` (at or below their indexes).
+                        let floor = listed.jobs_index.min(listed.deployments_index);
+                        let mut events = self.resynced(listed, &namespaces);
+                        let mut last = index.max(floor);
+                        for frame in &early {
+                            events.extend(self.accept_frame(frame));
+                            last = last.max(frame.index);
+                        }
                         let pending = self.namespace_query(&namespaces, Duration::ZERO);
                         let namespaces = NamespaceWatch { covered: namespaces, failures: 0, pending };
-                        (Ok(Vec::new()), State::Streaming { stream, index, stream_failures, namespaces })
+                        (Ok(events), State::Streaming { stream, index: last, stream_failures, namespaces })
                     }
-                    Err(err) => (Err(err), self.backoff(1, stream_failures.saturating_add(1), Some(index))),
                 }
             }
             State::Streaming { mut stream, index, stream_failures, mut namespaces } => {

@@ -118,12 +118,18 @@ impl EventBuffer {
         }
     }
 
-    /// Batches from `seq` on (from the oldest retained one if `seq` fell out), and the next seq.
-    pub fn read_from(&self, seq: u64) -> (Vec<Arc<Batch>>, u64) {
-        let start = seq.max(self.first_seq);
-        let skip = (start - self.first_seq) as usize;
+    /// Batches from `seq` on, and the next seq; `None` when the batch at `seq` has already been dropped from the
+    /// buffer. Nomad does not skip a slow reader ahead: the dropped item's `droppedCh` is closed and the reader's
+    /// next `Next` fails with "event dropped from buffer", which ends the subscription, so the client sees its
+    /// stream close and must relist (N:nomad/stream/event_buffer.go `bufferItem.Next`, `advanceHead`: "Slow
+    /// readers will eventually be forced to reconnect").
+    pub fn read_from(&self, seq: u64) -> Option<(Vec<Arc<Batch>>, u64)> {
+        if seq < self.first_seq {
+            return None;
+        }
+        let skip = (seq - self.first_seq) as usize;
         let out: Vec<Arc<Batch>> = self.batches.iter().skip(skip).cloned().collect();
-        (out, self.first_seq + self.batches.len() as u64)
+        Some((out, self.first_seq + self.batches.len() as u64))
     }
 }
 
@@ -249,7 +255,11 @@ pub fn stream(
                 return None;
             }
             s.rx.borrow_and_update();
-            let (batches, next) = s.nomad.lock().events.read_from(s.seq);
+            let Some((batches, next)) = s.nomad.lock().events.read_from(s.seq) else {
+                // This reader fell more than the buffer behind: Nomad ends the subscription (see `read_from`).
+                s.done = true;
+                continue;
+            };
             s.seq = next;
             for b in batches {
                 let events = s.filter.select(&b, &s.nomad.shared.clock);
@@ -282,4 +292,29 @@ pub fn stream(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue #7, 2.0): the simulator used to skip a slow reader ahead to the oldest retained batch, so
+    /// the batches in between (a deployment's `successful` update among them) were lost without a trace and the app
+    /// stayed `Progressing` forever. Nomad ends such a subscription instead.
+    #[test]
+    fn buffer_should_refuse_a_reader_whose_next_batch_was_dropped() {
+        let mut buffer = EventBuffer::new(3);
+        let start = buffer.start_seq(0);
+        for index in 1..=3 {
+            buffer.push(index, Vec::new());
+        }
+        let (batches, next) = buffer.read_from(start).expect("nothing dropped yet");
+        assert_eq!(batches.iter().map(|b| b.index).collect::<Vec<_>>(), [1, 2, 3]);
+        buffer.push(4, Vec::new());
+        buffer.push(5, Vec::new());
+        let (batches, _) = buffer.read_from(next).expect("a reader that kept up reads on");
+        assert_eq!(batches.iter().map(|b| b.index).collect::<Vec<_>>(), [4, 5]);
+        assert!(buffer.read_from(start).is_none(), "a reader left behind at batch 1 (dropped) must be cut off");
+        assert!(buffer.read_from(start + 2).is_some(), "batch 3 is still retained");
+    }
 }
