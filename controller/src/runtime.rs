@@ -266,10 +266,11 @@ async fn watch_nomad(
         for event in batch {
             match event {
                 nomad::watch::LiveEvent::Resynced { jobs, deployments, index, namespaces } => {
-                    let jobs = jobs.iter().map(LiveJob::from).collect();
+                    // Consumed one by one, so the raw listing is freed as the cache's entries are made.
+                    let jobs = jobs.into_iter().map(|j| LiveJob::from(&j)).collect();
                     let deployments = deployments
-                        .iter()
-                        .map(|d| (JobKey::new(&d.namespace, &d.job_id), LiveDeployment::from(d)))
+                        .into_iter()
+                        .map(|d| (JobKey::new(&d.namespace, &d.job_id), LiveDeployment::from(&d)))
                         .collect();
                     for job in writer.replace_all(jobs, deployments, index, &namespaces) {
                         wake.push((job, None, "nomad relisted"));

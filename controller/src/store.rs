@@ -294,7 +294,8 @@ impl LiveWriter {
     /// jobs whose entry changed, appeared or vanished. An entry the cache holds at a higher index than the listing
     /// (an event applied after the list was taken) is kept: a relist never moves the cache backwards. Entries in a
     /// namespace the listing did not cover (deleted, or hidden from the token) are kept too: absence from a list is
-    /// proof only inside the namespaces it covered.
+    /// proof only inside the namespaces it covered. The cache is updated in place, so a relist of 10 000 jobs never
+    /// holds two copies of them.
     pub fn replace_all(
         &mut self,
         jobs: Vec<LiveJob>,
@@ -302,67 +303,74 @@ impl LiveWriter {
         index: u64,
         covered: &std::collections::BTreeSet<String>,
     ) -> Vec<JobKey> {
-        let mut new_deps: HashMap<JobKey, Vec<LiveDeployment>> = HashMap::new();
+        let mut listed_deps: HashMap<JobKey, Vec<LiveDeployment>> = HashMap::new();
         for (job, d) in deployments {
-            new_deps.entry(job).or_default().push(d);
+            listed_deps.entry(job).or_default().push(d);
         }
+        let unproven = |key: &JobKey, modify_index: u64| modify_index > index || !covered.contains(&key.namespace);
         // One write lock for the whole swap: no event applied in between can be lost or reordered.
         let mut inner = write(&self.inner);
-        let mut new_jobs: HashMap<JobKey, LiveJob> = HashMap::with_capacity(jobs.len());
+        let mut changed: HashSet<JobKey> = HashSet::new();
+        let mut listed: HashSet<JobKey> = HashSet::with_capacity(jobs.len());
         for mut j in jobs {
-            match inner.jobs.get(&j.key) {
-                Some(old) if old.modify_index > j.modify_index => j = old.clone(),
-                // List stubs carry no version: keep the one already known for the same spec.
-                Some(old) if j.version.is_none() && old.job_modify_index == j.job_modify_index => {
-                    j.version = old.version
+            listed.insert(j.key.clone());
+            match inner.jobs.get_mut(&j.key) {
+                // An event newer than the listing was applied first: keep it.
+                Some(old) if old.modify_index > j.modify_index => {}
+                Some(old) => {
+                    // List stubs carry no version: keep the one already known for the same spec.
+                    if j.version.is_none() && old.job_modify_index == j.job_modify_index {
+                        j.version = old.version;
+                    }
+                    if *old != j {
+                        changed.insert(j.key.clone());
+                        *old = j;
+                    }
                 }
-                _ => {}
-            }
-            new_jobs.insert(j.key.clone(), j);
-        }
-        // A job the listing lacks but the cache saw written after the listing's index (or in a namespace the
-        // listing did not cover) is not gone.
-        let unproven = |key: &JobKey, modify_index: u64| modify_index > index || !covered.contains(&key.namespace);
-        for (key, old) in &inner.jobs {
-            if !new_jobs.contains_key(key) && unproven(key, old.modify_index) {
-                new_jobs.insert(key.clone(), old.clone());
-            }
-        }
-        for (key, old) in &inner.deployments {
-            let list = new_deps.entry(key.clone()).or_default();
-            for d in old.iter().filter(|d| unproven(key, d.modify_index)) {
-                match list.iter_mut().find(|n| n.id == d.id) {
-                    Some(n) if n.modify_index < d.modify_index => *n = d.clone(),
-                    Some(_) => {}
-                    None => list.push(d.clone()),
+                None => {
+                    changed.insert(j.key.clone());
+                    inner.jobs.insert(j.key.clone(), j);
                 }
             }
         }
-        new_deps.retain(|_, list| !list.is_empty());
-        for list in new_deps.values_mut() {
+        // A job the listing lacks is gone, unless the cache saw it written after the listing's index, or in a
+        // namespace the listing did not cover.
+        inner.jobs.retain(|key, old| {
+            let keep = listed.contains(key) || unproven(key, old.modify_index);
+            if !keep {
+                changed.insert(key.clone());
+            }
+            keep
+        });
+        let mut dep_keys: HashSet<JobKey> = listed_deps.keys().cloned().collect();
+        dep_keys.extend(inner.deployments.keys().cloned());
+        for key in dep_keys {
+            let mut list = listed_deps.remove(&key).unwrap_or_default();
+            if let Some(old) = inner.deployments.get(&key) {
+                for d in old.iter().filter(|d| unproven(&key, d.modify_index)) {
+                    match list.iter_mut().find(|n| n.id == d.id) {
+                        Some(n) if n.modify_index < d.modify_index => *n = d.clone(),
+                        Some(_) => {}
+                        None => list.push(d.clone()),
+                    }
+                }
+            }
             list.sort_by_key(|d| std::cmp::Reverse(d.create_index));
             list.truncate(DEPLOYMENTS_PER_JOB);
-        }
-        let mut changed = Vec::new();
-        for (id, j) in &new_jobs {
-            if inner.jobs.get(id) != Some(j) || inner.deployments.get(id) != new_deps.get(id) {
-                changed.push(id.clone());
+            let same = inner.deployments.get(&key).is_some_and(|old| *old == list)
+                || (list.is_empty() && !inner.deployments.contains_key(&key));
+            if same {
+                continue;
+            }
+            changed.insert(key.clone());
+            if list.is_empty() {
+                inner.deployments.remove(&key);
+            } else {
+                inner.deployments.insert(key, list);
             }
         }
-        for id in inner.jobs.keys() {
-            if !new_jobs.contains_key(id) {
-                changed.push(id.clone());
-            }
-        }
-        for id in new_deps.keys() {
-            if !new_jobs.contains_key(id) && inner.deployments.get(id) != new_deps.get(id) {
-                changed.push(id.clone());
-            }
-        }
-        inner.jobs = new_jobs;
-        inner.deployments = new_deps;
         inner.index = inner.index.max(index);
-        changed
+        changed.into_iter().collect()
     }
 
     /// Adds or updates a job unless the cache already holds a newer write of it; true when it changed.
