@@ -22,7 +22,8 @@
 //!   [`reconcile::NomadPort`] and [`reconcile::KvPort`].
 //! - [`autoscale`]: autoscaling's pure parts — the validated [`autoscale::Policy`] and [`autoscale::decide()`],
 //!   one evaluation's measurements to a scale decision (the Nomad Autoscaler's strategies and resolution).
-//! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling.
+//! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling; [`measure`]:
+//!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
@@ -31,6 +32,7 @@ pub mod autoscale;
 pub mod config;
 pub mod consul;
 pub mod live;
+pub mod measure;
 pub mod metrics;
 pub mod nomad;
 pub mod prometheus;
