@@ -7,13 +7,16 @@ cd "$(dirname "$0")/.."
 # missing and we can (CI runs as root). Without it those tests fail and say what to install.
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq
+    for attempt in 1 2 3; do apt-get update -qq && break; sleep $((attempt * 5)); done
     # policy-rc.d: the package's init script must not start a server of its own (an existing policy is kept).
     made_policy=
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    for attempt in 1 2 3; do
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && break
+      sleep $((attempt * 5))
+    done
     if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
   else
     echo "prometheus and promtool are not on PATH: install Debian's prometheus package (needs root)" >&2
