@@ -87,6 +87,8 @@ pub struct LiveJob {
     pub stop: bool,
     /// Scheduling status.
     pub status: JobStatus,
+    /// Each group's count; list stubs carry none, so it is known only from a job read or a Job event.
+    pub counts: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl LiveJob {
@@ -192,6 +194,7 @@ impl From<&crate::nomad::types::JobStub> for LiveJob {
             modify_index: s.modify_index,
             stop: s.stop,
             status: JobStatus::parse(&s.status),
+            counts: None,
         }
     }
 }
@@ -206,6 +209,7 @@ impl From<&crate::nomad::types::Job> for LiveJob {
             modify_index: j.modify_index,
             stop: j.stop,
             status: JobStatus::parse(&j.status),
+            counts: Some(j.task_groups.iter().map(|g| (g.name.clone(), g.count)).collect()),
         }
     }
 }

@@ -9,8 +9,8 @@
 //!   (kind, message, retryable) — never an error that could stop a round.
 //! - [`Schedule`]: which app is due for its next evaluation, with per-app intervals; pure, time passed in.
 //!
-//! Not built yet (issue #11's wiring): the poller task that drives [`Schedule`] and [`measure`] from the records'
-//! policies and wakes the apps it measured.
+//! The poller task that drives them from the records' policies and wakes the apps it measured is wired in
+//! `runtime.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -118,27 +118,21 @@ pub async fn measure<Q: Querier>(
     concurrency: usize,
     now: SystemTime,
 ) -> (Vec<(Ask, Measurement)>, RoundStats) {
-    let mut distinct: BTreeMap<&Request, Option<Measured>> = BTreeMap::new();
-    for ask in &asks {
-        distinct.entry(&ask.request).or_insert(None);
-    }
+    let distinct: BTreeSet<Request> = asks.iter().map(|a| a.request.clone()).collect();
     let stats = RoundStats { asked: asks.len(), sent: distinct.len() };
-    let requests: Vec<&Request> = distinct.keys().copied().collect();
-    let answers: Vec<(&Request, Measured)> = futures::stream::iter(requests)
+    let answered: BTreeMap<Request, Measured> = futures::stream::iter(distinct)
         .map(|r| async move {
             let q = InstantQuery { address: &r.address, query: &r.query, timeout: r.timeout, headers: &r.headers };
-            (r, Measured::from_result(querier.query(&q).await))
+            let measured = Measured::from_result(querier.query(&q).await);
+            (r, measured)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    for (r, m) in answers {
-        distinct.insert(r, Some(m));
-    }
     let results = asks
         .iter()
         .map(|ask| {
-            let value = distinct.get(&ask.request).cloned().flatten().unwrap_or(Measured::Failed {
+            let value = answered.get(&ask.request).cloned().unwrap_or(Measured::Failed {
                 kind: "not_run",
                 message: "the query was not run".into(),
                 retryable: true,
@@ -259,6 +253,11 @@ impl Schedule {
     /// When the next app is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// The apps scheduled.
+    pub fn apps(&self) -> impl Iterator<Item = &AppKey> {
+        self.apps.keys()
     }
 
     /// How many apps are scheduled.

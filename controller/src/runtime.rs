@@ -79,6 +79,7 @@ pub struct Controller {
     records_writer: RecordsWriter,
     live_writer: LiveWriter,
     stage: Arc<Stage<nomad::Client, consul::Client>>,
+    measurements_writer: crate::measure::MeasurementsWriter,
     handle: Handle,
     ready_tx: watch::Sender<bool>,
 }
@@ -89,19 +90,34 @@ impl Controller {
         let (records_writer, records) = store::records(&config.prefix);
         let (status_writer, statuses) = store::statuses(&config.prefix);
         let (live_writer, live) = store::live_cache();
-        let stage = Arc::new(Stage::new(
-            &config.prefix,
-            nomad.clone(),
-            consul.clone(),
-            records.clone(),
-            live.clone(),
-            (status_writer, statuses.clone()),
-            metrics.clone(),
-            SystemTime::now,
-        ));
+        let (measurements_writer, measurements) = crate::measure::measurements();
+        let stage = Arc::new(
+            Stage::new(
+                &config.prefix,
+                nomad.clone(),
+                consul.clone(),
+                records.clone(),
+                live.clone(),
+                (status_writer, statuses.clone()),
+                metrics.clone(),
+                SystemTime::now,
+            )
+            .with_measurements(measurements),
+        );
         let ready_tx = watch::Sender::new(false);
         let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
-        Controller { config, consul, nomad, metrics, records_writer, live_writer, stage, handle, ready_tx }
+        Controller {
+            config,
+            consul,
+            nomad,
+            metrics,
+            records_writer,
+            live_writer,
+            stage,
+            measurements_writer,
+            handle,
+            ready_tx,
+        }
     }
 
     /// Stores and readiness, for the HTTP API.
@@ -111,7 +127,18 @@ impl Controller {
 
     /// Runs until `shutdown`: never returns early on an outage (everything is retried with backoff).
     pub async fn run(self, shutdown: CancellationToken) {
-        let Controller { config, consul, nomad, metrics, records_writer, live_writer, stage, handle, ready_tx } = self;
+        let Controller {
+            config,
+            consul,
+            nomad,
+            metrics,
+            records_writer,
+            live_writer,
+            stage,
+            measurements_writer,
+            handle,
+            ready_tx,
+        } = self;
         let (queue, runner) = Queue::<AppKey>::new(QueueConfig {
             workers: config.workers,
             backoff: config.backoff.clone(),
@@ -152,6 +179,7 @@ impl Controller {
             shutdown.clone(),
         ));
         tasks.spawn(report_gauges(handle.clone(), queue.clone(), shutdown.clone()));
+        tasks.spawn(measure_autoscaled(handle.records.clone(), measurements_writer, queue.clone(), shutdown.clone()));
         tasks.close();
 
         let stopped = runner
@@ -362,6 +390,67 @@ async fn release_when_ready(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => queue.enqueue_all(all_keys(&handle), "resync"),
+        }
+    }
+}
+
+/// How many Prometheus queries one measurement round runs at once.
+const MEASURE_CONCURRENCY: usize = 32;
+
+/// The measurement poller, the one writer of the measurements store: every second, the autoscaled apps that are
+/// due (each on its `evaluationInterval`) have their checks' queries run — identical queries once per round — and
+/// are woken to evaluate them. Scans the records each second (cheap: shared pointers); a change feed from the
+/// records watch would make it O(changes).
+async fn measure_autoscaled(
+    records: Records,
+    mut writer: crate::measure::MeasurementsWriter,
+    queue: Queue<AppKey>,
+    shutdown: CancellationToken,
+) {
+    let http = match reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build() {
+        Ok(http) => http,
+        Err(err) => {
+            tracing::error!(error = %crate::error_chain(&err), "cannot build the Prometheus client; autoscaling is off");
+            return;
+        }
+    };
+    let querier = crate::prometheus::Client::new(http);
+    let mut schedule = crate::measure::Schedule::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        let mut policies = std::collections::HashMap::new();
+        for key in records.keys() {
+            if let Some(record) = records.get(&key)
+                && let crate::app::Record::Valid(v) = record.as_ref()
+                && let Some(policy) = &v.autoscaling
+            {
+                schedule.set(key.clone(), policy.evaluation_interval, now);
+                policies.insert(key, (policy.clone(), v.job_id.clone()));
+            }
+        }
+        let gone: Vec<AppKey> = schedule.apps().filter(|k| !policies.contains_key(*k)).cloned().collect();
+        for key in gone {
+            schedule.remove(&key);
+            writer.retain(&key, None);
+        }
+        let asks: Vec<crate::measure::Ask> = schedule
+            .due(now)
+            .iter()
+            .filter_map(|key| policies.get(key).map(|(policy, job_id)| crate::autoscale::asks(key, job_id, policy)))
+            .flatten()
+            .collect();
+        if asks.is_empty() {
+            continue;
+        }
+        let (answers, stats) = crate::measure::measure(&querier, asks, MEASURE_CONCURRENCY, SystemTime::now()).await;
+        tracing::debug!(asked = stats.asked, sent = stats.sent, "measurement round");
+        for key in writer.record(answers) {
+            queue.enqueue(key, None, None, "measured");
         }
     }
 }

@@ -138,6 +138,8 @@ pub enum Reason {
     WriteConflicts,
     /// `Ready`: the token may not make a write the app needs.
     PermissionDenied,
+    /// `Ready`: autoscaling changed the count; Nomad rolls it out.
+    Scaling,
 }
 
 /// One observation about the app, with a reason and a message a person can act on.
@@ -201,6 +203,59 @@ pub struct HistoryEntry {
     pub at: String,
 }
 
+/// Where autoscaling stands for the app's scaled group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoscalingStatus {
+    /// The group's count in Nomad at the last evaluation.
+    pub current: i64,
+    /// The count the last evaluation wanted.
+    pub desired: i64,
+    /// RFC 3339 time of the measurements the last evaluation used (each round is evaluated once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluated: Option<String>,
+    /// RFC 3339 time of Drover's last scale of this group: the cooldown starts there, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// Which way the last scale went (`up`, `down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_direction: Option<String>,
+    /// Why the last scale was made, e.g. `cpu 83 > target 70 (+2)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    /// RFC 3339 time when the current cooldown ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<String>,
+    /// Why the wanted count is not applied now (a deployment, the cooldown, the stabilization window, dryRun).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_reason: Option<String>,
+    /// Each check of the last evaluation.
+    #[serde(default)]
+    pub checks: Vec<AutoscalingCheckStatus>,
+    /// Recent recommendations (RFC 3339 time, count) for the scale-down stabilization window, kept across restarts.
+    #[serde(default)]
+    pub recommendations: Vec<(String, i64)>,
+}
+
+/// One check of the last autoscaling evaluation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoscalingCheckStatus {
+    /// The check's name.
+    pub name: String,
+    /// The measured value, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The count the check asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<i64>,
+    /// What it asked for (`up`, `down`, `unchanged`, `hold`, `ignored`).
+    pub action: String,
+    /// Why there was no value (query error, no series, NaN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Why a spec was applied, and then how its rollout ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum HistoryResult {
@@ -220,6 +275,8 @@ pub enum HistoryResult {
     RolledBack,
     /// The rollout failed.
     DeploymentFailed,
+    /// Autoscaling changed the count (a new job version).
+    Scaled,
 }
 
 /// What is deleted or kept when the record goes away (copied from the record so that a deletion can be carried out
@@ -236,7 +293,7 @@ pub enum ObservedDeletionPolicy {
 }
 
 /// The status of one app.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppStatus {
     /// The record generation (Consul ModifyIndex of the record) this status describes.
@@ -277,6 +334,9 @@ pub struct AppStatus {
     /// The deployment that rolls out the applied spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentRef>,
+    /// Autoscaling (`spec.autoscaling`): the last evaluation and the last scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
     /// Allocation counts of the current rollout.
     #[serde(default)]
     pub replicas: Replicas,

@@ -318,9 +318,10 @@ impl LiveWriter {
                 // An event newer than the listing was applied first: keep it.
                 Some(old) if old.modify_index > j.modify_index => {}
                 Some(old) => {
-                    // List stubs carry no version: keep the one already known for the same spec.
+                    // List stubs carry no version or counts: keep those already known for the same spec.
                     if j.version.is_none() && old.job_modify_index == j.job_modify_index {
                         j.version = old.version;
+                        j.counts = old.counts.clone();
                     }
                     if *old != j {
                         changed.insert(j.key.clone());
@@ -383,6 +384,7 @@ impl LiveWriter {
             }
             if job.version.is_none() && old.job_modify_index == job.job_modify_index {
                 job.version = old.version;
+                job.counts = old.counts.clone();
             }
             if *old == job {
                 return false;

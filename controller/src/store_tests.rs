@@ -52,6 +52,7 @@ fn live_job(jmi: u64, modify: u64) -> LiveJob {
         modify_index: modify,
         stop: false,
         status: JobStatus::Running,
+        counts: None,
     }
 }
 

@@ -33,6 +33,10 @@ pub struct ValidRecord {
     /// long a deployment may go without placing anything before Drover calls the rollout stalled. Nomad starts its
     /// own deadline only at the first placement, so a deployment that can place nothing never fails by itself.
     pub progress_deadline: std::time::Duration,
+    /// `spec.autoscaling`, validated: while it is set, autoscaling owns the group's count — the count is left out
+    /// of [`ValidRecord::hash`], the record's count only seeds the first registration (clamped to `[min, max]`),
+    /// and registers of an existing job keep the live count (`PreserveCounts`).
+    pub autoscaling: Option<Arc<crate::autoscale::Policy>>,
     /// `spec.suspend`.
     pub suspend: bool,
     /// `spec.adopt`.
@@ -68,24 +72,41 @@ impl Record {
     /// Parses, validates, renders and hashes the record stored at `key` (installation `prefix`) at `generation`.
     pub fn load(prefix: &str, key: &AppKey, bytes: &[u8], generation: u64) -> Record {
         match load_for(prefix, key, bytes) {
-            Ok(d) => Record::Valid(Arc::new(ValidRecord {
-                generation,
-                expects_deployment: expects_deployment(&d.job),
-                progress_deadline: progress_deadline(&d.job),
-                owner: owner_value(prefix, key),
-                legacy_owner: (prefix == DEFAULT_PREFIX).then(|| key.to_string()),
-                job_id: d.job_id,
-                hash: d.hash,
-                job: Arc::new(d.job),
-                suspend: d.app.spec.suspend,
-                adopt: d.app.spec.adopt,
-                deletion_policy: match d.app.spec.deletion_policy {
-                    DeletionPolicy::Stop => ObservedDeletionPolicy::Stop,
-                    DeletionPolicy::Purge => ObservedDeletionPolicy::Purge,
-                    DeletionPolicy::Orphan => ObservedDeletionPolicy::Orphan,
-                },
-                drift_policy: d.app.spec.drift_policy,
-            })),
+            Ok(mut d) => {
+                let autoscaling = match d
+                    .app
+                    .spec
+                    .autoscaling
+                    .as_ref()
+                    .map(|a| crate::autoscale::Policy::from_record(a, &super::validate::group_names(&d.app)))
+                {
+                    None => None,
+                    Some(Ok(policy)) => Some(Arc::new(policy)),
+                    Some(Err(errors)) => return Record::Invalid { generation, errors: Arc::new(errors) },
+                };
+                if let Some(policy) = &autoscaling {
+                    d.hash = seed_scaled_count(&mut d.job, policy);
+                }
+                Record::Valid(Arc::new(ValidRecord {
+                    generation,
+                    expects_deployment: expects_deployment(&d.job),
+                    progress_deadline: progress_deadline(&d.job),
+                    owner: owner_value(prefix, key),
+                    legacy_owner: (prefix == DEFAULT_PREFIX).then(|| key.to_string()),
+                    job_id: d.job_id,
+                    hash: d.hash,
+                    job: Arc::new(d.job),
+                    suspend: d.app.spec.suspend,
+                    adopt: d.app.spec.adopt,
+                    deletion_policy: match d.app.spec.deletion_policy {
+                        DeletionPolicy::Stop => ObservedDeletionPolicy::Stop,
+                        DeletionPolicy::Purge => ObservedDeletionPolicy::Purge,
+                        DeletionPolicy::Orphan => ObservedDeletionPolicy::Orphan,
+                    },
+                    drift_policy: d.app.spec.drift_policy,
+                    autoscaling,
+                }))
+            }
             Err(errors) => Record::Invalid { generation, errors: Arc::new(errors) },
         }
     }
@@ -105,6 +126,29 @@ impl Record {
             Record::Invalid { .. } => &key.name,
         }
     }
+}
+
+/// Clamps the scaled group's count to `[min, max]` in `job` (the record's count only seeds the first registration)
+/// and returns the spec hash with that count left out, so neither autoscaling nor a new record count alone changes
+/// it: a deploy never resets the count (issue #11).
+fn seed_scaled_count(job: &mut Value, policy: &crate::autoscale::Policy) -> String {
+    let groups = job.get_mut("TaskGroups").and_then(Value::as_array_mut);
+    for g in groups.into_iter().flatten() {
+        if g.get("Name").and_then(Value::as_str) == Some(policy.group.as_str()) {
+            let count = g.get("Count").and_then(Value::as_i64).unwrap_or(1).clamp(policy.min, policy.max);
+            g["Count"] = Value::from(count);
+        }
+    }
+    let mut without = job.clone();
+    let groups = without.get_mut("TaskGroups").and_then(Value::as_array_mut);
+    for g in groups.into_iter().flatten() {
+        if g.get("Name").and_then(Value::as_str) == Some(policy.group.as_str())
+            && let Some(map) = g.as_object_mut()
+        {
+            map.remove("Count");
+        }
+    }
+    super::spec_hash(&without)
 }
 
 /// Whether registering a new version of `job` makes Nomad create a deployment (api-contract B11 defaults and B13

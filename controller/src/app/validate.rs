@@ -14,7 +14,7 @@ use super::{API_VERSION, AppKey, FieldError, KIND, key_path};
 
 /// The reason given for every feature whose types exist but which this version does not run.
 pub const NOT_SUPPORTED: &str =
-    "not supported by this version of Drover yet (planned: canary/blue-green rollouts, analysis and autoscaling)";
+    "not supported by this version of Drover yet (planned: canary/blue-green rollouts and analysis)";
 
 /// The largest count (instances per group) a record may ask for; far above any sane service,
 /// low enough that a typo (`30000`) is caught before Nomad tries to place it.
@@ -59,16 +59,9 @@ pub fn validate(app: &App, key: Option<&AppKey>) -> Vec<FieldError> {
     errors
 }
 
-/// The reason a record with a valid `spec.autoscaling` is still Invalid: the policy is checked, but this version
-/// does not run it yet, and a record must never silently do nothing.
-pub const AUTOSCALING_NOT_ACTED_ON: &str =
-    "autoscaling is validated but not yet acted on by this version of Drover; remove spec.autoscaling to deploy";
-
-/// `spec.autoscaling` checked against the job's task groups ([`crate::autoscale::Policy::from_record`]). Until
-/// the autoscaling stage is wired, a record that sets it is Invalid with [`AUTOSCALING_NOT_ACTED_ON`] even when the
-/// policy itself is good.
-fn validate_autoscaling(app: &App, autoscaling: &super::Autoscaling, errors: &mut Vec<FieldError>) {
-    let groups: Vec<String> = match (&app.spec.job, &app.spec.template) {
+/// The names of the job's task groups: the app's name for the template form, `TaskGroups[].Name` for a job.
+pub fn group_names(app: &App) -> Vec<String> {
+    match (&app.spec.job, &app.spec.template) {
         (None, Some(_)) => vec![app.metadata.name.clone()],
         (Some(job), None) => super::validate_job::unwrap_job(job)
             .and_then(|(job, _)| job.get("TaskGroups"))
@@ -76,11 +69,14 @@ fn validate_autoscaling(app: &App, autoscaling: &super::Autoscaling, errors: &mu
             .map(|groups| groups.iter().filter_map(|g| g.get("Name")?.as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
         _ => Vec::new(),
-    };
-    if let Err(policy_errors) = crate::autoscale::Policy::from_record(autoscaling, &groups) {
+    }
+}
+
+/// `spec.autoscaling` checked against the job's task groups ([`crate::autoscale::Policy::from_record`]).
+fn validate_autoscaling(app: &App, autoscaling: &super::Autoscaling, errors: &mut Vec<FieldError>) {
+    if let Err(policy_errors) = crate::autoscale::Policy::from_record(autoscaling, &group_names(app)) {
         errors.extend(policy_errors);
     }
-    errors.push(FieldError::new("spec.autoscaling", AUTOSCALING_NOT_ACTED_ON));
 }
 
 fn validate_metadata(meta: &Metadata, key: Option<&AppKey>, errors: &mut Vec<FieldError>) {

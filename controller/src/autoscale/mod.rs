@@ -43,3 +43,30 @@ pub use decision::{
     remember,
 };
 pub use policy::{CheckPolicy, Policy, Strategy, ThresholdAction, query_scope};
+
+/// The questions one evaluation of `policy` asks, for the app `app` whose job is `namespace/job_id`: each check's
+/// query rendered with `.JobID`, `.Namespace` and `.Group` (the check's group, else the policy's).
+pub fn asks(app: &crate::app::AppKey, job_id: &str, policy: &Policy) -> Vec<crate::measure::Ask> {
+    policy
+        .checks
+        .iter()
+        .map(|c| {
+            let vars = crate::prometheus::Vars {
+                job_id: job_id.to_string(),
+                namespace: app.namespace.clone(),
+                group: policy.group.clone(),
+                ..crate::prometheus::Vars::default()
+            };
+            crate::measure::Ask {
+                app: app.clone(),
+                check: c.name.clone(),
+                request: crate::measure::Request {
+                    address: c.address.clone(),
+                    query: c.query.render(&vars),
+                    timeout: c.timeout,
+                    headers: Vec::new(),
+                },
+            }
+        })
+        .collect()
+}

@@ -22,11 +22,11 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
     let mut deleted = false;
     for action in actions {
         match action {
-            Action::Register { job, enforce_index, hash, reason } => {
+            Action::Register { job, enforce_index, hash, reason, preserve_counts } => {
                 let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or_default();
                 metrics.nomad_write("register");
                 let reply = nomad
-                    .register(namespace, job, *enforce_index)
+                    .register(namespace, job, *enforce_index, *preserve_counts)
                     .await
                     .map_err(|e| from_nomad("register", job_id, e))?;
                 // A register that stores a new version answers with JobModifyIndex = Index (one Raft apply for the
@@ -39,6 +39,20 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                     reason: *reason,
                     job_modify_index: if new_version { reply.job_modify_index } else { *enforce_index },
                     new_version,
+                });
+            }
+            Action::Scale { job_id, group, count, message, enforce_index, hash } => {
+                metrics.nomad_write("scale");
+                let reply = nomad
+                    .scale(namespace, job_id, group, *count, message, *enforce_index)
+                    .await
+                    .map_err(|e| from_nomad("scale", job_id, e))?;
+                // A scale always stores a new version; the reply's JobModifyIndex is the job write's (B10).
+                applied = Some(Applied {
+                    hash: hash.clone(),
+                    reason: super::plan::RegisterReason::Scale,
+                    job_modify_index: reply.job_modify_index,
+                    new_version: true,
                 });
             }
             Action::Deregister { job_id, owner, purge } => {

@@ -100,6 +100,14 @@ fn store(m: &mut NomadModel, key: JobKey, job: Value) -> LiveJob {
         modify_index: m.index,
         stop: job["Stop"].as_bool().unwrap_or(false),
         status: JobStatus::Running,
+        counts: Some(
+            job["TaskGroups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| Some((g["Name"].as_str()?.to_string(), g["Count"].as_u64().unwrap_or(1))))
+                .collect(),
+        ),
     };
     m.jobs.insert(key, (job, live.clone()));
     live
@@ -116,6 +124,7 @@ impl NomadPort for FakeNomad {
         namespace: &str,
         job: &Value,
         enforce_index: u64,
+        preserve_counts: bool,
     ) -> Result<RegisterResponse, nomad::Error> {
         let id = job["ID"].as_str().unwrap_or_default().to_string();
         self.fault("job_register", &id)?;
@@ -139,18 +148,68 @@ impl NomadPort for FakeNomad {
             _ => {}
         }
         m.writes.push(format!("register {key}"));
-        if let Some((spec, j)) = current.filter(|(spec, _)| spec == job) {
+        let mut job = job.clone();
+        if let (true, Some((old, _))) = (preserve_counts, &current) {
+            // PreserveCounts: every group that exists in the old job keeps its count (B4).
+            for g in job["TaskGroups"].as_array_mut().into_iter().flatten() {
+                let old_group = old["TaskGroups"].as_array().into_iter().flatten().find(|o| o["Name"] == g["Name"]);
+                if let Some(count) = old_group.map(|o| o["Count"].clone()) {
+                    g["Count"] = count;
+                }
+            }
+        }
+        if let Some((spec, j)) = current.filter(|(spec, _)| *spec == job) {
             // Identical: an evaluation only, and the reply's JobModifyIndex is the job's ModifyIndex (B4).
             m.index += 1;
             let _ = spec;
             return Ok(RegisterResponse { job_modify_index: j.modify_index, index: m.index, ..Default::default() });
         }
-        let live = store(&mut m, key, job.clone());
+        let live = store(&mut m, key, job);
         Ok(RegisterResponse {
             job_modify_index: live.job_modify_index,
             index: live.job_modify_index,
             ..Default::default()
         })
+    }
+
+    async fn scale(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        group: &str,
+        count: u64,
+        message: &str,
+        enforce_index: u64,
+    ) -> Result<RegisterResponse, nomad::Error> {
+        self.fault("job_scale", job_id)?;
+        let mut m = lock(&self.model);
+        let key = JobKey::new(namespace, job_id);
+        let Some((mut spec, live)) = m.jobs.get(&key).cloned() else {
+            return Err(nomad::Error::NotFound {
+                endpoint: "job_scale",
+                target: job_id.to_string(),
+                message: format!("job {job_id:?} not found"),
+            });
+        };
+        if live.job_modify_index != enforce_index {
+            return Err(nomad::Error::EnforceIndexConflict {
+                job_id: job_id.to_string(),
+                message: format!(
+                    "Enforcing job modify index {enforce_index}: job exists with conflicting job modify index: {}",
+                    live.job_modify_index
+                ),
+            });
+        }
+        m.writes.push(format!("scale {key} {group}={count} ({message})"));
+        for g in spec["TaskGroups"].as_array_mut().into_iter().flatten() {
+            if g["Name"] == group {
+                g["Count"] = Value::from(count);
+            }
+        }
+        // A scale makes a new version even for the same count; the scaling event comes last (B10).
+        let live = store(&mut m, key, spec);
+        m.index += 1;
+        Ok(RegisterResponse { job_modify_index: live.job_modify_index, index: m.index, ..Default::default() })
     }
 
     async fn deregister(&self, namespace: &str, id: &str, purge: bool) -> Result<(), nomad::Error> {

@@ -55,6 +55,8 @@ pub struct Stage<N, K> {
     status_writer: StatusesWriter,
     metrics: Arc<Metrics>,
     clock: fn() -> SystemTime,
+    /// Autoscaling measurements, written by the measurement poller.
+    measurements: crate::measure::Measurements,
     /// Write conflicts in a row, per app (only apps whose last run conflicted are here).
     conflicts: Mutex<HashMap<AppKey, u32>>,
 }
@@ -65,6 +67,7 @@ struct Gathered {
     status: Option<Arc<AppStatus>>,
     status_index: u64,
     live: crate::live::Live,
+    measurements: std::collections::BTreeMap<String, crate::measure::Measurement>,
 }
 
 impl<N: NomadPort, K: KvPort> Stage<N, K> {
@@ -91,8 +94,16 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             status_writer,
             metrics,
             clock,
+            measurements: crate::measure::Measurements::default(),
             conflicts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads autoscaling measurements from `measurements` (the poller's store).
+    #[must_use]
+    pub fn with_measurements(mut self, measurements: crate::measure::Measurements) -> Self {
+        self.measurements = measurements;
+        self
     }
 
     /// The status writer, to load every status once at start (before any reconcile runs).
@@ -164,8 +175,26 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             let earlier = s.job_id.iter().chain(s.retiring_job_ids.iter()).filter(|id| **id != job_id);
             retiring.extend(earlier.map(|id| JobKey::new(&key.namespace, id)));
         }
-        let live = self.live.live_for(&JobKey::new(&key.namespace, &job_id), &retiring);
-        Ok(Some(Gathered { record, status, status_index, live }))
+        let mut live = self.live.live_for(&JobKey::new(&key.namespace, &job_id), &retiring);
+        let autoscaled = matches!(&record, RecordState::Present(r) if matches!(r.as_ref(), Record::Valid(v) if v.autoscaling.is_some()));
+        let mut measurements = std::collections::BTreeMap::new();
+        if autoscaled {
+            measurements = self.measurements.get(key);
+            // A relist's stubs carry no counts: read the job once (the next Job event carries them again).
+            if !measurements.is_empty() && live.job.as_ref().is_some_and(|j| j.counts.is_none()) {
+                let fresh = self.nomad.job(&key.namespace, &job_id).await.map_err(|e| ExecError::Unavailable {
+                    operation: "read job",
+                    target: job_id.clone(),
+                    source: Box::new(e),
+                })?;
+                if let (Some(fresh), Some(cached)) = (fresh, live.job.as_mut())
+                    && fresh.job_modify_index == cached.job_modify_index
+                {
+                    cached.counts = fresh.counts;
+                }
+            }
+        }
+        Ok(Some(Gathered { record, status, status_index, live, measurements }))
     }
 
     /// Decides, executes and records the outcome.
@@ -183,6 +212,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             record: &g.record,
             live: &g.live,
             status: g.status.as_deref(),
+            measurements: &g.measurements,
             now,
         });
         if plan.drift_detected {

@@ -39,6 +39,8 @@ pub struct Observed<'a> {
     pub live: &'a Live,
     /// The status last written.
     pub status: Option<&'a AppStatus>,
+    /// The latest measurement of each autoscaling check, by check name (empty without autoscaling).
+    pub measurements: &'a std::collections::BTreeMap<String, crate::measure::Measurement>,
     /// The wall-clock time, for status timestamps and deadlines.
     pub now: SystemTime,
 }
@@ -56,6 +58,23 @@ pub enum Action {
         hash: String,
         /// Why, for the history and logs.
         reason: RegisterReason,
+        /// Keep the live group counts (autoscaling owns the count; not for a create).
+        preserve_counts: bool,
+    },
+    /// Set one group's count (autoscaling), with `EnforceIndex`.
+    Scale {
+        /// The job.
+        job_id: String,
+        /// The group.
+        group: String,
+        /// The new count.
+        count: u64,
+        /// Why, as the scaling event's message (`cpu 83 > target 70 (+2)`).
+        message: String,
+        /// The live `JobModifyIndex` the write is conditioned on.
+        enforce_index: u64,
+        /// The applied hash, unchanged by a scale (the count is not in it).
+        hash: String,
     },
     /// Stop (or purge) a job of this app. Carried out only if a fresh read shows the job still carries the owner
     /// value (Nomad's DELETE has no EnforceIndex).
@@ -84,6 +103,8 @@ pub enum RegisterReason {
     RevertDrift,
     /// Status does not say what was applied (lost, or a write failed half-way); an identical register is harmless.
     Refresh,
+    /// Autoscaling changed the count.
+    Scale,
 }
 
 impl RegisterReason {
@@ -95,6 +116,7 @@ impl RegisterReason {
             RegisterReason::Adopt => HistoryResult::Adopted,
             RegisterReason::RevertDrift => HistoryResult::Reverted,
             RegisterReason::Refresh => HistoryResult::Refreshed,
+            RegisterReason::Scale => HistoryResult::Scaled,
         }
     }
 
@@ -106,6 +128,7 @@ impl RegisterReason {
             RegisterReason::Adopt => "adopt",
             RegisterReason::RevertDrift => "revert drift",
             RegisterReason::Refresh => "refresh",
+            RegisterReason::Scale => "scale",
         }
     }
 }

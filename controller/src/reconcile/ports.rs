@@ -13,11 +13,25 @@ pub trait NomadPort: Send + Sync + 'static {
     /// The job `namespace/id`, or `None` when it does not exist.
     fn job(&self, namespace: &str, id: &str) -> impl Future<Output = Result<Option<LiveJob>, nomad::Error>> + Send;
 
-    /// Registers `job` only if the stored `JobModifyIndex` is `enforce_index` (0: only if the job does not exist).
+    /// Registers `job` only if the stored `JobModifyIndex` is `enforce_index` (0: only if the job does not exist);
+    /// `preserve_counts` keeps the live group counts (autoscaling owns them, B4).
     fn register(
         &self,
         namespace: &str,
         job: &serde_json::Value,
+        enforce_index: u64,
+        preserve_counts: bool,
+    ) -> impl Future<Output = Result<RegisterResponse, nomad::Error>> + Send;
+
+    /// Sets one group's count with a message saying why, only if the job's `JobModifyIndex` is `enforce_index`
+    /// (B10: a new job version).
+    fn scale(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        group: &str,
+        count: u64,
+        message: &str,
         enforce_index: u64,
     ) -> impl Future<Output = Result<RegisterResponse, nomad::Error>> + Send;
 
@@ -59,8 +73,21 @@ impl NomadPort for nomad::Client {
         namespace: &str,
         job: &serde_json::Value,
         enforce_index: u64,
+        preserve_counts: bool,
     ) -> Result<RegisterResponse, nomad::Error> {
-        nomad::Client::register(self, namespace, job, Some(enforce_index), false).await
+        nomad::Client::register(self, namespace, job, Some(enforce_index), preserve_counts).await
+    }
+
+    async fn scale(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        group: &str,
+        count: u64,
+        message: &str,
+        enforce_index: u64,
+    ) -> Result<RegisterResponse, nomad::Error> {
+        nomad::Client::scale_guarded(self, namespace, job_id, group, count, message, Some(enforce_index)).await
     }
 
     async fn deregister(&self, namespace: &str, id: &str, purge: bool) -> Result<(), nomad::Error> {

@@ -21,6 +21,7 @@ fn clock() -> SystemTime {
 }
 
 struct Harness {
+    measurements: crate::measure::MeasurementsWriter,
     stage: Stage<FakeNomad, FakeKv>,
     nomad: FakeNomad,
     kv: FakeKv,
@@ -34,6 +35,7 @@ fn harness() -> Harness {
     let (status_writer, statuses) = store::statuses("drover");
     let (live_writer, live) = store::live_cache();
     let (nomad, kv) = (FakeNomad::default(), FakeKv::default());
+    let (measurements, readings) = crate::measure::measurements();
     let stage = Stage::new(
         "drover",
         nomad.clone(),
@@ -43,8 +45,9 @@ fn harness() -> Harness {
         (status_writer, statuses.clone()),
         Arc::new(crate::metrics::Metrics::new()),
         clock,
-    );
-    Harness { stage, nomad, kv, records: records_writer, live: live_writer, handle_statuses: statuses }
+    )
+    .with_measurements(readings);
+    Harness { measurements, stage, nomad, kv, records: records_writer, live: live_writer, handle_statuses: statuses }
 }
 
 impl Harness {
@@ -253,4 +256,96 @@ async fn stage_should_report_a_missing_namespace_without_retrying_on_a_timer() {
     let r = h.run().await;
     assert!(matches!(r.outcome, Outcome::RequeueAfter(_)), "{r:?}");
     assert_eq!(h.nomad.writes(), vec!["register default/web"]);
+}
+
+const SCALED: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 30}\n  autoscaling:\n    min: 1\n    max: 10\n    evaluationInterval: 10s\n    cooldown: 1m\n    checks:\n      - name: cpu\n        prometheus: {address: 'http://prometheus:9090', query: 'avg(cpu_percent{job=\"{{ .JobID }}\"})'}\n        targetValue: {target: 50}\n";
+
+impl Harness {
+    /// A measurement round of the `cpu` check at `value`, taken `secs` after the clock's time.
+    fn measure_cpu(&mut self, value: f64, secs: u64) {
+        let ask = crate::measure::Ask {
+            app: Harness::web(),
+            check: "cpu".into(),
+            request: crate::measure::Request {
+                address: "http://prometheus:9090".into(),
+                query: "q".into(),
+                timeout: Duration::from_secs(5),
+                headers: Vec::new(),
+            },
+        };
+        let at = clock() + Duration::from_secs(secs);
+        let m = crate::measure::Measurement { query: "q".into(), value: crate::measure::Measured::Value(value), at };
+        self.measurements.record(vec![(ask, m)]);
+    }
+
+    /// Lets the watch catch up, with Nomad's deployment of the current version successful.
+    fn sync_deployed(&mut self) {
+        self.sync_live();
+        let Some(job) = self.nomad.get("default", "web") else { return };
+        let d = crate::live::LiveDeployment {
+            id: format!("d-{}", job.job_modify_index),
+            job_version: job.version.unwrap_or(0),
+            job_spec_modify_index: job.job_modify_index,
+            create_index: job.job_modify_index,
+            modify_index: job.job_modify_index,
+            status: crate::live::DeploymentStatus::Successful,
+            description: "Deployment completed successfully".into(),
+            desired: 1,
+            placed: 1,
+            healthy: 1,
+            canaries: 0,
+        };
+        self.live.upsert_deployment(&job.key, d);
+    }
+
+    fn count(&self) -> Option<u64> {
+        self.nomad.get("default", "web").and_then(|j| j.counts).and_then(|c| c.get("web").copied())
+    }
+}
+
+#[tokio::test]
+async fn stage_should_seed_the_count_within_bounds_scale_on_a_new_round_and_never_call_its_scale_drift() {
+    let mut h = harness();
+    h.write_record(SCALED);
+    h.run().await;
+    assert_eq!(h.count(), Some(10), "the record's count only seeds the first registration, clamped to max");
+    h.sync_deployed();
+    h.run().await;
+    // Load falls: cpu 10 against a target of 50 asks for 2 (ceil(10 × 10 / 50)).
+    h.measure_cpu(10.0, 1);
+    h.run().await;
+    assert_eq!(h.count(), Some(2), "{:?}", h.nomad.writes());
+    let s = h.status();
+    let a = s.autoscaling.clone().expect("autoscaling status");
+    assert_eq!((a.current, a.desired), (10, 2));
+    assert!(a.last_reason.is_some_and(|r| r.contains("cpu")), "the scale says why");
+    assert!(s.history.iter().any(|h| h.result == crate::status::HistoryResult::Scaled));
+    // The scale's new version is Drover's own write: no drift, no register.
+    h.sync_deployed();
+    h.run().await;
+    let writes = h.nomad.writes();
+    assert_eq!(writes.iter().filter(|w| w.starts_with("register")).count(), 1, "{writes:?}");
+    assert_eq!(h.status().condition(ConditionType::Drifted), None);
+    // The same round is evaluated once: no second scale from it.
+    h.run().await;
+    assert_eq!(h.nomad.writes().iter().filter(|w| w.starts_with("scale")).count(), 1);
+}
+
+#[tokio::test]
+async fn stage_should_keep_the_scaled_count_when_the_record_changes() {
+    let mut h = harness();
+    h.write_record(SCALED);
+    h.run().await;
+    h.sync_deployed();
+    h.measure_cpu(10.0, 1);
+    h.run().await;
+    assert_eq!(h.count(), Some(2));
+    h.sync_deployed();
+    h.run().await;
+    // A new image: registered with PreserveCounts, so the deploy does not reset the count (nomad#9839).
+    h.write_record(&SCALED.replace("nginx:1", "nginx:2"));
+    h.run().await;
+    let writes = h.nomad.writes();
+    assert_eq!(writes.iter().filter(|w| w.starts_with("register")).count(), 2, "{writes:?}");
+    assert_eq!(h.count(), Some(2), "the autoscaled count survives the deploy");
 }

@@ -20,7 +20,10 @@ impl Ctx<'_> {
             Reason::Registering,
             format!("registering job {:?} for generation {} ({})", r.job_id, r.generation, reason.as_str()),
         );
-        let action = Action::Register { job: r.job.clone(), enforce_index, hash: r.hash.clone(), reason };
+        // While autoscaling owns the count, an existing job keeps its live count (a deploy never resets it).
+        let preserve_counts = r.autoscaling.is_some() && enforce_index != 0;
+        let action =
+            Action::Register { job: r.job.clone(), enforce_index, hash: r.hash.clone(), reason, preserve_counts };
         Plan {
             actions: vec![action],
             status: Some(s.clone()),

@@ -4,7 +4,8 @@
 //! - [`ownership`]: whose job runs under the app's ID (a conflict, or a job to adopt);
 //! - [`apply`]: registering the record's spec, and drift (a change Drover did not make);
 //! - [`deployment`]: following what Nomad does with the applied spec until it is healthy or has failed;
-//! - [`deletion`]: carrying out `deletionPolicy`, for a deleted record and for jobs left under earlier job IDs.
+//! - [`deletion`]: carrying out `deletionPolicy`, for a deleted record and for jobs left under earlier job IDs;
+//! - [`scaling`]: autoscaling, once the applied spec runs: each measurement round evaluated once.
 //!
 //! ```text
 //!  record ─► Gone ─────────────► stop/purge per deletionPolicy (this job and retiring ones) ─► delete status
@@ -23,6 +24,7 @@ mod apply;
 mod deletion;
 mod deployment;
 mod ownership;
+mod scaling;
 
 use std::time::{Duration, SystemTime};
 
@@ -57,7 +59,7 @@ pub fn decide(o: &Observed<'_>) -> Plan {
         RecordState::Present(record) => match record.as_ref() {
             Record::Invalid { generation, errors } => invalid(*generation, errors, o.status, &ts),
             Record::Valid(record) => {
-                let ctx = Ctx { record, live: o.live, now: o.now, ts };
+                let ctx = Ctx { record, live: o.live, measurements: o.measurements, now: o.now, ts };
                 let mut status = ctx.prepare(o.status);
                 let situation = ctx.situation(&status);
                 let plan = ctx.decide(situation, &mut status);
@@ -101,6 +103,7 @@ pub(crate) enum Situation<'a> {
 /// The inputs of a decision about a valid record.
 pub(crate) struct Ctx<'a> {
     record: &'a ValidRecord,
+    measurements: &'a std::collections::BTreeMap<String, crate::measure::Measurement>,
     live: &'a Live,
     now: SystemTime,
     ts: String,
@@ -121,6 +124,9 @@ impl<'a> Ctx<'a> {
         s.retiring_job_ids.retain(|id| *id != r.job_id);
         s.job_id = Some(r.job_id.clone());
         s.deletion_policy = r.deletion_policy;
+        if r.autoscaling.is_none() {
+            s.autoscaling = None;
+        }
         s.set_condition(
             ConditionType::Valid,
             ConditionStatus::True,
@@ -213,7 +219,8 @@ impl<'a> Ctx<'a> {
                     h.job_version = j.version;
                 }
                 let applied = s.applied_job_modify_index.unwrap_or(j.job_modify_index);
-                self.follow(s, self.live.deployment_for(applied), j)
+                let plan = self.follow(s, self.live.deployment_for(applied), j);
+                self.autoscale(plan, j, self.measurements)
             }
         }
     }

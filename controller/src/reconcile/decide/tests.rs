@@ -1,5 +1,6 @@
 //! Every arm of `decide`, as sentences.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -30,6 +31,7 @@ fn record() -> ValidRecord {
         legacy_owner: Some("default/web".into()),
         expects_deployment: true,
         progress_deadline: Duration::from_secs(600),
+        autoscaling: None,
         suspend: false,
         adopt: false,
         deletion_policy: ObservedDeletionPolicy::Stop,
@@ -43,7 +45,7 @@ fn valid(r: ValidRecord) -> RecordState {
 
 /// Runs the decision at `now()`.
 fn decide_at(record: &RecordState, live: &Live, status: Option<&AppStatus>, at: SystemTime) -> Plan {
-    decide(&Observed { key: &key(), owner: OWNER, record, live, status, now: at })
+    decide(&Observed { key: &key(), owner: OWNER, record, live, status, measurements: &BTreeMap::new(), now: at })
 }
 
 fn run(record: &RecordState, live: &Live, status: Option<&AppStatus>) -> Plan {
@@ -59,6 +61,7 @@ fn job(jmi: u64) -> LiveJob {
         modify_index: jmi,
         stop: false,
         status: JobStatus::Running,
+        counts: None,
     }
 }
 
