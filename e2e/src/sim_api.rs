@@ -166,8 +166,9 @@ impl SimProcess {
         self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/leader", Some(body)).await;
     }
 
-    /// Sets the simulated workload of `ns/job` at `version`: `load` requests/s, `error_rate` of them answered 500.
-    pub async fn set_workload(&self, ns: &str, job: &str, version: u64, load: f64, error_rate: f64) {
+    /// Sets the simulated workload of `ns/job` at `version` (every version when `None`): `load` requests/s,
+    /// `error_rate` of them answered 500.
+    pub async fn set_workload(&self, ns: &str, job: &str, version: Option<u64>, load: f64, error_rate: f64) {
         let body = json!({"namespace": ns, "job": job, "version": version, "load": load, "error_rate": error_rate});
         let resp = self.http.post(format!("{}/_sim/nomad/workload", self.nomad_url)).json(&body).send().await;
         assert!(resp.is_ok_and(|r| r.status().is_success()), "POST /_sim/nomad/workload {body}");

@@ -22,7 +22,7 @@ async fn measurements_should_come_from_a_real_prometheus_and_say_why_they_are_no
     let drover = DroverProcess::start(&sim, &[]).await;
     sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
     sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
-    sim.set_workload("default", "web", 0, 200.0, 0.1).await;
+    sim.set_workload("default", "web", Some(0), 200.0, 0.1).await;
 
     let client = Client::new(http_client());
     let template = QueryTemplate::parse(
