@@ -63,6 +63,19 @@ struct KindLabel {
     kind: &'static str,
 }
 
+/// Label set `{direction}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+/// Label set `{namespace, app}`: only on the per-app gauges DESIGN §7 lists.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    namespace: String,
+    app: String,
+}
+
 /// All of Drover's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -80,6 +93,11 @@ pub struct Metrics {
     status_writes_total: Family<ResultLabel, Counter>,
     nomad_writes_total: Family<KindLabel, Counter>,
     leader: Gauge,
+    autoscale_events_total: Family<DirectionLabel, Counter>,
+    autoscale_desired: Family<AppLabels, Gauge>,
+    autoscale_current: Family<AppLabels, Gauge>,
+    autoscale_check_errors_total: Counter,
+    autoscale_evaluation_duration: Histogram,
 }
 
 fn code_label(code: u16) -> String {
@@ -140,6 +158,28 @@ impl Metrics {
         registry.register("nomad_writes", "Writes sent to Nomad by kind", nomad_writes_total.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 when this replica is the leader and reconciles", leader.clone());
+        let autoscale_events_total = Family::<DirectionLabel, Counter>::default();
+        registry.register(
+            "autoscale_events",
+            "Scales made by autoscaling, by direction",
+            autoscale_events_total.clone(),
+        );
+        let autoscale_desired = Family::<AppLabels, Gauge>::default();
+        registry.register("autoscale_desired_count", "The count autoscaling wants, per app", autoscale_desired.clone());
+        let autoscale_current = Family::<AppLabels, Gauge>::default();
+        registry.register("autoscale_current_count", "The scaled group's count, per app", autoscale_current.clone());
+        let autoscale_check_errors_total = Counter::default();
+        registry.register(
+            "autoscale_check_errors",
+            "Autoscaling checks without a usable measurement (query errors, no series, NaN)",
+            autoscale_check_errors_total.clone(),
+        );
+        let autoscale_evaluation_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "autoscale_evaluation_duration_seconds",
+            "Time one measurement round took (all its queries)",
+            autoscale_evaluation_duration.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Build information", build_info);
@@ -158,7 +198,37 @@ impl Metrics {
             status_writes_total,
             nomad_writes_total,
             leader,
+            autoscale_events_total,
+            autoscale_desired,
+            autoscale_current,
+            autoscale_check_errors_total,
+            autoscale_evaluation_duration,
         }
+    }
+
+    /// An autoscaling evaluation of `namespace/app` saw `current` and wanted `desired`, with `errors` checks
+    /// lacking a usable measurement; `scaled` is the direction of the scale it made, if any.
+    pub fn autoscale_evaluated(
+        &self,
+        namespace: &str,
+        app: &str,
+        current: i64,
+        desired: i64,
+        errors: usize,
+        scaled: Option<&'static str>,
+    ) {
+        let labels = AppLabels { namespace: namespace.to_string(), app: app.to_string() };
+        self.autoscale_current.get_or_create(&labels).set(current);
+        self.autoscale_desired.get_or_create(&labels).set(desired);
+        self.autoscale_check_errors_total.inc_by(errors as u64);
+        if let Some(direction) = scaled {
+            self.autoscale_events_total.get_or_create(&DirectionLabel { direction }).inc();
+        }
+    }
+
+    /// One measurement round took `elapsed`.
+    pub fn autoscale_round(&self, elapsed: Duration) {
+        self.autoscale_evaluation_duration.observe(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]) of every metric.

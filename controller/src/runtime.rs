@@ -179,7 +179,13 @@ impl Controller {
             shutdown.clone(),
         ));
         tasks.spawn(report_gauges(handle.clone(), queue.clone(), shutdown.clone()));
-        tasks.spawn(measure_autoscaled(handle.records.clone(), measurements_writer, queue.clone(), shutdown.clone()));
+        tasks.spawn(measure_autoscaled(
+            handle.records.clone(),
+            measurements_writer,
+            metrics.clone(),
+            queue.clone(),
+            shutdown.clone(),
+        ));
         tasks.close();
 
         let stopped = runner
@@ -404,6 +410,7 @@ const MEASURE_CONCURRENCY: usize = 32;
 async fn measure_autoscaled(
     records: Records,
     mut writer: crate::measure::MeasurementsWriter,
+    metrics: Arc<Metrics>,
     queue: Queue<AppKey>,
     shutdown: CancellationToken,
 ) {
@@ -447,7 +454,9 @@ async fn measure_autoscaled(
         if asks.is_empty() {
             continue;
         }
+        let started = Instant::now();
         let (answers, stats) = crate::measure::measure(&querier, asks, MEASURE_CONCURRENCY, SystemTime::now()).await;
+        metrics.autoscale_round(started.elapsed());
         tracing::debug!(asked = stats.asked, sent = stats.sent, "measurement round");
         for key in writer.record(answers) {
             queue.enqueue(key, None, None, "measured");

@@ -50,6 +50,10 @@ async fn load_should_scale_up_to_max_and_a_deploy_should_keep_the_count() {
     let a = status.autoscaling.expect("autoscaling status");
     assert!(a.last_reason.as_deref().is_some_and(|r| r.contains("cpu")), "the scale says why: {a:?}");
     assert!(status.conditions.iter().all(|c| c.type_ != drover::status::ConditionType::Drifted), "own scale ≠ drift");
+    let metrics = drover_e2e::http_client().get(format!("{}/metrics", drover.url)).send().await.expect("GET /metrics");
+    let metrics = metrics.text().await.expect("metrics text");
+    assert!(metrics.contains("drover_autoscale_events_total{direction=\"up\"}"), "{metrics}");
+    assert!(metrics.contains("drover_autoscale_current_count{namespace=\"default\",app=\"web\"}"), "{metrics}");
 
     // A new image while scaled to 4: the deploy keeps 4 (PreserveCounts), the count is not reset to the record's 2.
     let generation = sim.put_record("default", "web", scaled("web", "nginx:1.28", &prometheus.url, 4)).await;

@@ -218,6 +218,9 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         if plan.drift_detected {
             self.metrics.drift_detected();
         }
+        if let Some(e) = plan.evaluated {
+            self.metrics.autoscale_evaluated(&key.namespace, &key.name, e.current, e.desired, e.errors, e.scaled);
+        }
         let status_key = key.status_kv_key(&self.prefix);
         let executed = execute::execute(
             &self.nomad,

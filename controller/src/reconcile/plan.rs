@@ -167,17 +167,38 @@ pub struct Plan {
     pub requeue: Requeue,
     /// True the first time a given drift is seen (for the `drift_detected_total` metric).
     pub drift_detected: bool,
+    /// An autoscaling evaluation made in this decision (for the `autoscale_*` metrics).
+    pub evaluated: Option<Evaluated>,
+}
+
+/// What one autoscaling evaluation saw and did, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evaluated {
+    /// The group's count.
+    pub current: i64,
+    /// The count wanted.
+    pub desired: i64,
+    /// Checks without a usable measurement.
+    pub errors: usize,
+    /// `up` or `down` when a scale was planned.
+    pub scaled: Option<&'static str>,
 }
 
 impl Plan {
     /// Nothing to do and nothing to record.
     pub fn nothing() -> Plan {
-        Plan { actions: Vec::new(), status: None, requeue: Requeue::AwaitChange, drift_detected: false }
+        Plan {
+            actions: Vec::new(),
+            status: None,
+            requeue: Requeue::AwaitChange,
+            drift_detected: false,
+            evaluated: None,
+        }
     }
 
     /// Record `status`, write nothing else.
     pub fn status(status: AppStatus, requeue: Requeue) -> Plan {
-        Plan { actions: Vec::new(), status: Some(status), requeue, drift_detected: false }
+        Plan { actions: Vec::new(), status: Some(status), requeue, drift_detected: false, evaluated: None }
     }
 }
 

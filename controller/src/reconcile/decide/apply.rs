@@ -29,6 +29,7 @@ impl Ctx<'_> {
             status: Some(s.clone()),
             requeue: Requeue::After(PROGRESS_RECHECK),
             drift_detected: false,
+            evaluated: None,
         }
     }
 

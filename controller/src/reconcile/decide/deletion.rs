@@ -36,7 +36,7 @@ pub(super) fn deleted(owner: &str, live: &Live, stored: Option<&AppStatus>) -> P
     actions.push(Action::DeleteStatus);
     let mut status = status.clone();
     status.phase = Phase::Deleting;
-    Plan { actions, status: Some(status), requeue: Requeue::AwaitChange, drift_detected: false }
+    Plan { actions, status: Some(status), requeue: Requeue::AwaitChange, drift_detected: false, evaluated: None }
 }
 
 impl Ctx<'_> {

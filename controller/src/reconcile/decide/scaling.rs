@@ -88,7 +88,15 @@ impl Ctx<'_> {
                 error: c.error.as_ref().map(ToString::to_string),
             })
             .collect();
+        let errors = decision.checks.iter().filter(|c| c.error.is_some()).count();
+        let mut evaluated = crate::reconcile::plan::Evaluated {
+            current: decision.current,
+            desired: decision.desired,
+            errors,
+            scaled: None,
+        };
         if let (Some(count), true) = (decision.new_count, plan.actions.is_empty()) {
+            evaluated.scaled = Some(if count > current { "up" } else { "down" });
             a.last_scale_time = Some(self.ts.clone());
             a.last_direction = Some(decision.direction.to_string());
             a.last_reason = Some(decision.reason.clone());
@@ -112,6 +120,7 @@ impl Ctx<'_> {
             plan.requeue = Requeue::After(super::PROGRESS_RECHECK);
         }
         s.autoscaling = Some(a);
+        plan.evaluated = Some(evaluated);
         plan
     }
 }
