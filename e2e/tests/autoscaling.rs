@@ -11,9 +11,18 @@ use serde_json::Value;
 /// A template record with an autoscaling policy on `cpu_percent` (the simulator's: 2 % + 0.5 % per request/s per
 /// allocation), target 20 %, between 1 and `max`, evaluated every second.
 fn scaled(name: &str, image: &str, address: &str, max: u64) -> String {
+    scaled_with(
+        name,
+        image,
+        address,
+        &format!("min: 1\n  max: {max}\n  cooldown: 1s\n  scaleDown: {{stabilizationWindow: 1s}}"),
+    )
+}
+
+/// As [`scaled`], with the policy's bounds and limits given (YAML lines under `autoscaling:`, indented by two).
+fn scaled_with(name: &str, image: &str, address: &str, limits: &str) -> String {
     let policy = format!(
-        "autoscaling:\n  min: 1\n  max: {max}\n  evaluationInterval: 1s\n  cooldown: 1s\n  \
-         scaleDown: {{stabilizationWindow: 1s}}\n  checks:\n    - name: cpu\n      prometheus:\n        \
+        "autoscaling:\n  {limits}\n  evaluationInterval: 1s\n  checks:\n    - name: cpu\n      prometheus:\n        \
          address: {address}\n        query: 'avg(cpu_percent{{job=\"{{{{ .JobID }}}}\",namespace=\"{{{{ .Namespace }}}}\"}})'\n        \
          timeout: 2s\n      targetValue: {{target: 20}}"
     );
@@ -91,4 +100,91 @@ async fn an_unreachable_prometheus_should_never_scale_and_say_so() {
     let seen = drover.reconcile_total().await;
     drover.wait_reconciles(seen, 4).await;
     assert_eq!(sim.job("default", "dark").await.map(|j| count(&j)), Some(2), "no measurement, no scale");
+}
+
+/// The counts a job goes through, sampled until `done` says stop (each change once).
+async fn counts_until(sim: &SimProcess, what: &str, done: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+    let seen = std::sync::Mutex::new(Vec::<u64>::new());
+    wait_until(DEADLINE, what, || async {
+        let c = sim.job("default", "web").await.map(|j| count(&j)).unwrap_or(0);
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.last() != Some(&c) {
+            seen.push(c);
+        }
+        if done(&seen) { Ok(seen.clone()) } else { Err(seen.clone()) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn load_falling_should_scale_down_after_the_window_by_max_step_and_never_below_min() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = PrometheusProcess::start(&sim).await;
+    let drover = DroverProcess::start(&sim, &[]).await;
+    let limits = "min: 2\n  max: 6\n  cooldown: 1s\n  scaleUp: {maxStep: 10}\n  scaleDown: {maxStep: 2, stabilizationWindow: 3s}";
+    sim.set_workload("default", "web", None, 400.0, 0.0).await;
+    sim.put_record("default", "web", scaled_with("web", "nginx:1.27", &prometheus.url, limits)).await;
+    counts_until(&sim, "web scaled up to max (6)", |c| c.last() == Some(&6)).await;
+    sim.wait_for_status("default", "web", "Healthy at 6", |s| s.phase == Phase::Healthy).await;
+
+    // No load: CPU 2 % against a target of 20 % asks for 1, below min.
+    let fell = tokio::time::Instant::now();
+    sim.set_workload("default", "web", None, 0.0, 0.0).await;
+    let first_down = counts_until(&sim, "a first scale down", |c| c.last().is_some_and(|l| *l < 6)).await;
+    assert!(fell.elapsed() >= std::time::Duration::from_secs(2), "the stabilization window (3 s) holds the scale down");
+    assert_eq!(first_down.last(), Some(&4), "at most maxStep (2) at a time: {first_down:?}");
+    let all = counts_until(&sim, "web down to min (2)", |c| c.last() == Some(&2)).await;
+    assert!(all.windows(2).all(|w| w[0] <= w[1] + 2), "never more than maxStep down: {all:?}");
+    // It stays at min.
+    let seen = drover.reconcile_total().await;
+    drover.wait_reconciles(seen, 6).await;
+    assert_eq!(sim.job("default", "web").await.map(|j| count(&j)), Some(2), "never below min");
+}
+
+#[tokio::test]
+async fn a_hand_scale_should_be_reported_and_corrected_and_a_restart_should_keep_the_cooldown() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = PrometheusProcess::start(&sim).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let limits = "min: 1\n  max: 3\n  cooldown: 1s\n  scaleDown: {stabilizationWindow: 1s}";
+    sim.set_workload("default", "web", None, 200.0, 0.0).await;
+    sim.put_record("default", "web", scaled_with("web", "nginx:1.27", &prometheus.url, limits)).await;
+    counts_until(&sim, "web scaled up to max (3)", |c| c.last() == Some(&3)).await;
+    sim.wait_for_status("default", "web", "Healthy at 3", |s| s.phase == Phase::Healthy).await;
+
+    // `nomad job scale web 1` by hand: reported as drift of the count, then corrected at the next evaluation.
+    let url = format!("{}/v1/job/web/scale", sim.nomad_url);
+    let body = serde_json::json!({"Count": 1, "Target": {"Group": "web"}, "Message": "by hand"});
+    let resp = drover_e2e::http_client().post(&url).json(&body).send().await.expect("POST scale");
+    assert!(resp.status().is_success(), "hand scale: {}", resp.status());
+    // Reported (counted as drift once), not fought: Nomad keeps the hand count until the next evaluation.
+    let http = drover_e2e::http_client();
+    wait_until(DEADLINE, "the hand scale counted as drift", || async {
+        let text = http.get(format!("{}/metrics", drover.url)).send().await.map_err(|e| e.to_string())?;
+        let text = text.text().await.map_err(|e| e.to_string())?;
+        let drift = drover_e2e::metric_sum(&text, "drover_drift_detected_total");
+        if drift >= 1 { Ok(()) } else { Err(format!("drift_detected_total {drift}")) }
+    })
+    .await;
+    counts_until(&sim, "the count corrected back to 3", |c| c.last() == Some(&3)).await;
+    drover.assert_running();
+
+    // A restart right after a scale keeps the cooldown (from status): with a long cooldown and no load (asking
+    // for a scale down), nothing is scaled before it ends.
+    drop(drover);
+    let long = "min: 1\n  max: 3\n  cooldown: 10m\n  scaleDown: {stabilizationWindow: 1s}";
+    sim.put_record("default", "web", scaled_with("web", "nginx:1.27", &prometheus.url, long)).await;
+    sim.set_workload("default", "web", None, 0.0, 0.0).await;
+    let drover = DroverProcess::start(&sim, &[]).await;
+    let status = sim
+        .wait_for_status("default", "web", "a scale down deferred by the cooldown", |s| {
+            s.autoscaling
+                .as_ref()
+                .and_then(|a| a.deferred_reason.as_deref())
+                .is_some_and(|r| r.contains("cooling down"))
+        })
+        .await;
+    let seen = drover.reconcile_total().await;
+    drover.wait_reconciles(seen, 6).await;
+    assert_eq!(sim.job("default", "web").await.map(|j| count(&j)), Some(3), "no scale in the cooldown: {status:?}");
 }
