@@ -37,6 +37,10 @@ pub struct ValidRecord {
     /// of [`ValidRecord::hash`], the record's count only seeds the first registration (clamped to `[min, max]`),
     /// and registers of an existing job keep the live count (`PreserveCounts`).
     pub autoscaling: Option<Arc<crate::autoscale::Policy>>,
+    /// Groups of `spec.job` that carry Nomad's own `Scaling` policy: an external autoscaler (the Nomad Autoscaler)
+    /// owns their count, so Drover leaves it out of the hash and keeps the live count on every register — it never
+    /// fights that autoscaler. (A group cannot have both: validation refuses `spec.autoscaling` on such a group.)
+    pub externally_scaled: Vec<String>,
     /// `spec.suspend`.
     pub suspend: bool,
     /// `spec.adopt`.
@@ -84,8 +88,11 @@ impl Record {
                     Some(Ok(policy)) => Some(Arc::new(policy)),
                     Some(Err(errors)) => return Record::Invalid { generation, errors: Arc::new(errors) },
                 };
+                let externally_scaled = externally_scaled(&d.job);
                 if let Some(policy) = &autoscaling {
-                    d.hash = seed_scaled_count(&mut d.job, policy);
+                    d.hash = seed_scaled_count(&mut d.job, policy, &externally_scaled);
+                } else if !externally_scaled.is_empty() {
+                    d.hash = hash_without_counts(&d.job, &externally_scaled);
                 }
                 Record::Valid(Arc::new(ValidRecord {
                     generation,
@@ -105,6 +112,7 @@ impl Record {
                     },
                     drift_policy: d.app.spec.drift_policy,
                     autoscaling,
+                    externally_scaled,
                 }))
             }
             Err(errors) => Record::Invalid { generation, errors: Arc::new(errors) },
@@ -129,9 +137,9 @@ impl Record {
 }
 
 /// Clamps the scaled group's count to `[min, max]` in `job` (the record's count only seeds the first registration)
-/// and returns the spec hash with that count left out, so neither autoscaling nor a new record count alone changes
-/// it: a deploy never resets the count (issue #11).
-fn seed_scaled_count(job: &mut Value, policy: &crate::autoscale::Policy) -> String {
+/// and returns the spec hash with that count (and any externally scaled group's) left out, so neither autoscaling
+/// nor a new record count alone changes it: a deploy never resets the count (issue #11).
+fn seed_scaled_count(job: &mut Value, policy: &crate::autoscale::Policy, external: &[String]) -> String {
     let groups = job.get_mut("TaskGroups").and_then(Value::as_array_mut);
     for g in groups.into_iter().flatten() {
         if g.get("Name").and_then(Value::as_str) == Some(policy.group.as_str()) {
@@ -139,16 +147,39 @@ fn seed_scaled_count(job: &mut Value, policy: &crate::autoscale::Policy) -> Stri
             g["Count"] = Value::from(count);
         }
     }
+    let mut groups: Vec<String> = external.to_vec();
+    groups.push(policy.group.clone());
+    hash_without_counts(job, &groups)
+}
+
+/// The spec hash of `job` with the counts of `groups` left out.
+fn hash_without_counts(job: &Value, groups: &[String]) -> String {
     let mut without = job.clone();
-    let groups = without.get_mut("TaskGroups").and_then(Value::as_array_mut);
-    for g in groups.into_iter().flatten() {
-        if g.get("Name").and_then(Value::as_str) == Some(policy.group.as_str())
+    let list = without.get_mut("TaskGroups").and_then(Value::as_array_mut);
+    for g in list.into_iter().flatten() {
+        let name = g.get("Name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if groups.contains(&name)
             && let Some(map) = g.as_object_mut()
         {
             map.remove("Count");
         }
     }
     super::spec_hash(&without)
+}
+
+/// The groups of `job` with a Nomad `Scaling` block that is not disabled (`Enabled: false`).
+pub fn externally_scaled(job: &Value) -> Vec<String> {
+    let groups = job.get("TaskGroups").and_then(Value::as_array);
+    groups
+        .into_iter()
+        .flatten()
+        .filter(|g| {
+            g.get("Scaling")
+                .filter(|s| s.is_object())
+                .is_some_and(|s| s.get("Enabled").and_then(Value::as_bool) != Some(false))
+        })
+        .filter_map(|g| g.get("Name").and_then(Value::as_str).map(str::to_string))
+        .collect()
 }
 
 /// Whether registering a new version of `job` makes Nomad create a deployment (api-contract B11 defaults and B13
@@ -211,6 +242,17 @@ mod tests {
         assert_eq!(progress_deadline(&job), std::time::Duration::from_secs(120));
         let zero = json!({"TaskGroups": [{"Update": {"ProgressDeadline": 0}}]});
         assert_eq!(progress_deadline(&zero), DEFAULT_PROGRESS_DEADLINE);
+    }
+
+    #[test]
+    fn externally_scaled_groups_should_keep_their_count_out_of_the_hash() {
+        let job = |count: u64| {
+            json!({"TaskGroups": [{"Name": "a", "Count": count, "Scaling": {"Min": 1, "Max": 9}},
+                {"Name": "b", "Count": 1, "Scaling": {"Enabled": false}}]})
+        };
+        assert_eq!(externally_scaled(&job(2)), vec!["a".to_string()], "a disabled policy scales nothing");
+        let groups = externally_scaled(&job(2));
+        assert_eq!(hash_without_counts(&job(2), &groups), hash_without_counts(&job(7), &groups));
     }
 
     #[test]

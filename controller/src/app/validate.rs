@@ -74,8 +74,25 @@ pub fn group_names(app: &App) -> Vec<String> {
 
 /// `spec.autoscaling` checked against the job's task groups ([`crate::autoscale::Policy::from_record`]).
 fn validate_autoscaling(app: &App, autoscaling: &super::Autoscaling, errors: &mut Vec<FieldError>) {
-    if let Err(policy_errors) = crate::autoscale::Policy::from_record(autoscaling, &group_names(app)) {
-        errors.extend(policy_errors);
+    match crate::autoscale::Policy::from_record(autoscaling, &group_names(app)) {
+        Err(policy_errors) => errors.extend(policy_errors),
+        Ok(policy) => {
+            // Two autoscalers on one count would fight: the group's own Nomad `Scaling` policy (acted on by the
+            // Nomad Autoscaler) and spec.autoscaling. Refused; a `Scaling` block alone is left to that autoscaler.
+            let job = app.spec.job.as_ref().and_then(|j| super::validate_job::unwrap_job(j)).map(|(j, _)| j);
+            let groups = job.and_then(|j| j.get("TaskGroups")).and_then(serde_json::Value::as_array);
+            for (i, g) in groups.into_iter().flatten().enumerate() {
+                let scaled = g.get("Scaling").is_some_and(|s| {
+                    s.is_object() && s.get("Enabled").and_then(serde_json::Value::as_bool) != Some(false)
+                });
+                if scaled && g.get("Name").and_then(serde_json::Value::as_str) == Some(policy.group.as_str()) {
+                    errors.push(FieldError::new(
+                        format!("spec.job.TaskGroups[{i}].Scaling"),
+                        "the group has Nomad's own scaling policy and spec.autoscaling scales it too; two autoscalers would fight over the count: remove one",
+                    ));
+                }
+            }
+        }
     }
 }
 

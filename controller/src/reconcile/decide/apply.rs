@@ -20,8 +20,9 @@ impl Ctx<'_> {
             Reason::Registering,
             format!("registering job {:?} for generation {} ({})", r.job_id, r.generation, reason.as_str()),
         );
-        // While autoscaling owns the count, an existing job keeps its live count (a deploy never resets it).
-        let preserve_counts = r.autoscaling.is_some() && enforce_index != 0;
+        // While an autoscaler owns a count (Drover's, or Nomad's own `Scaling` policy for an external one), an
+        // existing job keeps its live counts: a deploy never resets them, and Drover never fights the autoscaler.
+        let preserve_counts = (r.autoscaling.is_some() || !r.externally_scaled.is_empty()) && enforce_index != 0;
         let action =
             Action::Register { job: r.job.clone(), enforce_index, hash: r.hash.clone(), reason, preserve_counts };
         Plan {

@@ -32,6 +32,7 @@ fn record() -> ValidRecord {
         expects_deployment: true,
         progress_deadline: Duration::from_secs(600),
         autoscaling: None,
+        externally_scaled: Vec::new(),
         suspend: false,
         adopt: false,
         deletion_policy: ObservedDeletionPolicy::Stop,
