@@ -131,7 +131,7 @@ fn example(name: &str) -> (AppKey, Vec<u8>) {
 
 #[test]
 fn examples_should_validate_and_render() {
-    for name in ["web.yaml", "worker.yaml"] {
+    for name in ["web.yaml", "worker.yaml", "api-autoscaled.yaml"] {
         let (key, bytes) = example(name);
         let desired = app::load(&key, &bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(desired.job["Meta"]["drover.io/app"], format!("drover/apps/{key}"));
