@@ -206,8 +206,9 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Measures `app` every `every` from now on (at once if it is new; an existing app keeps its next time unless
-    /// its interval changed).
+    /// Measures `app` every `every` from now on. A new app is first due at a phase of its own within one interval
+    /// (a hash of its key), so apps with the same interval are spread over it instead of all querying Prometheus in
+    /// one burst; an existing app keeps its next time unless its interval changed.
     pub fn set(&mut self, app: AppKey, every: Duration, now: Instant) {
         match self.apps.get(&app) {
             Some((_, interval)) if *interval == every => {}
@@ -219,8 +220,9 @@ impl Schedule {
                 self.apps.insert(app, (next, every));
             }
             None => {
-                self.queue.insert((now, app.clone()));
-                self.apps.insert(app, (now, every));
+                let first = now + phase(&app, every);
+                self.queue.insert((first, app.clone()));
+                self.apps.insert(app, (first, every));
             }
         }
     }
@@ -269,6 +271,16 @@ impl Schedule {
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()
     }
+}
+
+/// A stable offset in `[0, every)` for `app` (FNV-1a of its key).
+fn phase(app: &AppKey, every: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in app.namespace.bytes().chain([b'/']).chain(app.name.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let millis = every.as_millis().max(1) as u64;
+    Duration::from_millis(h % millis)
 }
 
 #[cfg(test)]

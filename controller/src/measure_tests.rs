@@ -111,20 +111,42 @@ fn schedule_should_hand_out_due_apps_once_per_interval() {
     let t0 = Instant::now();
     let mut s = Schedule::default();
     let (a, b) = (AppKey::new("default", "a"), AppKey::new("default", "b"));
-    s.set(a.clone(), Duration::from_secs(10), t0);
-    s.set(b.clone(), Duration::from_secs(30), t0);
-    assert_eq!(s.due(t0), vec![a.clone(), b.clone()], "new apps are measured at once");
-    assert!(s.due(t0 + Duration::from_secs(9)).is_empty());
-    assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(10)));
-    assert_eq!(s.due(t0 + Duration::from_secs(10)), vec![a.clone()]);
-    // A round that runs late reschedules from when it ran.
-    assert_eq!(s.due(t0 + Duration::from_secs(35)), vec![a.clone(), b.clone()]);
-    assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(45)));
-    // A shorter interval takes effect at once; an unchanged one keeps the time.
-    s.set(b.clone(), Duration::from_secs(5), t0 + Duration::from_secs(36));
-    assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(41)));
+    let (ten, thirty) = (Duration::from_secs(10), Duration::from_secs(30));
+    s.set(a.clone(), ten, t0);
+    s.set(b.clone(), thirty, t0);
+    // New apps start at a phase of their own within one interval.
+    let (pa, pb) = (phase(&a, ten), phase(&b, thirty));
+    assert!(pa < ten && pb < thirty);
+    assert!(s.due(t0).len() <= 1, "at most an app whose phase is 0 is due at once");
+    let all = s.due(t0 + thirty);
+    assert_eq!(all.len(), 2, "both due within their first interval: {all:?}");
+    // Then once per interval, counted from when they were handed out.
+    let t1 = t0 + thirty;
+    assert!(s.due(t1 + Duration::from_secs(9)).is_empty());
+    assert_eq!(s.next_due(), Some(t1 + ten));
+    assert_eq!(s.due(t1 + ten), vec![a.clone()]);
+    // An unchanged interval keeps the time; a shorter one takes effect at once.
+    s.set(a.clone(), ten, t1 + ten);
+    assert_eq!(s.next_due(), Some(t1 + ten + ten));
+    s.set(b.clone(), Duration::from_secs(5), t1 + Duration::from_secs(11));
+    assert_eq!(s.next_due(), Some(t1 + Duration::from_secs(16)));
     s.remove(&a);
     s.remove(&b);
     assert!(s.is_empty());
     assert_eq!(s.next_due(), None);
+}
+
+#[test]
+fn schedule_should_spread_apps_with_one_interval_over_it() {
+    let t0 = Instant::now();
+    let mut s = Schedule::default();
+    let every = Duration::from_secs(10);
+    for i in 0..1000 {
+        s.set(AppKey::new("default", format!("app-{i:04}")), every, t0);
+    }
+    // In each tenth of the interval, about a tenth of the apps: no burst of 1 000 queries at once.
+    for tenth in 1..=10u32 {
+        let n = s.due(t0 + every * tenth / 10).len();
+        assert!((50..=150).contains(&n), "tenth {tenth}: {n} apps due");
+    }
 }
