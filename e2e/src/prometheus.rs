@@ -50,12 +50,16 @@ fn config(sim_nomad: &str) -> String {
 impl PrometheusProcess {
     /// Starts Prometheus scraping `sim` and waits until it is ready and has scraped the simulator once.
     pub async fn start(sim: &SimProcess) -> PrometheusProcess {
+        PrometheusProcess::start_on(sim, free_port()).await
+    }
+
+    /// As [`PrometheusProcess::start`], listening on `port` (e.g. one a record already points at).
+    pub async fn start_on(sim: &SimProcess, port: u16) -> PrometheusProcess {
         let binary = require_tool("prometheus");
         let dir = std::env::temp_dir().join(format!("drover-e2e-prometheus-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create the Prometheus data directory");
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config(&sim.nomad_url)).expect("write prometheus.yml");
-        let port = free_port();
         let (log, stderr) = log_file("prometheus");
         eprintln!("prometheus stderr: {}", log.display());
         let child = Command::new(binary)

@@ -81,10 +81,11 @@ async fn load_should_scale_up_to_max_and_a_deploy_should_keep_the_count() {
 }
 
 #[tokio::test]
-async fn an_unreachable_prometheus_should_never_scale_and_say_so() {
+async fn an_unreachable_prometheus_should_never_scale_say_so_and_scaling_resume_when_it_is_back() {
     let sim = SimProcess::start(TIME_SCALE).await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let nowhere = format!("http://{}", listener.local_addr().expect("addr"));
+    let port = listener.local_addr().expect("addr").port();
+    let nowhere = format!("http://127.0.0.1:{port}");
     drop(listener);
     let drover = DroverProcess::start(&sim, &[]).await;
     sim.put_record("default", "dark", scaled("dark", "nginx:1.27", &nowhere, 4)).await;
@@ -100,6 +101,14 @@ async fn an_unreachable_prometheus_should_never_scale_and_say_so() {
     let seen = drover.reconcile_total().await;
     drover.wait_reconciles(seen, 4).await;
     assert_eq!(sim.job("default", "dark").await.map(|j| count(&j)), Some(2), "no measurement, no scale");
+
+    // Prometheus comes up at that address: the checks measure again and the app scales.
+    let _prometheus = PrometheusProcess::start_on(&sim, port).await;
+    wait_until(DEADLINE, "dark scaled once Prometheus answers", || async {
+        let c = sim.job("default", "dark").await.map(|j| count(&j)).unwrap_or(0);
+        if c > 2 { Ok(()) } else { Err(c) }
+    })
+    .await;
 }
 
 /// The counts a job goes through, sampled until `done` says stop (each change once).
