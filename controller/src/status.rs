@@ -75,6 +75,8 @@ pub enum ConditionType {
     Drifted,
     /// `spec.suspend` is true.
     Suspended,
+    /// Groups whose count an external autoscaler owns (the job's own Nomad `Scaling` policy): a warning.
+    ExternalScaling,
 }
 
 /// A stable, machine-readable cause of a condition.
@@ -140,6 +142,8 @@ pub enum Reason {
     PermissionDenied,
     /// `Ready`: autoscaling changed the count; Nomad rolls it out.
     Scaling,
+    /// `ExternalScaling`: the job carries Nomad's own `Scaling` policy; Drover keeps the live count.
+    ExternalScalingPolicy,
 }
 
 /// One observation about the app, with a reason and a message a person can act on.

@@ -323,6 +323,10 @@ async fn stage_should_seed_the_count_within_bounds_scale_on_a_new_round_and_neve
     // The scale's new version is Drover's own write: no drift, no register.
     h.sync_deployed();
     h.run().await;
+    assert!(
+        h.status().history.iter().any(|h| h.result == crate::status::HistoryResult::Scaled),
+        "the scale stays in the history once its deployment succeeded"
+    );
     let writes = h.nomad.writes();
     assert_eq!(writes.iter().filter(|w| w.starts_with("register")).count(), 1, "{writes:?}");
     assert_eq!(h.status().condition(ConditionType::Drifted), None);

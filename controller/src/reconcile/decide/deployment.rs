@@ -140,10 +140,10 @@ impl Ctx<'_> {
             .and_then(|at| self.now.duration_since(at).ok())
     }
 
-    /// Marks how the latest apply of this spec ended.
+    /// Marks how the latest apply of this spec ended (a scale keeps its own entry: history keeps scale events).
     fn set_history_result(&self, s: &mut AppStatus, result: HistoryResult) {
         let hash = &self.record.hash;
-        if let Some(h) = s.history.first_mut().filter(|h| &h.hash == hash) {
+        if let Some(h) = s.history.first_mut().filter(|h| &h.hash == hash && h.result != HistoryResult::Scaled) {
             h.result = result;
         }
     }

@@ -127,6 +127,21 @@ impl<'a> Ctx<'a> {
         if r.autoscaling.is_none() {
             s.autoscaling = None;
         }
+        // Another autoscaler owns these counts: said once, as a warning; Drover never resets them (PreserveCounts).
+        if r.externally_scaled.is_empty() {
+            s.clear_condition(ConditionType::ExternalScaling);
+        } else {
+            s.set_condition(
+                ConditionType::ExternalScaling,
+                ConditionStatus::True,
+                Reason::ExternalScalingPolicy,
+                format!(
+                    "group(s) {} carry Nomad's own Scaling policy: an external autoscaler owns their count, and Drover keeps whatever count it set",
+                    r.externally_scaled.join(", ")
+                ),
+                &self.ts,
+            );
+        }
         s.set_condition(
             ConditionType::Valid,
             ConditionStatus::True,

@@ -612,3 +612,15 @@ fn decide_should_call_a_rollout_that_places_nothing_stalled_after_the_progress_d
         decide_at(&valid(record()), &live(Some(job(40)), vec![d]), Some(&stored), now() + Duration::from_secs(900));
     assert_eq!(phase(&placed), Phase::Progressing);
 }
+
+#[test]
+fn decide_should_warn_about_groups_an_external_autoscaler_owns_and_keep_their_counts() {
+    let r = ValidRecord { externally_scaled: vec!["web".into()], ..record() };
+    let plan = run(&valid(r), &live(Some(job(40)), vec![]), Some(&applied("h1", 40)));
+    assert_eq!(reason(&plan, ConditionType::ExternalScaling), Some(Reason::ExternalScalingPolicy));
+    assert!(
+        matches!(plan.actions.as_slice(), [Action::Register { preserve_counts: true, .. }]),
+        "never resets the count: {:?}",
+        plan.actions
+    );
+}
