@@ -45,7 +45,7 @@ pub use decision::{
 pub use policy::{CheckPolicy, Policy, Strategy, ThresholdAction, query_scope};
 
 /// The questions one evaluation of `policy` asks, for the app `app` whose job is `namespace/job_id`: each check's
-/// query rendered with `.JobID`, `.Namespace` and `.Group` (the check's group, else the policy's).
+/// query rendered with `.JobID`, `.Namespace` and `.Group` (the scaled group: the policy's).
 pub fn asks(app: &crate::app::AppKey, job_id: &str, policy: &Policy) -> Vec<crate::measure::Ask> {
     policy
         .checks

@@ -39,9 +39,10 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                     reason: *reason,
                     job_modify_index: if new_version { reply.job_modify_index } else { *enforce_index },
                     new_version,
+                    scale: None,
                 });
             }
-            Action::Scale { job_id, group, count, message, enforce_index, hash } => {
+            Action::Scale { job_id, group, count, message, enforce_index, hash, direction } => {
                 metrics.nomad_write("scale");
                 let reply = nomad
                     .scale(namespace, job_id, group, *count, message, *enforce_index)
@@ -53,6 +54,7 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                     reason: super::plan::RegisterReason::Scale,
                     job_modify_index: reply.job_modify_index,
                     new_version: true,
+                    scale: Some(super::plan::AppliedScale { count: *count, direction, message: message.clone() }),
                 });
             }
             Action::Deregister { job_id, owner, purge } => {

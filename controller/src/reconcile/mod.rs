@@ -176,22 +176,27 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             retiring.extend(earlier.map(|id| JobKey::new(&key.namespace, id)));
         }
         let mut live = self.live.live_for(&JobKey::new(&key.namespace, &job_id), &retiring);
-        let autoscaled = matches!(&record, RecordState::Present(r) if matches!(r.as_ref(), Record::Valid(v) if v.autoscaling.is_some()));
-        let mut measurements = std::collections::BTreeMap::new();
-        if autoscaled {
-            measurements = self.measurements.get(key);
-            // A relist's stubs carry no counts: read the job once (the next Job event carries them again).
-            if !measurements.is_empty() && live.job.as_ref().is_some_and(|j| j.counts.is_none()) {
-                let fresh = self.nomad.job(&key.namespace, &job_id).await.map_err(|e| ExecError::Unavailable {
-                    operation: "read job",
-                    target: job_id.clone(),
-                    source: Box::new(e),
-                })?;
-                if let (Some(fresh), Some(cached)) = (fresh, live.job.as_mut())
-                    && fresh.job_modify_index == cached.job_modify_index
-                {
-                    cached.counts = fresh.counts;
+        let (autoscaled, owns_counts) = match &record {
+            RecordState::Present(r) => match r.as_ref() {
+                Record::Valid(v) => {
+                    (v.autoscaling.is_some(), v.autoscaling.is_some() || !v.externally_scaled.is_empty())
                 }
+                Record::Invalid { .. } => (false, false),
+            },
+            _ => (false, false),
+        };
+        let measurements = if autoscaled { self.measurements.get(key) } else { std::collections::BTreeMap::new() };
+        // A relist's stubs carry no counts: read the job once (the next Job event carries them again).
+        if owns_counts && live.job.as_ref().is_some_and(|j| j.counts.is_none()) {
+            let fresh = self.nomad.job(&key.namespace, &job_id).await.map_err(|e| ExecError::Unavailable {
+                operation: "read job",
+                target: job_id.clone(),
+                source: Box::new(e),
+            })?;
+            if let (Some(fresh), Some(cached)) = (fresh, live.job.as_mut())
+                && fresh.job_modify_index == cached.job_modify_index
+            {
+                cached.counts = fresh.counts;
             }
         }
         Ok(Some(Gathered { record, status, status_index, live, measurements }))
@@ -218,9 +223,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         if plan.drift_detected {
             self.metrics.drift_detected();
         }
-        if let Some(e) = plan.evaluated {
-            self.metrics.autoscale_evaluated(&key.namespace, &key.name, e.current, e.desired, e.errors, e.scaled);
-        }
+        let plan_evaluated = plan.evaluated;
         let status_key = key.status_kv_key(&self.prefix);
         let executed = execute::execute(
             &self.nomad,
@@ -242,8 +245,8 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         };
         let mut result = match &executed {
             Ok((applied, deleted)) => {
-                self.conflicts_reset(key);
                 if *deleted {
+                    self.conflicts_reset(key);
                     self.status_writer.remove(key);
                     return Reconciled::done(generation);
                 }
@@ -267,14 +270,26 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                 Reconciled::retry(err.classify(conflicts), generation)
             }
         };
-        if let Some(s) = status
-            && let Err(err) = self.write_status(key, s, g.status.as_deref(), g.status_index, &ts).await
-        {
-            tracing::warn!(error = %crate::error_chain(&err), "status write failed");
-            if matches!(result.outcome, Outcome::Done | Outcome::RequeueAfter(_)) {
-                let conflicts = self.conflicts_count(key, &err);
-                result = Reconciled::retry(err.classify(conflicts), generation);
+        let written = match status {
+            Some(s) => self.write_status(key, s, g.status.as_deref(), g.status_index, &ts).await,
+            None => Ok(()),
+        };
+        match written {
+            // A whole run without a conflict: the count of conflicts in a row starts over.
+            Ok(()) if executed.is_ok() => self.conflicts_reset(key),
+            Ok(()) => {}
+            Err(err) => {
+                tracing::warn!(error = %crate::error_chain(&err), "status write failed");
+                if matches!(result.outcome, Outcome::Done | Outcome::RequeueAfter(_)) {
+                    let conflicts = self.conflicts_count(key, &err);
+                    result = Reconciled::retry(err.classify(conflicts), generation);
+                }
             }
+        }
+        // Metrics of an autoscaling evaluation: a scale counts only once Nomad took it.
+        if let Some(e) = plan_evaluated {
+            let scaled = if executed.is_ok() { e.scaled } else { None };
+            self.metrics.autoscale_evaluated(&key.namespace, &key.name, e.current, e.desired, e.errors, scaled);
         }
         result
     }
@@ -337,12 +352,19 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
     }
 }
 
-/// Records a successful register in the status.
+/// Records a successful register or scale in the status.
 fn record_applied(status: &mut AppStatus, generation: u64, expects_deployment: bool, applied: &Applied, ts: &str) {
+    if let (Some(scale), Some(a)) = (&applied.scale, status.autoscaling.as_mut()) {
+        a.last_scale_time = Some(ts.to_string());
+        a.last_direction = Some(scale.direction.to_string());
+        a.last_reason = Some(scale.message.clone());
+    }
     status.applied_hash = Some(applied.hash.clone());
     status.applied_job_version = None;
     status.applied_job_modify_index = Some(applied.job_modify_index);
-    status.deployment_expected = expects_deployment && applied.new_version;
+    // A scale to 0 makes no deployment (DesiredTotal 0, api-contract B13).
+    let placing = applied.scale.as_ref().is_none_or(|s| s.count > 0);
+    status.deployment_expected = expects_deployment && applied.new_version && placing;
     status.failed_hash = None;
     status.rejected_hash = None;
     status.drift_job_modify_index = None;

@@ -75,6 +75,8 @@ pub enum Action {
         enforce_index: u64,
         /// The applied hash, unchanged by a scale (the count is not in it).
         hash: String,
+        /// `up` or `down`.
+        direction: &'static str,
     },
     /// Stop (or purge) a job of this app. Carried out only if a fresh read shows the job still carries the owner
     /// value (Nomad's DELETE has no EnforceIndex).
@@ -214,4 +216,17 @@ pub struct Applied {
     pub job_modify_index: u64,
     /// True when the register stored a new job version (false for an identical register).
     pub new_version: bool,
+    /// For a scale: what it did, recorded in status only once Nomad took it.
+    pub scale: Option<AppliedScale>,
+}
+
+/// A scale Nomad took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedScale {
+    /// The new count.
+    pub count: u64,
+    /// `up` or `down`.
+    pub direction: &'static str,
+    /// Why (the scaling event's message).
+    pub message: String,
 }

@@ -261,7 +261,8 @@ async fn stage_should_report_a_missing_namespace_without_retrying_on_a_timer() {
 const SCALED: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 30}\n  autoscaling:\n    min: 1\n    max: 10\n    evaluationInterval: 10s\n    cooldown: 1m\n    checks:\n      - name: cpu\n        prometheus: {address: 'http://prometheus:9090', query: 'avg(cpu_percent{job=\"{{ .JobID }}\"})'}\n        targetValue: {target: 50}\n";
 
 impl Harness {
-    /// A measurement round of the `cpu` check at `value`, taken `secs` after the clock's time.
+    /// A measurement round of the `cpu` check at `value`, taken `secs` and a half after the clock's time (rounds
+    /// are stamped to the nanosecond: a sub-second part must not make a round look new again).
     fn measure_cpu(&mut self, value: f64, secs: u64) {
         let ask = crate::measure::Ask {
             app: Harness::web(),
@@ -273,7 +274,7 @@ impl Harness {
                 headers: Vec::new(),
             },
         };
-        let at = clock() + Duration::from_secs(secs);
+        let at = clock() + Duration::from_millis(secs * 1000 + 500);
         let m = crate::measure::Measurement { query: "q".into(), value: crate::measure::Measured::Value(value), at };
         self.measurements.record(vec![(ask, m)]);
     }

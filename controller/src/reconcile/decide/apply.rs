@@ -21,10 +21,21 @@ impl Ctx<'_> {
             format!("registering job {:?} for generation {} ({})", r.job_id, r.generation, reason.as_str()),
         );
         // While an autoscaler owns a count (Drover's, or Nomad's own `Scaling` policy for an external one), an
-        // existing job keeps its live counts: a deploy never resets them, and Drover never fights the autoscaler.
-        let preserve_counts = (r.autoscaling.is_some() || !r.externally_scaled.is_empty()) && enforce_index != 0;
-        let action =
-            Action::Register { job: r.job.clone(), enforce_index, hash: r.hash.clone(), reason, preserve_counts };
+        // existing job keeps its live count for those groups: a deploy never resets it, and Drover never fights
+        // the autoscaler. The live counts are copied into the job (api-contract B4's advice): `PreserveCounts`
+        // would keep every group's count and make a new version even when nothing else changed. Only when the
+        // cache does not know the counts (a relist's stubs) is `PreserveCounts` the fallback.
+        let mut owned: Vec<&str> = r.externally_scaled.iter().map(String::as_str).collect();
+        if let Some(policy) = &r.autoscaling {
+            owned.push(&policy.group);
+        }
+        let live_counts = self.live.job.as_ref().and_then(|j| j.counts.as_ref());
+        let (job, preserve_counts) = match (owned.is_empty() || enforce_index == 0, live_counts) {
+            (true, _) => (r.job.clone(), false),
+            (false, Some(counts)) => (std::sync::Arc::new(with_counts(&r.job, &owned, counts)), false),
+            (false, None) => (r.job.clone(), true),
+        };
+        let action = Action::Register { job, enforce_index, hash: r.hash.clone(), reason, preserve_counts };
         Plan {
             actions: vec![action],
             status: Some(s.clone()),
@@ -104,4 +115,20 @@ impl Ctx<'_> {
         plan.drift_detected = first_seen;
         plan
     }
+}
+
+/// `job` with the live count of each group in `groups`.
+fn with_counts(
+    job: &serde_json::Value,
+    groups: &[&str],
+    counts: &std::collections::BTreeMap<String, u64>,
+) -> serde_json::Value {
+    let mut job = job.clone();
+    for g in job.get_mut("TaskGroups").and_then(serde_json::Value::as_array_mut).into_iter().flatten() {
+        let name = g.get("Name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+        if let Some(count) = counts.get(&name).filter(|_| groups.contains(&name.as_str())) {
+            g["Count"] = serde_json::Value::from(*count);
+        }
+    }
+    job
 }

@@ -26,6 +26,13 @@ fn retire(policy: ObservedDeletionPolicy, job: &LiveJob, owner: &str) -> Option<
 pub(super) fn deleted(owner: &str, live: &Live, stored: Option<&AppStatus>) -> Plan {
     // No status either: Drover never managed this key (or already finished deleting it).
     let Some(status) = stored else { return Plan::nothing() };
+    // Drover's last write is not in the cache yet (a create followed at once by a delete): its absence proves
+    // nothing, so wait for the watch rather than forget a job that runs.
+    if live.job.is_none() && status.applied_job_modify_index.is_some_and(|a| a > live.index) {
+        let mut status = status.clone();
+        status.phase = Phase::Deleting;
+        return Plan::status(status, Requeue::After(super::AWAIT_NOMAD_RECHECK));
+    }
     let mut actions: Vec<Action> = live
         .job
         .iter()

@@ -92,6 +92,8 @@ pub(crate) enum Situation<'a> {
     Vanished,
     /// The deployment of the applied spec failed (Nomad may have auto-reverted since: not drift).
     DeploymentFailed(&'a LiveJob, &'a LiveDeployment),
+    /// The deployment of Drover's own scale failed: the spec is fine, only that count did not roll out.
+    ScaleFailed(&'a LiveJob, &'a LiveDeployment),
     /// The job changed while the applied spec's deployment is still active: Nomad settles it next.
     ChangedWhileDeploying(&'a LiveJob, &'a LiveDeployment),
     /// The job changed for a reason that is not Drover's own.
@@ -180,7 +182,13 @@ impl<'a> Ctx<'a> {
             // JobModifyIndex only grows: an older one means the cache has not seen Drover's write yet.
             (Some(j), Some(a)) if j.job_modify_index < a => Situation::NotYetSeen,
             (Some(j), Some(a)) => match self.live.deployment_for(a) {
-                Some(d) if d.status == crate::live::DeploymentStatus::Failed => Situation::DeploymentFailed(j, d),
+                Some(d) if d.status == crate::live::DeploymentStatus::Failed => {
+                    let scaled = s
+                        .history
+                        .first()
+                        .is_some_and(|h| h.result == crate::status::HistoryResult::Scaled && h.hash == r.hash);
+                    if scaled { Situation::ScaleFailed(j, d) } else { Situation::DeploymentFailed(j, d) }
+                }
                 Some(d) if j.job_modify_index != a && d.is_active() => Situation::ChangedWhileDeploying(j, d),
                 _ if j.job_modify_index != a => Situation::Drifted(j),
                 _ => Situation::Current(j),
@@ -221,6 +229,22 @@ impl<'a> Ctx<'a> {
             // Judge only once Nomad settles the deployment: `failed` when the change is its own auto-revert,
             // `cancelled` when someone else registered. Otherwise a revert would be taken for drift and fought.
             Situation::ChangedWhileDeploying(j, d) => self.changed_while_deploying(s, j, d),
+            // The spec is not to blame (no failed hash, no flapping guard): take what Nomad runs now — its revert of
+            // the count, or the failed scale — as applied, say so, and let autoscaling go on from there (its
+            // cooldown runs from the failed scale; it never scales during a deployment).
+            Situation::ScaleFailed(j, d) => {
+                s.applied_job_modify_index = Some(j.job_modify_index);
+                s.deployment_expected = false;
+                s.phase = Phase::Degraded;
+                let message = format!(
+                    "the deployment of Drover's scale ({}) failed: {}; the count is what Nomad runs now, and autoscaling goes on",
+                    short(&d.id),
+                    d.description
+                );
+                self.ready(s, ConditionStatus::False, Reason::DeploymentFailed, message);
+                let plan = Plan::status(s.clone(), Requeue::AwaitChange);
+                self.autoscale(plan, j, self.measurements)
+            }
             Situation::Drifted(j) => self.drift(s, Some(j)),
             Situation::Current(j) => {
                 s.clear_condition(ConditionType::Drifted);

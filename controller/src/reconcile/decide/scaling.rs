@@ -64,7 +64,8 @@ impl Ctx<'_> {
         let inputs = Inputs {
             current,
             measurements: measurements.iter().map(|(name, m)| (name.clone(), as_input(&m.value))).collect(),
-            deployment_active: s.phase != Phase::Healthy,
+            // From Nomad's deployments, not from the phase: a Degraded app (say, a failed scale) may scale again.
+            deployment_active: self.live.deployments.iter().any(|d| d.is_active()),
             last_scale,
             recommendations: recommendations.clone(),
         };
@@ -74,7 +75,8 @@ impl Ctx<'_> {
         a.recommendations = recommendations.iter().skip(keep).map(|r| (timestamp(r.at), r.count)).collect();
         a.current = decision.current;
         a.desired = decision.desired;
-        a.last_evaluated = Some(timestamp(round));
+        // Full precision: rounds are stamped to the nanosecond, and a round must compare equal to itself.
+        a.last_evaluated = Some(humantime::format_rfc3339_nanos(round).to_string());
         a.cooldown_until = decision.cooldown_until.map(timestamp);
         a.deferred_reason = decision.deferred.map(|d| d.to_string());
         a.checks = decision
@@ -96,10 +98,9 @@ impl Ctx<'_> {
             scaled: None,
         };
         if let (Some(count), true) = (decision.new_count, plan.actions.is_empty()) {
-            evaluated.scaled = Some(if count > current { "up" } else { "down" });
-            a.last_scale_time = Some(self.ts.clone());
-            a.last_direction = Some(decision.direction.to_string());
-            a.last_reason = Some(decision.reason.clone());
+            let direction = if count > current { "up" } else { "down" };
+            evaluated.scaled = Some(direction);
+            // The last scale (time, direction, reason) is recorded once Nomad took it (`record_applied`).
             s.phase = Phase::Progressing;
             let message = format!("scaling group {:?} from {current} to {count}: {}", policy.group, decision.reason);
             s.set_condition(
@@ -116,6 +117,7 @@ impl Ctx<'_> {
                 message: decision.reason.clone(),
                 enforce_index: job.job_modify_index,
                 hash: self.record.hash.clone(),
+                direction,
             });
             plan.requeue = Requeue::After(super::PROGRESS_RECHECK);
         }
