@@ -182,19 +182,10 @@ impl MeasurementsWriter {
         woken
     }
 
-    /// Keeps only these checks of `app` (a check removed from the record is forgotten); all of them when `None`.
-    pub fn retain(&mut self, app: &AppKey, checks: Option<&BTreeSet<String>>) {
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        match checks {
-            None => {
-                inner.remove(app);
-            }
-            Some(keep) => {
-                if let Some(m) = inner.get_mut(app) {
-                    m.retain(|check, _| keep.contains(check));
-                }
-            }
-        }
+    /// Forgets `app` (no longer autoscaled). A check removed from a record keeps its last measurement until
+    /// then; `decide` looks up only the checks the policy names.
+    pub fn forget(&mut self, app: &AppKey) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).remove(app);
     }
 }
 

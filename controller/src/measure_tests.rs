@@ -92,7 +92,7 @@ fn measured_should_classify_every_outcome() {
 }
 
 #[test]
-fn store_should_keep_the_latest_per_check_and_forget_removed_checks() {
+fn store_should_keep_the_latest_per_check_and_forget_an_app() {
     let (mut writer, reader) = measurements();
     let m = |v: f64| Measurement { query: "q".into(), value: Measured::Value(v), at: at() };
     let woken = writer.record(vec![(ask("a", "cpu", "q"), m(1.0)), (ask("a", "mem", "q"), m(2.0))]);
@@ -100,9 +100,8 @@ fn store_should_keep_the_latest_per_check_and_forget_removed_checks() {
     writer.record(vec![(ask("a", "cpu", "q"), m(3.0))]);
     let a = AppKey::new("default", "a");
     assert_eq!(reader.get(&a).get("cpu").map(|m| m.value.clone()), Some(Measured::Value(3.0)));
-    writer.retain(&a, Some(&BTreeSet::from(["cpu".to_string()])));
-    assert_eq!(reader.get(&a).len(), 1);
-    writer.retain(&a, None);
+    assert_eq!(reader.get(&a).len(), 2);
+    writer.forget(&a);
     assert!(reader.get(&a).is_empty());
 }
 

@@ -38,6 +38,8 @@ struct RecordsInner {
     by_key: HashMap<AppKey, Arc<Record>>,
     /// The job each record renders to → the record, to route Nomad events to apps.
     by_job: HashMap<JobKey, AppKey>,
+    /// Bumped by every snapshot that changed something, so a reader can skip a rescan when nothing changed.
+    revision: u64,
 }
 
 /// App records by key: the read side.
@@ -83,6 +85,11 @@ impl Records {
     /// True when no record is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A number that changes whenever a record is added, changed or dropped.
+    pub fn revision(&self) -> u64 {
+        read(&self.inner).revision
     }
 
     /// The app whose record renders to this job.
@@ -134,6 +141,9 @@ impl RecordsWriter {
             inner.by_job.insert(JobKey::new(&key.namespace, record.job_id(&key)), key.clone());
             inner.by_key.insert(key.clone(), Arc::new(record));
             changes.push(Change { key, generation: Some(generation) });
+        }
+        if !changes.is_empty() {
+            inner.revision += 1;
         }
         changes
     }

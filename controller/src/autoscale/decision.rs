@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::policy::Policy;
 use super::resolution::{Resolved, resolve};
 use super::strategies::evaluate;
-use crate::prometheus::{QueryError, Shape};
+use crate::prometheus::Shape;
 
 /// What one evaluation observed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -61,7 +61,7 @@ pub enum MeasureError {
     /// The query could not be run.
     #[error("{message}")]
     Query {
-        /// The bounded kind ([`QueryError::kind`]), for metrics.
+        /// The bounded kind ([`crate::prometheus::QueryError::kind`]), for metrics.
         kind: &'static str,
         /// The error and its causes, for status.
         message: String,
@@ -95,9 +95,14 @@ impl From<Shape> for MeasureError {
     }
 }
 
-impl From<&QueryError> for MeasureError {
-    fn from(err: &QueryError) -> MeasureError {
-        MeasureError::Query { kind: err.kind(), message: crate::error_chain(err) }
+/// A stored measurement as a check's input: one finite number, or why not.
+pub fn input(m: &crate::measure::Measured) -> Result<f64, MeasureError> {
+    use crate::measure::Measured;
+    match m {
+        Measured::Value(v) if v.is_infinite() => Err(MeasureError::Infinite),
+        Measured::Value(v) => Ok(*v),
+        Measured::NotANumber(shape) => Err(MeasureError::from(*shape)),
+        Measured::Failed { kind, message, .. } => Err(MeasureError::Query { kind, message: message.clone() }),
     }
 }
 

@@ -40,7 +40,7 @@ mod tests;
 
 pub use decision::{
     CheckAction, CheckResult, Decision, Deferred, Direction, Inputs, LastScale, MeasureError, Recommendation, decide,
-    remember,
+    input, remember,
 };
 pub use policy::{CheckPolicy, Policy, Strategy, ThresholdAction, query_scope};
 

@@ -36,6 +36,8 @@ struct NomadModel {
     faults: VecDeque<NomadFault>,
     /// Every write, as `register ns/id`, `stop ns/id`, `purge ns/id`.
     writes: Vec<String>,
+    /// How many job reads were answered.
+    reads: usize,
 }
 
 /// An in-memory Nomad: jobs with versions and indexes, EnforceIndex, identical-register detection.
@@ -65,6 +67,11 @@ impl FakeNomad {
     /// Every write so far.
     pub fn writes(&self) -> Vec<String> {
         lock(&self.model).writes.clone()
+    }
+
+    /// How many job reads were answered so far.
+    pub fn reads(&self) -> usize {
+        lock(&self.model).reads
     }
 
     fn fault(&self, endpoint: &'static str, target: &str) -> Result<(), nomad::Error> {
@@ -116,6 +123,7 @@ fn store(m: &mut NomadModel, key: JobKey, job: Value) -> LiveJob {
 impl NomadPort for FakeNomad {
     async fn job(&self, namespace: &str, id: &str) -> Result<Option<LiveJob>, nomad::Error> {
         self.fault("job_read", id)?;
+        lock(&self.model).reads += 1;
         Ok(self.get(namespace, id))
     }
 

@@ -59,6 +59,9 @@ pub struct Stage<N, K> {
     measurements: crate::measure::Measurements,
     /// Write conflicts in a row, per app (only apps whose last run conflicted are here).
     conflicts: Mutex<HashMap<AppKey, u32>>,
+    /// Group counts read from Nomad for jobs the live cache knows only from a list stub, by the `JobModifyIndex`
+    /// they were read at (only jobs whose counts an autoscaler owns, until a Job event brings them).
+    read_counts: Mutex<HashMap<JobKey, (u64, std::collections::BTreeMap<String, u64>)>>,
 }
 
 /// What gather found for one app.
@@ -96,6 +99,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             clock,
             measurements: crate::measure::Measurements::default(),
             conflicts: Mutex::new(HashMap::new()),
+            read_counts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -186,18 +190,28 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             _ => (false, false),
         };
         let measurements = if autoscaled { self.measurements.get(key) } else { std::collections::BTreeMap::new() };
-        // A relist's stubs carry no counts: read the job once (the next Job event carries them again).
-        if owns_counts && live.job.as_ref().is_some_and(|j| j.counts.is_none()) {
-            let fresh = self.nomad.job(&key.namespace, &job_id).await.map_err(|e| ExecError::Unavailable {
-                operation: "read job",
-                target: job_id.clone(),
-                source: Box::new(e),
-            })?;
-            if let (Some(fresh), Some(cached)) = (fresh, live.job.as_mut())
-                && fresh.job_modify_index == cached.job_modify_index
-            {
-                cached.counts = fresh.counts;
+        // A relist's stubs carry no counts: read the job once per version (the next Job event carries them again).
+        // Kept here, not in the live cache (whose one writer is the Nomad watch), so an idle app is read once.
+        if owns_counts && let Some(cached) = live.job.as_mut().filter(|j| j.counts.is_none()) {
+            let jmi = cached.job_modify_index;
+            let known = self.read_counts.lock().unwrap_or_else(|p| p.into_inner()).get(&cached.key).cloned();
+            match known.filter(|(at, _)| *at == jmi) {
+                Some((_, counts)) => cached.counts = Some(counts),
+                None => {
+                    let fresh = self.nomad.job(&key.namespace, &job_id).await.map_err(|e| ExecError::Unavailable {
+                        operation: "read job",
+                        target: job_id.clone(),
+                        source: Box::new(e),
+                    })?;
+                    if let Some(counts) = fresh.filter(|f| f.job_modify_index == jmi).and_then(|f| f.counts) {
+                        let mut read = self.read_counts.lock().unwrap_or_else(|p| p.into_inner());
+                        read.insert(cached.key.clone(), (jmi, counts.clone()));
+                        cached.counts = Some(counts);
+                    }
+                }
             }
+        } else if owns_counts && let Some(job) = &live.job {
+            self.read_counts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.key);
         }
         Ok(Some(Gathered { record, status, status_index, live, measurements }))
     }

@@ -283,24 +283,28 @@ impl Harness {
     fn sync_deployed(&mut self) {
         self.sync_live();
         let Some(job) = self.nomad.get("default", "web") else { return };
-        let d = crate::live::LiveDeployment {
-            id: format!("d-{}", job.job_modify_index),
-            job_version: job.version.unwrap_or(0),
-            job_spec_modify_index: job.job_modify_index,
-            create_index: job.job_modify_index,
-            modify_index: job.job_modify_index,
-            status: crate::live::DeploymentStatus::Successful,
-            description: "Deployment completed successfully".into(),
-            desired: 1,
-            placed: 1,
-            healthy: 1,
-            canaries: 0,
-        };
-        self.live.upsert_deployment(&job.key, d);
+        self.live.upsert_deployment(&job.key, deployed(&job));
     }
 
     fn count(&self) -> Option<u64> {
         self.nomad.get("default", "web").and_then(|j| j.counts).and_then(|c| c.get("web").copied())
+    }
+}
+
+/// A successful deployment of `job`'s current version.
+fn deployed(job: &crate::live::LiveJob) -> crate::live::LiveDeployment {
+    crate::live::LiveDeployment {
+        id: format!("d-{}", job.job_modify_index),
+        job_version: job.version.unwrap_or(0),
+        job_spec_modify_index: job.job_modify_index,
+        create_index: job.job_modify_index,
+        modify_index: job.job_modify_index,
+        status: crate::live::DeploymentStatus::Successful,
+        description: "Deployment completed successfully".into(),
+        desired: 1,
+        placed: 1,
+        healthy: 1,
+        canaries: 0,
     }
 }
 
@@ -353,4 +357,25 @@ async fn stage_should_keep_the_scaled_count_when_the_record_changes() {
     let writes = h.nomad.writes();
     assert_eq!(writes.iter().filter(|w| w.starts_with("register")).count(), 2, "{writes:?}");
     assert_eq!(h.count(), Some(2), "the autoscaled count survives the deploy");
+}
+
+#[tokio::test]
+async fn stage_should_read_an_idle_autoscaled_job_once_when_the_cache_has_only_its_stub() {
+    let mut h = harness();
+    h.write_record(SCALED);
+    h.run().await;
+    h.sync_deployed();
+    // A relist: the cache knows the job only from a list stub, without counts.
+    let job = h.nomad.get("default", "web").expect("job");
+    let deployments = vec![(job.key.clone(), deployed(&job))];
+    let stub = crate::live::LiveJob { counts: None, version: None, ..job.clone() };
+    let covered = std::collections::BTreeSet::from(["default".to_string()]);
+    // A new job version seen only in a listing (the cache forgets what it knew of the old one).
+    h.live.remove_job(&job.key);
+    h.live.replace_all(vec![stub], deployments, job.modify_index, &covered);
+    let before = h.nomad.reads();
+    for _ in 0..5 {
+        h.run().await;
+    }
+    assert_eq!(h.nomad.reads() - before, 1, "an idle app is read once per job version, not once per reconcile");
 }

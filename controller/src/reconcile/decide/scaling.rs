@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::Ctx;
-use crate::autoscale::{self, Direction, Inputs, LastScale, MeasureError, Recommendation};
+use crate::autoscale::{self, Direction, Inputs, LastScale, Recommendation};
 use crate::live::LiveJob;
-use crate::measure::{Measured, Measurement};
+use crate::measure::Measurement;
 use crate::reconcile::plan::{Action, Plan, Requeue};
 use crate::status::{AutoscalingCheckStatus, ConditionStatus, Phase, Reason, timestamp};
 
@@ -18,15 +18,6 @@ const MAX_RECOMMENDATIONS: usize = 64;
 
 fn parse_time(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text).ok()
-}
-
-fn as_input(m: &Measured) -> Result<f64, MeasureError> {
-    match m {
-        Measured::Value(v) if v.is_infinite() => Err(MeasureError::Infinite),
-        Measured::Value(v) => Ok(*v),
-        Measured::NotANumber(shape) => Err(MeasureError::from(*shape)),
-        Measured::Failed { kind, message, .. } => Err(MeasureError::Query { kind, message: message.clone() }),
-    }
 }
 
 impl Ctx<'_> {
@@ -63,7 +54,7 @@ impl Ctx<'_> {
             .collect();
         let inputs = Inputs {
             current,
-            measurements: measurements.iter().map(|(name, m)| (name.clone(), as_input(&m.value))).collect(),
+            measurements: measurements.iter().map(|(name, m)| (name.clone(), autoscale::input(&m.value))).collect(),
             // From Nomad's deployments, not from the phase: a Degraded app (say, a failed scale) may scale again.
             deployment_active: self.live.deployments.iter().any(|d| d.is_active()),
             last_scale,
