@@ -61,8 +61,11 @@ pub struct Stage<N, K> {
     conflicts: Mutex<HashMap<AppKey, u32>>,
     /// Group counts read from Nomad for jobs the live cache knows only from a list stub, by the `JobModifyIndex`
     /// they were read at (only jobs whose counts an autoscaler owns, until a Job event brings them).
-    read_counts: Mutex<HashMap<JobKey, (u64, std::collections::BTreeMap<String, u64>)>>,
+    read_counts: Mutex<HashMap<JobKey, CountsAt>>,
 }
+
+/// Group counts, and the `JobModifyIndex` they were read at.
+type CountsAt = (u64, std::collections::BTreeMap<String, u64>);
 
 /// What gather found for one app.
 struct Gathered {
