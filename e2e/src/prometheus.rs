@@ -55,11 +55,16 @@ impl PrometheusProcess {
 
     /// As [`PrometheusProcess::start`], listening on `port` (e.g. one a record already points at).
     pub async fn start_on(sim: &SimProcess, port: u16) -> PrometheusProcess {
+        PrometheusProcess::start_for(&sim.nomad_url, port).await
+    }
+
+    /// Prometheus on `port` scraping the simulator whose Nomad API is at `nomad_url` (`http://127.0.0.1:PORT`).
+    pub async fn start_for(nomad_url: &str, port: u16) -> PrometheusProcess {
         let binary = require_tool("prometheus");
         let dir = std::env::temp_dir().join(format!("drover-e2e-prometheus-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create the Prometheus data directory");
         let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config(&sim.nomad_url)).expect("write prometheus.yml");
+        std::fs::write(&config_path, config(nomad_url)).expect("write prometheus.yml");
         let (log, stderr) = log_file("prometheus");
         eprintln!("prometheus stderr: {}", log.display());
         let child = Command::new(binary)

@@ -83,10 +83,8 @@ async fn load_should_scale_up_to_max_and_a_deploy_should_keep_the_count() {
 #[tokio::test]
 async fn an_unreachable_prometheus_should_never_scale_say_so_and_scaling_resume_when_it_is_back() {
     let sim = SimProcess::start(TIME_SCALE).await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let port = listener.local_addr().expect("addr").port();
+    let port = drover_e2e::free_port();
     let nowhere = format!("http://127.0.0.1:{port}");
-    drop(listener);
     let drover = DroverProcess::start(&sim, &[]).await;
     sim.put_record("default", "dark", scaled("dark", "nginx:1.27", &nowhere, 4)).await;
     sim.set_workload("default", "dark", None, 200.0, 0.0).await;
@@ -130,7 +128,7 @@ async fn load_falling_should_scale_down_after_the_window_by_max_step_and_never_b
     let sim = SimProcess::start(TIME_SCALE).await;
     let prometheus = PrometheusProcess::start(&sim).await;
     let drover = DroverProcess::start(&sim, &[]).await;
-    let limits = "min: 2\n  max: 6\n  cooldown: 1s\n  scaleUp: {maxStep: 10}\n  scaleDown: {maxStep: 2, stabilizationWindow: 3s}";
+    let limits = "min: 2\n  max: 6\n  cooldown: 1s\n  scaleUp: {maxStep: 10}\n  scaleDown: {maxStep: 2, stabilizationWindow: 5s}";
     sim.set_workload("default", "web", None, 400.0, 0.0).await;
     sim.put_record("default", "web", scaled_with("web", "nginx:1.27", &prometheus.url, limits)).await;
     counts_until(&sim, "web scaled up to max (6)", |c| c.last() == Some(&6)).await;
@@ -140,7 +138,8 @@ async fn load_falling_should_scale_down_after_the_window_by_max_step_and_never_b
     let fell = tokio::time::Instant::now();
     sim.set_workload("default", "web", None, 0.0, 0.0).await;
     counts_until(&sim, "a first scale down", |c| c.last().is_some_and(|l| *l < 6)).await;
-    assert!(fell.elapsed() >= std::time::Duration::from_secs(2), "the stabilization window (3 s) holds the scale down");
+    // The window (5 s) is longer than a scrape plus an evaluation (~2 s): without it the scale down would come sooner.
+    assert!(fell.elapsed() >= std::time::Duration::from_secs(4), "the stabilization window (5 s) holds the scale down");
     counts_until(&sim, "web down to min (2)", |c| c.last() == Some(&2)).await;
     // Every count the job went through, from its versions (sampling could miss one): down by maxStep at most.
     let mut versions: Vec<(u64, u64)> = sim

@@ -80,6 +80,12 @@ async fn app_written_before_its_namespace_exists_should_wait_then_converge() {
             && s.condition(ConditionType::Ready).is_some_and(|c| c.reason == Reason::NamespaceMissing)
     })
     .await;
+    // Not retried on a timer: while another app rolls out (time passes, driven by events), `soon/web` is not
+    // registered again (a backoff retry starts below a second).
+    sim.put_record("default", "other", template_record("other", "nginx:1.27", "")).await;
+    sim.wait_for_status("default", "other", "Healthy", |s| s.phase == Phase::Healthy).await;
+    let tries = sim.nomad_requests(0, "POST", "/v1/job/web").await;
+    assert_eq!(tries.len(), 1, "one register, then waiting for the namespace: {tries:?}");
     create_namespace(&sim, "soon").await;
     sim.wait_for_status("soon", "web", "Healthy once the namespace exists (no resync in between)", |s| {
         s.phase == Phase::Healthy

@@ -192,6 +192,11 @@ pub fn report(name: &str, value: &str, target: &str, pass: bool) {
     println!("  {verdict:<4}  {name}: {value}   (target {target})");
 }
 
+/// Prints one figure that has no target (a report, not a verdict).
+pub fn info(name: &str, value: &str) {
+    println!("  INFO  {name}: {value}");
+}
+
 /// Megabytes, for printing.
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
