@@ -24,6 +24,7 @@
 //!   one evaluation's measurements to a scale decision (the Nomad Autoscaler's strategies and resolution).
 //! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling; [`measure`]:
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
+//! - [`rollout`]: progressive delivery's records — a rollout's status (steps, analysis runs) and controls.
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
@@ -38,6 +39,7 @@ pub mod nomad;
 pub mod prometheus;
 pub mod queue;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod tls;
 

@@ -341,6 +341,12 @@ pub struct AppStatus {
     /// Autoscaling (`spec.autoscaling`): the last evaluation and the last scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingStatus>,
+    /// The current (or last) progressive rollout: its step, analysis runs and verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
+    /// The last control (`drover promote`, ...) Drover consumed, so each is applied once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_control: Option<crate::rollout::ConsumedControl>,
     /// Allocation counts of the current rollout.
     #[serde(default)]
     pub replicas: Replicas,

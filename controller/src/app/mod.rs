@@ -2,7 +2,7 @@
 //! a Nomad job, the spec hash (DESIGN §3) and the JSON Schemas in `crds/`.
 //!
 //! # Layout
-//! - [`spec`], [`strategy`] and [`autoscaling`]: the record's types, which are also its schema;
+//! - [`spec`], [`strategy`], [`analysis`] and [`autoscaling`]: the record's types, which are also its schema;
 //! - [`duration`]: the `30s`/`5m` duration strings;
 //! - [`key`]: [`AppKey`], where a record lives in Consul KV;
 //! - [`mod@parse`]: bytes → [`App`], safe on hostile input;
@@ -16,6 +16,7 @@
 //! The pipeline a reconcile uses is [`load`]: parse, validate, render and hash, with every error
 //! collected so the status can show all of them and the record never reaches Nomad.
 
+pub mod analysis;
 pub mod autoscaling;
 pub mod duration;
 pub mod hash;
@@ -39,6 +40,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use analysis::{AnalysisTemplate, OnEmpty, WebMetric};
 pub use autoscaling::{Autoscaling, FixedValue, OnError, ScaleDown, ScaleUp, ScalingCheck, TargetValue, Threshold};
 pub use duration::HumanDuration;
 pub use hash::spec_hash;
@@ -51,8 +53,8 @@ pub use spec::{
     App, AppSpec, Check, CheckType, DeletionPolicy, DriftPolicy, Metadata, PortSpec, Resources, ServiceSpec, Template,
 };
 pub use strategy::{
-    AnalysisRef, AnalysisTemplate, BlueGreenStrategy, CanaryStep, CanaryStrategy, OnEmpty, PauseStep, PrometheusQuery,
-    Strategy, StrategyType,
+    AnalysisStep, BlueGreenStrategy, CanaryStep, CanaryStrategy, OnTimeout, PauseStep, PostPromotion, PrometheusQuery,
+    Strategy, StrategyType, WebhookStep,
 };
 pub use validate::validate;
 

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::analysis::AnalysisTemplate;
 use super::autoscaling::Autoscaling;
 use super::duration::HumanDuration;
-use super::strategy::{AnalysisTemplate, Strategy};
+use super::strategy::Strategy;
 
 /// One application Drover keeps running on Nomad: the desired state, stored as YAML or JSON
 /// at `drover/apps/<namespace>/<name>` in Consul KV (DESIGN §2).

@@ -1,9 +1,7 @@
-//! Rollout strategy and analysis templates: the record types for DESIGN §4 (autoscaling, §5, is in
-//! [`super::autoscaling`]).
-//!
-//! Only the `Rolling` strategy is supported by this version; the other types exist so the
-//! schema is complete and so a record using them is rejected with a clear reason rather than
-//! with "unknown field".
+//! Rollout strategy: the record types for DESIGN §4 (analysis templates are in [`super::analysis`], autoscaling,
+//! §5, in [`super::autoscaling`]).
+
+use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,8 +13,7 @@ use super::duration::HumanDuration;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Strategy {
-    /// `Rolling` (default), `Canary` or `BlueGreen`. Only `Rolling` is supported by this
-    /// version of Drover.
+    /// `Rolling` (default), `Canary` or `BlueGreen`.
     #[serde(rename = "type", default)]
     pub strategy_type: StrategyType,
     /// How many instances are replaced at once, 1–10000. Default 1.
@@ -39,13 +36,15 @@ pub struct Strategy {
     /// Whether Nomad reverts to the last stable version when a rollout fails. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_revert: Option<bool>,
-    /// Canary settings; only with `type: Canary`. Not supported by this version of Drover yet.
+    /// Canary settings; required with `type: Canary`, refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStrategy>,
-    /// Blue-green settings; only with `type: BlueGreen`. Not supported by this version of
-    /// Drover yet.
+    /// Blue-green settings; only with `type: BlueGreen` (optional there: the defaults are a manual gate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStrategy>,
+    /// Keep watching after promotion (Canary and Rolling), and revert to the last stable version on a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion: Option<PostPromotion>,
 }
 
 /// The kind of rollout.
@@ -54,9 +53,9 @@ pub enum StrategyType {
     /// Replace instances in batches of `maxParallel` (Nomad's rolling update).
     #[default]
     Rolling,
-    /// Start `canary.replicas` new instances, run `canary.steps`, then promote. Planned.
+    /// Start `canary.replicas` new instances, run `canary.steps`, then promote.
     Canary,
-    /// Start a full second set, analyse it, then promote. Planned.
+    /// Start a full second set (canaries = count), analyse it, then promote.
     BlueGreen,
 }
 
@@ -64,79 +63,130 @@ pub enum StrategyType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStrategy {
-    /// How many canary instances run the new version before promotion; at least 1.
+    /// How many canary instances run the new version before promotion; at least 1, at most the group's count.
     pub replicas: i64,
-    /// Steps run in order once every canary is healthy; the rollout is promoted after the last.
+    /// Steps run in order once every canary is healthy; the rollout is promoted after the last. No steps: a manual
+    /// gate (the rollout waits in `Paused` for `drover promote`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<CanaryStep>,
 }
 
-/// One step of a canary rollout.
+/// One step of a canary rollout. Each has a deadline, so a rollout never waits without an end (a manual gate
+/// without `timeout` waits visibly in `Paused`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum CanaryStep {
     /// Wait for a duration, or (no duration) until `drover promote`.
     Pause(PauseStep),
-    /// Run an analysis template; failure aborts the rollout.
-    Analysis(AnalysisRef),
+    /// Run one or more analysis templates at once; a failed run aborts the rollout.
+    Analysis(AnalysisStep),
+    /// Call a URL (a smoke test); an unexpected status, an error or a timeout aborts the rollout.
+    Webhook(WebhookStep),
 }
 
 /// A pause in a rollout.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PauseStep {
-    /// How long to wait. Absent: wait for `drover promote`.
+    /// How long to wait. Absent: a manual gate, which waits in `Paused` for `drover promote`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
+    /// Manual gates only: how long to wait for a person before `onTimeout` applies. Absent: wait until promoted or
+    /// aborted (the app shows `Paused`, so the wait is visible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Manual gates with a `timeout` only: what happens when nobody acted in time. Default `Abort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
 }
 
-/// A reference to one of the record's `spec.analysis` templates.
+/// What a manual gate does when its `timeout` passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnTimeout {
+    /// Abort the rollout (Nomad reverts to the stable version); the app ends `Degraded` / `DeadlineExceeded`.
+    #[default]
+    Abort,
+    /// Go on as if promoted.
+    Promote,
+}
+
+/// Analysis to run: one template, or several at once (all must pass).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisStep {
+    /// The name of a template in `spec.analysis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Several templates, run at the same time; with `template`, both apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+    /// Values for the templates' `{{ .Args.NAME }}` variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+}
+
+impl AnalysisStep {
+    /// Every template the step runs, in order, without duplicates.
+    pub fn template_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in self.template.iter().chain(self.templates.iter()) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+/// An HTTP call whose status code decides the step: a smoke test.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AnalysisRef {
-    /// The name of a template in `spec.analysis`.
-    pub template: String,
+pub struct WebhookStep {
+    /// The URL to call (`http` or `https`); it may use the query template variables (`{{ .Version }}`, ...).
+    pub url: String,
+    /// `GET` (default), `POST`, `PUT` or `HEAD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request headers, e.g. an `Authorization` value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// How long the call may take. Greater than 0; default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// The status codes that pass. Default: any 2xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
 }
 
-/// Blue-green rollout settings: canaries equal to the count, promoted after analysis or approval.
+/// Blue-green rollout settings: a full second set (canaries = count), analysed, then promoted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlueGreenStrategy {
-    /// Analysis run on the new set before promotion.
+    /// Analysis run on the new set, once it is healthy, before promotion; a failure aborts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pre_promotion_analysis: Option<AnalysisRef>,
-    /// Promote as soon as the analysis passes, without `drover promote`.
+    pub pre_promotion_analysis: Option<AnalysisStep>,
+    /// Promote once the new set is healthy and the pre-promotion analysis passed, without `drover promote`.
+    /// Default false: a manual gate after the analysis.
     #[serde(default)]
     pub auto_promote: bool,
+    /// With `autoPromote`: wait this long after the new set is ready before promoting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promote_after: Option<HumanDuration>,
+    /// Analysis run after promotion; a failure reverts to the last stable version (as `postPromotion` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<AnalysisStep>,
 }
 
-/// A named measurement: a PromQL query run every `interval`, judged by the conditions.
+/// Watching a version after promotion (Canary and Rolling): Nomad's auto-revert no longer applies once a
+/// deployment succeeded, so Drover keeps measuring and reverts itself (`/v1/job/:id/revert`) on a failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AnalysisTemplate {
-    /// The Prometheus query; `{{ .Version }}` is replaced by the job version under test.
-    pub prometheus: PrometheusQuery,
-    /// An expression over `result` that passes a measurement, e.g. `result < 0.01`.
+pub struct PostPromotion {
+    /// How long to keep watching after the deployment succeeded. Greater than 0.
+    pub bake: HumanDuration,
+    /// Analysis run during the bake; without it the bake only waits (and a failed deployment still reverts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_condition: Option<String>,
-    /// An expression over `result` that fails a measurement, e.g. `result >= 0.05`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_condition: Option<String>,
-    /// Time between measurements.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<HumanDuration>,
-    /// Successful measurements needed to pass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<i64>,
-    /// Failed measurements that abort the rollout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_limit: Option<i64>,
-    /// Inconclusive measurements tolerated before the analysis fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inconclusive_limit: Option<i64>,
-    /// How an empty or NaN result counts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_empty: Option<OnEmpty>,
+    pub analysis: Option<AnalysisStep>,
 }
 
 /// A Prometheus server and a query.
@@ -150,16 +200,7 @@ pub struct PrometheusQuery {
     /// How long to wait for an answer before the measurement counts as an error. Greater than 0; default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
-}
-
-/// How an empty or NaN query result is judged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum OnEmpty {
-    /// Counts toward `inconclusiveLimit`.
-    #[default]
-    Inconclusive,
-    /// Counts as a failure.
-    Fail,
-    /// Counts as a success.
-    Pass,
+    /// Request headers, e.g. an `Authorization` value for a Prometheus behind a proxy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }

@@ -370,6 +370,7 @@ mod tests {
                 address: "http://prometheus:9090".into(),
                 query: r#"avg(cpu{job="{{ .JobID }}",group="{{ .Group }}"})"#.into(),
                 timeout: None,
+                headers: Default::default(),
             },
             group: None,
             on_error: None,

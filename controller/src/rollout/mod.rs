@@ -1,0 +1,18 @@
+//! Progressive delivery (DESIGN §4, issue #8): canary and blue-green rollouts with steps, analysis runs, controls
+//! and a post-promotion bake, on top of Nomad's own deployments.
+//!
+//! # Layout
+//! - [`status`]: what a rollout keeps in the app's status (`status.rollout`), so it survives a restart or failover;
+//! - [`control`]: the records people write at `drover/control/<ns>/<name>` (`drover promote`, `abort`, ...).
+//!
+//! The decision lives with the others in [`crate::reconcile::decide`]; the measurements are taken by the
+//! analysis stage, which feeds runs into a store that `decide` reads.
+
+pub mod control;
+pub mod status;
+
+pub use control::{Control, ControlAction};
+pub use status::{
+    AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, RolloutStatus, RunId,
+    StepRef,
+};
