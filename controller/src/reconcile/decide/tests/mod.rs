@@ -79,6 +79,7 @@ fn deployment(jmi: u64, status: DeploymentStatus, description: &str) -> LiveDepl
         desired: 3,
         placed: 3,
         canaries: 0,
+        groups: Default::default(),
     }
 }
 
