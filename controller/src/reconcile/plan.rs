@@ -41,6 +41,11 @@ pub struct Observed<'a> {
     pub status: Option<&'a AppStatus>,
     /// The latest measurement of each autoscaling check, by check name (empty without autoscaling).
     pub measurements: &'a std::collections::BTreeMap<String, crate::measure::Measurement>,
+    /// The analysis stage's runs for this app (empty without one): newer than the status copy when the stage took
+    /// measurements since the last decision (contract 2 of issue #8).
+    pub analysis: &'a std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
+    /// The app's control (`drover promote`, ...), if one was ever written: consumed once, by its `ModifyIndex`.
+    pub control: Option<&'a crate::rollout::ControlEntry>,
     /// The wall-clock time, for status timestamps and deadlines.
     pub now: SystemTime,
 }

@@ -1,7 +1,9 @@
 //! What the reconcile stage needs of Nomad and of Consul KV, as two narrow traits: the real clients implement them,
 //! and [`super::fake`] has stateful in-memory models for tests (STYLE item 9).
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::consul::{self, kv::KvPair};
 use crate::live::LiveJob;
@@ -9,6 +11,7 @@ use crate::nomad::{
     self,
     types::{DeploymentUpdateResponse, RegisterResponse},
 };
+use crate::rollout::{AnalysisRunStatus, ControlEntry, RunId};
 
 /// The Nomad calls a reconcile makes: a fresh read of one job (before a stop, which has no EnforceIndex), a
 /// register with EnforceIndex, a stop or purge, and the rollout writes (promote, fail or pause a deployment, revert
@@ -169,5 +172,40 @@ impl KvPort for consul::Client {
 
     async fn delete_cas(&self, key: &str, index: u64) -> Result<bool, consul::Error> {
         consul::Client::delete_cas(self, key, index).await
+    }
+}
+
+/// Where the reconcile stage reads an app's analysis runs: the analysis stage's store (contract 2 of issue #8).
+/// Reading is cheap and never blocks on I/O.
+pub trait AnalysisSource: Send + Sync + 'static {
+    /// The runs the analysis stage holds for `key` (empty when it holds none).
+    fn runs(&self, key: &crate::app::AppKey) -> BTreeMap<RunId, AnalysisRunStatus>;
+}
+
+/// Where the reconcile stage reads an app's control: the controls store fed by the watch of
+/// `<prefix>/control/` (contract 3 of issue #8).
+pub trait ControlSource: Send + Sync + 'static {
+    /// The control written for `key`, if any.
+    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>>;
+}
+
+/// No analysis stage (tests, or an installation without rollouts): no runs are ever measured, so analysis steps
+/// end at their deadline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoAnalysis;
+
+impl AnalysisSource for NoAnalysis {
+    fn runs(&self, _key: &crate::app::AppKey) -> BTreeMap<RunId, AnalysisRunStatus> {
+        BTreeMap::new()
+    }
+}
+
+/// No controls watch: no control is ever seen.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoControls;
+
+impl ControlSource for NoControls {
+    fn control(&self, _key: &crate::app::AppKey) -> Option<Arc<ControlEntry>> {
+        None
     }
 }

@@ -11,8 +11,8 @@
 pub mod control;
 pub mod status;
 
-pub use control::{Control, ControlAction};
+pub use control::{Control, ControlAction, ControlEntry, StoredControl};
 pub use status::{
-    AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, RolloutStatus, RunId,
-    StepRef,
+    AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, PausedReason,
+    RolloutResult, RolloutStatus, RunId, StepRef,
 };
