@@ -516,3 +516,42 @@ impl KvPort for FakeKv {
         }
     }
 }
+
+/// An in-memory analysis store: what the analysis stage would have measured, set by the test.
+#[derive(Clone, Debug, Default)]
+pub struct FakeRuns {
+    runs: Arc<Mutex<BTreeMap<crate::app::AppKey, BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>>>>,
+}
+
+impl FakeRuns {
+    /// The analysis stage folded `run` for `app`.
+    pub fn set(&self, app: &crate::app::AppKey, run: crate::rollout::AnalysisRunStatus) {
+        lock(&self.runs).entry(app.clone()).or_default().insert(run.id.clone(), run);
+    }
+}
+
+impl super::ports::AnalysisSource for FakeRuns {
+    fn runs(&self, key: &crate::app::AppKey) -> BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus> {
+        lock(&self.runs).get(key).cloned().unwrap_or_default()
+    }
+}
+
+/// An in-memory controls store: the control a test wrote for each app.
+#[derive(Clone, Debug, Default)]
+pub struct FakeControls {
+    controls: Arc<Mutex<BTreeMap<crate::app::AppKey, Arc<crate::rollout::ControlEntry>>>>,
+}
+
+impl FakeControls {
+    /// Writes a control for `app` (as `drover promote` would), at `modify_index`.
+    pub fn put(&self, app: &crate::app::AppKey, control: crate::rollout::Control, modify_index: u64) {
+        let entry = Ok(crate::rollout::StoredControl { control, modify_index });
+        lock(&self.controls).insert(app.clone(), Arc::new(entry));
+    }
+}
+
+impl super::ports::ControlSource for FakeControls {
+    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<crate::rollout::ControlEntry>> {
+        lock(&self.controls).get(key).cloned()
+    }
+}

@@ -281,6 +281,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         )
         .await;
         let mut status = plan.status;
+        let rollout_after = status.as_ref().and_then(|s| s.rollout.clone());
         let valid = match &g.record {
             RecordState::Present(r) => match r.as_ref() {
                 Record::Valid(v) => Some(v.clone()),
@@ -291,6 +292,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         let mut result = match &executed {
             Ok((applied, deleted)) => {
                 if *deleted {
+                    self.metrics.rollout.forget(&key.namespace, &key.name);
                     self.conflicts_reset(key);
                     self.status_writer.remove(key);
                     return Reconciled::done(generation);
@@ -320,8 +322,13 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             None => Ok(()),
         };
         match written {
-            // A whole run without a conflict: the count of conflicts in a row starts over.
-            Ok(()) if executed.is_ok() => self.conflicts_reset(key),
+            // A whole run without a conflict: the count of conflicts in a row starts over; the rollout is where
+            // the written status says (an ended rollout is counted once: a failed write decides it again).
+            Ok(()) if executed.is_ok() => {
+                self.conflicts_reset(key);
+                let before = g.status.as_ref().and_then(|s| s.rollout.as_ref());
+                self.metrics.rollout.observed(&key.namespace, &key.name, before, rollout_after.as_ref(), now);
+            }
             Ok(()) => {}
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(&err), "status write failed");

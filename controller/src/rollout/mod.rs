@@ -9,6 +9,7 @@
 //! analysis stage, which feeds runs into a store that `decide` reads.
 
 pub mod control;
+pub mod metrics;
 pub mod status;
 
 pub use control::{Control, ControlAction, ControlEntry, StoredControl};
