@@ -5,76 +5,38 @@
 //! The control prefix is small (one key per app someone commanded), so its watch is the records watch's state
 //! machine ([`crate::consul::watch::Watcher`]: blocking queries, backoff, relist when the index goes backwards) on
 //! another prefix. What this module adds:
-//! - a control that is not a [`Control`] (not JSON, an unknown action, a missing field) is kept as an
-//!   [`UnreadableControl`] carrying its `ModifyIndex`, so `decide` reports it once, exactly as it consumes a good
-//!   one, and the watch never stops on it;
+//! - a control that is not a [`Control`] (not JSON, an unknown action, a missing field) is kept as an `Err` saying
+//!   why (a [`ControlEntry`]), so `decide` reports it in status, and the watch never stops on it;
 //! - the app whose control changed (written, rewritten or deleted) is woken, and only that app.
 //!
 //! Drover never writes or deletes a control: `status.lastControl.modifyIndex` makes each one act once, so nothing
 //! destructive is needed, and a control is never lost to a race with a person writing the next one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::Control;
+use super::{Control, ControlEntry, StoredControl};
 use crate::app::AppKey;
 use crate::consul::kv::KvPair;
 use crate::consul::watch::{PrefixSource, WatchConfig, WatchEvent, Watcher};
 use crate::metrics::Metrics;
 
-/// A control as read from Consul, with the index that makes it act once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredControl {
-    /// What the person asked for.
-    pub control: Control,
-    /// The control key's `ModifyIndex`: a control acts when this is above `status.lastControl.modifyIndex`, so a
-    /// re-read (a relist, a restart, a failover) never applies it twice, while writing the same JSON again (a
-    /// second `drover promote`) does act again.
-    pub modify_index: u64,
-}
-
-/// A value at a control key that is not a control. Kept (not dropped) so the app's status can say why the
-/// command did nothing, once per write like a good control.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnreadableControl {
-    /// The control key's `ModifyIndex`, as for [`StoredControl::modify_index`].
-    pub modify_index: u64,
-    /// Why it could not be read (the JSON error, with the line and column).
-    pub message: String,
-}
-
-impl fmt::Display for UnreadableControl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unreadable control (ModifyIndex {}): {}", self.modify_index, self.message)
+/// Reads a control key's value: the control with its `ModifyIndex`, or why the value is not a control (the JSON
+/// error, with its line and column). Never fails otherwise.
+pub fn parse(pair: &KvPair) -> ControlEntry {
+    match serde_json::from_slice::<Control>(&pair.value) {
+        Ok(control) => Ok(StoredControl { control, modify_index: pair.modify_index }),
+        Err(err) => Err(format!("{} (ModifyIndex {})", err, pair.modify_index)),
     }
 }
 
-/// One app's control: readable, or not.
-pub type ControlEntry = Result<StoredControl, UnreadableControl>;
+/// An entry with the `ModifyIndex` it was read at, readable or not (so an unchanged key is not parsed again).
+type Held = (u64, Arc<ControlEntry>);
 
-impl StoredControl {
-    /// Reads a control key's value: a [`StoredControl`], or why it is not one. Never fails otherwise.
-    pub fn parse(pair: &KvPair) -> ControlEntry {
-        match serde_json::from_slice::<Control>(&pair.value) {
-            Ok(control) => Ok(StoredControl { control, modify_index: pair.modify_index }),
-            Err(err) => Err(UnreadableControl { modify_index: pair.modify_index, message: err.to_string() }),
-        }
-    }
-
-    /// The index that makes this entry act once, readable or not.
-    pub fn modify_index_of(entry: &ControlEntry) -> u64 {
-        match entry {
-            Ok(c) => c.modify_index,
-            Err(e) => e.modify_index,
-        }
-    }
-}
-
-type ByApp = HashMap<AppKey, Arc<ControlEntry>>;
+type ByApp = HashMap<AppKey, Held>;
 
 fn read(l: &RwLock<ByApp>) -> std::sync::RwLockReadGuard<'_, ByApp> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -106,7 +68,7 @@ pub fn controls(prefix: &str) -> (ControlsWriter, Controls) {
 impl Controls {
     /// The control written for `app`, if any (readable or not).
     pub fn get(&self, app: &AppKey) -> Option<Arc<ControlEntry>> {
-        read(&self.inner).get(app).cloned()
+        read(&self.inner).get(app).map(|(_, entry)| entry.clone())
     }
 
     /// How many apps have a control.
@@ -140,9 +102,8 @@ impl ControlsWriter {
             let inner = read(&self.inner);
             for e in entries {
                 let Some(key) = key_from_control_kv_key(&self.prefix, &e.key) else { continue };
-                let known = inner.get(&key).map(|c| StoredControl::modify_index_of(c));
-                if known != Some(e.modify_index) {
-                    changed.push((key.clone(), Arc::new(StoredControl::parse(e))));
+                if inner.get(&key).map(|(index, _)| *index) != Some(e.modify_index) {
+                    changed.push((key.clone(), (e.modify_index, Arc::new(parse(e)))));
                 }
                 seen.insert(key);
             }
@@ -155,8 +116,8 @@ impl ControlsWriter {
             woken.insert(key);
         }
         for (key, entry) in changed {
-            if let Err(bad) = entry.as_ref() {
-                tracing::warn!(app = %key, error = %bad, "a control is not valid JSON for a control; reported in status");
+            if let Err(bad) = entry.1.as_ref() {
+                tracing::warn!(app = %key, error = %bad, "a control is not a valid control; reported in status");
             }
             inner.insert(key.clone(), entry);
             woken.insert(key);
@@ -193,8 +154,8 @@ pub async fn watch_controls<S: PrefixSource + 'static>(
 #[cfg(any(test, feature = "test-util"))]
 impl ControlsWriter {
     /// Sets one app's control directly (tests of the stage and `decide`, without a listing).
-    pub fn insert(&mut self, app: AppKey, entry: ControlEntry) {
-        write(&self.inner).insert(app, Arc::new(entry));
+    pub fn insert(&mut self, app: AppKey, modify_index: u64, entry: ControlEntry) {
+        write(&self.inner).insert(app, (modify_index, Arc::new(entry)));
     }
 }
 

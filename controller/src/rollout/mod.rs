@@ -13,8 +13,8 @@ pub mod control;
 pub mod controls_store;
 pub mod status;
 
-pub use control::{Control, ControlAction};
-pub use controls_store::{ControlEntry, Controls, ControlsWriter, StoredControl, UnreadableControl, controls};
+pub use control::{Control, ControlAction, ControlEntry, StoredControl};
+pub use controls_store::{Controls, ControlsWriter, controls};
 pub use status::{
     AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, RolloutStatus, RunId,
     StepRef,
