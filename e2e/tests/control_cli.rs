@@ -103,8 +103,9 @@ async fn control_commands_should_write_the_control_for_the_current_generation() 
         assert_eq!(out.status.code(), Some(3), "{args:?} has nothing to act on: {}", text(&out));
     }
     assert_eq!(control(&sim).await.map(|(_, i)| i), Some(before), "no control was written");
+    sim.kv_put("drover/status/default/web", status(newer, Some(StepRef::Step(0)))).await;
     let out = drover_cli(&sim, &["restart", "web"]).await;
-    assert_eq!(out.status.code(), Some(0), "a Healthy app can be rolled out again: {}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "the steps of a rollout can start again: {}", text(&out));
     assert_eq!(control(&sim).await.map(|(c, _)| (c.action, c.generation)), Some((ControlAction::Restart, newer)));
 
     let out = drover_cli(&sim, &["promote", "default/nothing"]).await;

@@ -183,10 +183,18 @@ pub fn preview(action: ControlAction, generation: u64, status: Option<&AppStatus
     let rollout = active(generation, s);
     let at = |r: &RolloutStatus| position(r, steps);
     match action {
-        ControlAction::Promote => match rollout {
+        // The arms follow the engine's (reconcile::decide::rollout, apply_intent): a person's pause blocks promotion
+        // until `resume`; promote at the bake accepts it as passed; promoteFull needs healthy canaries.
+        ControlAction::Promote | ControlAction::PromoteFull => match rollout {
             None => Preview::Nothing(no_rollout(generation, s)),
-            Some(r) => match r.step {
-                StepRef::Step(_) | StepRef::PrePromotion => {
+            Some(r) if r.step == StepRef::Bake => {
+                Preview::Acts(format!("the {} is accepted as passed; the rollout succeeds", at(r)))
+            }
+            Some(r) if r.paused_reason == Some(PausedReason::PausedByUser) && r.step != StepRef::Promoting => {
+                Preview::Nothing(format!("the rollout is paused by a person at {}; drover resume first", at(r)))
+            }
+            Some(r) => match (r.step, action) {
+                (StepRef::Step(_) | StepRef::PrePromotion, ControlAction::Promote) => {
                     let passed = if r.paused_reason == Some(PausedReason::AnalysisInconclusive) {
                         " (the inconclusive analysis counts as passed)"
                     } else {
@@ -194,25 +202,14 @@ pub fn preview(action: ControlAction, generation: u64, status: Option<&AppStatus
                     };
                     Preview::Acts(format!("{} ends{passed}; next: {}", at(r), next(r, steps)))
                 }
-                StepRef::Placing => Preview::Nothing(format!(
-                    "{}: no step to end yet (drover promote --full skips every step once they are healthy)",
-                    at(r)
-                )),
-                StepRef::Promoting | StepRef::Bake | StepRef::Done => {
-                    Preview::Nothing(format!("already promoted ({}); drover abort reverts", at(r)))
-                }
-            },
-        },
-        ControlAction::PromoteFull => match rollout {
-            None => Preview::Nothing(no_rollout(generation, s)),
-            Some(r) => match r.step {
-                StepRef::Placing => {
-                    Preview::Acts(format!("{}: once healthy, every step is skipped and the deployment promoted", at(r)))
-                }
-                StepRef::Step(_) | StepRef::PrePromotion => {
+                (StepRef::Step(_) | StepRef::PrePromotion, _) => {
                     Preview::Acts(format!("{} and every later step are skipped; the deployment is promoted now", at(r)))
                 }
-                StepRef::Promoting | StepRef::Bake | StepRef::Done => {
+                (StepRef::Placing, _) => Preview::Nothing(format!(
+                    "{}: no step to end yet, and Nomad refuses to promote canaries that are not all healthy",
+                    at(r)
+                )),
+                (StepRef::Promoting | StepRef::Bake | StepRef::Done, _) => {
                     Preview::Nothing(format!("already promoted ({}); drover abort reverts", at(r)))
                 }
             },
@@ -231,13 +228,10 @@ pub fn preview(action: ControlAction, generation: u64, status: Option<&AppStatus
         },
         ControlAction::Pause => match rollout {
             None => Preview::Nothing(no_rollout(generation, s)),
-            Some(r) => match r.paused_reason {
-                Some(PausedReason::PausedByUser) => Preview::Nothing(format!("already paused at {}", at(r))),
-                Some(PausedReason::ManualGate) => {
-                    Preview::Nothing(format!("it already waits at a manual gate ({}) for drover promote", at(r)))
-                }
-                _ => Preview::Acts(format!("the rollout holds at {} (Paused) until drover resume", at(r))),
-            },
+            Some(r) if r.paused_reason == Some(PausedReason::PausedByUser) => {
+                Preview::Nothing(format!("already paused at {}", at(r)))
+            }
+            Some(r) => Preview::Acts(format!("the rollout holds at {} (Paused) until drover resume", at(r))),
         },
         ControlAction::Resume => match rollout.map(|r| (r, r.paused_reason)) {
             Some((r, Some(PausedReason::PausedByUser))) => Preview::Acts(format!("the rollout goes on from {}", at(r))),
@@ -261,18 +255,18 @@ pub fn preview(action: ControlAction, generation: u64, status: Option<&AppStatus
                 s.phase.as_str()
             )),
         },
-        ControlAction::Restart => match (rollout, s.phase) {
-            (Some(r), _) => {
-                Preview::Nothing(format!("a rollout is in progress ({}); abort it first or let it end", at(r)))
-            }
-            (None, Phase::Healthy | Phase::Degraded) => {
-                let through =
-                    if steps.is_empty() { String::new() } else { format!(", through its {} steps", steps.len()) };
+        // Restart starts the steps of the rollout in progress again from the first (the engine's meaning).
+        ControlAction::Restart => match rollout {
+            Some(r) if matches!(r.step, StepRef::Step(_) | StepRef::PrePromotion) => {
+                let first = steps.first().map(|step| format!(" ({})", step_label(step))).unwrap_or_default();
                 Preview::Acts(format!(
-                    "generation {generation} rolls out again as a new job version with the same spec{through}"
+                    "the steps start again from the first: {} → Step 1/{}{first}",
+                    at(r),
+                    r.step_count.max(1)
                 ))
             }
-            (None, phase) => Preview::Nothing(format!("nothing to restart while the app is {}", phase.as_str())),
+            Some(r) => Preview::Nothing(format!("the rollout is at {}: no step to restart", at(r))),
+            None => Preview::Nothing(no_rollout(generation, s)),
         },
     }
 }

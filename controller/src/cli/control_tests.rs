@@ -69,6 +69,8 @@ fn preview_should_say_which_step_a_promote_ends_and_what_comes_next() {
     assert!(text.ends_with("next: Step 3/3 (manual gate)"), "{text}");
     let text = acts(preview(ControlAction::PromoteFull, GEN, Some(&rolling_out(StepRef::Step(0), None)), &steps()));
     assert!(text.contains("every later step are skipped"), "{text}");
+    let text = acts(preview(ControlAction::Promote, GEN, Some(&rolling_out(StepRef::Bake, None)), &steps()));
+    assert_eq!(text, "the bake is accepted as passed; the rollout succeeds");
 }
 
 #[test]
@@ -129,22 +131,24 @@ fn preview_should_pause_and_resume_only_what_a_user_paused() {
         acts(preview(ControlAction::Resume, GEN, Some(&paused), &steps())),
         "the rollout goes on from Step 2/3 (analysis error-rate)"
     );
+    let text = nothing(preview(ControlAction::Promote, GEN, Some(&paused), &steps()));
+    assert!(text.ends_with("drover resume first"), "a person's pause blocks promotion: {text}");
     let gate = rolling_out(StepRef::Step(2), Some(PausedReason::ManualGate));
     assert!(nothing(preview(ControlAction::Resume, GEN, Some(&gate), &steps())).contains("drover promote opens it"));
-    nothing(preview(ControlAction::Pause, GEN, Some(&gate), &steps()));
+    acts(preview(ControlAction::Pause, GEN, Some(&gate), &steps()));
 }
 
 #[test]
-fn preview_should_retry_only_a_failed_rollout_and_restart_only_an_ended_one() {
+fn preview_should_retry_only_a_failed_rollout_and_restart_only_the_steps_of_one_in_progress() {
     let failed = AppStatus { failed_hash: Some("abc".into()), ..status(Phase::Degraded) };
     acts(preview(ControlAction::Retry, GEN, Some(&failed), &steps()));
     nothing(preview(ControlAction::Retry, GEN, Some(&status(Phase::Healthy)), &steps()));
     assert_eq!(
-        acts(preview(ControlAction::Restart, GEN, Some(&status(Phase::Healthy)), &steps())),
-        "generation 40 rolls out again as a new job version with the same spec, through its 3 steps"
+        acts(preview(ControlAction::Restart, GEN, Some(&rolling_out(StepRef::Step(2), None)), &steps())),
+        "the steps start again from the first: Step 3/3 (manual gate) → Step 1/3 (pause 1m)"
     );
-    nothing(preview(ControlAction::Restart, GEN, Some(&rolling_out(StepRef::Step(0), None)), &steps()));
-    nothing(preview(ControlAction::Restart, GEN, Some(&status(Phase::Pending)), &steps()));
+    nothing(preview(ControlAction::Restart, GEN, Some(&status(Phase::Healthy)), &steps()));
+    nothing(preview(ControlAction::Restart, GEN, Some(&rolling_out(StepRef::Placing, None)), &steps()));
 }
 
 #[test]

@@ -65,11 +65,11 @@ pub enum Command {
     Abort(control::ControlArgs),
     /// Roll out again a spec whose rollout failed (it is otherwise not registered again until the record changes).
     Retry(control::ControlArgs),
-    /// Hold the current rollout where it is (phase Paused) until `drover resume`.
+    /// Hold the current rollout where it is (phase Paused, the Nomad deployment paused) until `drover resume`.
     Pause(control::ControlArgs),
     /// Go on with a rollout held by `drover pause`.
     Resume(control::ControlArgs),
-    /// Roll the current spec out again (a new job version), through the same steps.
+    /// Start the steps of the rollout in progress again from the first.
     Restart(control::ControlArgs),
 }
 
