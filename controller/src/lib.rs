@@ -28,6 +28,7 @@
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
+pub mod analysis;
 pub mod app;
 pub mod autoscale;
 pub mod config;

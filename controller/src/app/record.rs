@@ -49,6 +49,11 @@ pub struct ValidRecord {
     pub deletion_policy: ObservedDeletionPolicy,
     /// `spec.driftPolicy`.
     pub drift_policy: DriftPolicy,
+    /// `spec.strategy` as written: the rollout's steps, and the `args` the analysis stage resolves a step's
+    /// templates with.
+    pub strategy: Option<Arc<super::Strategy>>,
+    /// `spec.analysis`: the templates the steps name, read by the analysis stage.
+    pub analysis: Arc<std::collections::BTreeMap<String, super::AnalysisTemplate>>,
 }
 
 /// One record as the reconciler sees it.
@@ -111,6 +116,8 @@ impl Record {
                         DeletionPolicy::Orphan => ObservedDeletionPolicy::Orphan,
                     },
                     drift_policy: d.app.spec.drift_policy,
+                    strategy: d.app.spec.strategy.clone().map(Arc::new),
+                    analysis: Arc::new(d.app.spec.analysis.clone()),
                     autoscaling,
                     externally_scaled,
                 }))

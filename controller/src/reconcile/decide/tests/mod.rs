@@ -37,6 +37,8 @@ fn record() -> ValidRecord {
         adopt: false,
         deletion_policy: ObservedDeletionPolicy::Stop,
         drift_policy: DriftPolicy::Revert,
+        strategy: None,
+        analysis: Arc::default(),
     }
 }
 
