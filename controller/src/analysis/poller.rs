@@ -408,6 +408,19 @@ where
     W: Fn(&AppKey) + Send,
     C: Fn() -> SystemTime + Send,
 {
+    /// Runs on its own task until the returned guard is dropped (for tests and tools that drive the stage alone).
+    pub fn spawn(self) -> tokio_util::sync::DropGuard
+    where
+        P: Provider,
+        S: Specs,
+        W: Fn(&AppKey) + Send + Sync + 'static,
+        C: Fn() -> SystemTime + Send + Sync + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(self.run(shutdown.clone()));
+        shutdown.drop_guard()
+    }
+
     /// Runs until `shutdown`; calls in flight are dropped then.
     pub async fn run(self, shutdown: CancellationToken) {
         let AnalysisStage { provider, specs, statuses, store: (mut writer, reader), wake, clock, metrics, config } =
