@@ -222,6 +222,15 @@ impl Statuses {
         counts
     }
 
+    /// Every status with a rollout (`status.rollout`), in one pass under the lock: the analysis stage scans these on
+    /// every change, so statuses without one cost a pointer check, not a copy of their key.
+    pub fn rollouts(&self) -> Vec<(AppKey, Arc<AppStatus>)> {
+        read(&self.inner)
+            .iter()
+            .filter_map(|(k, e)| e.status.as_ref().filter(|s| s.rollout.is_some()).map(|s| (k.clone(), s.clone())))
+            .collect()
+    }
+
     /// A number that changes whenever a status is loaded, written, re-read or removed.
     pub fn revision(&self) -> u64 {
         *self.revision.borrow()

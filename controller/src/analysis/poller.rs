@@ -243,8 +243,7 @@ impl Poller {
         let mut listed: BTreeSet<RunKey> = BTreeSet::new();
         let mut running: BTreeSet<RunKey> = BTreeSet::new();
         let mut woken = Vec::new();
-        for app in statuses.keys() {
-            let Some(status) = statuses.get(&app).and_then(|e| e.status) else { continue };
+        for (app, status) in statuses.rollouts() {
             let Some(rollout) = &status.rollout else { continue };
             for run in &rollout.analysis_runs {
                 let key = (app.clone(), run.id.clone());
