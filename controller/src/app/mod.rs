@@ -7,7 +7,7 @@
 //! - [`key`]: [`AppKey`], where a record lives in Consul KV;
 //! - [`mod@parse`]: bytes → [`App`], safe on hostile input;
 //! - [`mod@validate`] (and `validate_job` for `spec.job`, `validate_update` for its `Update` blocks): every
-//!   problem, with its path;
+//!   problem, with its path (`validate_strategy` for `spec.strategy`);
 //! - [`mod@render`]: [`App`] → Nomad `api.Job` JSON;
 //! - [`hash`]: the canonical spec hash;
 //! - [`record`]: [`Record`], what the reconciler reads of a record: valid (rendered and hashed) or invalid;
@@ -33,6 +33,7 @@ pub mod strategy;
 pub mod test_util;
 pub mod validate;
 mod validate_job;
+mod validate_strategy;
 mod validate_update;
 
 use std::fmt;

@@ -5,11 +5,16 @@
 //! gains exactly one Drover key (`drover.io/app = <prefix>/apps/<ns>/<name>`, DESIGN §3: never a hash or a
 //! generation, which would restart every allocation on each change), and when `spec.strategy`
 //! is set every group gets an `Update` block rendered from it.
+//!
+//! Canary and blue-green strategies (issue #8) render Nomad's canary fields: `Canary` (the canary's `replicas`, or
+//! the group's count for blue-green), `AutoPromote: false` (Drover promotes after its steps) and `AutoRevert: true`
+//! (Drover aborts by failing the deployment, and Nomad reverts). Nomad places no canaries for a job's first
+//! version: that simply rolls out.
 
 use serde_json::{Map, Value, json};
 
 use super::spec::{App, Template};
-use super::strategy::Strategy;
+use super::strategy::{Strategy, StrategyType};
 use super::validate::{
     DEFAULT_HEALTHY_DEADLINE, DEFAULT_MAX_PARALLEL, DEFAULT_MIN_HEALTHY_TIME, DEFAULT_PROGRESS_DEADLINE,
 };
@@ -48,28 +53,41 @@ pub fn render(app: &App, prefix: &str) -> Result<Value, Vec<FieldError>> {
             job.insert("Meta".into(), json!({ OWNER_META_KEY: owner }));
         }
     }
-    if let Some(strategy) = &app.spec.strategy {
-        let update = render_update(strategy);
-        if let Some(Value::Array(groups)) = job.get_mut("TaskGroups") {
-            for group in groups.iter_mut().filter_map(Value::as_object_mut) {
-                group.insert("Update".into(), update.clone());
-            }
+    if let Some(strategy) = &app.spec.strategy
+        && let Some(Value::Array(groups)) = job.get_mut("TaskGroups")
+    {
+        for group in groups.iter_mut().filter_map(Value::as_object_mut) {
+            // Nomad's default count when a job group leaves it out (`api.TaskGroup.Canonicalize`).
+            let count = group.get("Count").and_then(Value::as_i64).unwrap_or(1);
+            group.insert("Update".into(), render_update(strategy, count));
         }
     }
     Ok(Value::Object(job))
 }
 
-/// The group `Update` block for a rolling strategy, every field explicit (Nomad's defaults for
-/// those the record leaves out, B12).
-fn render_update(s: &Strategy) -> Value {
+/// The `Update` block of a group of `count` instances, every field explicit (Nomad's defaults for those the record
+/// leaves out, B12). A rolling strategy renders only rolling fields; canary and blue-green add `Canary` and
+/// `AutoPromote: false`, and auto-revert on (validation refuses `autoRevert: false` with them).
+fn render_update(s: &Strategy, count: i64) -> Value {
     let ns = |d: Option<HumanDuration>, default| d.unwrap_or(HumanDuration::new(default)).as_nanos_i64();
-    json!({
+    let mut update = json!({
         "MaxParallel": s.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
         "MinHealthyTime": ns(s.min_healthy_time, DEFAULT_MIN_HEALTHY_TIME),
         "HealthyDeadline": ns(s.healthy_deadline, DEFAULT_HEALTHY_DEADLINE),
         "ProgressDeadline": ns(s.progress_deadline, DEFAULT_PROGRESS_DEADLINE),
         "AutoRevert": s.auto_revert.unwrap_or(false),
-    })
+    });
+    let canaries = match s.strategy_type {
+        StrategyType::Rolling => return update,
+        StrategyType::Canary => s.canary.as_ref().map_or(1, |c| c.replicas),
+        StrategyType::BlueGreen => count,
+    };
+    if let Some(u) = update.as_object_mut() {
+        u.insert("Canary".into(), json!(canaries));
+        u.insert("AutoPromote".into(), json!(false));
+        u.insert("AutoRevert".into(), json!(true));
+    }
+    update
 }
 
 /// The compact form as a service job: one group and one task, both named after the app.
@@ -222,6 +240,46 @@ mod tests {
             json!({"MaxParallel": 2, "MinHealthyTime": 10_000_000_000_i64, "HealthyDeadline": 300_000_000_000_i64,
                    "ProgressDeadline": 600_000_000_000_i64, "AutoRevert": false})
         );
+    }
+
+    #[test]
+    fn render_should_give_canary_groups_canaries_without_auto_promotion() {
+        use crate::app::strategy::CanaryStrategy;
+        let strategy = Strategy {
+            strategy_type: StrategyType::Canary,
+            max_parallel: Some(2),
+            canary: Some(CanaryStrategy { replicas: 2, steps: Vec::new() }),
+            ..Strategy::default()
+        };
+        let job = render(&template_app("web").with_strategy(strategy), "drover").unwrap();
+        assert_eq!(
+            job["TaskGroups"][0]["Update"],
+            json!({"MaxParallel": 2, "MinHealthyTime": 10_000_000_000_i64, "HealthyDeadline": 300_000_000_000_i64,
+                   "ProgressDeadline": 600_000_000_000_i64, "AutoRevert": true, "Canary": 2, "AutoPromote": false})
+        );
+    }
+
+    #[test]
+    fn render_should_give_blue_green_groups_as_many_canaries_as_instances() {
+        let app = job_app(
+            "api",
+            json!({"TaskGroups": [
+                {"Name": "a", "Count": 4, "Tasks": [{"Name": "a", "Driver": "docker"}]},
+                {"Name": "b", "Tasks": [{"Name": "b", "Driver": "docker"}]}
+            ]}),
+        )
+        .with_strategy(Strategy { strategy_type: StrategyType::BlueGreen, ..Strategy::default() });
+        let job = render(&app, "drover").unwrap();
+        let update = |i: usize| {
+            (
+                job["TaskGroups"][i]["Update"]["Canary"].clone(),
+                job["TaskGroups"][i]["Update"]["AutoPromote"].clone(),
+                job["TaskGroups"][i]["Update"]["AutoRevert"].clone(),
+            )
+        };
+        assert_eq!(update(0), (json!(4), json!(false), json!(true)));
+        // No Count: Nomad's default of 1.
+        assert_eq!(update(1), (json!(1), json!(false), json!(true)));
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub struct Strategy {
     /// accepted: every rollout must end by a deadline). Default `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<HumanDuration>,
-    /// Whether Nomad reverts to the last stable version when a rollout fails. Default false.
+    /// Whether Nomad reverts to the last stable version when a rollout fails. Default false with `Rolling`; always
+    /// true with `Canary` and `BlueGreen` (Drover aborts those by failing the deployment so that Nomad reverts, so
+    /// `false` is refused there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_revert: Option<bool>,
     /// Canary settings; required with `type: Canary`, refused otherwise.

@@ -9,12 +9,7 @@ use std::time::Duration;
 
 use super::duration::HumanDuration;
 use super::spec::{App, CheckType, Metadata, Template};
-use super::strategy::{Strategy, StrategyType};
 use super::{API_VERSION, AppKey, FieldError, KIND, key_path};
-
-/// The reason given for every feature whose types exist but which this version does not run.
-pub const NOT_SUPPORTED: &str =
-    "not supported by this version of Drover yet (planned: canary/blue-green rollouts and analysis)";
 
 /// The largest count (instances per group) a record may ask for; far above any sane service,
 /// low enough that a typo (`30000`) is caught before Nomad tries to place it.
@@ -48,10 +43,7 @@ pub fn validate(app: &App, key: Option<&AppKey>) -> Vec<FieldError> {
         (None, Some(template)) => validate_template(template, &mut errors),
     }
     if let Some(strategy) = &spec.strategy {
-        validate_strategy(strategy, &mut errors);
-    }
-    if !spec.analysis.is_empty() {
-        errors.push(FieldError::new("spec.analysis", NOT_SUPPORTED));
+        super::validate_strategy::validate_strategy(app, strategy, &mut errors);
     }
     if let Some(autoscaling) = &spec.autoscaling {
         validate_autoscaling(app, autoscaling, &mut errors);
@@ -68,6 +60,43 @@ pub fn group_names(app: &App) -> Vec<String> {
             .and_then(serde_json::Value::as_array)
             .map(|groups| groups.iter().filter_map(|g| g.get("Name")?.as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A task group's instance count, where the record sets it: what a canary's `replicas` must fit in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GroupCount {
+    /// The group's name.
+    pub name: String,
+    /// The record path of the count (`spec.template.count`, `spec.job.TaskGroups[1].Count`).
+    pub path: String,
+    /// The count; a job group without `Count` has Nomad's default, 1 (`api.TaskGroup.Canonicalize`).
+    pub count: i64,
+}
+
+/// Every task group's count. Groups whose count is not an integer are left out (their own error says why).
+pub(crate) fn group_counts(app: &App) -> Vec<GroupCount> {
+    match (&app.spec.job, &app.spec.template) {
+        (None, Some(t)) => {
+            vec![GroupCount { name: app.metadata.name.clone(), path: "spec.template.count".to_owned(), count: t.count }]
+        }
+        (Some(job), None) => {
+            let Some((job, p)) = super::validate_job::unwrap_job(job) else { return Vec::new() };
+            let Some(groups) = job.get("TaskGroups").and_then(serde_json::Value::as_array) else { return Vec::new() };
+            groups
+                .iter()
+                .enumerate()
+                .filter_map(|(i, g)| {
+                    let count = match g.get("Count") {
+                        None | Some(serde_json::Value::Null) => 1,
+                        Some(v) => v.as_i64()?,
+                    };
+                    let name = g.get("Name").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                    Some(GroupCount { name, path: format!("{p}.TaskGroups[{i}].Count"), count })
+                })
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -180,7 +209,7 @@ pub(crate) fn check_count(value: i64) -> Result<(), String> {
     }
 }
 
-fn check_range(path: &str, value: i64, min: i64, max: i64, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_range(path: &str, value: i64, min: i64, max: i64, errors: &mut Vec<FieldError>) {
     if value < min {
         errors.push(FieldError::new(path, format!("must be ≥ {min}")));
     } else if value > max {
@@ -312,51 +341,6 @@ fn validate_template(t: &Template, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// The `Rolling` strategy's rules (api-contract B12), plus Drover's own: `maxParallel ≥ 1`
-/// (0 would turn deployments off, and Drover follows deployments) and `progressDeadline > 0`
-/// (every rollout must end by a deadline, DESIGN §4).
-fn validate_strategy(s: &Strategy, errors: &mut Vec<FieldError>) {
-    if s.strategy_type != StrategyType::Rolling {
-        errors.push(FieldError::new("spec.strategy.type", NOT_SUPPORTED));
-    }
-    if s.canary.is_some() {
-        errors.push(FieldError::new("spec.strategy.canary", NOT_SUPPORTED));
-    }
-    if s.blue_green.is_some() {
-        errors.push(FieldError::new("spec.strategy.blueGreen", NOT_SUPPORTED));
-    }
-    if let Some(n) = s.max_parallel {
-        check_range("spec.strategy.maxParallel", n, 1, MAX_COUNT, errors);
-    }
-    let min_healthy = s.min_healthy_time.map_or(DEFAULT_MIN_HEALTHY_TIME, HumanDuration::get);
-    let healthy = s.healthy_deadline.map_or(DEFAULT_HEALTHY_DEADLINE, HumanDuration::get);
-    let progress = s.progress_deadline.map_or(DEFAULT_PROGRESS_DEADLINE, HumanDuration::get);
-    let show = |d: Duration| HumanDuration::new(d).to_string();
-    if s.healthy_deadline.is_some() && healthy.is_zero() {
-        errors.push(FieldError::new("spec.strategy.healthyDeadline", "must be greater than 0"));
-    } else if min_healthy >= healthy {
-        let (path, reason) = if s.min_healthy_time.is_some() {
-            ("spec.strategy.minHealthyTime", format!("must be less than healthyDeadline ({})", show(healthy)))
-        } else {
-            ("spec.strategy.healthyDeadline", format!("must be greater than minHealthyTime ({})", show(min_healthy)))
-        };
-        errors.push(FieldError::new(path, reason));
-    }
-    if s.progress_deadline.is_some() && progress.is_zero() {
-        errors.push(FieldError::new(
-            "spec.strategy.progressDeadline",
-            "must be greater than 0 (every rollout must end by a deadline)",
-        ));
-    } else if !healthy.is_zero() && healthy >= progress {
-        let (path, reason) = if s.healthy_deadline.is_some() {
-            ("spec.strategy.healthyDeadline", format!("must be less than progressDeadline ({})", show(progress)))
-        } else {
-            ("spec.strategy.progressDeadline", format!("must be greater than healthyDeadline ({})", show(healthy)))
-        };
-        errors.push(FieldError::new(path, reason));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,32 +390,5 @@ mod tests {
             assert!(check_dns_label(bad, false).is_err(), "{bad:?}");
         }
         assert!(check_dns_label("Web", true).is_ok());
-    }
-
-    #[test]
-    fn strategy_should_enforce_deadline_ordering_with_defaults() {
-        let mut errors = Vec::new();
-        let s = Strategy { min_healthy_time: Some(HumanDuration::from_secs(600)), ..Strategy::default() };
-        validate_strategy(&s, &mut errors);
-        assert_eq!(paths(&errors), ["spec.strategy.minHealthyTime"]);
-
-        let mut errors = Vec::new();
-        let s = Strategy { healthy_deadline: Some(HumanDuration::from_secs(900)), ..Strategy::default() };
-        validate_strategy(&s, &mut errors);
-        assert_eq!(paths(&errors), ["spec.strategy.healthyDeadline"]);
-
-        let mut errors = Vec::new();
-        let s = Strategy {
-            strategy_type: StrategyType::Canary,
-            max_parallel: Some(0),
-            progress_deadline: Some(HumanDuration::from_secs(0)),
-            ..Strategy::default()
-        };
-        validate_strategy(&s, &mut errors);
-        assert_eq!(
-            paths(&errors),
-            ["spec.strategy.type", "spec.strategy.maxParallel", "spec.strategy.progressDeadline"]
-        );
-        assert_eq!(errors[0].reason, NOT_SUPPORTED);
     }
 }

@@ -1,15 +1,15 @@
-//! What a raw job's `Update` blocks may ask for: only rollouts that end by themselves (issue #7 2.4).
+//! What a raw job's `Update` blocks may ask for: only rollouts that end by themselves or at a visible gate
+//! (issues #7 2.4 and #8).
 //!
-//! Drover follows a deployment until Nomad ends it. Three settings make a deployment wait for a person instead, so
-//! the app would stay `Progressing` forever:
-//! - `Canary > 0`: the deployment waits for a promotion, which Drover does not give yet (progressive delivery,
-//!   `spec.strategy.type: Canary`, is the issue that adds it);
-//! - `AutoPromote: false` with canaries: the same wait, said explicitly;
-//! - `HealthCheck: "manual"`: allocations become healthy only when someone sets their health through the API.
+//! - `Canary > 0` is a canary rollout (issue #8): Nomad places the canaries and waits for a promotion. Drover shows
+//!   it as a manual gate (`Paused`) that `drover promote` or `drover abort` ends; `AutoPromote: true` there is
+//!   Nomad's own promotion once the canaries are healthy, and is fine too.
+//! - `HealthCheck: "manual"` is refused: allocations become healthy only when someone sets their health through
+//!   the API, so the deployment would never end and nothing in the app would say why.
 //!
 //! Nomad merges a group's `Update` over the job's (a field the group leaves out comes from the job), so a group
-//! inherits the job's canaries. Each error names the exact field that asks for the wait. `spec.template` and
-//! `spec.strategy` cannot render any of these: `render_update` writes only rolling fields (tested below).
+//! inherits the job's canaries. `spec.template` and `spec.strategy` render their own `Update` blocks
+//! (`render_update`, tested below).
 
 use serde_json::{Map, Value};
 
@@ -18,20 +18,15 @@ use super::{FieldError, index_path, key_path};
 /// Nomad's `HealthCheck` values that end by themselves (`structs.UpdateStrategyHealthCheck_*`, B12).
 const AUTOMATIC_HEALTH_CHECKS: [&str; 2] = ["checks", "task_states"];
 
-/// Why canaries are refused, in every canary error.
-const CANARIES_LATER: &str = "Drover does not promote canaries yet, so this rollout would wait for a promotion \
-     forever and the app stay Progressing; canary rollouts arrive with progressive delivery \
-     (spec.strategy.type: Canary). Set 0 or leave it out";
-
-/// Every `Update` setting in the job (at `p`) or its groups that would make a rollout wait for a person.
+/// Every `Update` setting in the job (at `p`) or its groups that is malformed or would make a rollout wait forever.
 pub(super) fn check_update_blocks(job: &Map<String, Value>, p: &str, errors: &mut Vec<FieldError>) {
     let job_update = block(job.get("Update"), &key_path(p, "Update"), errors);
-    check_block(job_update, &key_path(p, "Update"), None, errors);
+    check_block(job_update, &key_path(p, "Update"), errors);
     let Some(Value::Array(groups)) = job.get("TaskGroups") else { return };
     for (i, group) in groups.iter().enumerate() {
         let up = key_path(&index_path(&key_path(p, "TaskGroups"), i), "Update");
         let group_update = block(group.get("Update"), &up, errors);
-        check_block(group_update, &up, job_update, errors);
+        check_block(group_update, &up, errors);
     }
 }
 
@@ -47,37 +42,19 @@ fn block<'a>(value: Option<&'a Value>, p: &str, errors: &mut Vec<FieldError>) ->
     }
 }
 
-/// Checks one block at `p`; `inherited` is the job's block when `update` is a group's.
-fn check_block(
-    update: Option<&Map<String, Value>>,
-    p: &str,
-    inherited: Option<&Map<String, Value>>,
-    errors: &mut Vec<FieldError>,
-) {
+/// Checks one block at `p`. Nothing depends on the job's block a group inherits: canaries, inherited or not, are a
+/// rollout Drover drives.
+fn check_block(update: Option<&Map<String, Value>>, p: &str, errors: &mut Vec<FieldError>) {
     let Some(update) = update else { return };
-    let canaries = match update.get("Canary") {
-        None | Some(Value::Null) => inherited.and_then(|job| job.get("Canary")).and_then(Value::as_i64).unwrap_or(0),
+    match update.get("Canary") {
+        None | Some(Value::Null) => {}
         Some(v) => match v.as_i64() {
-            Some(n) if n > 0 => {
-                errors
-                    .push(FieldError::new(key_path(p, "Canary"), format!("asks for canaries ({n}): {CANARIES_LATER}")));
-                n
-            }
-            Some(0) => 0,
-            _ => {
-                errors.push(FieldError::new(key_path(p, "Canary"), "must be a non-negative integer"));
-                0
-            }
+            Some(n) if n >= 0 => {}
+            _ => errors.push(FieldError::new(key_path(p, "Canary"), "must be a non-negative integer")),
         },
-    };
+    }
     match update.get("AutoPromote") {
-        None | Some(Value::Null) | Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) if canaries > 0 => errors.push(FieldError::new(
-            key_path(p, "AutoPromote"),
-            "is false with canaries: the deployment would wait for a manual promotion forever (canary rollouts \
-             arrive with progressive delivery)",
-        )),
-        Some(Value::Bool(false)) => {}
+        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
         Some(_) => errors.push(FieldError::new(key_path(p, "AutoPromote"), "must be true or false")),
     }
     match update.get("HealthCheck") {
@@ -109,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn check_update_blocks_should_name_each_setting_that_waits_for_a_person() {
+    fn check_update_blocks_should_refuse_only_manual_health() {
         let job = json!({
             "Update": {"Canary": 2, "AutoPromote": false},
             "TaskGroups": [
@@ -118,16 +95,8 @@ mod tests {
                 {"Name": "c"}
             ]
         });
-        assert_eq!(
-            paths_for(job),
-            [
-                "spec.job.Update.Canary",
-                "spec.job.Update.AutoPromote",
-                // Group a inherits the job's two canaries, so its own `false` is a wait too; group b turns them off.
-                "spec.job.TaskGroups[0].Update.AutoPromote",
-                "spec.job.TaskGroups[1].Update.HealthCheck",
-            ]
-        );
+        // Canaries with or without Nomad's auto-promotion are a canary rollout Drover drives (a manual gate).
+        assert_eq!(paths_for(job), ["spec.job.TaskGroups[1].Update.HealthCheck"]);
     }
 
     #[test]
