@@ -322,6 +322,32 @@ mod tests {
     }
 
     #[test]
+    fn records_should_give_the_spec_of_a_valid_canary_record() {
+        let yaml = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  \
+                    template: {image: 'nginx:1.27', count: 3, ports: {http: 8080}}\n  strategy:\n    type: Canary\n    \
+                    canary:\n      replicas: 1\n      steps:\n        - webhook: {url: 'http://smoke/{{ .JobID }}'}\n";
+        let (mut writer, records) = crate::store::records("drover");
+        let pair = crate::consul::kv::KvPair {
+            key: "drover/apps/default/web".into(),
+            value: yaml.as_bytes().to_vec(),
+            flags: 0,
+            session: None,
+            lock_index: 0,
+            create_index: 9,
+            modify_index: 9,
+        };
+        writer.apply_snapshot(&[pair]);
+        let app = AppKey::new("default", "web");
+        let spec = records.spec(&app).unwrap_or_else(|| panic!("a valid record: {:?}", records.get(&app)));
+        assert_eq!((spec.generation, spec.job_id.as_str(), spec.group.as_str()), (9, "web", "web"));
+        let rollout = RolloutStatus { generation: 9, canary_version: Some(1), ..RolloutStatus::default() };
+        let id = RunId { generation: 9, step: StepRef::Step(0), template: WEBHOOK_RUN.into() };
+        let r = resolve(&app, &spec, &rollout, &id).expect("resolves");
+        assert_eq!(r.request.describe(), "GET http://smoke/web");
+        assert_eq!(Specs::revision(&records), records.revision());
+    }
+
+    #[test]
     fn measured_group_should_prefer_the_first_group_with_canaries() {
         let job = json!({"TaskGroups": [{"Name": "a"}, {"Name": "b", "Update": {"Canary": 1}}]});
         assert_eq!(measured_group(&job), "b");
