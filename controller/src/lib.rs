@@ -25,12 +25,14 @@
 //! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling; [`measure`]:
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`status`]: the status record Drover writes.
+//! - [`leader`]: high availability — the Consul lock replicas contend for, and the gate every writer checks.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 pub mod app;
 pub mod autoscale;
 pub mod config;
 pub mod consul;
+pub mod leader;
 pub mod live;
 pub mod measure;
 pub mod metrics;
