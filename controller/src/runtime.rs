@@ -7,6 +7,10 @@
 //!  Nomad events ────► LiveCache ─┼─► Queue<AppKey> ─► Stage::reconcile(key) ─► Statuses
 //!  resync timer ─────────────────┘
 //! ```
+//!
+//! With leader election on, every replica runs all of this — the watches keep the stores warm on a standby — but
+//! the stage writes only while [`crate::leader`]'s gate says this replica leads. On gaining the lock, a replica
+//! reads every status again (its copy is as old as its start) before the gate opens, then resyncs every app.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppKey;
 use crate::consul::{self, BlockingQuery};
+use crate::leader::{Elector, LeaderGate, Leadership, LeadershipSender, LockConfig};
 use crate::live::{JobKey, LiveDeployment, LiveJob};
 use crate::metrics::Metrics;
 use crate::nomad;
@@ -41,6 +46,8 @@ pub struct Config {
     pub backoff: Backoff,
     /// Bytes per second the records watch may read from Consul (see [`crate::consul::budget`]).
     pub watch_budget: crate::consul::budget::ByteRate,
+    /// The leader lock replicas contend for; `None`: a single replica that always leads.
+    pub election: Option<LockConfig>,
 }
 
 impl Default for Config {
@@ -51,6 +58,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
             watch_budget: crate::consul::budget::DEFAULT_BUDGET,
+            election: None,
         }
     }
 }
@@ -68,6 +76,16 @@ pub struct Handle {
     pub metrics: Arc<Metrics>,
     /// True once the stores are loaded and the queue released.
     pub ready: watch::Receiver<bool>,
+    /// Whether this replica leads (and so reconciles).
+    pub leadership: LeaderGate,
+}
+
+/// The election's parts until `run` starts them: the elector, the gate it publishes, and the gate the stage reads
+/// (opened only once statuses were read again).
+struct Election {
+    elector: Elector<consul::Client>,
+    elected: LeaderGate,
+    serving: LeadershipSender,
 }
 
 /// The controller, ready to run: its stores' writers, each handed to the one task that writes it.
@@ -82,6 +100,7 @@ pub struct Controller {
     measurements_writer: crate::measure::MeasurementsWriter,
     handle: Handle,
     ready_tx: watch::Sender<bool>,
+    election: Option<Election>,
 }
 
 impl Controller {
@@ -91,6 +110,14 @@ impl Controller {
         let (status_writer, statuses) = store::statuses(&config.prefix);
         let (live_writer, live) = store::live_cache();
         let (measurements_writer, measurements) = crate::measure::measurements();
+        let (leadership, election) = match &config.election {
+            None => (LeaderGate::always(), None),
+            Some(lock) => {
+                let (elector, elected) = Elector::new(consul.clone(), lock.clone());
+                let (serving, gate) = crate::leader::channel();
+                (gate, Some(Election { elector, elected, serving }))
+            }
+        };
         let stage = Arc::new(
             Stage::new(
                 &config.prefix,
@@ -102,10 +129,12 @@ impl Controller {
                 metrics.clone(),
                 SystemTime::now,
             )
-            .with_measurements(measurements),
+            .with_measurements(measurements)
+            .with_leadership(leadership.clone()),
         );
         let ready_tx = watch::Sender::new(false);
-        let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
+        let handle =
+            Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe(), leadership };
         Controller {
             config,
             consul,
@@ -117,6 +146,7 @@ impl Controller {
             measurements_writer,
             handle,
             ready_tx,
+            election,
         }
     }
 
@@ -125,7 +155,9 @@ impl Controller {
         self.handle.clone()
     }
 
-    /// Runs until `shutdown`: never returns early on an outage (everything is retried with backoff).
+    /// Runs until `shutdown`: never returns early on an outage (everything is retried with backoff). With leader
+    /// election on, the lock is released only after every reconcile stopped, so the next leader's first write comes
+    /// after this replica's last.
     pub async fn run(self, shutdown: CancellationToken) {
         let Controller {
             config,
@@ -138,6 +170,7 @@ impl Controller {
             measurements_writer,
             handle,
             ready_tx,
+            election,
         } = self;
         let (queue, runner) = Queue::<AppKey>::new(QueueConfig {
             workers: config.workers,
@@ -179,6 +212,20 @@ impl Controller {
             shutdown.clone(),
         ));
         tasks.spawn(report_gauges(handle.clone(), queue.clone(), shutdown.clone()));
+        let elector_stop = CancellationToken::new();
+        let elector = election.map(|e| {
+            tasks.spawn(take_over(
+                e.elected,
+                e.serving,
+                stage.clone(),
+                consul.clone(),
+                config.clone(),
+                handle.clone(),
+                queue.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(e.elector.run(elector_stop.clone()))
+        });
         tasks.spawn(measure_autoscaled(
             handle.records.clone(),
             measurements_writer,
@@ -201,6 +248,13 @@ impl Controller {
             tracing::warn!(aborted = stopped.aborted, "reconciles aborted at shutdown");
         }
         tasks.wait().await;
+        // Every writer has stopped: now the lock can go to a standby.
+        elector_stop.cancel();
+        if let Some(elector) = elector
+            && let Err(err) = elector.await
+        {
+            tracing::error!(error = %err, "the leader elector task failed");
+        }
     }
 }
 
@@ -367,6 +421,75 @@ fn enqueue_job(
     }
 }
 
+/// Every app Drover knows of: those with a record and those with only a status left.
+fn all_keys(h: &Handle) -> BTreeSet<AppKey> {
+    let mut keys: BTreeSet<AppKey> = h.records.keys().into_iter().collect();
+    keys.extend(h.statuses.keys());
+    keys
+}
+
+/// Derives the stage's gate from the elector's: a step-down is passed on at once; a new term only after every status
+/// was read again (a standby's copy is as old as its start, and deciding on it could repeat a finished step), and
+/// then every app is resynced, so the new leader acts on current state. `drover_leader` follows the stage's gate.
+#[allow(clippy::too_many_arguments)]
+async fn take_over(
+    mut elected: LeaderGate,
+    serving: LeadershipSender,
+    stage: Arc<Stage<nomad::Client, consul::Client>>,
+    consul: consul::Client,
+    config: Config,
+    handle: Handle,
+    queue: Queue<AppKey>,
+    shutdown: CancellationToken,
+) {
+    let prefix = format!("{}/status/", config.prefix);
+    loop {
+        match elected.current_seen() {
+            Leadership::Standby => {
+                serving.send(Leadership::Standby);
+                handle.metrics.set_leader(false);
+            }
+            Leadership::Leading(term) if serving.current() != Leadership::Leading(term) => {
+                let mut failures = 0u32;
+                loop {
+                    let listed = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        () = elected.lost(term) => break,
+                        listed = consul.list(&prefix, BlockingQuery::now()) => listed,
+                    };
+                    match listed {
+                        Ok(listing) => {
+                            stage.status_writer().load(&listing.entries);
+                            serving.send(Leadership::Leading(term));
+                            handle.metrics.set_leader(true);
+                            queue.enqueue_all(all_keys(&handle), "leadership gained");
+                            tracing::info!(term = term.0, apps = handle.records.len(), "leading: resyncing every app");
+                            break;
+                        }
+                        Err(err) => {
+                            failures += 1;
+                            let delay = config.backoff.delay(failures, &mut rand::rng());
+                            tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "cannot read statuses to take over");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break,
+                                () = elected.lost(term) => break,
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            Leadership::Leading(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = elected.changed() => if changed.is_none() { break },
+        }
+    }
+    serving.send(Leadership::Standby);
+    handle.metrics.set_leader(false);
+}
+
 /// Releases the queue once records, statuses and live state are all loaded, then drives the periodic resync.
 async fn release_when_ready(
     handle: Handle,
@@ -382,11 +505,6 @@ async fn release_when_ready(
             res = gate.wait_for(|r| *r) => if res.is_err() { return },
         }
     }
-    let all_keys = |h: &Handle| {
-        let mut keys: BTreeSet<AppKey> = h.records.keys().into_iter().collect();
-        keys.extend(h.statuses.keys());
-        keys
-    };
     queue.enqueue_all(all_keys(&handle), "start");
     queue.set_ready();
     ready.send_replace(true);

@@ -2,6 +2,7 @@
 //!
 //! - [`elector`]: the lock itself — a session with a TTL renewed every TTL/2, a blocking query on the lock key, and
 //!   the state machine that turns both into a [`Leadership`] published on a `watch` channel.
+//! - [`settings`]: `--leader-elect`, `--lock-ttl`, `--lock-delay` and their environment variables.
 //! - [`LeaderGate`]: the read side of that channel, checked by every writer before each write ([`LeaderGate::admit`])
 //!   and raced against each reconcile ([`LeaderGate::lost`]), so losing the lock stops work in flight at once.
 //!
@@ -22,6 +23,7 @@
 pub mod elector;
 #[cfg(test)]
 mod fake;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 

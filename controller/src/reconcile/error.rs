@@ -49,6 +49,19 @@ pub enum ExecError {
         /// The job or key concerned.
         target: String,
     },
+    /// This replica stopped leading (or leads in a later term) since the reconcile started: the write was not sent.
+    /// Not retried here: the replica that leads now reconciles the app, and this one resyncs every app when it
+    /// leads again.
+    #[error("{operation} for {target:?} dropped")]
+    NotLeader {
+        /// The write that was not sent.
+        operation: &'static str,
+        /// The job or key concerned.
+        target: String,
+        /// The term that ended.
+        #[source]
+        source: crate::leader::NotLeader,
+    },
 }
 
 impl ExecError {
@@ -60,6 +73,7 @@ impl ExecError {
             ExecError::Rejected { .. } => "rejected",
             ExecError::NamespaceMissing { .. } => "namespace_missing",
             ExecError::Forbidden { .. } => "forbidden",
+            ExecError::NotLeader { .. } => "not_leader",
         }
     }
 
@@ -70,9 +84,22 @@ impl ExecError {
             // The next attempt reads fresh state and should succeed; a race that keeps recurring must not spin.
             ExecError::Conflict { .. } if conflicts_in_row <= 1 => Retry::After(Duration::ZERO),
             ExecError::Conflict { .. } => Retry::Backoff,
-            ExecError::Rejected { .. } | ExecError::NamespaceMissing { .. } => Retry::Never,
+            ExecError::Rejected { .. } | ExecError::NamespaceMissing { .. } | ExecError::NotLeader { .. } => {
+                Retry::Never
+            }
         }
     }
+}
+
+/// `Ok` while `gate` still leads in `term`: checked right before every write, so no write of a reconcile that
+/// outlived its leadership is sent.
+pub(super) fn admit(
+    gate: &crate::leader::LeaderGate,
+    term: crate::leader::Term,
+    operation: &'static str,
+    target: &str,
+) -> Result<(), ExecError> {
+    gate.admit(term).map_err(|source| ExecError::NotLeader { operation, target: target.to_string(), source })
 }
 
 /// Maps a Nomad client error to the execution error that carries the retry policy.
