@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppKey;
 use crate::consul::{self, BlockingQuery};
-use crate::leader::{Elector, LeaderGate, Leadership, LeadershipSender, LockConfig};
+use crate::leader::{Elector, LeaderGate, LeadershipSender, LockConfig, takeover};
 use crate::live::{JobKey, LiveDeployment, LiveJob};
 use crate::metrics::Metrics;
 use crate::nomad;
@@ -214,16 +214,29 @@ impl Controller {
         tasks.spawn(report_gauges(handle.clone(), queue.clone(), shutdown.clone()));
         let elector_stop = CancellationToken::new();
         let elector = election.map(|e| {
-            tasks.spawn(take_over(
-                e.elected,
-                e.serving,
-                stage.clone(),
-                consul.clone(),
-                config.clone(),
-                handle.clone(),
-                queue.clone(),
-                shutdown.clone(),
-            ));
+            let prepare = {
+                let (stage, consul) = (stage.clone(), consul.clone());
+                let prefix = format!("{}/status/", config.prefix);
+                move || {
+                    let (stage, consul, prefix) = (stage.clone(), consul.clone(), prefix.clone());
+                    async move {
+                        let listing = consul.list(&prefix, BlockingQuery::now()).await?;
+                        stage.status_writer().load(&listing.entries);
+                        Ok::<(), consul::Error>(())
+                    }
+                }
+            };
+            let gained = {
+                let (handle, queue) = (handle.clone(), queue.clone());
+                move |term: crate::leader::Term| {
+                    handle.metrics.set_leader(true);
+                    queue.enqueue_all(all_keys(&handle), "leadership gained");
+                    tracing::info!(term = term.0, apps = handle.records.len(), "leading: resyncing every app");
+                }
+            };
+            let metrics = metrics.clone();
+            let hooks = takeover::Hooks { prepare, gained, stood_down: move || metrics.set_leader(false) };
+            tasks.spawn(takeover::follow(e.elected, e.serving, hooks, config.backoff.clone(), shutdown.clone()));
             tokio::spawn(e.elector.run(elector_stop.clone()))
         });
         tasks.spawn(measure_autoscaled(
@@ -426,68 +439,6 @@ fn all_keys(h: &Handle) -> BTreeSet<AppKey> {
     let mut keys: BTreeSet<AppKey> = h.records.keys().into_iter().collect();
     keys.extend(h.statuses.keys());
     keys
-}
-
-/// Derives the stage's gate from the elector's: a step-down is passed on at once; a new term only after every status
-/// was read again (a standby's copy is as old as its start, and deciding on it could repeat a finished step), and
-/// then every app is resynced, so the new leader acts on current state. `drover_leader` follows the stage's gate.
-#[allow(clippy::too_many_arguments)]
-async fn take_over(
-    mut elected: LeaderGate,
-    serving: LeadershipSender,
-    stage: Arc<Stage<nomad::Client, consul::Client>>,
-    consul: consul::Client,
-    config: Config,
-    handle: Handle,
-    queue: Queue<AppKey>,
-    shutdown: CancellationToken,
-) {
-    let prefix = format!("{}/status/", config.prefix);
-    loop {
-        match elected.current_seen() {
-            Leadership::Standby => {
-                serving.send(Leadership::Standby);
-                handle.metrics.set_leader(false);
-            }
-            Leadership::Leading(term) if serving.current() != Leadership::Leading(term) => {
-                let mut failures = 0u32;
-                loop {
-                    let listed = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        () = elected.lost(term) => break,
-                        listed = consul.list(&prefix, BlockingQuery::now()) => listed,
-                    };
-                    match listed {
-                        Ok(listing) => {
-                            stage.status_writer().load(&listing.entries);
-                            serving.send(Leadership::Leading(term));
-                            handle.metrics.set_leader(true);
-                            queue.enqueue_all(all_keys(&handle), "leadership gained");
-                            tracing::info!(term = term.0, apps = handle.records.len(), "leading: resyncing every app");
-                            break;
-                        }
-                        Err(err) => {
-                            failures += 1;
-                            let delay = config.backoff.delay(failures, &mut rand::rng());
-                            tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "cannot read statuses to take over");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => break,
-                                () = elected.lost(term) => break,
-                                _ = tokio::time::sleep(delay) => {}
-                            }
-                        }
-                    }
-                }
-            }
-            Leadership::Leading(_) => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            changed = elected.changed() => if changed.is_none() { break },
-        }
-    }
-    serving.send(Leadership::Standby);
-    handle.metrics.set_leader(false);
 }
 
 /// Releases the queue once records, statuses and live state are all loaded, then drives the periodic resync.

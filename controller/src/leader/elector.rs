@@ -10,9 +10,10 @@
 //! - **contend**: read the key (`?consistent`, blocking on the last index). Held by our session → lead; held by
 //!   another → block until it changes; free → acquire. A key that is not a lock (other flags) is never taken.
 //!
-//! Deviation from `api/lock.go`: a failed monitor read does not drop the lock (lock.go's `MonitorRetries` is 0, so
-//! one Consul 5xx would be a fail-over). The session is what keeps the key held — only its holder, its expiry or a
-//! delete can free it — and the renew deadline bounds how long a leader can go unaware of an expiry.
+//! Deviation from `api/lock.go`: a failed monitor read does not drop the lock at once (lock.go's `MonitorRetries` is
+//! 0, so one Consul 5xx would be a fail-over). The session is what keeps the key held — only its holder, its expiry
+//! or a delete can free it — and the renew deadline bounds how long a leader can go unaware of an expiry. A delete
+//! by hand is what reads would catch: reads failing for the renew deadline make the leader step down too.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -217,14 +218,21 @@ impl<P: LockPort> Elector<P> {
         let key = &self.config.key;
         let mut index = 0u64;
         let mut failures = 0u32;
+        let mut failing_since: Option<Instant> = None;
         loop {
             let read = match self.port.read_lock(key, BlockingQuery::after(index, LOCK_WAIT)).await {
                 Ok(read) => {
                     failures = 0;
+                    failing_since = None;
                     read
                 }
                 Err(err) => {
-                    // Leadership is kept: the renew loop decides whether the session (and so the lock) is alive.
+                    // Leadership is kept for a while: the renew loop decides whether the session (and so the lock)
+                    // is alive; but a leader that cannot see its key for the renew deadline gives it up.
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= LockConfig::renew_deadline(self.config.ttl) {
+                        self.lost("the lock key could not be read for the renew deadline");
+                    }
                     failures += 1;
                     let delay = self.backoff.delay(failures, &mut rand::rng());
                     tracing::warn!(error = %crate::error_chain(&err), retry_in = ?delay, "cannot read the leader lock");

@@ -83,7 +83,7 @@ impl FakeConsul {
 
     /// A port for one replica.
     pub fn port(self: &Arc<Self>) -> FakePort {
-        FakePort { consul: self.clone(), cut: Arc::new(AtomicBool::new(false)) }
+        FakePort { consul: self.clone(), cut: Arc::new(AtomicBool::new(false)), reads_cut: Arc::default() }
     }
 
     /// The lock key as stored.
@@ -99,6 +99,14 @@ impl FakeConsul {
     /// Destroys a session from outside (an operator, or the server's own decision).
     pub fn destroy(&self, id: &str) {
         self.with(|s| s.invalidate(id, Instant::now()));
+    }
+
+    /// Deletes the key by hand (its holder's session lives on).
+    pub fn delete_key(&self) {
+        self.with(|s| {
+            s.index += 1;
+            s.key = None;
+        });
     }
 
     /// Writes the key by hand, as a plain PUT.
@@ -123,16 +131,25 @@ impl FakeConsul {
 pub struct FakePort {
     consul: Arc<FakeConsul>,
     cut: Arc<AtomicBool>,
+    reads_cut: Arc<AtomicBool>,
 }
 
 impl FakePort {
     /// Cuts this replica off (every call fails as a dropped connection would) or reconnects it.
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
+        self.consul.changes.send_modify(|_| {});
+    }
+
+    /// Makes only this replica's reads of the key fail (its session renews still succeed).
+    pub fn set_reads_cut(&self, cut: bool) {
+        self.reads_cut.store(cut, Ordering::SeqCst);
+        // Blocked reads wake and fail at once, as a dropped connection would.
+        self.consul.changes.send_modify(|_| {});
     }
 
     fn reachable(&self, op: &str) -> Result<(), consul::Error> {
-        if self.cut.load(Ordering::SeqCst) {
+        if self.cut.load(Ordering::SeqCst) || (op == "read" && self.reads_cut.load(Ordering::SeqCst)) {
             let source = RequestError::Status { code: 503, message: format!("{op}: cut off (test)") };
             return Err(consul::Error::SessionFailed { id: op.to_string(), source });
         }

@@ -3,6 +3,8 @@
 //! - [`elector`]: the lock itself — a session with a TTL renewed every TTL/2, a blocking query on the lock key, and
 //!   the state machine that turns both into a [`Leadership`] published on a `watch` channel.
 //! - [`settings`]: `--leader-elect`, `--lock-ttl`, `--lock-delay` and their environment variables.
+//! - [`takeover`]: the gate writers read, derived from the elector's: a new term opens only once the replica read
+//!   the state it will act on again.
 //! - [`LeaderGate`]: the read side of that channel, checked by every writer before each write ([`LeaderGate::admit`])
 //!   and raced against each reconcile ([`LeaderGate::lost`]), so losing the lock stops work in flight at once.
 //!
@@ -24,6 +26,7 @@ pub mod elector;
 #[cfg(test)]
 mod fake;
 pub mod settings;
+pub mod takeover;
 #[cfg(test)]
 mod tests;
 

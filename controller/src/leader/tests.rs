@@ -142,6 +142,29 @@ async fn a_session_gone_should_step_down_and_lead_again_in_a_new_term() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_leader_that_cannot_read_its_key_should_step_down_within_the_renew_deadline() {
+    let consul = FakeConsul::new();
+    let a = start(&consul, 1);
+    wait(&a.gate, "a leads", Duration::from_secs(1), leading).await;
+    // A blip: one failed read does not cost the lock.
+    a.port.set_reads_cut(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.port.set_reads_cut(false);
+    tokio::time::sleep(TTL).await;
+    assert_eq!(a.gate.term(), Some(Term(1)), "a short read outage keeps the lock");
+    // The key deleted by hand while a cannot read it: renewals still succeed, but a gives up within the deadline.
+    a.port.set_reads_cut(true);
+    let cut = Instant::now();
+    consul.delete_key();
+    let stepped_down = wait(&a.gate, "a steps down", TTL * 2, |l| l == Leadership::Standby).await;
+    assert!(
+        stepped_down - cut <= LockConfig::renew_deadline(TTL) + Duration::from_secs(6),
+        "a stepped down {:?} after its reads failed",
+        stepped_down - cut
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_key_that_is_not_a_lock_should_never_be_taken() {
     let consul = FakeConsul::new();
     consul.put_plain("drover/leader", b"someone else's");
