@@ -1,6 +1,7 @@
 //! High availability (issue #9): two `drover run` replicas against one simulator. Only the leader writes; SIGTERM
 //! hands the lock over in about a second; after `kill -9` the standby takes over within 2×TTL + lock-delay and
-//! finishes the rollout in progress; the request log shows no write of the old leader after the new leader's first.
+//! finishes the rollout in progress; a leader cut off from Consul stops writing before its session can expire; the
+//! request log shows no write of the old leader after the new leader's first.
 //!
 //! The simulator runs at time scale 1 here: it keeps session TTLs on its own clock, and Drover renews on real time
 //! (at the usual 0.02, a 10 s TTL would last 200 ms).
@@ -11,6 +12,7 @@ use drover::status::Phase;
 use drover_e2e::{
     DEADLINE, DroverProcess, LoggedRequest, Ready, SimProcess, job_image, metric_sum, template_record, wait_until,
 };
+use serde_json::json;
 use tokio::time::Instant;
 
 /// Consul's minimum TTL (the simulator refuses less, as Consul does).
@@ -147,4 +149,53 @@ async fn kill_9_during_a_rollout_should_let_the_standby_finish_it() {
     assert_eq!(versions.len(), 2, "exactly two job versions: the rollout was finished, not repeated");
     let (old, new) = assert_no_write_after_handover(&sim, &a.user_agent(), &b.user_agent()).await;
     assert!(old > 0 && new > 0, "both leaders wrote in turn: {old} then {new}");
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_consul_should_stop_writing_before_the_standby_leads() {
+    let sim = SimProcess::start(1.0).await;
+    let (a, b) = leader_and_standby(&sim).await;
+    sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+    let first = sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
+
+    // A partition between the leader and Consul only: it still reaches Nomad, which has no lock of its own.
+    let cut = Instant::now();
+    let pid = format!("(pid {})", a.pid());
+    sim.add_fault(json!({"server": "consul", "path": "/v1/", "user_agent": pid, "action": {"type": "drop"}})).await;
+    wait_until(DEADLINE, "the cut-off leader steps down", || async {
+        match a.readyz().await {
+            Some(Ready::Standby) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let stepped_down = cut.elapsed();
+    // ¾ TTL after its last renew (at most TTL/2 before the cut), plus one poll.
+    assert!(stepped_down <= TTL, "stepped down {stepped_down:?} after the cut (renew deadline 7.5 s)");
+    assert_eq!(leader_gauge(&a).await, 0);
+    wait_until(DEADLINE, "the standby leads once the old session expired", || async {
+        match b.readyz().await {
+            Some(Ready::Leader) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let led = cut.elapsed();
+    eprintln!("cut-off leader stepped down after {stepped_down:?}; the standby led after {led:?}");
+    assert!(led > stepped_down + Duration::from_secs(5), "the session outlived the step-down by TTL or more");
+
+    sim.put_record("default", "web", template_record("web", "nginx:1.28", "")).await;
+    sim.wait_for_status("default", "web", "Healthy on the new spec", |s| {
+        s.phase == Phase::Healthy && s.applied_hash.is_some() && s.applied_hash != first.applied_hash
+    })
+    .await;
+    let (old, new) = assert_no_write_after_handover(&sim, &a.user_agent(), &b.user_agent()).await;
+    assert!(old > 0 && new > 0, "both leaders wrote in turn: {old} then {new}");
+
+    // Healed, the old leader stays a standby: the lock is held.
+    sim.clear_faults().await;
+    let since = b.reconcile_total().await;
+    b.wait_reconciles(since, 3).await;
+    assert_eq!(a.readyz().await, Some(Ready::Standby), "the healed replica does not lead while b holds the lock");
+    assert_eq!(b.readyz().await, Some(Ready::Leader));
 }

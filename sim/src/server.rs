@@ -104,7 +104,7 @@ async fn answer(
         shared.log.record(server, &method, &path, &query, status, at_ms, &user_agent);
     };
 
-    match shared.faults.check(server, &method, &path, shared.clock.now()) {
+    match shared.faults.check_from(server, &method, &path, &user_agent, shared.clock.now()) {
         Some(FaultAction::Drop) => {
             log(0);
             return Err(Dropped);
