@@ -207,7 +207,7 @@ impl Controller {
             handle.clone(),
             config.resync,
             queue.clone(),
-            [desired_ready, live_ready, status_ready],
+            [desired_ready, live_ready, status_ready.clone()],
             ready_tx,
             shutdown.clone(),
         ));
@@ -215,11 +215,17 @@ impl Controller {
         let elector_stop = CancellationToken::new();
         let elector = election.map(|e| {
             let prepare = {
-                let (stage, consul) = (stage.clone(), consul.clone());
+                let (stage, consul, loaded) = (stage.clone(), consul.clone(), status_ready.clone());
                 let prefix = format!("{}/status/", config.prefix);
                 move || {
-                    let (stage, consul, prefix) = (stage.clone(), consul.clone(), prefix.clone());
+                    let (stage, consul, prefix, mut loaded) =
+                        (stage.clone(), consul.clone(), prefix.clone(), loaded.clone());
                     async move {
+                        // After the load at start, never before: a slow first load landing late would put back
+                        // statuses older than the ones read here.
+                        if loaded.wait_for(|l| *l).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
                         let listing = consul.list(&prefix, BlockingQuery::now()).await?;
                         stage.status_writer().load(&listing.entries);
                         Ok::<(), consul::Error>(())

@@ -328,6 +328,11 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             // A whole run without a conflict: the count of conflicts in a row starts over.
             Ok(()) if executed.is_ok() => self.conflicts_reset(key),
             Ok(()) => {}
+            // Not leading any more (counted by write_status): the replica that leads now owns the status.
+            Err(err @ ExecError::NotLeader { .. }) => {
+                tracing::info!(error = %crate::error_chain(&err), "not leading any more");
+                return Reconciled::done(None);
+            }
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(&err), "status write failed");
                 if matches!(result.outcome, Outcome::Done | Outcome::RequeueAfter(_)) {
