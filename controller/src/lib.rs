@@ -56,3 +56,4 @@ pub mod cli;
 pub mod http;
 pub mod runtime;
 pub mod store;
+pub mod sync;

@@ -1,11 +1,13 @@
 //! The command line: `drover run` (the controller), `drover dev` (simulator + controller + live view) and the
-//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `wait`, `schema`).
+//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `wait`, `schema`), and
+//! `sync` (GitOps).
 //!
 //! Errors reach `main` as `anyhow` chains and are printed on one line with a non-zero exit.
 
 mod apply;
 mod diff;
 mod show;
+mod sync;
 mod wait;
 
 pub mod dev;
@@ -53,6 +55,9 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Write the JSON Schemas of the records.
     Schema(SchemaArgs),
+    /// GitOps: make the records in Consul match a directory or a git repository (plan, CAS-guarded writes,
+    /// optional prune, dry run, --watch with a webhook), or show the outcome of past syncs (`sync status`).
+    Sync(sync::SyncArgs),
 }
 
 /// Where Consul is (flags win over `CONSUL_*` variables).
@@ -174,6 +179,7 @@ impl NomadArgs {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let done = match cli.command {
         Command::Wait(args) => return wait::wait(args).await,
+        Command::Sync(args) => return sync::sync(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Dev(args) => dev::dev(args).await,
         Command::Apply(args) => apply::apply(args).await,
