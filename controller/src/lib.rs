@@ -25,6 +25,8 @@
 //! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling; [`measure`]:
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`status`]: the status record Drover writes.
+//! - [`sync`]: GitOps — `drover sync` from a directory or a git ref: validate all, plan, CAS-guarded transactions,
+//!   prune of only its own records, and `--watch` under a Consul lock with a signed webhook.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 pub mod app;

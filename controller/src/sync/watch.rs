@@ -220,3 +220,28 @@ async fn release(client: &Client, lock: &str, session: &str) {
     }
     let _ = client.destroy_session(session).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> Client {
+        crate::tls::install_crypto_provider();
+        let http = crate::tls::build_http_client(crate::tls::TlsFiles::default()).expect("an HTTP client");
+        Client::with_http(http, url, None, Arc::new(crate::metrics::Metrics::new()))
+    }
+
+    #[tokio::test]
+    async fn acquire_should_refuse_a_second_holder_until_the_first_releases() {
+        let sim = drover_sim::harness::spawn(drover_sim::SimConfig::default()).await;
+        let consul = client(&sim.consul_url);
+        let lock = "drover/sync/deploy/lock";
+        let first = acquire(&consul, lock).await.expect("the first replica takes the lock");
+        assert_eq!(acquire(&consul, lock).await, None, "a second replica is refused while the first holds it");
+        let held = consul.get(lock).await.expect("read the lock").expect("the lock key exists");
+        assert_eq!(held.session.as_deref(), Some(first.as_str()));
+        release(&consul, lock, &first).await;
+        let second = acquire(&consul, lock).await.expect("released (not invalidated): no lock-delay, taken at once");
+        assert_ne!(second, first);
+    }
+}
