@@ -160,10 +160,13 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .context("the webhook server failed")?;
         return Ok(0);
     }
-    let report =
-        run_once(&consul, &spec, args.dry_run, 1, SystemTime::now).await.context("cannot record the sync's outcome")?;
+    let report = run_once(&consul, &spec, args.dry_run, 1, SystemTime::now).await;
     print_report(&report, args.output, args.dry_run)?;
-    Ok(if report.outcome.result == SyncResult::Succeeded { 0 } else { 1 })
+    if let Some(e) = &report.record_error {
+        eprintln!("{e}");
+    }
+    let ok = report.outcome.result == SyncResult::Succeeded && report.record_error.is_none();
+    Ok(if ok { 0 } else { 1 })
 }
 
 /// One plan row as `-o json` prints it.

@@ -39,31 +39,25 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// What the writes did (not for a dry run).
     pub applied: Option<Applied>,
+    /// Why the outcome could not be recorded at `<prefix>/sync/<name>`, if it could not.
+    pub record_error: Option<String>,
 }
 
 /// Runs one sync (`dry_run`: plan only, write nothing, record nothing). `run` numbers the syncs of a process; `now`
 /// is the wall clock, read when the sync ends.
 ///
 /// Failures are part of the report (its outcome is `Failed`), not an `Err`: the watch loop records them like any
-/// other outcome. Only a failure to record the outcome itself is an error.
-///
-/// # Errors
-/// The outcome could not be written to Consul.
-pub async fn run_once(
-    client: &Client,
-    spec: &SyncSpec,
-    dry_run: bool,
-    run: u64,
-    now: fn() -> SystemTime,
-) -> Result<Report, crate::consul::Error> {
+/// other outcome, and a failure to record the outcome itself is [`Report::record_error`], so the report is still
+/// printed.
+pub async fn run_once(client: &Client, spec: &SyncSpec, dry_run: bool, run: u64, now: fn() -> SystemTime) -> Report {
     let mut report = sync(client, spec, dry_run).await;
     report.outcome.run = run;
     report.outcome.finished_at = crate::status::timestamp(now());
     report.outcome.bound_errors();
-    if !dry_run {
-        outcome::record(client, &spec.prefix, &spec.name, &report.outcome).await?;
+    if !dry_run && let Err(e) = outcome::record(client, &spec.prefix, &spec.name, &report.outcome).await {
+        report.record_error = Some(format!("cannot record the outcome: {}", crate::error_chain(&e)));
     }
-    Ok(report)
+    report
 }
 
 async fn sync(client: &Client, spec: &SyncSpec, dry_run: bool) -> Report {
@@ -83,7 +77,7 @@ async fn sync(client: &Client, spec: &SyncSpec, dry_run: bool) -> Report {
     };
     let failed = |mut outcome: SyncOutcome, error: String| {
         outcome.errors.push(error);
-        Report { outcome, plan: None, problems: Vec::new(), applied: None }
+        Report { outcome, plan: None, problems: Vec::new(), applied: None, record_error: None }
     };
     let (source, git_ref, path) = (spec.source.clone(), spec.git_ref.clone(), spec.path.clone());
     let read = tokio::task::spawn_blocking(move || checkout(&source, git_ref.as_deref(), path.as_deref())).await;
@@ -99,7 +93,7 @@ async fn sync(client: &Client, spec: &SyncSpec, dry_run: bool) -> Report {
         Err(problems) => {
             outcome.result = SyncResult::Invalid;
             outcome.errors = problems.iter().map(|p| format!("invalid: {p}")).collect();
-            return Report { outcome, plan: None, problems, applied: None };
+            return Report { outcome, plan: None, problems, applied: None, record_error: None };
         }
     };
     let apps = format!("{}/apps/", spec.prefix.trim_end_matches('/'));
@@ -119,7 +113,7 @@ async fn sync(client: &Client, spec: &SyncSpec, dry_run: bool) -> Report {
     };
     if dry_run {
         outcome.result = if outcome.counts.conflicts > 0 { SyncResult::Conflicted } else { SyncResult::Succeeded };
-        return Report { outcome, plan: Some(plan), problems: Vec::new(), applied: None };
+        return Report { outcome, plan: Some(plan), problems: Vec::new(), applied: None, record_error: None };
     }
     let applied = match execute::execute(client, &spec.prefix, &plan).await {
         Ok(applied) => applied,
@@ -134,5 +128,5 @@ async fn sync(client: &Client, spec: &SyncSpec, dry_run: bool) -> Report {
     outcome.bytes_written = applied.bytes_written;
     outcome.errors = applied.conflicts.iter().map(|c| format!("conflict: {}: {}", c.key, c.reason)).collect();
     outcome.result = if applied.conflicts.is_empty() { SyncResult::Succeeded } else { SyncResult::Conflicted };
-    Report { outcome, plan: Some(plan), problems: Vec::new(), applied: Some(applied) }
+    Report { outcome, plan: Some(plan), problems: Vec::new(), applied: Some(applied), record_error: None }
 }

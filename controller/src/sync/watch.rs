@@ -173,10 +173,11 @@ pub async fn watch(
 }
 
 async fn sync_once(client: &Client, spec: &SyncSpec, run: u64, on_sync: &impl Fn(&Report)) {
-    match run_once(client, spec, false, run, SystemTime::now).await {
-        Ok(report) => on_sync(&report),
-        Err(e) => tracing::warn!(error = %crate::error_chain(&e), "cannot record the sync's outcome"),
+    let report = run_once(client, spec, false, run, SystemTime::now).await;
+    if let Some(e) = &report.record_error {
+        tracing::warn!(sync = %spec.name, error = %e, "the sync's outcome is not recorded");
     }
+    on_sync(&report);
 }
 
 /// Creates a session and tries to take `lock` with it; `None` (session destroyed) when the lock is held elsewhere,
