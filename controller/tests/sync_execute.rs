@@ -71,3 +71,17 @@ async fn execute_should_write_in_batches_and_report_a_racing_hand_edit_as_a_conf
     let writes: Vec<_> = third.writes().map(|i| (i.key.to_string(), i.action.clone())).collect();
     assert_eq!(writes, [("default/app070".to_string(), Action::Update)]);
 }
+
+#[tokio::test]
+async fn execute_should_count_a_stale_record_that_already_holds_the_source_as_converged() {
+    let sim = drover_sim::harness::spawn(drover_sim::SimConfig::default()).await;
+    let consul = client(&sim.consul_url);
+    let records = load_records("drover", &files(2, "nginx:1"), &stamp("r1")).expect("valid records");
+    let planned = plan("drover", &records, &[], &name(), false);
+    // Another replica wrote the same record (as YAML, at another revision) after this plan read an empty prefix.
+    let same = serde_saphyr::to_string(&records[0].value).expect("YAML").replace("r1", "r0");
+    consul.put("drover/apps/default/app000", same.as_bytes()).await.expect("the other writer");
+    let applied = execute(&consul, "drover", &planned).await.expect("written");
+    assert_eq!((applied.created, applied.converged), (1, 1), "{applied:?}");
+    assert!(applied.conflicts.is_empty(), "the same content is not a conflict: {:?}", applied.conflicts);
+}
