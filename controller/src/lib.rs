@@ -26,6 +26,7 @@
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`rollout`]: progressive delivery's records — a rollout's status (steps, analysis runs) and controls.
 //! - [`status`]: the status record Drover writes.
+//! - [`notify`]: notifications — events derived from status writes, delivered to webhooks off the reconcile path.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 pub mod app;
@@ -36,6 +37,7 @@ pub mod live;
 pub mod measure;
 pub mod metrics;
 pub mod nomad;
+pub mod notify;
 pub mod prometheus;
 pub mod queue;
 pub mod reconcile;

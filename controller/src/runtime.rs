@@ -41,6 +41,8 @@ pub struct Config {
     pub backoff: Backoff,
     /// Bytes per second the records watch may read from Consul (see [`crate::consul::budget`]).
     pub watch_budget: crate::consul::budget::ByteRate,
+    /// Webhook notifications (`--notifications`); `None` sends none.
+    pub notifications: Option<crate::notify::Notifications>,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
             watch_budget: crate::consul::budget::DEFAULT_BUDGET,
+            notifications: None,
         }
     }
 }
@@ -91,19 +94,21 @@ impl Controller {
         let (status_writer, statuses) = store::statuses(&config.prefix);
         let (live_writer, live) = store::live_cache();
         let (measurements_writer, measurements) = crate::measure::measurements();
-        let stage = Arc::new(
-            Stage::new(
-                &config.prefix,
-                nomad.clone(),
-                consul.clone(),
-                records.clone(),
-                live.clone(),
-                (status_writer, statuses.clone()),
-                metrics.clone(),
-                SystemTime::now,
-            )
-            .with_measurements(measurements),
-        );
+        let stage = Stage::new(
+            &config.prefix,
+            nomad.clone(),
+            consul.clone(),
+            records.clone(),
+            live.clone(),
+            (status_writer, statuses.clone()),
+            metrics.clone(),
+            SystemTime::now,
+        )
+        .with_measurements(measurements);
+        let stage = match config.notifications.clone() {
+            Some(n) => Arc::new(stage.with_notifier(crate::notify::Notifier::start(n, metrics.clone()))),
+            None => Arc::new(stage),
+        };
         let ready_tx = watch::Sender::new(false);
         let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
         Controller {

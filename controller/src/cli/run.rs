@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Webhook notifications: a YAML file of `targets` (README "Notifications"), checked before anything starts.
+    #[arg(long, value_name = "FILE")]
+    pub notifications: Option<std::path::PathBuf>,
 }
 
 /// Sets up `tracing` output on stderr (`RUST_LOG` filters, default `info`).
@@ -127,6 +130,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Rejected here, before anything starts, with the flag or variable named (see `consul::budget`).
     let watch_budget = crate::config::resolve_watch_budget(args.watch_budget.as_deref(), &super::env_lookup)?;
     config.watch_budget = watch_budget;
+    if let Some(path) = &args.notifications {
+        let targets = crate::notify::load(path, &super::env_lookup)?;
+        let delivery = crate::notify::DeliveryConfig::default();
+        config.notifications = Some(crate::notify::Notifications::new(targets, delivery)?);
+    }
     let metrics = Arc::new(Metrics::new());
     let consul = args.consul.client(metrics.clone())?;
     let nomad = args.nomad.client(metrics.clone())?;
