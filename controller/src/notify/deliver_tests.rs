@@ -1,53 +1,13 @@
 //! Tests of delivery against a local HTTP receiver (axum on 127.0.0.1:0): retries, refusals, dedup, full queues and
 //! the payload shapes.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap as AxumHeaders, StatusCode};
-use axum::routing::post;
-use tokio::sync::Notify;
+use axum::http::StatusCode;
 
 use super::*;
 use crate::app::AppKey;
+use crate::notify::test_receiver::{Receiver, count, eventually, start_receiver};
 use crate::notify::{EventKind, Notifications, Notifier, Pattern, Selector};
 use crate::status::{Phase, Reason};
-
-/// What the receiver answers, in order (then 200), and what it received.
-#[derive(Default)]
-struct Receiver {
-    answers: Mutex<VecDeque<StatusCode>>,
-    bodies: Mutex<Vec<(Value, Option<String>)>>,
-    /// When set, each request waits for a permit before answering.
-    gate: Option<Arc<tokio::sync::Semaphore>>,
-    arrived: Notify,
-}
-
-async fn receive(State(r): State<Arc<Receiver>>, headers: AxumHeaders, body: String) -> StatusCode {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    r.bodies.lock().unwrap_or_else(|p| p.into_inner()).push((value, auth));
-    r.arrived.notify_waiters();
-    if let Some(gate) = &r.gate {
-        let _ = gate.acquire().await.map(|p| p.forget());
-    }
-    r.answers.lock().unwrap_or_else(|p| p.into_inner()).pop_front().unwrap_or(StatusCode::OK)
-}
-
-async fn start_receiver(receiver: Arc<Receiver>) -> (reqwest::Url, AbortOnDropHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    let app = Router::new().route("/hook", post(receive)).with_state(receiver);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let url = reqwest::Url::parse(&format!("http://{addr}/hook")).expect("receiver URL");
-    (url, AbortOnDropHandle::new(task))
-}
-
-use tokio_util::task::AbortOnDropHandle;
 
 fn target(url: reqwest::Url, format: Format) -> Target {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -80,23 +40,6 @@ fn event(kind: EventKind, generation: u64, occurrence: &str) -> Event {
     }
 }
 
-fn count(metrics: &Metrics, result: &str) -> u64 {
-    let text = metrics.encode();
-    let line = format!("drover_notifications_total{{target=\"t1\",result=\"{result}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
-/// Waits (bounded) until `check` holds; the panic says what never happened.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(10), async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
-}
-
 fn start(targets: Vec<Target>, config: DeliveryConfig, metrics: &Arc<Metrics>) -> Notifier {
     let setup = Notifications::new(targets, config).expect("webhook client");
     Notifier::start(setup, metrics.clone())
@@ -114,9 +57,9 @@ async fn delivery_should_retry_transient_failures_and_deliver_once() {
     let metrics = Arc::new(Metrics::new());
     let notifier = start(vec![target(url, Format::Drover)], fast(), &metrics);
     notifier.send(&event(EventKind::RolloutAborted, 7, ""));
-    eventually("one delivery after two retries", || count(&metrics, "delivered") == 1).await;
-    assert_eq!(count(&metrics, "retried"), 2);
-    assert_eq!(count(&metrics, "failed"), 0);
+    eventually("one delivery after two retries", || count(&metrics, "t1", "delivered") == 1).await;
+    assert_eq!(count(&metrics, "t1", "retried"), 2);
+    assert_eq!(count(&metrics, "t1", "failed"), 0);
     let bodies = receiver.bodies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(bodies.len(), 3, "two failed attempts and the delivery");
     assert!(bodies.iter().all(|(b, auth)| b == &bodies[0].0 && auth.as_deref() == Some("Bearer t")));
@@ -132,11 +75,11 @@ async fn delivery_should_not_retry_a_refusal_and_should_give_up_after_its_retrie
     let metrics = Arc::new(Metrics::new());
     let notifier = start(vec![target(url, Format::Drover)], fast(), &metrics);
     notifier.send(&event(EventKind::RolloutAborted, 7, ""));
-    eventually("the refusal counted as failed", || count(&metrics, "failed") == 1).await;
-    assert_eq!(count(&metrics, "retried"), 0, "a 401 is not retried");
+    eventually("the refusal counted as failed", || count(&metrics, "t1", "failed") == 1).await;
+    assert_eq!(count(&metrics, "t1", "retried"), 0, "a 401 is not retried");
     notifier.send(&event(EventKind::RolloutAborted, 8, ""));
-    eventually("four 500s exhaust 3 retries", || count(&metrics, "failed") == 2).await;
-    assert_eq!(count(&metrics, "retried"), 3);
+    eventually("four 500s exhaust 3 retries", || count(&metrics, "t1", "failed") == 2).await;
+    assert_eq!(count(&metrics, "t1", "retried"), 3);
     assert_eq!(receiver.bodies.lock().unwrap_or_else(|p| p.into_inner()).len(), 1 + 4);
 }
 
@@ -157,7 +100,7 @@ async fn delivery_should_send_each_occurrence_once() {
         notifier.send(&e);
     }
     eventually("4 deliveries and 2 repeats dropped", || {
-        count(&metrics, "delivered") == 4 && count(&metrics, "deduplicated") == 2
+        count(&metrics, "t1", "delivered") == 4 && count(&metrics, "t1", "deduplicated") == 2
     })
     .await;
     assert_eq!(receiver.bodies.lock().unwrap_or_else(|p| p.into_inner()).len(), 4);
@@ -178,9 +121,9 @@ async fn delivery_should_drop_and_count_when_a_target_queue_is_full_without_wait
     notifier.send(&event(EventKind::Scaled, 1, "b"));
     notifier.send(&event(EventKind::Scaled, 1, "c"));
     assert!(sent.elapsed() < Duration::from_secs(1), "send never waits for the receiver");
-    assert_eq!(count(&metrics, "dropped"), 1);
+    assert_eq!(count(&metrics, "t1", "dropped"), 1);
     gate.add_permits(10);
-    eventually("the queued event delivered", || count(&metrics, "delivered") == 2).await;
+    eventually("the queued event delivered", || count(&metrics, "t1", "delivered") == 2).await;
 }
 
 #[tokio::test]
@@ -196,7 +139,7 @@ async fn notifier_should_send_only_what_each_target_selects() {
     let notifier = start(vec![only_prod, only_failures], fast(), &metrics);
     notifier.send(&event(EventKind::RolloutCompleted, 1, ""));
     notifier.send(&event(EventKind::RolloutAborted, 2, ""));
-    eventually("the failure delivered to t1", || count(&metrics, "delivered") == 1).await;
+    eventually("the failure delivered to t1", || count(&metrics, "t1", "delivered") == 1).await;
     let prod = event(EventKind::RolloutCompleted, 3, "");
     notifier.send(&Event { app: AppKey::new("prod-eu", "web"), ..prod });
     let text = || metrics.encode();

@@ -6,7 +6,7 @@
 //!
 //! | event              | when                                                                                   |
 //! |--------------------|----------------------------------------------------------------------------------------|
-//! | `RolloutStarted`   | a new history entry registers a new spec (`Created`, `Updated`, `Adopted`): a rollout of the generation began (the phase is then `Progressing`); a re-register that only repairs (`Refreshed`), a scale or a drift revert is not a rollout |
+//! | `RolloutStarted`   | a new history entry registers a new spec (`Created`, `Updated`, `Adopted`, or `Refreshed` of a spec the old status did not show as applied): a rollout of the generation began (the phase is then `Progressing`); a re-register that only repairs, a scale or a drift revert is not a rollout |
 //! | `RolloutPaused`    | the phase turns `Paused`                                                               |
 //! | `RolloutCompleted` | the phase turns `Healthy`                                                              |
 //! | `AnalysisFailed`   | the rollout's verdict turns `AnalysisFailed`                                           |
@@ -131,10 +131,15 @@ pub fn events(old: Option<&AppStatus>, new: &AppStatus, key: &AppKey) -> Vec<Eve
     let phase_turned = |phase: Phase| new.phase == phase && old.is_none_or(|o| o.phase != phase);
     let added = new_history_entry(old, new);
 
-    // A register of a new spec is where a rollout begins; repairs, scales and reverts have their own events.
-    if added
-        .is_some_and(|h| matches!(h.result, HistoryResult::Created | HistoryResult::Updated | HistoryResult::Adopted))
-    {
+    // A register of a new spec is where a rollout begins; repairs, scales and reverts have their own events. A
+    // `Refreshed` register starts a rollout the stored status never showed when that status did not record this spec
+    // as applied (the status write after the first register failed, and the retry refreshed it).
+    let starts = |h: &HistoryEntry| match h.result {
+        HistoryResult::Created | HistoryResult::Updated | HistoryResult::Adopted => true,
+        HistoryResult::Refreshed => old.is_none_or(|o| o.applied_hash.as_deref() != Some(h.hash.as_str())),
+        _ => false,
+    };
+    if added.is_some_and(starts) {
         out.push((EventKind::RolloutStarted, ready_reason, ready_message.clone(), String::new()));
     }
     // Paused in Nomad, or by a rollout step: either way a person may have to act.

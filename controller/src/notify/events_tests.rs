@@ -84,13 +84,25 @@ fn events_should_report_rollout_started_when_a_new_spec_is_registered() {
 
 #[test]
 fn events_should_not_report_rollout_started_for_a_repair_a_scale_or_a_revert() {
-    let healthy = with_history(status(5, Phase::Healthy, "t1"), HistoryResult::Healthy, "h1", "t0");
+    let mut healthy = with_history(status(5, Phase::Healthy, "t1"), HistoryResult::Healthy, "h1", "t0");
+    healthy.applied_hash = Some("h1".into());
     assert_eq!(kinds(Some(&healthy), &progressing(5, HistoryResult::Refreshed, "h1", "t2")), vec![]);
     let scaled = progressing(5, HistoryResult::Scaled, "h2", "t2");
     assert_eq!(kinds(Some(&healthy), &scaled), vec![EventKind::Scaled]);
     let reverted =
         with_drift(progressing(5, HistoryResult::Reverted, "h1", "t2"), ConditionStatus::True, Reason::Reverted, "t2");
     assert_eq!(kinds(Some(&healthy), &reverted), vec![EventKind::Drifted]);
+}
+
+#[test]
+fn events_should_report_rollout_started_for_a_refresh_of_a_spec_the_old_status_never_showed_applied() {
+    // The status write after the first register failed; the retry refreshes the register and writes the status.
+    assert_eq!(kinds(None, &progressing(5, HistoryResult::Refreshed, "h1", "t2")), vec![EventKind::RolloutStarted]);
+    let pending = status(5, Phase::Pending, "t1");
+    assert_eq!(
+        kinds(Some(&pending), &progressing(5, HistoryResult::Refreshed, "h1", "t2")),
+        vec![EventKind::RolloutStarted]
+    );
 }
 
 #[test]

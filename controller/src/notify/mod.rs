@@ -23,6 +23,10 @@
 pub mod config;
 pub mod deliver;
 pub mod events;
+#[cfg(test)]
+mod hook_tests;
+#[cfg(test)]
+mod test_receiver;
 
 use std::sync::Arc;
 
