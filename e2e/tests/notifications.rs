@@ -12,7 +12,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use drover::status::Phase;
-use drover_e2e::{DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, metric_sum, template_record, wait_until};
+use drover_e2e::{
+    DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, metric_sum, require_tool, template_record, wait_until,
+};
 use serde_json::Value;
 
 /// One request the receiver got.
@@ -98,6 +100,23 @@ async fn metrics(drover: &DroverProcess) -> String {
     resp.text().await.expect("metrics text")
 }
 
+/// `promtool check metrics` accepts `text` (the notification series included).
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(require_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child.stdin.take().expect("promtool stdin").write_all(text.as_bytes()).expect("write metrics to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics: {said}");
+    assert!(text.contains("# TYPE drover_notifications_total counter"), "{text}");
+}
+
 #[tokio::test]
 async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fails_twice() {
     let receiver = Arc::new(Receiver { fail_first: 2, ..Receiver::default() });
@@ -173,6 +192,7 @@ async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fail
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"delivered\"}"), 4, "{text}");
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"retried\"}"), 2, "{text}");
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"failed\"}"), 0, "{text}");
+    promtool_check(&text);
 
     // Slack: only RolloutCompleted of web, in Slack's shape.
     let slack = receiver.got("slack");
