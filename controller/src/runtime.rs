@@ -94,21 +94,20 @@ impl Controller {
         let (status_writer, statuses) = store::statuses(&config.prefix);
         let (live_writer, live) = store::live_cache();
         let (measurements_writer, measurements) = crate::measure::measurements();
-        let stage = Stage::new(
-            &config.prefix,
-            nomad.clone(),
-            consul.clone(),
-            records.clone(),
-            live.clone(),
-            (status_writer, statuses.clone()),
-            metrics.clone(),
-            SystemTime::now,
-        )
-        .with_measurements(measurements);
-        let stage = match config.notifications.clone() {
-            Some(n) => Arc::new(stage.with_notifier(crate::notify::Notifier::start(n, metrics.clone()))),
-            None => Arc::new(stage),
-        };
+        let stage = Arc::new(
+            Stage::new(
+                &config.prefix,
+                nomad.clone(),
+                consul.clone(),
+                records.clone(),
+                live.clone(),
+                (status_writer, statuses.clone()),
+                metrics.clone(),
+                SystemTime::now,
+            )
+            .with_measurements(measurements)
+            .with_notifier(config.notifications.clone().map(|n| crate::notify::Notifier::start(n, metrics.clone()))),
+        );
         let ready_tx = watch::Sender::new(false);
         let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
         Controller {

@@ -48,7 +48,7 @@ async fn stage_should_notify_each_status_it_writes_and_nothing_else() {
         metrics.clone(),
         clock,
     )
-    .with_notifier(notifier);
+    .with_notifier(Some(notifier));
     let key = AppKey::new("default", "web");
     kv.put("drover/apps/default/web", WEB.as_bytes());
     records_writer.apply_snapshot(&kv.read("drover/apps/default/web").into_iter().collect::<Vec<_>>());

@@ -109,10 +109,10 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         }
     }
 
-    /// Tells `notifier` of every status this stage writes.
+    /// Tells `notifier` of every status this stage writes (`None`: no notifications).
     #[must_use]
-    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
-        self.notifier = Some(notifier);
+    pub fn with_notifier(mut self, notifier: Option<crate::notify::Notifier>) -> Self {
+        self.notifier = notifier;
         self
     }
 
