@@ -7,7 +7,7 @@
 //! | event              | when                                                                                   |
 //! |--------------------|----------------------------------------------------------------------------------------|
 //! | `RolloutStarted`   | a new history entry registers a new spec (`Created`, `Updated`, `Adopted`, or `Refreshed` of a spec the old status did not show as applied): a rollout of the generation began (the phase is then `Progressing`); a re-register that only repairs, a scale or a drift revert is not a rollout |
-//! | `RolloutPaused`    | the phase turns `Paused`                                                               |
+//! | `RolloutPaused`    | the phase turns `Paused`, or a paused rollout is paused at another step                |
 //! | `RolloutCompleted` | the phase turns `Healthy`                                                              |
 //! | `AnalysisFailed`   | the rollout's verdict turns `AnalysisFailed`                                           |
 //! | `RolloutAborted`   | the rollout's verdict turns to another failure, or the phase turns `Degraded` because the deployment failed, was rolled back, cancelled or never made |
@@ -18,7 +18,8 @@
 //!
 //! "Turns" means: the old status is absent or differs in that respect. Every event carries a [`DedupKey`]: the
 //! app, the generation, the kind, and for kinds that can happen several times in one generation (`Scaled`,
-//! `Drifted`) the time of the occurrence, so delivery sends each occurrence once.
+//! `Drifted`) the time of the occurrence, or for `RolloutPaused` the rollout step, so delivery sends each occurrence
+//! once.
 
 use serde::Serialize;
 
@@ -96,7 +97,7 @@ pub struct DedupKey {
     /// The kind.
     pub kind: EventKind,
     /// Empty for once-per-generation kinds; the RFC 3339 time of the history entry or condition transition for
-    /// `Scaled` and `Drifted`.
+    /// `Scaled` and `Drifted`; the rollout step (`Step 2`) for `RolloutPaused` of a progressive rollout.
     pub occurrence: String,
 }
 
@@ -142,9 +143,13 @@ pub fn events(old: Option<&AppStatus>, new: &AppStatus, key: &AppKey) -> Vec<Eve
     if added.is_some_and(starts) {
         out.push((EventKind::RolloutStarted, ready_reason, ready_message.clone(), String::new()));
     }
-    // Paused in Nomad, or by a rollout step: either way a person may have to act.
-    if phase_turned(Phase::Paused) {
-        out.push((EventKind::RolloutPaused, ready_reason, ready_message.clone(), String::new()));
+    // Paused in Nomad, or by a rollout step: either way a person may have to act. Each step of a progressive
+    // rollout that waits is a pause of its own (its step is the occurrence).
+    let step = |s: &AppStatus| s.rollout.as_ref().map(|r| r.step);
+    let paused_at_new_step = old.is_some_and(|o| o.phase == Phase::Paused && step(o) != step(new));
+    if new.phase == Phase::Paused && (phase_turned(Phase::Paused) || paused_at_new_step) {
+        let occurrence = step(new).map(|s| s.to_string()).unwrap_or_default();
+        out.push((EventKind::RolloutPaused, ready_reason, ready_message.clone(), occurrence));
     }
     // Healthy is the end of every successful rollout (and of a recovery, which a person also wants to hear of).
     if phase_turned(Phase::Healthy) {

@@ -141,6 +141,29 @@ fn events_should_report_rollout_paused_once() {
 }
 
 #[test]
+fn events_should_report_each_paused_step_of_a_progressive_rollout() {
+    use crate::rollout::StepRef;
+    let at_step = |n: u32| {
+        let mut s = with_verdict(status(5, Phase::Paused, "t"), 5, None);
+        if let Some(r) = s.rollout.as_mut() {
+            r.step = StepRef::Step(n);
+        }
+        s
+    };
+    let running = with_verdict(progressing(5, HistoryResult::Created, "h1", "t2"), 5, None);
+    let first = events(Some(&running), &at_step(0), &key());
+    assert_eq!(first.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::RolloutPaused]);
+    assert_eq!(first[0].dedup.occurrence, "Step 1");
+    // Promoted from step 1 straight into the pause of step 2: a new pause, with its own occurrence.
+    let second = events(Some(&at_step(0)), &at_step(1), &key());
+    assert_eq!(
+        second.iter().map(|e| (e.kind, e.dedup.occurrence.as_str())).collect::<Vec<_>>(),
+        vec![(EventKind::RolloutPaused, "Step 2")]
+    );
+    assert_eq!(kinds(Some(&at_step(1)), &at_step(1)), vec![]);
+}
+
+#[test]
 fn events_should_report_rollout_aborted_when_a_deployment_fails_rolls_back_is_cancelled_or_missing() {
     let started = progressing(5, HistoryResult::Created, "h1", "t2");
     for reason in [Reason::RolledBack, Reason::DeploymentFailed, Reason::DeploymentCancelled, Reason::DeploymentMissing]
