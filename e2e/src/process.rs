@@ -81,22 +81,29 @@ pub struct SimProcess {
 impl SimProcess {
     /// Starts `drover-sim` at this time scale and waits for both of its `… listening on http://…` lines.
     pub async fn start(time_scale: f64) -> SimProcess {
-        SimProcess::start_with(time_scale, None).await
+        SimProcess::start_with(time_scale, None, None).await
     }
 
     /// As [`SimProcess::start`], with ACLs on in both servers and `token` as the management token; every helper
     /// of this type then sends `token` (a person with the management token).
     pub async fn start_with_acls(time_scale: f64, token: &str) -> SimProcess {
-        SimProcess::start_with(time_scale, Some(token)).await
+        SimProcess::start_with(time_scale, Some(token), None).await
     }
 
-    async fn start_with(time_scale: f64, token: Option<&str>) -> SimProcess {
+    /// As [`SimProcess::start`] (with ACLs when `token` is given), serving both APIs over HTTPS as `tls` says; every
+    /// helper of this type then trusts `tls.dir`'s `ca.pem` and presents its client certificate.
+    pub async fn start_tls(time_scale: f64, token: Option<&str>, tls: &SimTls) -> SimProcess {
+        SimProcess::start_with(time_scale, token, Some(tls)).await
+    }
+
+    async fn start_with(time_scale: f64, token: Option<&str>, tls: Option<&SimTls>) -> SimProcess {
         let (log, stderr) = log_file("drover-sim");
         eprintln!("drover-sim stderr: {}", log.display());
         let mut child = Command::new(binary("drover-sim"))
             .args(["--consul-addr", "127.0.0.1:0", "--nomad-addr", "127.0.0.1:0", "--time-scale"])
             .arg(time_scale.to_string())
             .args(token.map(|t| ["--acl-bootstrap-token", t]).into_iter().flatten())
+            .args(tls.map(SimTls::args).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -127,11 +134,47 @@ impl SimProcess {
         let Ok(Ok(Some((consul_url, nomad_url, stdout)))) = read else {
             panic!("drover-sim did not print its addresses (see {})", log.display());
         };
-        let http = match token {
-            Some(t) => crate::http_client_with_token(t),
-            None => http_client(),
-        };
+        let http = crate::test_client(token, tls.map(|t| t.dir.as_path()));
         SimProcess { consul_url, nomad_url, http, _child: child, _stdout: stdout }
+    }
+}
+
+/// How a [`SimProcess`] serves HTTPS: `drover-sim --tls-dir DIR [--tls-verify-incoming] [--tls-keep-existing]`.
+#[derive(Clone, Debug)]
+pub struct SimTls {
+    /// Where the five PEM files are (written by the simulator unless `keep_existing`).
+    pub dir: PathBuf,
+    /// Require a client certificate signed by `ca.pem`.
+    pub verify_incoming: bool,
+    /// Serve the set already in `dir` (a test's flawed one, see `drover_sim::tls::CertSet`).
+    pub keep_existing: bool,
+}
+
+impl SimTls {
+    /// A fresh, empty directory for one test's certificates, under the system's temporary directory.
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("drover-e2e-tls-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory for certificates");
+        dir
+    }
+
+    /// The path of one of the set's files (`ca.pem`, `client.pem`, …).
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--tls-dir".to_owned(), self.dir.to_string_lossy().into_owned()];
+        if self.verify_incoming {
+            args.push("--tls-verify-incoming".to_owned());
+        }
+        if self.keep_existing {
+            args.push("--tls-keep-existing".to_owned());
+        }
+        args
     }
 }
 
