@@ -26,7 +26,7 @@
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
-//! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
+//! - [`http`], [`metrics`], [`config`], [`tls`], [`probe`], [`cli`]: the process around it.
 pub mod app;
 pub mod autoscale;
 pub mod config;
@@ -35,6 +35,7 @@ pub mod live;
 pub mod measure;
 pub mod metrics;
 pub mod nomad;
+pub mod probe;
 pub mod prometheus;
 pub mod queue;
 pub mod reconcile;

@@ -194,26 +194,48 @@ impl DroverProcess {
     /// Runs `drover run` against `sim` with `--resync 1s` unless `extra_args` gives `--resync`, and waits until
     /// `/readyz` answers 200. Retries on another port if the one picked was taken meanwhile.
     pub async fn start(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
+        DroverProcess::start_with(sim, extra_args, &[], None).await
+    }
+
+    /// As [`DroverProcess::start`], with these environment variables set for the process, and with `listen_ca`
+    /// (the PEM CA of `--listen-tls-cert`) its own endpoints are reached over `https://` trusting that CA.
+    pub async fn start_with(
+        sim: &SimProcess,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        listen_ca: Option<&Path>,
+    ) -> DroverProcess {
         let mut last_stderr = String::new();
+        let http = match listen_ca {
+            None => http_client(),
+            Some(ca) => {
+                let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("read {}: {e}", ca.display()));
+                let ca = reqwest::Certificate::from_pem(&pem).expect("the listener's CA is a PEM certificate");
+                reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .tls_backend_rustls()
+                    .tls_certs_only(vec![ca])
+                    .build()
+                    .expect("build the https test client")
+            }
+        };
+        let scheme = if listen_ca.is_some() { "https" } else { "http" };
         for _ in 0..3 {
             let port = free_port();
             let (log, stderr) = log_file("drover");
             eprintln!("drover stderr: {}", log.display());
-            let mut cmd = Command::new(binary("drover"));
-            cmd.args(["run", "--consul-addr", &sim.consul_url, "--nomad-addr", &sim.nomad_url, "--listen"])
-                .arg(format!("127.0.0.1:{port}"));
-            if !extra_args.contains(&"--resync") {
-                cmd.args(["--resync", "1s"]);
-            }
+            let mut cmd = drover_command(sim, extra_args, env);
             let child = cmd
-                .args(extra_args)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr)
                 .spawn()
                 .expect("spawn drover run");
             let child = Owned(child, log.clone());
-            let mut drover = DroverProcess { url: format!("http://127.0.0.1:{port}"), log, http: http_client(), child };
+            let url = format!("{scheme}://127.0.0.1:{port}");
+            let mut drover = DroverProcess { url, log, http: http.clone(), child };
             if drover.wait_ready().await {
                 return drover;
             }
@@ -221,6 +243,27 @@ impl DroverProcess {
             last_stderr = std::fs::read_to_string(&drover.log).unwrap_or_default();
         }
         panic!("drover run did not start; its stderr:\n{last_stderr}");
+    }
+
+    /// Runs `drover run` against `sim` expecting it to exit on its own (a configuration or TLS failure), and returns
+    /// its exit code and stderr. Panics if it is still running after [`DEADLINE`].
+    pub async fn run_to_exit(sim: &SimProcess, extra_args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+        let (log, stderr) = log_file("drover");
+        let child = drover_command(sim, extra_args, env)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn drover run");
+        let mut child = Owned(child, log.clone());
+        let what = format!("drover run to exit on its own (see {})", log.display());
+        let status = wait_until(DEADLINE, &what, || {
+            let exited = child.0.try_wait().ok().flatten();
+            async move { exited.ok_or("still running") }
+        })
+        .await;
+        (status.code(), std::fs::read_to_string(&log).unwrap_or_default())
     }
 
     /// Waits for `/readyz` 200; false when the process exited first (e.g. its port was taken).
@@ -268,6 +311,18 @@ impl DroverProcess {
         })
         .await
     }
+}
+
+/// `drover run` against `sim` (`--resync 1s` unless given), with `env` set and `NO_COLOR` so that its stderr is
+/// plain text; `--listen` is left to the caller.
+fn drover_command(sim: &SimProcess, extra_args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary("drover"));
+    cmd.args(["run", "--consul-addr", &sim.consul_url, "--nomad-addr", &sim.nomad_url]);
+    if !extra_args.contains(&"--resync") {
+        cmd.args(["--resync", "1s"]);
+    }
+    cmd.args(extra_args).envs(env.iter().copied()).env("NO_COLOR", "1");
+    cmd
 }
 
 /// A loopback port that was free a moment ago.

@@ -137,6 +137,12 @@ pub fn env_lookup(name: &str) -> Option<String> {
 impl ConsulArgs {
     /// Resolves flags and `CONSUL_*` variables into a client.
     pub fn client(&self, metrics: Arc<Metrics>) -> anyhow::Result<crate::consul::Client> {
+        let config = self.config()?;
+        crate::consul::Client::new(&config, metrics).context("cannot build the Consul client")
+    }
+
+    /// Resolves flags and `CONSUL_*` variables.
+    pub fn config(&self) -> anyhow::Result<ConsulConfig> {
         let flags = ConsulFlags {
             addr: self.consul_addr.clone(),
             token: self.consul_token.clone(),
@@ -145,14 +151,19 @@ impl ConsulArgs {
             client_cert: self.consul_client_cert.clone(),
             client_key: self.consul_client_key.clone(),
         };
-        let config = ConsulConfig::resolve(&flags, &env_lookup)?;
-        crate::consul::Client::new(&config, metrics).context("cannot build the Consul client")
+        Ok(ConsulConfig::resolve(&flags, &env_lookup)?)
     }
 }
 
 impl NomadArgs {
     /// Resolves flags and `NOMAD_*` variables into a client.
     pub fn client(&self, metrics: Arc<Metrics>) -> anyhow::Result<crate::nomad::Client> {
+        let config = self.config()?;
+        crate::nomad::Client::new(&config, metrics).context("cannot build the Nomad client")
+    }
+
+    /// Resolves flags and `NOMAD_*` variables.
+    pub fn config(&self) -> anyhow::Result<NomadConfig> {
         let flags = NomadFlags {
             addr: self.nomad_addr.clone(),
             token: self.nomad_token.clone(),
@@ -161,8 +172,7 @@ impl NomadArgs {
             client_cert: self.nomad_client_cert.clone(),
             client_key: self.nomad_client_key.clone(),
         };
-        let config = NomadConfig::resolve(&flags, &env_lookup)?;
-        crate::nomad::Client::new(&config, metrics).context("cannot build the Nomad client")
+        Ok(NomadConfig::resolve(&flags, &env_lookup)?)
     }
 }
 

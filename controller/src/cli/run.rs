@@ -128,8 +128,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let watch_budget = crate::config::resolve_watch_budget(args.watch_budget.as_deref(), &super::env_lookup)?;
     config.watch_budget = watch_budget;
     let metrics = Arc::new(Metrics::new());
-    let consul = args.consul.client(metrics.clone())?;
-    let nomad = args.nomad.client(metrics.clone())?;
+    let consul_config = args.consul.config()?;
+    let nomad_config = args.nomad.config()?;
+    let consul =
+        crate::consul::Client::new(&consul_config, metrics.clone()).context("cannot build the Consul client")?;
+    let nomad = crate::nomad::Client::new(&nomad_config, metrics.clone()).context("cannot build the Nomad client")?;
+    probe_servers(&consul, &consul_config, &nomad, &nomad_config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
@@ -153,6 +157,52 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("HTTP server task failed: {e}"),
     }
     tracing::info!("drover stopped");
+    Ok(())
+}
+
+/// Probes both servers once, concurrently ([`crate::probe`]): a TLS failure is returned (and ends `drover run` with
+/// that one line); an outage is logged and left to the usual retries.
+async fn probe_servers(
+    consul: &crate::consul::Client,
+    consul_config: &crate::config::ConsulConfig,
+    nomad: &crate::nomad::Client,
+    nomad_config: &crate::config::NomadConfig,
+) -> Result<(), crate::probe::ProbeError> {
+    use crate::probe::{Target, probe};
+    use crate::tls::TlsFiles;
+    let consul_target = Target {
+        server: "Consul",
+        env: "CONSUL",
+        addr: consul.addr(),
+        files: TlsFiles {
+            ca_cert: consul_config.ca_cert.as_deref(),
+            client_cert: consul_config.client_cert.as_deref(),
+            client_key: consul_config.client_key.as_deref(),
+        },
+        http: consul.http(),
+    };
+    let nomad_target = Target {
+        server: "Nomad",
+        env: "NOMAD",
+        addr: nomad.addr(),
+        files: TlsFiles {
+            ca_cert: nomad_config.ca_cert.as_deref(),
+            client_cert: nomad_config.client_cert.as_deref(),
+            client_key: nomad_config.client_key.as_deref(),
+        },
+        http: nomad.http(),
+    };
+    let (consul_probe, nomad_probe) = tokio::join!(probe(consul_target), probe(nomad_target));
+    for (target, result) in [(consul_target, consul_probe), (nomad_target, nomad_probe)] {
+        if let Some(outage) = result? {
+            tracing::warn!(
+                server = target.server,
+                addr = target.addr,
+                error = %crate::error_chain(&outage),
+                "not reachable at start; retrying with backoff"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -274,6 +274,11 @@ impl Client {
         &self.base
     }
 
+    /// The HTTP client (with this server's TLS settings), for the start-up probe ([`crate::probe`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Sends one request, records `consul_request(op, code)` (0 = no response), and reads the whole body.
     ///
     /// Any status comes back as `Ok`: each caller decides what its endpoint's statuses mean (a KV 404 is an empty

@@ -220,6 +220,16 @@ impl Client {
         }
     }
 
+    /// The base URL.
+    pub fn addr(&self) -> &str {
+        &self.base
+    }
+
+    /// The HTTP client (with this server's TLS settings), for the start-up probe ([`crate::probe`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn request(
         &self,
         method: Method,
