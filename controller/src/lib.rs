@@ -26,7 +26,7 @@
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
-//! - [`http`], [`metrics`], [`config`], [`tls`], [`probe`], [`cli`]: the process around it.
+//! - [`http`], [`metrics`], [`config`], [`tls`], [`token`], [`probe`], [`cli`]: the process around it.
 pub mod app;
 pub mod autoscale;
 pub mod config;
@@ -41,6 +41,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod status;
 pub mod tls;
+pub mod token;
 
 /// An error and its causes on one line (`a: b: c`), for status messages and logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

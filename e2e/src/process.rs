@@ -294,6 +294,14 @@ impl DroverProcess {
         assert!(exit.is_none(), "drover exited with {exit:?} (see {})", self.log.display());
     }
 
+    /// The body of `GET <path>` on drover's own listener (`/metrics`, `/api/v1/apps`, …); panics unless 200.
+    pub async fn get_text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.url);
+        let resp = self.http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
     /// The sum of `drover_reconcile_total` over all results: reconciles finished so far.
     pub async fn reconcile_total(&self) -> u64 {
         let text = self.http.get(format!("{}/metrics", self.url)).send().await.expect("GET /metrics");

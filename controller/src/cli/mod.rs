@@ -64,7 +64,7 @@ pub struct ConsulArgs {
     /// Consul ACL token [env: CONSUL_HTTP_TOKEN].
     #[arg(long)]
     pub consul_token: Option<crate::config::Secret>,
-    /// File holding the Consul ACL token [env: CONSUL_HTTP_TOKEN_FILE].
+    /// File holding the Consul ACL token, re-read when it changes [env: CONSUL_HTTP_TOKEN_FILE].
     #[arg(long)]
     pub consul_token_file: Option<String>,
     /// CA certificate for Consul's TLS [env: CONSUL_CACERT].
@@ -87,6 +87,9 @@ pub struct NomadArgs {
     /// Nomad ACL token [env: NOMAD_TOKEN].
     #[arg(long)]
     pub nomad_token: Option<crate::config::Secret>,
+    /// File holding the Nomad ACL token, re-read when it changes [env: NOMAD_TOKEN_FILE].
+    #[arg(long)]
+    pub nomad_token_file: Option<String>,
     /// Nomad region [env: NOMAD_REGION].
     #[arg(long)]
     pub nomad_region: Option<String>,
@@ -167,6 +170,7 @@ impl NomadArgs {
         let flags = NomadFlags {
             addr: self.nomad_addr.clone(),
             token: self.nomad_token.clone(),
+            token_file: self.nomad_token_file.clone(),
             region: self.nomad_region.clone(),
             ca_cert: self.nomad_cacert.clone(),
             client_cert: self.nomad_client_cert.clone(),

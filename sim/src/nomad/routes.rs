@@ -47,6 +47,7 @@ pub fn control_router(n: Arc<Nomad>) -> Router {
     Router::new()
         .route("/_sim/nomad/namespaces", post(create_namespace).get(namespaces))
         .route("/_sim/nomad/acl/tokens", post(create_token))
+        .route("/_sim/nomad/acl/tokens/{accessor}", delete(revoke_token))
         .route("/_sim/nomad/health", post(set_health))
         .route("/_sim/nomad/workload", post(set_workload))
         .route("/_sim/nomad/nodes", post(routes_cluster::add_node).get(routes_cluster::list_nodes))
@@ -345,6 +346,22 @@ async fn create_token(State(n): State<Arc<Nomad>>, body: Bytes) -> Response {
     };
     n.lock().t.acl.tokens.insert(secret.clone(), token);
     axum::Json(json!({"AccessorID": accessor, "SecretID": secret, "Name": req.name})).into_response()
+}
+
+/// `DELETE /_sim/nomad/acl/tokens/{accessor}`: revokes a token by its `AccessorID`, as Nomad's
+/// `DELETE /v1/acl/token/:accessor_id` does; requests with its secret then get 403 `ACL token not found`. 404 when
+/// no token has that accessor.
+async fn revoke_token(
+    State(n): State<Arc<Nomad>>,
+    axum::extract::Path(accessor): axum::extract::Path<String>,
+) -> Response {
+    let mut state = n.lock();
+    let before = state.t.acl.tokens.len();
+    state.t.acl.tokens.retain(|_, t| t.accessor != accessor);
+    if state.t.acl.tokens.len() == before {
+        return (StatusCode::NOT_FOUND, format!("no token with accessor {accessor}")).into_response();
+    }
+    StatusCode::OK.into_response()
 }
 
 #[derive(Deserialize)]
