@@ -144,3 +144,23 @@ async fn drover_should_start_and_retry_when_a_tls_server_only_drops_the_probe() 
     .await;
     drover.assert_running();
 }
+
+#[tokio::test]
+async fn drover_should_serve_its_own_endpoints_over_https() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    // A certificate for 127.0.0.1 from a CA of its own, as an operator's PKI would issue it.
+    let dir = SimTls::fresh_dir("listen");
+    CertSet::generate(CertOptions::default()).unwrap().write(&dir).unwrap();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server-key.pem"));
+    let args = ["--listen-tls-cert", cert.to_str().unwrap(), "--listen-tls-key", key.to_str().unwrap()];
+    let drover = DroverProcess::start_with(&sim, &args, &[], Some(&dir.join("ca.pem"))).await;
+    assert!(drover.url.starts_with("https://"), "{}", drover.url);
+    let metrics = drover.get_text("/metrics").await;
+    assert!(metrics.contains("# TYPE drover_reconcile_duration_seconds histogram"), "/metrics over https: {metrics}");
+    assert!(drover.get_text("/api/v1/apps").await.starts_with('['));
+    // Plain HTTP to the TLS listener gets no HTTP answer.
+    let plain = drover.url.replace("https://", "http://");
+    let answer = reqwest::Client::new().get(format!("{plain}/metrics")).send().await;
+    assert!(answer.is_err() || answer.is_ok_and(|r| !r.status().is_success()), "plain HTTP must not be served");
+    let _ = std::fs::remove_dir_all(&dir);
+}

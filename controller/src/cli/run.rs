@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz, /readyz and /api/v1/apps.
     #[arg(long, default_value = "127.0.0.1:9469")]
     pub listen: SocketAddr,
+    /// Serve --listen over HTTPS with this PEM certificate chain (needs --listen-tls-key).
+    #[arg(long, requires = "listen_tls_key")]
+    pub listen_tls_cert: Option<String>,
+    /// The PEM private key of --listen-tls-cert.
+    #[arg(long, requires = "listen_tls_cert")]
+    pub listen_tls_key: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -134,12 +140,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::consul::Client::new(&consul_config, metrics.clone()).context("cannot build the Consul client")?;
     let nomad = crate::nomad::Client::new(&nomad_config, metrics.clone()).context("cannot build the Nomad client")?;
     probe_servers(&consul, &consul_config, &nomad, &nomad_config).await?;
+    let listen_tls = match (&args.listen_tls_cert, &args.listen_tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::listen_tls_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     tracing::info!(
         consul = consul.addr(),
         listen = %args.listen,
+        listen_tls = listen_tls.is_some(),
         prefix = %config.prefix,
         watch_budget = %watch_budget,
         "drover starting"
@@ -148,9 +159,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let controller = Controller::new(config, consul, nomad, metrics);
     let shutdown = shutdown_on_signal();
     let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(crate::http::serve(listener, crate::http::router(controller.handle()), async move {
-        http_shutdown.cancelled().await
-    }));
+    let router = crate::http::router(controller.handle());
+    let stopped = async move { http_shutdown.cancelled().await };
+    let http = match listen_tls {
+        Some(tls) => tokio::spawn(async move {
+            crate::http::serve_tls(listener, router, tls, stopped).await;
+            Ok(())
+        }),
+        None => tokio::spawn(crate::http::serve(listener, router, stopped)),
+    };
     controller.run(shutdown).await;
     match http.await {
         Ok(res) => res.context("HTTP server failed")?,
