@@ -14,8 +14,10 @@
 //! only when the test fails (`RUST_LOG=drover=debug` makes it detailed).
 //!
 //! Modules: `process` (binaries, child processes, ports), `sim_api` (Consul KV, Nomad and `/_sim/` helpers),
-//! `records` (records to write, job and metric fields to read).
+//! `records` (records to write, job and metric fields to read), [`acl`] (the shipped ACL policies as simulator
+//! tokens).
 
+pub mod acl;
 mod process;
 mod prometheus;
 mod records;

@@ -25,10 +25,11 @@ async fn b1_without_token_writes_are_403_and_lists_empty() {
     assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let root = s.with_token("root-secret");
     root.register(&job("web", 1)).await;
+    // No list-jobs anywhere: a 403, not an empty list (Job.List checks the capability first; sim README finding).
     let r = s.get("/v1/jobs").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = s.get("/v1/jobs?namespace=*").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = s.get("/v1/job/web").await;
     assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = s.with_token("unknown").get("/v1/job/web").await;

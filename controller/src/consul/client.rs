@@ -280,6 +280,11 @@ impl Client {
         &self.base
     }
 
+    /// Counts a call Consul refused by ACL without a 403 (a transaction's `Errors`).
+    pub(crate) fn denied(&self, call: &'static str) {
+        self.metrics.permission_denied("consul", call);
+    }
+
     /// The HTTP client (with this server's TLS settings), for the start-up probe ([`crate::probe`]).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
