@@ -80,6 +80,14 @@ impl Drop for Cluster {
     }
 }
 
+/// Whether `rule` is needed by a call a reconcile makes for one app (so its denial lands in that app's status).
+fn per_app_call(rule: &Rule) -> bool {
+    match rule {
+        Rule::Consul { name, .. } => name.ends_with("/apps/"),
+        Rule::Nomad { capability, .. } => capability == "submit-job",
+    }
+}
+
 #[test]
 fn shipped_policies_should_translate_into_rules() {
     let consul = consul_rules(&read_policy("consul-drover.hcl"));
@@ -169,6 +177,18 @@ async fn each_removed_rule_should_be_reported_and_never_taken_for_a_deletion() {
             if now > before { Ok(now) } else { Err(now) }
         })
         .await;
+        // A denial in the app's own calls (reading its record, writing its job) is in its status too; one in the
+        // shared watches (listing jobs, the event stream) or in the status write itself can only be counted and
+        // logged.
+        if per_app_call(&rule) {
+            let what = format!("the status to report the denial after removing {rule}");
+            wait_until(DEADLINE, &what, || async {
+                let status = c.sim.status("default", "web").await;
+                let shown = serde_json::to_string(&status).unwrap_or_default().to_lowercase();
+                if shown.contains("permission denied") { Ok(()) } else { Err(shown) }
+            })
+            .await;
+        }
         // Some more reconciles with the rule missing: still running, and the job was never stopped or deleted.
         let seen = c.drover.reconcile_total().await;
         c.drover.wait_reconciles(seen, 3).await;
