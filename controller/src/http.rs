@@ -227,3 +227,29 @@ async fn app(State(h): State<Handle>, Path((namespace, name)): Path<(String, Str
     }
     Json(v).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_sim::tls::{CertOptions, CertSet};
+
+    #[test]
+    fn listen_tls_config_should_load_a_pair_and_name_the_flag_and_file_on_errors() {
+        let dir = std::env::temp_dir().join(format!("drover-listen-tls-{}", std::process::id()));
+        CertSet::generate(CertOptions::default()).unwrap().write(&dir).unwrap();
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let (cert, key) = (path("server.pem"), path("server-key.pem"));
+        listen_tls_config(&cert, &key).expect("the server pair loads");
+
+        let err = listen_tls_config(&path("missing.pem"), &key).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--listen-tls-cert: cannot read") && err.to_string().contains("missing.pem")
+        );
+        let err = listen_tls_config(&cert, &cert).unwrap_err();
+        assert_eq!(err.to_string(), format!("--listen-tls-key: no PEM private key in {cert:?}"));
+        // Another certificate's key: rustls finds that they do not match.
+        let err = listen_tls_config(&cert, &path("client-key.pem")).unwrap_err();
+        assert!(matches!(err, ListenTlsError::Refused { .. }), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
