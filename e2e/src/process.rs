@@ -140,7 +140,8 @@ impl SimProcess {
 }
 
 /// How a [`SimProcess`] serves HTTPS: `drover-sim --tls-dir DIR [--tls-verify-incoming] [--tls-keep-existing]`.
-#[derive(Clone, Debug)]
+/// Dropping it removes `dir` (the simulator has loaded the files by then).
+#[derive(Debug)]
 pub struct SimTls {
     /// Where the five PEM files are (written by the simulator unless `keep_existing`).
     pub dir: PathBuf,
@@ -318,6 +319,12 @@ impl DroverProcess {
             if now >= since + n { Ok(now) } else { Err(now) }
         })
         .await
+    }
+}
+
+impl Drop for SimTls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
