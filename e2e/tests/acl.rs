@@ -94,7 +94,8 @@ fn shipped_policies_should_translate_into_rules() {
     let nomad = nomad_rules(&read_policy("nomad-drover.hcl"));
     assert!(!consul.is_empty() && !nomad.is_empty(), "{consul:?} {nomad:?}");
     // Every rule is commented with the call that needs it: a comment right above each block or capability.
-    for file in ["consul-drover.hcl", "nomad-drover.hcl"] {
+    assert!(!consul_rules(&read_policy("consul-operator.hcl")).is_empty());
+    for file in ["consul-drover.hcl", "nomad-drover.hcl", "consul-operator.hcl"] {
         let text = read_policy(file);
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         for (i, line) in lines.iter().enumerate() {
