@@ -4,8 +4,10 @@
 //! process environment. Flags win over the environment; every error names the flag or variable and the reason.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::consul::budget::{ByteRate, ByteRateError};
+use crate::token::{Token, TokenFile};
 
 /// Default Consul HTTP address when neither a flag nor `CONSUL_HTTP_ADDR` gives one.
 pub const DEFAULT_CONSUL_ADDR: &str = "http://127.0.0.1:8500";
@@ -109,6 +111,8 @@ pub struct NomadFlags {
     pub addr: Option<String>,
     /// `--nomad-token`.
     pub token: Option<Secret>,
+    /// `--nomad-token-file`.
+    pub token_file: Option<String>,
     /// `--nomad-region`.
     pub region: Option<String>,
     /// `--nomad-cacert`.
@@ -124,8 +128,8 @@ pub struct NomadFlags {
 pub struct ConsulConfig {
     /// Base URL without a trailing `/`, e.g. `http://127.0.0.1:8500`.
     pub addr: String,
-    /// ACL token sent as `X-Consul-Token`.
-    pub token: Option<Secret>,
+    /// ACL token sent as `X-Consul-Token` (a token file is re-read when it changes).
+    pub token: Option<Token>,
     /// PEM file of the CA that signs the server certificate; when set it is the only trusted root.
     pub ca_cert: Option<String>,
     /// PEM client certificate for mTLS.
@@ -139,8 +143,8 @@ pub struct ConsulConfig {
 pub struct NomadConfig {
     /// Base URL without a trailing `/`, e.g. `http://127.0.0.1:4646`.
     pub addr: String,
-    /// ACL token sent as `X-Nomad-Token`.
-    pub token: Option<Secret>,
+    /// ACL token sent as `X-Nomad-Token` (a token file is re-read when it changes).
+    pub token: Option<Token>,
     /// Region sent as `?region=` on every request; `None` means the agent's own region.
     pub region: Option<String>,
     /// PEM file of the CA that signs the server certificate; when set it is the only trusted root.
@@ -156,7 +160,7 @@ impl ConsulConfig {
     ///
     /// `CONSUL_HTTP_ADDR` may be a bare `host:port`; it then means `http`, or `https` when `CONSUL_HTTP_SSL` is true
     /// (as the Consul CLI does). The token comes from the token flag, else `CONSUL_HTTP_TOKEN`, else the token file
-    /// (flag, else `CONSUL_HTTP_TOKEN_FILE`), trimmed.
+    /// (flag, else `CONSUL_HTTP_TOKEN_FILE`), trimmed and re-read when it changes ([`crate::token`]).
     pub fn resolve(flags: &ConsulFlags, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let ssl = match lookup("CONSUL_HTTP_SSL").filter(|v| !v.trim().is_empty()) {
             None => false,
@@ -168,14 +172,11 @@ impl ConsulConfig {
             Some((value, source_name)) => normalize_addr(&value, ssl, source_name)?,
             None => DEFAULT_CONSUL_ADDR.to_owned(),
         };
-        let token = match pick(flags.token.as_ref().map(Secret::expose), "--consul-token", "CONSUL_HTTP_TOKEN", lookup)?
-        {
-            Some((token, _)) => Some(Secret::from(token)),
-            None => match pick(flags.token_file.as_deref(), "--consul-token-file", "CONSUL_HTTP_TOKEN_FILE", lookup)? {
-                Some((path, source_name)) => Some(Secret::from(read_token_file(&path, source_name)?)),
-                None => None,
-            },
-        };
+        let token = resolve_token(
+            (flags.token.as_ref(), "--consul-token", "CONSUL_HTTP_TOKEN"),
+            (flags.token_file.as_deref(), "--consul-token-file", "CONSUL_HTTP_TOKEN_FILE"),
+            lookup,
+        )?;
         let ca_cert = pick(flags.ca_cert.as_deref(), "--consul-cacert", "CONSUL_CACERT", lookup)?;
         let client_cert = pick(flags.client_cert.as_deref(), "--consul-client-cert", "CONSUL_CLIENT_CERT", lookup)?;
         let client_key = pick(flags.client_key.as_deref(), "--consul-client-key", "CONSUL_CLIENT_KEY", lookup)?;
@@ -193,13 +194,19 @@ impl ConsulConfig {
 impl NomadConfig {
     /// Resolves the settings: each flag, else its variable, else the default.
     ///
-    /// A bare `host:port` in `NOMAD_ADDR` means `http`.
+    /// A bare `host:port` in `NOMAD_ADDR` means `http`. The token comes from the token flag, else `NOMAD_TOKEN`,
+    /// else the token file (flag, else `NOMAD_TOKEN_FILE`, Drover's own name in HashiCorp's style), re-read when it
+    /// changes.
     pub fn resolve(flags: &NomadFlags, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let addr = match pick(flags.addr.as_deref(), "--nomad-addr", "NOMAD_ADDR", lookup)? {
             Some((value, source_name)) => normalize_addr(&value, false, source_name)?,
             None => DEFAULT_NOMAD_ADDR.to_owned(),
         };
-        let token = pick(flags.token.as_ref().map(Secret::expose), "--nomad-token", "NOMAD_TOKEN", lookup)?;
+        let token = resolve_token(
+            (flags.token.as_ref(), "--nomad-token", "NOMAD_TOKEN"),
+            (flags.token_file.as_deref(), "--nomad-token-file", "NOMAD_TOKEN_FILE"),
+            lookup,
+        )?;
         let region = pick(flags.region.as_deref(), "--nomad-region", "NOMAD_REGION", lookup)?;
         let ca_cert = pick(flags.ca_cert.as_deref(), "--nomad-cacert", "NOMAD_CACERT", lookup)?;
         let client_cert = pick(flags.client_cert.as_deref(), "--nomad-client-cert", "NOMAD_CLIENT_CERT", lookup)?;
@@ -207,7 +214,7 @@ impl NomadConfig {
         check_pair(&client_cert, &client_key, "NOMAD_CLIENT_CERT", "NOMAD_CLIENT_KEY")?;
         Ok(Self {
             addr,
-            token: token.map(|(v, _)| Secret::from(v)),
+            token,
             region: region.map(|(v, _)| v),
             ca_cert: ca_cert.map(|(v, _)| v),
             client_cert: client_cert.map(|(v, _)| v),
@@ -302,17 +309,20 @@ fn check_pair(
     }
 }
 
-fn read_token_file(path: &str, source_name: &'static str) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFileUnreadable {
-        source_name,
-        path: path.to_owned(),
-        source,
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(ConfigError::Empty { source_name });
+/// A token: the token flag, else its variable, else the token file (flag, else variable), read once here so that a
+/// missing file fails at start. Each pair is `(value, flag name, variable name)`.
+fn resolve_token(
+    token: (Option<&Secret>, &'static str, &'static str),
+    file: (Option<&str>, &'static str, &'static str),
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Token>, ConfigError> {
+    if let Some((value, _)) = pick(token.0.map(Secret::expose), token.1, token.2, lookup)? {
+        return Ok(Some(Token::Fixed(Secret::from(value))));
     }
-    Ok(token.to_owned())
+    match pick(file.0, file.1, file.2, lookup)? {
+        Some((path, source_name)) => Ok(Some(Token::File(Arc::new(TokenFile::open(&path, source_name)?)))),
+        None => Ok(None),
+    }
 }
 
 /// Go's `strconv.ParseBool` spellings, which HashiCorp's CLIs use for their boolean variables.
@@ -356,6 +366,10 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    fn secret(token: &Option<Token>) -> Option<String> {
+        token.as_ref().map(|t| t.current().expose().to_owned())
+    }
+
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |k| map.get(k).cloned()
@@ -388,7 +402,7 @@ mod tests {
         };
         let cfg = ConsulConfig::resolve(&flags, &lookup).unwrap();
         assert_eq!(cfg.addr, "https://flag:8501");
-        assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("flag"));
+        assert_eq!(secret(&cfg.token).as_deref(), Some("flag"));
     }
 
     #[test]
@@ -400,7 +414,7 @@ mod tests {
         let path = path.to_string_lossy().into_owned();
         let lookup = env(&[("CONSUL_HTTP_TOKEN_FILE", &path)]);
         let cfg = ConsulConfig::resolve(&ConsulFlags::default(), &lookup).unwrap();
-        assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("secret-from-file"));
+        assert_eq!(secret(&cfg.token).as_deref(), Some("secret-from-file"));
         let missing = env(&[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/drover/token")]);
         let err = ConsulConfig::resolve(&ConsulFlags::default(), &missing).unwrap_err();
         assert!(err.to_string().contains("CONSUL_HTTP_TOKEN_FILE"), "{err}");
@@ -426,7 +440,7 @@ mod tests {
         let cfg = NomadConfig::resolve(&NomadFlags::default(), &lookup).unwrap();
         assert_eq!(cfg.addr, "http://nomad.service:4646");
         assert_eq!(cfg.region.as_deref(), Some("eu"));
-        assert_eq!(cfg.token.as_ref().map(Secret::expose), Some("s3cret"));
+        assert_eq!(secret(&cfg.token).as_deref(), Some("s3cret"));
     }
 
     #[test]

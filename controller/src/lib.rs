@@ -31,7 +31,7 @@
 //!   prune of only its own records, and `--watch` under a Consul lock with a signed webhook.
 //! - [`notify`]: notifications — events derived from status writes, delivered to webhooks off the reconcile path.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
-//! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
+//! - [`http`], [`metrics`], [`config`], [`tls`], [`token`], [`probe`], [`cli`]: the process around it.
 //! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`), replayed over their corpus by a test.
 //! - [`analysis`]: the analysis stage (issue #8) — a poller that measures rollouts' analysis runs and webhook steps
 //!   (Prometheus, web metrics, webhooks) into a store `decide` reads.
@@ -47,12 +47,14 @@ pub mod measure;
 pub mod metrics;
 pub mod nomad;
 pub mod notify;
+pub mod probe;
 pub mod prometheus;
 pub mod queue;
 pub mod reconcile;
 pub mod rollout;
 pub mod status;
 pub mod tls;
+pub mod token;
 
 /// An error and its causes on one line (`a: b: c`), for status messages and logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

@@ -129,6 +129,13 @@ struct AppLabels {
 }
 
 /// All of Drover's metrics.
+/// A call refused by an ACL: which server, and the call's bounded name (the `op`/`endpoint` of the request metrics).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeniedLabels {
+    server: &'static str,
+    call: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -140,6 +147,7 @@ pub struct Metrics {
     nomad_requests_total: Family<EndpointLabels, Counter>,
     nomad_request_duration: Family<EndpointLabel, Histogram>,
     consul_requests_total: Family<OpLabels, Counter>,
+    permission_denied_total: Family<DeniedLabels, Counter>,
     consul_bytes_read_total: Counter,
     watch_restarts_total: Family<SourceLabel, Counter>,
     status_writes_total: Family<ResultLabel, Counter>,
@@ -202,6 +210,12 @@ impl Metrics {
             "consul_requests",
             "Consul API requests by operation and status code",
             consul_requests_total.clone(),
+        );
+        let permission_denied_total = Family::<DeniedLabels, Counter>::default();
+        registry.register(
+            "permission_denied",
+            "Calls refused by an ACL (HTTP 403), by server and call: what Drover's token lacks",
+            permission_denied_total.clone(),
         );
         let consul_bytes_read_total = Counter::default();
         registry.register(
@@ -283,6 +297,7 @@ impl Metrics {
             nomad_requests_total,
             nomad_request_duration,
             consul_requests_total,
+            permission_denied_total,
             consul_bytes_read_total,
             watch_restarts_total,
             status_writes_total,
@@ -398,15 +413,26 @@ impl Metrics {
         self.drift_detected_total.inc();
     }
 
-    /// One Nomad request answered with `code` (0 = no answer) after `elapsed`.
+    /// One Nomad request answered with `code` (0 = no answer) after `elapsed`; a 403 also counts as a denial.
     pub fn nomad_request(&self, endpoint: &'static str, code: u16, elapsed: Duration) {
         self.nomad_requests_total.get_or_create(&EndpointLabels { endpoint, code: code_label(code) }).inc();
+        if code == 403 {
+            self.permission_denied_total.get_or_create(&DeniedLabels { server: "nomad", call: endpoint }).inc();
+        }
         self.nomad_request_duration.get_or_create(&EndpointLabel { endpoint }).observe(elapsed.as_secs_f64());
     }
 
-    /// One Consul request answered with `code` (0 = no answer).
+    /// A call `server` refused or filtered by an ACL; `call` is a bounded name (an `op` or `endpoint`).
+    pub fn permission_denied(&self, server: &'static str, call: &'static str) {
+        self.permission_denied_total.get_or_create(&DeniedLabels { server, call }).inc();
+    }
+
+    /// One Consul request answered with `code` (0 = no answer); a 403 also counts as a denial.
     pub fn consul_request(&self, op: &'static str, code: u16) {
         self.consul_requests_total.get_or_create(&OpLabels { op, code: code_label(code) }).inc();
+        if code == 403 {
+            self.permission_denied_total.get_or_create(&DeniedLabels { server: "consul", call: op }).inc();
+        }
     }
 
     /// `n` bytes of KV listing were read from Consul.

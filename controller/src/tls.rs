@@ -48,6 +48,15 @@ pub enum TlsError {
         /// The file's path.
         path: String,
     },
+    /// The client certificate cannot be used at all: rustls (webpki) accepts only X.509 v3 certificates, and
+    /// refuses to present anything else.
+    #[error("unusable client certificate in {path:?}: {reason}")]
+    UnusableClientCertificate {
+        /// The certificate file.
+        path: String,
+        /// Why, e.g. `it is X.509 v1; only v3 certificates can be used`.
+        reason: &'static str,
+    },
     /// reqwest refused the assembled settings.
     #[error("cannot build the HTTP client")]
     BuildClientFailed(#[source] reqwest::Error),
@@ -60,6 +69,7 @@ impl TlsError {
             Self::ReadFileFailed { .. } => "read_file_failed",
             Self::ParsePemFailed { .. } => "parse_pem_failed",
             Self::NoCertificates { .. } => "no_certificates",
+            Self::UnusableClientCertificate { .. } => "unusable_client_certificate",
             Self::BuildClientFailed(_) => "build_client_failed",
         }
     }
@@ -171,6 +181,7 @@ pub fn build_http_client(files: TlsFiles<'_>) -> Result<reqwest::Client, TlsErro
     }
     if let (Some(cert_path), Some(key_path)) = (files.client_cert, files.client_key) {
         let mut pem = read(cert_path, "client certificate")?;
+        check_client_cert(&pem, cert_path)?;
         pem.push(b'\n');
         pem.extend(read(key_path, "client key")?);
         let identity = reqwest::Identity::from_pem(&pem).map_err(|source| TlsError::ParsePemFailed {
@@ -224,6 +235,25 @@ pub(crate) fn encode_query(params: &[(&str, Option<String>)]) -> String {
         }
     }
     out
+}
+
+/// Refuses, naming the file, a client certificate rustls would refuse later with a message that names nothing
+/// (reqwest's "builder error"): an X.509 v1 certificate (webpki's `UnsupportedCertVersion`; `rustls-webpki`
+/// `src/cert.rs` `version3`: "We allow only v3"). A file that does not parse is left to reqwest's own check, which
+/// names the file already.
+fn check_client_cert(pem: &[u8], path: &str) -> Result<(), TlsError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem).next() else {
+        return Ok(());
+    };
+    match webpki::EndEntityCert::try_from(&der) {
+        Err(webpki::Error::UnsupportedCertVersion) => Err(TlsError::UnusableClientCertificate {
+            path: path.to_owned(),
+            reason: "it is X.509 v1, and only v3 certificates can be used",
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn read(path: &str, what: &'static str) -> Result<Vec<u8>, TlsError> {

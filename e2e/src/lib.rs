@@ -14,14 +14,16 @@
 //! only when the test fails (`RUST_LOG=drover=debug` makes it detailed).
 //!
 //! Modules: `process` (binaries, child processes, ports), `sim_api` (Consul KV, Nomad and `/_sim/` helpers),
-//! `records` (records to write, job and metric fields to read).
+//! `records` (records to write, job and metric fields to read), [`acl`] (the shipped ACL policies as simulator
+//! tokens).
 
+pub mod acl;
 mod process;
 mod prometheus;
 mod records;
 mod sim_api;
 
-pub use process::{DroverProcess, Ready, SimProcess, binary, free_port};
+pub use process::{DroverProcess, Ready, SimProcess, SimTls, binary, free_port};
 pub use prometheus::{PrometheusProcess, require_tool};
 pub use records::{job_image, job_modify_index, job_owner, job_version, metric_sum, template_record};
 pub use sim_api::{LoggedRequest, RequestLog};
@@ -66,17 +68,31 @@ where
 
 /// A test HTTP client that sends `token` to both servers (`X-Consul-Token`, `X-Nomad-Token`).
 pub fn http_client_with_token(token: &str) -> reqwest::Client {
+    test_client(Some(token), None)
+}
+
+/// The client a [`SimProcess`]'s helpers use: sends `token` to both servers when given, and with `tls_dir` trusts
+/// only its `ca.pem` and presents its `client.pem`/`client-key.pem` (a person holding the simulator's files).
+pub fn test_client(token: Option<&str>, tls_dir: Option<&std::path::Path>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut headers = reqwest::header::HeaderMap::new();
     for name in ["x-consul-token", "x-nomad-token"] {
-        let value = reqwest::header::HeaderValue::from_str(token).expect("a token is a header value");
-        headers.insert(name, value);
+        if let Some(token) = token {
+            let value = reqwest::header::HeaderValue::from_str(token).expect("a token is a header value");
+            headers.insert(name, value);
+        }
     }
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .default_headers(headers)
-        .build()
-        .expect("build the test HTTP client")
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10)).default_headers(headers);
+    if let Some(dir) = tls_dir {
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+        let ca = reqwest::Certificate::from_pem(&read("ca.pem")).expect("ca.pem is a PEM certificate");
+        let mut identity = read("client.pem");
+        identity.push(b'\n');
+        identity.extend(read("client-key.pem"));
+        let identity = reqwest::Identity::from_pem(&identity).expect("client.pem and client-key.pem form an identity");
+        builder = builder.tls_backend_rustls().tls_certs_only(vec![ca]).identity(identity);
+    }
+    builder.build().expect("build the test HTTP client")
 }
 
 /// An HTTP client for the tests (plain HTTP; rustls still needs its provider installed once).

@@ -81,22 +81,29 @@ pub struct SimProcess {
 impl SimProcess {
     /// Starts `drover-sim` at this time scale and waits for both of its `… listening on http://…` lines.
     pub async fn start(time_scale: f64) -> SimProcess {
-        SimProcess::start_with(time_scale, None).await
+        SimProcess::start_with(time_scale, None, None).await
     }
 
     /// As [`SimProcess::start`], with ACLs on in both servers and `token` as the management token; every helper
     /// of this type then sends `token` (a person with the management token).
     pub async fn start_with_acls(time_scale: f64, token: &str) -> SimProcess {
-        SimProcess::start_with(time_scale, Some(token)).await
+        SimProcess::start_with(time_scale, Some(token), None).await
     }
 
-    async fn start_with(time_scale: f64, token: Option<&str>) -> SimProcess {
+    /// As [`SimProcess::start`] (with ACLs when `token` is given), serving both APIs over HTTPS as `tls` says; every
+    /// helper of this type then trusts `tls.dir`'s `ca.pem` and presents its client certificate.
+    pub async fn start_tls(time_scale: f64, token: Option<&str>, tls: &SimTls) -> SimProcess {
+        SimProcess::start_with(time_scale, token, Some(tls)).await
+    }
+
+    async fn start_with(time_scale: f64, token: Option<&str>, tls: Option<&SimTls>) -> SimProcess {
         let (log, stderr) = log_file("drover-sim");
         eprintln!("drover-sim stderr: {}", log.display());
         let mut child = Command::new(binary("drover-sim"))
             .args(["--consul-addr", "127.0.0.1:0", "--nomad-addr", "127.0.0.1:0", "--time-scale"])
             .arg(time_scale.to_string())
             .args(token.map(|t| ["--acl-bootstrap-token", t]).into_iter().flatten())
+            .args(tls.map(SimTls::args).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -127,11 +134,48 @@ impl SimProcess {
         let Ok(Ok(Some((consul_url, nomad_url, stdout)))) = read else {
             panic!("drover-sim did not print its addresses (see {})", log.display());
         };
-        let http = match token {
-            Some(t) => crate::http_client_with_token(t),
-            None => http_client(),
-        };
+        let http = crate::test_client(token, tls.map(|t| t.dir.as_path()));
         SimProcess { consul_url, nomad_url, http, _child: child, _stdout: stdout }
+    }
+}
+
+/// How a [`SimProcess`] serves HTTPS: `drover-sim --tls-dir DIR [--tls-verify-incoming] [--tls-keep-existing]`.
+/// Dropping it removes `dir` (the simulator has loaded the files by then).
+#[derive(Debug)]
+pub struct SimTls {
+    /// Where the five PEM files are (written by the simulator unless `keep_existing`).
+    pub dir: PathBuf,
+    /// Require a client certificate signed by `ca.pem`.
+    pub verify_incoming: bool,
+    /// Serve the set already in `dir` (a test's flawed one, see `drover_sim::tls::CertSet`).
+    pub keep_existing: bool,
+}
+
+impl SimTls {
+    /// A fresh, empty directory for one test's certificates, under the system's temporary directory.
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("drover-e2e-tls-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory for certificates");
+        dir
+    }
+
+    /// The path of one of the set's files (`ca.pem`, `client.pem`, …).
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--tls-dir".to_owned(), self.dir.to_string_lossy().into_owned()];
+        if self.verify_incoming {
+            args.push("--tls-verify-incoming".to_owned());
+        }
+        if self.keep_existing {
+            args.push("--tls-keep-existing".to_owned());
+        }
+        args
     }
 }
 
@@ -155,39 +199,64 @@ impl DroverProcess {
     /// runs session TTLs on its scaled clock (a 10 s TTL lasts 200 ms at [`crate::TIME_SCALE`]) while Drover renews
     /// on real time, so a lock only holds against a simulator at time scale 1 (`e2e/tests/ha.rs`).
     pub async fn start(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
-        DroverProcess::start_until(sim, extra_args, Readiness::Leader).await
+        DroverProcess::start_until(sim, extra_args, &[], None, Readiness::Leader).await
     }
 
     /// As [`DroverProcess::start`], but returns as soon as the replica is loaded, leader or standby (`/readyz` 200,
     /// or 503 `standby`).
     pub async fn start_replica(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
-        DroverProcess::start_until(sim, extra_args, Readiness::Replica).await
+        DroverProcess::start_until(sim, extra_args, &[], None, Readiness::Replica).await
     }
 
-    async fn start_until(sim: &SimProcess, extra_args: &[&str], until: Readiness) -> DroverProcess {
+    /// As [`DroverProcess::start`], with these environment variables set for the process, and with `listen_ca`
+    /// (the PEM CA of `--listen-tls-cert`) its own endpoints are reached over `https://` trusting that CA.
+    pub async fn start_with(
+        sim: &SimProcess,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        listen_ca: Option<&Path>,
+    ) -> DroverProcess {
+        DroverProcess::start_until(sim, extra_args, env, listen_ca, Readiness::Leader).await
+    }
+
+    async fn start_until(
+        sim: &SimProcess,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        listen_ca: Option<&Path>,
+        until: Readiness,
+    ) -> DroverProcess {
         let mut last_stderr = String::new();
+        let http = match listen_ca {
+            None => http_client(),
+            Some(ca) => {
+                let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("read {}: {e}", ca.display()));
+                let ca = reqwest::Certificate::from_pem(&pem).expect("the listener's CA is a PEM certificate");
+                reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .tls_backend_rustls()
+                    .tls_certs_only(vec![ca])
+                    .build()
+                    .expect("build the https test client")
+            }
+        };
+        let scheme = if listen_ca.is_some() { "https" } else { "http" };
         for _ in 0..3 {
             let port = free_port();
             let (log, stderr) = log_file("drover");
             eprintln!("drover stderr: {}", log.display());
-            let mut cmd = Command::new(binary("drover"));
-            cmd.args(["run", "--consul-addr", &sim.consul_url, "--nomad-addr", &sim.nomad_url, "--listen"])
-                .arg(format!("127.0.0.1:{port}"));
-            if !extra_args.contains(&"--resync") {
-                cmd.args(["--resync", "1s"]);
-            }
-            if !extra_args.contains(&"--leader-elect") {
-                cmd.args(["--leader-elect", "false"]);
-            }
+            let mut cmd = drover_command(sim, extra_args, env);
             let child = cmd
-                .args(extra_args)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr)
                 .spawn()
                 .expect("spawn drover run");
             let child = Owned(child, log.clone());
-            let mut drover = DroverProcess { url: format!("http://127.0.0.1:{port}"), log, http: http_client(), child };
+            let url = format!("{scheme}://127.0.0.1:{port}");
+            let mut drover = DroverProcess { url, log, http: http.clone(), child };
             if drover.wait_ready(until).await {
                 return drover;
             }
@@ -197,7 +266,28 @@ impl DroverProcess {
         panic!("drover run did not start; its stderr:\n{last_stderr}");
     }
 
-    /// Waits for `/readyz` to say `until`; false when the process exited first (e.g. its port was taken).
+    /// Runs `drover run` against `sim` expecting it to exit on its own (a configuration or TLS failure), and returns
+    /// its exit code and stderr. Panics if it is still running after [`DEADLINE`].
+    pub async fn run_to_exit(sim: &SimProcess, extra_args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+        let (log, stderr) = log_file("drover");
+        let child = drover_command(sim, extra_args, env)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn drover run");
+        let mut child = Owned(child, log.clone());
+        let what = format!("drover run to exit on its own (see {})", log.display());
+        let status = wait_until(DEADLINE, &what, || {
+            let exited = child.0.try_wait().ok().flatten();
+            async move { exited.ok_or("still running") }
+        })
+        .await;
+        (status.code(), std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
+    /// Waits for `/readyz` to say `until_ready`; false when the process exited first (e.g. its port was taken).
     async fn wait_ready(&mut self, until_ready: Readiness) -> bool {
         let until = Instant::now() + DEADLINE;
         loop {
@@ -278,6 +368,14 @@ impl DroverProcess {
         assert!(exit.is_none(), "drover exited with {exit:?} (see {})", self.log.display());
     }
 
+    /// The body of `GET <path>` on drover's own listener (`/metrics`, `/api/v1/apps`, …); panics unless 200.
+    pub async fn get_text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.url);
+        let resp = self.http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
     /// The sum of `drover_reconcile_total` over all results: reconciles finished so far.
     pub async fn reconcile_total(&self) -> u64 {
         let text = self.http.get(format!("{}/metrics", self.url)).send().await.expect("GET /metrics");
@@ -313,6 +411,27 @@ enum Readiness {
     Leader,
     /// 200 or 503 `standby`.
     Replica,
+}
+
+impl Drop for SimTls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `drover run` against `sim` (`--resync 1s` unless given), with `env` set and `NO_COLOR` so that its stderr is
+/// plain text; `--listen` is left to the caller.
+fn drover_command(sim: &SimProcess, extra_args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary("drover"));
+    cmd.args(["run", "--consul-addr", &sim.consul_url, "--nomad-addr", &sim.nomad_url]);
+    if !extra_args.contains(&"--resync") {
+        cmd.args(["--resync", "1s"]);
+    }
+    if !extra_args.contains(&"--leader-elect") {
+        cmd.args(["--leader-elect", "false"]);
+    }
+    cmd.args(extra_args).envs(env.iter().copied()).env("NO_COLOR", "1");
+    cmd
 }
 
 /// A loopback port that was free a moment ago.

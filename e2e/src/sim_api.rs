@@ -11,6 +11,52 @@ use crate::{DEADLINE, SimProcess, wait_until};
 pub use drover_sim::reqlog::{LogPage as RequestLog, LoggedRequest};
 
 impl SimProcess {
+    // ---- ACLs (the simulator must run with ACLs on) ----
+
+    /// POSTs `body` to a `/_sim/` route of `server` and returns the JSON answer; panics unless 200.
+    async fn sim_post(&self, base: &str, path: &str, body: &Value) -> Value {
+        let url = format!("{base}{path}");
+        let resp = self.http.post(&url).json(body).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {url}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Creates or replaces a Consul ACL policy (`/_sim/consul/acl/policy`; `rules` as the simulator takes them:
+    /// `{"key_prefix": {"drover/": "write"}, "session_prefix": {"": "write"}}`).
+    pub async fn consul_acl_policy(&self, name: &str, rules: Value) {
+        self.sim_post(&self.consul_url, "/_sim/consul/acl/policy", &json!({"Name": name, "Rules": rules})).await;
+    }
+
+    /// Creates a Consul token with these policies; returns `(AccessorID, SecretID)`.
+    pub async fn consul_acl_token(&self, policies: &[&str]) -> (String, String) {
+        let v = self.sim_post(&self.consul_url, "/_sim/consul/acl/token", &json!({"Policies": policies})).await;
+        (v["AccessorID"].as_str().unwrap_or_default().into(), v["SecretID"].as_str().unwrap_or_default().into())
+    }
+
+    /// Revokes a Consul token by its `AccessorID`.
+    pub async fn consul_revoke_token(&self, accessor: &str) {
+        let url = format!("{}/_sim/consul/acl/token/{accessor}", self.consul_url);
+        let resp = self.http.delete(&url).send().await.expect("DELETE consul token");
+        assert!(resp.status().is_success(), "DELETE {url}: {}", resp.status());
+    }
+
+    /// Creates a Nomad token with capabilities per namespace (`{"*": ["list-jobs", …]}`); returns
+    /// `(AccessorID, SecretID)`.
+    pub async fn nomad_acl_token(&self, name: &str, namespaces: Value) -> (String, String) {
+        let body = json!({"name": name, "namespaces": namespaces});
+        let v = self.sim_post(&self.nomad_url, "/_sim/nomad/acl/tokens", &body).await;
+        (v["AccessorID"].as_str().unwrap_or_default().into(), v["SecretID"].as_str().unwrap_or_default().into())
+    }
+
+    /// Revokes a Nomad token by its `AccessorID` (its event streams are closed, as Nomad does).
+    pub async fn nomad_revoke_token(&self, accessor: &str) {
+        let url = format!("{}/_sim/nomad/acl/tokens/{accessor}", self.nomad_url);
+        let resp = self.http.delete(&url).send().await.expect("DELETE nomad token");
+        assert!(resp.status().is_success(), "DELETE {url}: {}", resp.status());
+    }
+
     // ---- Consul KV ----
 
     /// Writes `value` at `key` and returns the key's new `ModifyIndex`.

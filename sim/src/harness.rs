@@ -15,9 +15,9 @@ pub struct SimHandle {
     pub consul_addr: SocketAddr,
     /// Where the Nomad API listens.
     pub nomad_addr: SocketAddr,
-    /// `http://` URL of the Consul API.
+    /// URL of the Consul API: `http://`, or `https://` when [`SimConfig::tls`] is set.
     pub consul_url: String,
-    /// `http://` URL of the Nomad API.
+    /// URL of the Nomad API: `http://`, or `https://` when [`SimConfig::tls`] is set.
     pub nomad_url: String,
     /// Clock, faults, request log, leadership.
     pub shared: Arc<Shared>,
@@ -57,17 +57,26 @@ pub fn start(
     let consul_router = consul::router(consul.clone()).merge(controls.clone());
     let nomad_router = nomad::router(nomad.clone()).merge(controls);
 
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let tasks = vec![
         consul.spawn_background(shutdown.clone()),
         nomad.spawn_background(shutdown.clone()),
-        tokio::spawn(server::serve(consul_listener, Server::Consul, shared.clone(), consul_router, shutdown.clone())),
-        tokio::spawn(server::serve(nomad_listener, Server::Nomad, shared.clone(), nomad_router, shutdown.clone())),
+        tokio::spawn(server::serve(
+            consul_listener,
+            Server::Consul,
+            shared.clone(),
+            consul_router,
+            tls.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(server::serve(nomad_listener, Server::Nomad, shared.clone(), nomad_router, tls, shutdown.clone())),
     ];
     Ok(SimHandle {
         consul_addr,
         nomad_addr,
-        consul_url: format!("http://{consul_addr}"),
-        nomad_url: format!("http://{nomad_addr}"),
+        consul_url: format!("{scheme}://{consul_addr}"),
+        nomad_url: format!("{scheme}://{nomad_addr}"),
         shared,
         consul,
         nomad,

@@ -8,6 +8,7 @@
 //! - [`faults`]: faults as data (latency, error, dropped connection), applied before routing.
 //! - [`reqlog`]: the log of answered API requests that tests assert on.
 //! - [`server`]: the listener loop shared by both servers (logging, faults, leader loss).
+//! - [`tls`]: HTTPS (`--tls-dir`): the certificate set, flawed sets for tests, the rustls server configuration.
 //! - [`control`]: the shared `/_sim/` control API.
 //! - [`harness`]: starting both servers on bound listeners ([`testing::spawn`] for tests).
 //! - `consul`, `nomad`: the two servers' models and routes.
@@ -20,6 +21,7 @@ pub mod harness;
 pub mod nomad;
 pub mod reqlog;
 pub mod server;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,11 +58,19 @@ pub struct SimConfig {
     pub seed: Option<u64>,
     /// The Nomad client nodes the simulator starts with.
     pub cluster: ClusterConfig,
+    /// When set, both APIs are served over TLS with this configuration ([`tls::CertSet::server_config`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { time_scale: 1.0, acl_bootstrap_token: None, seed: None, cluster: ClusterConfig::default() }
+        SimConfig {
+            time_scale: 1.0,
+            acl_bootstrap_token: None,
+            seed: None,
+            cluster: ClusterConfig::default(),
+            tls: None,
+        }
     }
 }
 

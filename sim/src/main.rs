@@ -32,6 +32,18 @@ struct Args {
     /// Memory of each starting node, MB.
     #[arg(long, default_value_t = ClusterConfig::default().node_memory_mb)]
     node_memory: u64,
+    /// Serve both APIs over HTTPS: writes ca.pem, server.pem, server-key.pem (for 127.0.0.1 and localhost),
+    /// client.pem and client-key.pem into this directory (replacing what is there).
+    #[arg(long)]
+    tls_dir: Option<std::path::PathBuf>,
+    /// With --tls-dir: require a client certificate signed by ca.pem (Consul's verify_incoming, Nomad's
+    /// verify_https_client).
+    #[arg(long, requires = "tls_dir")]
+    tls_verify_incoming: bool,
+    /// With --tls-dir: use the five files already in the directory instead of writing new ones (tests give flawed
+    /// sets this way: an expired or v1 server certificate).
+    #[arg(long, requires = "tls_dir")]
+    tls_keep_existing: bool,
 }
 
 #[tokio::main]
@@ -50,12 +62,20 @@ async fn main() -> anyhow::Result<()> {
     let nomad = tokio::net::TcpListener::bind(&args.nomad_addr)
         .await
         .with_context(|| format!("--nomad-addr {}: cannot listen", args.nomad_addr))?;
+    let tls = match &args.tls_dir {
+        Some(dir) => Some(
+            drover_sim::tls::setup_dir(dir, args.tls_keep_existing, args.tls_verify_incoming)
+                .with_context(|| format!("--tls-dir {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let cluster = ClusterConfig { nodes: args.nodes, node_cpu_mhz: args.node_cpu, node_memory_mb: args.node_memory };
     let config = SimConfig {
         time_scale: args.time_scale,
         acl_bootstrap_token: args.acl_bootstrap_token,
         seed: args.seed,
         cluster,
+        tls,
     };
     let sim = harness::start(consul, nomad, &config)?;
     println!("consul listening on {}", sim.consul_url);

@@ -1,6 +1,8 @@
 //! The listener loop shared by both servers: accepts connections on an already-bound listener and, before routing,
 //! logs the request, applies faults (latency, error, dropped connection) and simulated leader loss.
 //!
+//! With TLS (`--tls-dir`) each accepted connection is first put through the rustls handshake (see [`crate::tls`]).
+//!
 //! It is written on hyper directly rather than `axum::serve` because a dropped connection must be a real one: the
 //! service returns an error and hyper closes the socket without an answer.
 
@@ -14,6 +16,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -25,13 +28,17 @@ use crate::{Server, Shared};
 #[error("connection dropped by an injected fault")]
 pub struct Dropped;
 
+/// How long a client may take to complete a TLS handshake (a real-time bound, not scaled by `--time-scale`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `router` on `listener` for `server` until `shutdown` is cancelled; in-flight requests then get a short
-/// grace period (blocking queries and event streams are cut).
+/// grace period (blocking queries and event streams are cut). With `tls`, every connection is TLS (`--tls-dir`).
 pub async fn serve(
     listener: TcpListener,
     server: Server,
     shared: Arc<Shared>,
     router: Router,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let conns = tokio_util::task::TaskTracker::new();
@@ -52,21 +59,55 @@ pub async fn serve(
         let shared = shared.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                handle(server, shared.clone(), router.clone(), req.map(Body::new))
-            });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {}
-            }
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, server, shared, router, shutdown).await;
+            };
+            // The handshake runs in the connection's task, so a slow or failing client holds up nobody else. A
+            // failed handshake (an unknown CA on the client's side, a missing or refused client certificate) is
+            // logged and the connection closed, as real servers do.
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::info!(server = ?server, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(server = ?server, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            serve_connection(stream, server, shared, router, shutdown).await;
         });
     }
     conns.close();
     let _ = tokio::time::timeout(Duration::from_millis(200), conns.wait()).await;
+}
+
+/// Serves HTTP/1.1 on one accepted connection (plain TCP or TLS) until it closes or `shutdown` is cancelled.
+async fn serve_connection<S>(
+    stream: S,
+    server: Server,
+    shared: Arc<Shared>,
+    router: Router,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        handle(server, shared.clone(), router.clone(), req.map(Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.cancelled() => {}
+    }
 }
 
 async fn handle(

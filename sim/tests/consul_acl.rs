@@ -158,3 +158,15 @@ async fn a6_sessions_should_need_session_write() {
     assert_eq!(get_as(&s, "/v1/session/list", &kv_only).await.body, "[]", "sessions are filtered by session:read");
     assert_eq!(put_as(&s, &format!("/v1/kv/lock?acquire={id}"), &both, "").await.body, "true");
 }
+
+#[tokio::test]
+async fn a1_a_revoked_token_should_be_refused_as_not_found() {
+    let s = sim().await;
+    let (secret, accessor) = token(&s, "rw", json!({"key_prefix": {"drover/": "write"}})).await;
+    assert_eq!(put_as(&s, "/v1/kv/drover/x", &secret, "1").await.status, 200);
+    let r = s.delete(&format!("/_sim/consul/acl/token/{accessor}")).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "true"));
+    let r = get_as(&s, "/v1/kv/drover/x", &secret).await;
+    assert_eq!((r.status, r.body.as_str()), (403, "ACL not found"));
+    assert_eq!(s.delete(&format!("/_sim/consul/acl/token/{accessor}")).await.status, 404, "revoked once only");
+}

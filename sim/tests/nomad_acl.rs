@@ -25,10 +25,11 @@ async fn b1_without_token_writes_are_403_and_lists_empty() {
     assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let root = s.with_token("root-secret");
     root.register(&job("web", 1)).await;
+    // No list-jobs anywhere: a 403, not an empty list (Job.List checks the capability first; sim README finding).
     let r = s.get("/v1/jobs").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = s.get("/v1/jobs?namespace=*").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = s.get("/v1/job/web").await;
     assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
     let r = s.with_token("unknown").get("/v1/job/web").await;
@@ -73,4 +74,19 @@ async fn b15_stream_without_rights_is_200_then_closed_without_heartbeat() {
     let s = acl_sim().await;
     let r = s.get("/v1/event/stream?topic=Job").await;
     assert_eq!((r.status, r.body.as_str()), (200, ""));
+}
+
+#[tokio::test]
+async fn b1_a_revoked_token_should_be_refused() {
+    let s = acl_sim().await;
+    let (accessor, secret) = token(&s, &["read-job", "list-jobs"]).await;
+    assert_eq!(s.with_token(&secret).get("/v1/jobs").await.status, 200);
+    let root = s.with_token("root-secret");
+    let r = root.raw(Method::DELETE, &format!("/_sim/nomad/acl/tokens/{accessor}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // An unknown secret gets the same answer as any other unknown token (test b1 above; api-contract B1).
+    let r = s.with_token(&secret).get("/v1/jobs").await;
+    assert_eq!((r.status, r.body.as_str()), (403, "Permission denied"));
+    let r = root.raw(Method::DELETE, &format!("/_sim/nomad/acl/tokens/{accessor}"), None).await;
+    assert_eq!(r.status, 404);
 }

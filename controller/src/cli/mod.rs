@@ -86,7 +86,7 @@ pub struct ConsulArgs {
     /// Consul ACL token [env: CONSUL_HTTP_TOKEN].
     #[arg(long)]
     pub consul_token: Option<crate::config::Secret>,
-    /// File holding the Consul ACL token [env: CONSUL_HTTP_TOKEN_FILE].
+    /// File holding the Consul ACL token, re-read when it changes [env: CONSUL_HTTP_TOKEN_FILE].
     #[arg(long)]
     pub consul_token_file: Option<String>,
     /// CA certificate for Consul's TLS [env: CONSUL_CACERT].
@@ -109,6 +109,9 @@ pub struct NomadArgs {
     /// Nomad ACL token [env: NOMAD_TOKEN].
     #[arg(long)]
     pub nomad_token: Option<crate::config::Secret>,
+    /// File holding the Nomad ACL token, re-read when it changes [env: NOMAD_TOKEN_FILE].
+    #[arg(long)]
+    pub nomad_token_file: Option<String>,
     /// Nomad region [env: NOMAD_REGION].
     #[arg(long)]
     pub nomad_region: Option<String>,
@@ -159,6 +162,12 @@ pub fn env_lookup(name: &str) -> Option<String> {
 impl ConsulArgs {
     /// Resolves flags and `CONSUL_*` variables into a client.
     pub fn client(&self, metrics: Arc<Metrics>) -> anyhow::Result<crate::consul::Client> {
+        let config = self.config()?;
+        crate::consul::Client::new(&config, metrics).context("cannot build the Consul client")
+    }
+
+    /// Resolves flags and `CONSUL_*` variables.
+    pub fn config(&self) -> anyhow::Result<ConsulConfig> {
         let flags = ConsulFlags {
             addr: self.consul_addr.clone(),
             token: self.consul_token.clone(),
@@ -167,24 +176,29 @@ impl ConsulArgs {
             client_cert: self.consul_client_cert.clone(),
             client_key: self.consul_client_key.clone(),
         };
-        let config = ConsulConfig::resolve(&flags, &env_lookup)?;
-        crate::consul::Client::new(&config, metrics).context("cannot build the Consul client")
+        Ok(ConsulConfig::resolve(&flags, &env_lookup)?)
     }
 }
 
 impl NomadArgs {
     /// Resolves flags and `NOMAD_*` variables into a client.
     pub fn client(&self, metrics: Arc<Metrics>) -> anyhow::Result<crate::nomad::Client> {
+        let config = self.config()?;
+        crate::nomad::Client::new(&config, metrics).context("cannot build the Nomad client")
+    }
+
+    /// Resolves flags and `NOMAD_*` variables.
+    pub fn config(&self) -> anyhow::Result<NomadConfig> {
         let flags = NomadFlags {
             addr: self.nomad_addr.clone(),
             token: self.nomad_token.clone(),
+            token_file: self.nomad_token_file.clone(),
             region: self.nomad_region.clone(),
             ca_cert: self.nomad_cacert.clone(),
             client_cert: self.nomad_client_cert.clone(),
             client_key: self.nomad_client_key.clone(),
         };
-        let config = NomadConfig::resolve(&flags, &env_lookup)?;
-        crate::nomad::Client::new(&config, metrics).context("cannot build the Nomad client")
+        Ok(NomadConfig::resolve(&flags, &env_lookup)?)
     }
 }
 

@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz, /readyz and /api/v1/apps.
     #[arg(long, default_value = "127.0.0.1:9469")]
     pub listen: SocketAddr,
+    /// Serve --listen over HTTPS with this PEM certificate chain (needs --listen-tls-key).
+    #[arg(long, requires = "listen_tls_key")]
+    pub listen_tls_cert: Option<String>,
+    /// The PEM private key of --listen-tls-cert.
+    #[arg(long, requires = "listen_tls_cert")]
+    pub listen_tls_key: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -158,14 +164,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         config.notifications = Some(crate::notify::Notifications::new(targets, delivery)?);
     }
     let metrics = Arc::new(Metrics::new());
-    let consul = args.consul.client(metrics.clone())?;
-    let nomad = args.nomad.client(metrics.clone())?;
+    let consul_config = args.consul.config()?;
+    let nomad_config = args.nomad.config()?;
+    let consul =
+        crate::consul::Client::new(&consul_config, metrics.clone()).context("cannot build the Consul client")?;
+    let nomad = crate::nomad::Client::new(&nomad_config, metrics.clone()).context("cannot build the Nomad client")?;
+    probe_servers(&consul, &consul_config, &nomad, &nomad_config).await?;
+    let listen_tls = match (&args.listen_tls_cert, &args.listen_tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::listen_tls_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     tracing::info!(
         consul = consul.addr(),
         listen = %args.listen,
+        listen_tls = listen_tls.is_some(),
         prefix = %config.prefix,
         watch_budget = %watch_budget,
         leader_lock = ?config.election.as_ref().map(|l| (&l.key, l.ttl, l.lock_delay)),
@@ -176,15 +191,67 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let controller = Controller::new(config, consul, nomad, metrics);
     let shutdown = shutdown_on_signal();
     let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(crate::http::serve(listener, crate::http::router(controller.handle()), async move {
-        http_shutdown.cancelled().await
-    }));
+    let router = crate::http::router(controller.handle());
+    let stopped = async move { http_shutdown.cancelled().await };
+    let http = match listen_tls {
+        Some(tls) => tokio::spawn(async move {
+            crate::http::serve_tls(listener, router, tls, stopped).await;
+            Ok(())
+        }),
+        None => tokio::spawn(crate::http::serve(listener, router, stopped)),
+    };
     controller.run(shutdown).await;
     match http.await {
         Ok(res) => res.context("HTTP server failed")?,
         Err(e) => anyhow::bail!("HTTP server task failed: {e}"),
     }
     tracing::info!("drover stopped");
+    Ok(())
+}
+
+/// Probes both servers once, concurrently ([`crate::probe`]): a TLS failure is returned (and ends `drover run` with
+/// that one line); an outage is logged and left to the usual retries.
+async fn probe_servers(
+    consul: &crate::consul::Client,
+    consul_config: &crate::config::ConsulConfig,
+    nomad: &crate::nomad::Client,
+    nomad_config: &crate::config::NomadConfig,
+) -> Result<(), crate::probe::ProbeError> {
+    use crate::probe::{Target, probe};
+    use crate::tls::TlsFiles;
+    let consul_target = Target {
+        server: "Consul",
+        env: "CONSUL",
+        addr: consul.addr(),
+        files: TlsFiles {
+            ca_cert: consul_config.ca_cert.as_deref(),
+            client_cert: consul_config.client_cert.as_deref(),
+            client_key: consul_config.client_key.as_deref(),
+        },
+        http: consul.http(),
+    };
+    let nomad_target = Target {
+        server: "Nomad",
+        env: "NOMAD",
+        addr: nomad.addr(),
+        files: TlsFiles {
+            ca_cert: nomad_config.ca_cert.as_deref(),
+            client_cert: nomad_config.client_cert.as_deref(),
+            client_key: nomad_config.client_key.as_deref(),
+        },
+        http: nomad.http(),
+    };
+    let (consul_probe, nomad_probe) = tokio::join!(probe(consul_target), probe(nomad_target));
+    for (target, result) in [(consul_target, consul_probe), (nomad_target, nomad_probe)] {
+        if let Some(outage) = result? {
+            tracing::warn!(
+                server = target.server,
+                addr = target.addr,
+                error = %crate::error_chain(&outage),
+                "not reachable at start; retrying with backoff"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use crate::config::{ConsulConfig, Secret};
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError, TlsFiles};
+use crate::token::Token;
 
 /// Why one HTTP exchange with Consul failed; the `#[source]` of every [`Error`].
 #[derive(Debug, thiserror::Error)]
@@ -243,7 +244,7 @@ pub struct Request<'a> {
 pub struct Client {
     http: reqwest::Client,
     base: Arc<str>,
-    token: Option<Secret>,
+    token: Option<Token>,
     metrics: Arc<Metrics>,
 }
 
@@ -266,12 +267,27 @@ impl Client {
 
     /// Wraps an existing HTTP client; `addr` is a base URL such as `http://127.0.0.1:8500`.
     pub fn with_http(http: reqwest::Client, addr: &str, token: Option<String>, metrics: Arc<Metrics>) -> Self {
-        Self { http, base: Arc::from(addr.trim_end_matches('/')), token: token.map(Secret::from), metrics }
+        Self {
+            http,
+            base: Arc::from(addr.trim_end_matches('/')),
+            token: token.map(|t| Token::Fixed(Secret::from(t))),
+            metrics,
+        }
     }
 
     /// The base URL.
     pub fn addr(&self) -> &str {
         &self.base
+    }
+
+    /// Counts a call Consul refused by ACL without a 403 (a transaction's `Errors`).
+    pub(crate) fn denied(&self, call: &'static str) {
+        self.metrics.permission_denied("consul", call);
+    }
+
+    /// The HTTP client (with this server's TLS settings), for the start-up probe ([`crate::probe`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Sends one request, records `consul_request(op, code)` (0 = no response), and reads the whole body.
@@ -282,7 +298,7 @@ impl Client {
         let url = format!("{}{}{}", self.base, req.path, tls::encode_query(&req.query));
         let mut builder = self.http.request(req.method, url).timeout(req.timeout);
         if let Some(token) = &self.token {
-            builder = builder.header("X-Consul-Token", token.expose());
+            builder = builder.header("X-Consul-Token", token.current().expose());
         }
         if let Some(body) = req.body {
             builder = builder.body(body.to_vec());

@@ -195,7 +195,13 @@ impl Client {
             }
             StatusCode::CONFLICT => {
                 let parsed: WireResponse = response.json().map_err(fail)?;
-                Ok(TxnOutcome::RolledBack(parsed.errors.unwrap_or_default()))
+                let errors = parsed.errors.unwrap_or_default();
+                // An ACL denial inside a transaction is a 409 with the denial in `Errors`, not a 403 (contract A9):
+                // it is counted as a denial all the same.
+                if errors.iter().any(|e| e.what.starts_with("Permission denied")) {
+                    self.denied("txn");
+                }
+                Ok(TxnOutcome::RolledBack(errors))
             }
             _ => Err(fail(response.status_error())),
         }

@@ -207,6 +207,15 @@ impl<S: PrefixSource> Watcher<S> {
         Self { source, config, limiter, metrics }
     }
 
+    /// Consul answers a listing the token may not fully read with the entries it may read, and
+    /// `X-Consul-Results-Filtered-By-ACLs: true` instead of a 403 (contract A1): that is a denial too, and is
+    /// counted as one (`drover_permission_denied_total{server="consul",call="kv_list_filtered"}`).
+    fn count_filtered(&self, filtered_by_acls: bool) {
+        if filtered_by_acls {
+            self.metrics.permission_denied("consul", "kv_list_filtered");
+        }
+    }
+
     fn backoff(&self, failures: u32) -> State {
         // Every way into Backoff is a restart of the watch: it ends with a relist.
         self.metrics.watch_restart("consul");
@@ -226,6 +235,7 @@ impl<S: PrefixSource> Watcher<S> {
                 match self.source.list(&self.config.prefix, BlockingQuery::now()).await {
                     Ok(listing) => {
                         self.charge(listing.bytes);
+                        self.count_filtered(listing.filtered_by_acls);
                         let entries = Arc::new(listing.entries);
                         let event = WatchEvent::Snapshot {
                             entries: Arc::clone(&entries),
@@ -286,6 +296,7 @@ impl<S: PrefixSource> Watcher<S> {
             // no proof of change (C2). Keep the new index, report nothing.
             return (None, State::Watching { index: listing.index, entries });
         }
+        self.count_filtered(listing.filtered_by_acls);
         let entries = Arc::new(listing.entries);
         let event = WatchEvent::Snapshot {
             entries: Arc::clone(&entries),

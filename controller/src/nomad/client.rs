@@ -24,6 +24,7 @@ use crate::config::{NomadConfig, Secret};
 use crate::consul::client::header_u64;
 use crate::metrics::Metrics;
 use crate::tls::{self, REQUEST_TIMEOUT, TlsError, TlsFiles, encode_segment};
+use crate::token::Token;
 
 /// A Nomad answer, read in full.
 #[derive(Debug)]
@@ -83,7 +84,7 @@ impl<'a> Call<'a> {
 pub struct Client {
     http: reqwest::Client,
     base: Arc<str>,
-    token: Option<Secret>,
+    token: Option<Token>,
     region: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
@@ -223,10 +224,20 @@ impl Client {
         Self {
             http,
             base: Arc::from(addr.trim_end_matches('/')),
-            token: token.map(Secret::from),
+            token: token.map(|t| Token::Fixed(Secret::from(t))),
             region: region.map(Arc::from),
             metrics,
         }
+    }
+
+    /// The base URL.
+    pub fn addr(&self) -> &str {
+        &self.base
+    }
+
+    /// The HTTP client (with this server's TLS settings), for the start-up probe ([`crate::probe`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     fn request(
@@ -241,7 +252,7 @@ impl Client {
         let url = format!("{}{}{}", self.base, path, tls::encode_query(&query));
         let mut builder = self.http.request(method, url);
         if let Some(token) = &self.token {
-            builder = builder.header("X-Nomad-Token", token.expose());
+            builder = builder.header("X-Nomad-Token", token.current().expose());
         }
         builder
     }

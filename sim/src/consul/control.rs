@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `POST /_sim/consul/acl/policy` | `{"Name":"p","Rules":{"key_prefix":{"drover/":"write"},"key":{},"session_prefix":{"":"write"},"session":{}}}` | `{"Name":"p"}` |
 //! | `POST /_sim/consul/acl/token` | `{"Policies":["p"]}`, optionally `"SecretID"`/`"AccessorID"` | `{"AccessorID":…,"SecretID":…,"Policies":[…]}` |
+//! | `DELETE /_sim/consul/acl/token/{accessor}` | none | `true`; 404 when no token has that `AccessorID` (Consul's `DELETE /v1/acl/token/:AccessorID`) |
 //! | `POST /_sim/consul/snapshot` | none | `{"ID":0,"Index":N}` |
 //! | `POST /_sim/consul/restore` | none (latest) or `{"ID":0}` | `{"Index":N}`; 404 when there is no such snapshot |
 //! | `POST /_sim/consul/reap-tombstones` | none | `{"Reaped":n}` |
@@ -32,6 +33,7 @@ pub fn control_router(c: Arc<Consul>) -> Router {
     Router::new()
         .route("/_sim/consul/acl/policy", post(create_policy))
         .route("/_sim/consul/acl/token", post(create_token))
+        .route("/_sim/consul/acl/token/{accessor}", axum::routing::delete(revoke_token))
         .route("/_sim/consul/snapshot", post(snapshot))
         .route("/_sim/consul/restore", post(restore))
         .route("/_sim/consul/reap-tombstones", post(reap))
@@ -100,6 +102,20 @@ async fn create_token(State(c): State<Arc<Consul>>, body: Bytes) -> Response {
             .create_token(req.policies, req.secret_id, req.accessor_id)
             .ok_or_else(|| ApiError::bad_request(format!("unknown policy among {names:?}")))?;
         Ok::<_, ApiError>(json(&token))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn revoke_token(
+    State(c): State<Arc<Consul>>,
+    axum::extract::Path(accessor): axum::extract::Path<String>,
+) -> Response {
+    let result = (|| {
+        acl_enabled(&c)?;
+        if !c.revoke_token(&accessor) {
+            return Err(ApiError::not_found(format!("no token with AccessorID {accessor}")));
+        }
+        Ok::<_, ApiError>(json(&true))
     })();
     result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -164,6 +164,15 @@ impl Consul {
         Some(token)
     }
 
+    /// Revokes the token with this `AccessorID` (the in-process form of `DELETE /_sim/consul/acl/token/{accessor}`);
+    /// requests with its secret then get 403 `ACL not found`. False when no token has that accessor.
+    pub fn revoke_token(&self, accessor_id: &str) -> bool {
+        let mut s = self.lock();
+        let before = s.acl.tokens.len();
+        s.acl.tokens.retain(|_, t| t.accessor_id != accessor_id);
+        s.acl.tokens.len() != before
+    }
+
     /// Blocking queries parked right now, waiting for a change or their timeout.
     pub fn blocking_queries(&self) -> usize {
         self.parked.load(Ordering::SeqCst)

@@ -47,6 +47,7 @@ pub fn control_router(n: Arc<Nomad>) -> Router {
     Router::new()
         .route("/_sim/nomad/namespaces", post(create_namespace).get(namespaces))
         .route("/_sim/nomad/acl/tokens", post(create_token))
+        .route("/_sim/nomad/acl/tokens/{accessor}", delete(revoke_token))
         .route("/_sim/nomad/health", post(set_health))
         .route("/_sim/nomad/workload", post(set_workload))
         .route("/_sim/nomad/nodes", post(routes_cluster::add_node).get(routes_cluster::list_nodes))
@@ -78,6 +79,15 @@ async fn list_deployments(
             return Err(ApiError::invalid_method());
         }
         let who = caller(&n, &headers)?;
+        // As `Job.List`: `read-job` in the requested namespace (for `*`, in at least one) is checked before
+        // listing, and its absence is a 403, not an empty list [N:nomad/deployment_endpoint.go `List`].
+        let allowed = {
+            let st = n.lock();
+            who.is_management() || !list_namespaces(&st, &q, &who, "read-job").is_empty()
+        };
+        if !allowed {
+            return Err(ApiError::permission_denied());
+        }
         let prefix = q.get("prefix").unwrap_or("").to_string();
         let reverse = q.get("reverse") == Some("true");
         let clock = n.shared.clock.clone();
@@ -345,6 +355,30 @@ async fn create_token(State(n): State<Arc<Nomad>>, body: Bytes) -> Response {
     };
     n.lock().t.acl.tokens.insert(secret.clone(), token);
     axum::Json(json!({"AccessorID": accessor, "SecretID": secret, "Name": req.name})).into_response()
+}
+
+/// `DELETE /_sim/nomad/acl/tokens/{accessor}`: revokes a token by its `AccessorID`, as Nomad's
+/// `DELETE /v1/acl/token/:accessor_id` does; requests with its secret then get 403 (the text of contract B1). 404
+/// when no token has that accessor.
+///
+/// Nomad also closes the event-stream subscriptions of a deleted token (`nomad/stream/event_broker.go`
+/// `handleACLUpdates`: `TypeACLTokenDeleted` → `closeSubscriptionsForTokens`). The simulator does not track which
+/// token opened which stream, so it cuts every open stream: more than Nomad closes, never less.
+async fn revoke_token(
+    State(n): State<Arc<Nomad>>,
+    axum::extract::Path(accessor): axum::extract::Path<String>,
+) -> Response {
+    let removed = {
+        let mut state = n.lock();
+        let before = state.t.acl.tokens.len();
+        state.t.acl.tokens.retain(|_, t| t.accessor != accessor);
+        state.t.acl.tokens.len() != before
+    };
+    if !removed {
+        return (StatusCode::NOT_FOUND, format!("no token with accessor {accessor}")).into_response();
+    }
+    n.cut_event_streams(None);
+    StatusCode::OK.into_response()
 }
 
 #[derive(Deserialize)]

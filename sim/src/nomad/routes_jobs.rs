@@ -53,6 +53,17 @@ pub fn list_namespaces(st: &NomadState, q: &Query, who: &Caller, cap: &str) -> V
 
 async fn list_jobs(n: &Nomad, q: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
     let who = caller(n, headers)?;
+    // `Job.List` checks `list-jobs` in the requested namespace before listing, and for `*` at least one namespace
+    // must grant it: `if !aclObj.AllowNsOp(namespace, acl.NamespaceCapabilityListJobs) { return
+    // structs.ErrPermissionDenied }`, and `allowedNSes` returns ErrPermissionDenied when no namespace is allowed
+    // [N:nomad/job_endpoint.go `List`, `allowedNSes`]. A denial is a 403, never a silently empty list.
+    let allowed = {
+        let st = n.lock();
+        who.is_management() || !list_namespaces(&st, q, &who, "list-jobs").is_empty()
+    };
+    if !allowed {
+        return Err(ApiError::permission_denied());
+    }
     let with_meta = q.bool("meta")?;
     let prefix = q.get("prefix").unwrap_or("").to_string();
     let per_page = match q.get("per_page") {

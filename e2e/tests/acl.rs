@@ -1,0 +1,203 @@
+//! Least privilege (issue #9): ACLs on in both servers, with exactly the shipped policies of `manifests/acl/`
+//! (translated by `drover_e2e::acl`, so these tests follow the files). With them the core scenario works (create,
+//! update, drift revert, delete); with any one rule removed, Drover reports what it was denied
+//! (`drover_permission_denied_total`, and the app's status when it can still write it), keeps running, and never
+//! takes a denial for a deletion: the job it runs stays.
+
+use std::path::PathBuf;
+
+use drover::status::Phase;
+use drover_e2e::acl::{Rule, consul_rules, consul_sim_rules, nomad_rules, nomad_sim_namespaces, read_policy};
+use drover_e2e::{
+    DEADLINE, DroverProcess, SimProcess, SimTls, TIME_SCALE, job_image, job_modify_index, metric_sum, template_record,
+    wait_until,
+};
+
+const ROOT: &str = "root-management-token";
+
+/// A simulator with ACLs on, and Drover with the shipped policies' tokens: Consul's through `CONSUL_HTTP_TOKEN`
+/// (its policy is replaced in place to remove a rule), Nomad's through `--nomad-token-file` (a token without a
+/// capability is a new token, rotated in).
+struct Cluster {
+    sim: SimProcess,
+    drover: DroverProcess,
+    nomad_file: PathBuf,
+    nomad_accessor: String,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let sim = SimProcess::start_with_acls(TIME_SCALE, ROOT).await;
+        let consul = consul_rules(&read_policy("consul-drover.hcl"));
+        let nomad = nomad_rules(&read_policy("nomad-drover.hcl"));
+        sim.consul_acl_policy("drover", consul_sim_rules(&consul)).await;
+        let (_, consul_secret) = sim.consul_acl_token(&["drover"]).await;
+        let (nomad_accessor, nomad_secret) = sim.nomad_acl_token("drover", nomad_sim_namespaces(&nomad)).await;
+        let dir = SimTls::fresh_dir("acl");
+        let nomad_file = dir.join("nomad.token");
+        std::fs::write(&nomad_file, &nomad_secret).expect("write the Nomad token file");
+        let nomad_path = nomad_file.to_string_lossy().into_owned();
+        let drover = DroverProcess::start_with(
+            &sim,
+            &["--nomad-token-file", &nomad_path],
+            &[("CONSUL_HTTP_TOKEN", &consul_secret)],
+            None,
+        )
+        .await;
+        Cluster { sim, drover, nomad_file, nomad_accessor, dir }
+    }
+
+    /// Takes `rule` away from Drover's token.
+    async fn remove(&mut self, rule: &Rule) {
+        match rule {
+            Rule::Consul { .. } => {
+                let rules: Vec<Rule> =
+                    consul_rules(&read_policy("consul-drover.hcl")).into_iter().filter(|r| r != rule).collect();
+                self.sim.consul_acl_policy("drover", consul_sim_rules(&rules)).await;
+            }
+            Rule::Nomad { .. } => {
+                let rules: Vec<Rule> =
+                    nomad_rules(&read_policy("nomad-drover.hcl")).into_iter().filter(|r| r != rule).collect();
+                let (accessor, secret) = self.sim.nomad_acl_token("drover-less", nomad_sim_namespaces(&rules)).await;
+                let next = self.nomad_file.with_extension("next");
+                std::fs::write(&next, &secret).expect("write the new Nomad token");
+                std::fs::rename(&next, &self.nomad_file).expect("rotate the Nomad token file");
+                self.sim.nomad_revoke_token(&self.nomad_accessor).await;
+                self.nomad_accessor = accessor;
+            }
+        }
+    }
+
+    async fn denials(&self) -> u64 {
+        metric_sum(&self.drover.get_text("/metrics").await, "drover_permission_denied_total")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `rule` is needed by a call a reconcile makes for one app (so its denial lands in that app's status).
+fn per_app_call(rule: &Rule) -> bool {
+    match rule {
+        Rule::Consul { name, .. } => name.ends_with("/apps/"),
+        Rule::Nomad { capability, .. } => capability == "submit-job",
+    }
+}
+
+#[test]
+fn shipped_policies_should_translate_into_rules() {
+    let consul = consul_rules(&read_policy("consul-drover.hcl"));
+    let nomad = nomad_rules(&read_policy("nomad-drover.hcl"));
+    assert!(!consul.is_empty() && !nomad.is_empty(), "{consul:?} {nomad:?}");
+    // Every rule is commented with the call that needs it: a comment right above each block or capability.
+    assert!(!consul_rules(&read_policy("consul-operator.hcl")).is_empty());
+    for file in ["consul-drover.hcl", "nomad-drover.hcl", "consul-operator.hcl"] {
+        let text = read_policy(file);
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_rule = line.ends_with('{') && !line.starts_with("namespace") || line.starts_with('"');
+            if is_rule {
+                let above = i.checked_sub(1).map(|j| lines[j]).unwrap_or("");
+                assert!(above.starts_with('#'), "{file}: {line:?} has no comment naming its call");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn shipped_policies_should_run_the_core_scenario() {
+    let c = Cluster::start().await;
+    let sim = &c.sim;
+    // Create.
+    let first = sim.put_record("default", "web", template_record("web", "nginx:1.27", "driftPolicy: Revert")).await;
+    sim.wait_for_status("default", "web", "Healthy (create)", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == first
+    })
+    .await;
+    // Update.
+    let second = sim.put_record("default", "web", template_record("web", "nginx:1.28", "driftPolicy: Revert")).await;
+    sim.wait_for_status("default", "web", "Healthy (update)", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == second
+    })
+    .await;
+    // Drift, reverted: a person (management token) edits the job; Drover registers the record's spec again.
+    let mut job = sim.job("default", "web").await.expect("job web");
+    job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] = "hand:edit".into();
+    let reply = sim.register_job(&job).await.expect("the hand edit");
+    let hand = reply["JobModifyIndex"].as_u64().expect("a JobModifyIndex");
+    wait_until(DEADLINE, "the hand edit reverted", || async {
+        let job = sim.job("default", "web").await.expect("job web");
+        if job_image(&job) == Some("nginx:1.28") && job_modify_index(&job) > hand {
+            Ok(())
+        } else {
+            Err(job_image(&job).map(str::to_owned))
+        }
+    })
+    .await;
+    // Delete: deletionPolicy Stop stops the job and removes the status.
+    sim.delete_record("default", "web").await;
+    wait_until(DEADLINE, "job web stopped and its status deleted", || async {
+        let stopped = sim.job("default", "web").await.is_some_and(|j| j["Stop"] == true);
+        let status = sim.status("default", "web").await;
+        if stopped && status.is_none() { Ok(()) } else { Err((stopped, status.map(|s| s.phase))) }
+    })
+    .await;
+    assert_eq!(c.denials().await, 0, "the shipped policies are enough for everything Drover did");
+}
+
+#[tokio::test]
+async fn each_removed_rule_should_be_reported_and_never_taken_for_a_deletion() {
+    let rules: Vec<Rule> = consul_rules(&read_policy("consul-drover.hcl"))
+        .into_iter()
+        .chain(nomad_rules(&read_policy("nomad-drover.hcl")))
+        .collect();
+    for rule in rules {
+        let mut c = Cluster::start().await;
+        let first = c.sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+        c.sim
+            .wait_for_status("default", "web", "Healthy with every rule", |s| {
+                s.phase == Phase::Healthy && s.observed_generation == first
+            })
+            .await;
+        let before = c.denials().await;
+        c.remove(&rule).await;
+        // Updates Drover needs every rule for (a read, a plan or register, a status write). Two of them: a Consul
+        // blocking query resolves its token's rights when it starts (as Consul's RPCs do), so the record watch
+        // parked before the policy changed answers the first write with the old rights.
+        c.sim.put_record("default", "web", template_record("web", "nginx:1.28", "")).await;
+        let seen = c.drover.reconcile_total().await;
+        c.drover.wait_reconciles(seen, 2).await;
+        c.sim.put_record("default", "web", template_record("web", "nginx:1.29", "")).await;
+        let what = format!("a denial counted after removing {rule}");
+        let denied = wait_until(DEADLINE, &what, || async {
+            let now = c.denials().await;
+            if now > before { Ok(now) } else { Err(now) }
+        })
+        .await;
+        // A denial in the app's own calls (reading its record, writing its job) is in its status too; one in the
+        // shared watches (listing jobs, the event stream) or in the status write itself can only be counted and
+        // logged.
+        if per_app_call(&rule) {
+            let what = format!("the status to report the denial after removing {rule}");
+            wait_until(DEADLINE, &what, || async {
+                let status = c.sim.status("default", "web").await;
+                let shown = serde_json::to_string(&status).unwrap_or_default().to_lowercase();
+                if shown.contains("permission denied") { Ok(()) } else { Err(shown) }
+            })
+            .await;
+        }
+        // Some more reconciles with the rule missing: still running, and the job was never stopped or deleted.
+        let seen = c.drover.reconcile_total().await;
+        c.drover.wait_reconciles(seen, 3).await;
+        c.drover.assert_running();
+        let job = c.sim.job("default", "web").await.unwrap_or_else(|| panic!("{rule}: job web was deleted"));
+        assert_ne!(job["Stop"], true, "{rule}: a denial was taken for a deletion");
+        let deregisters = c.sim.nomad_requests(0, "DELETE", "/v1/job/web").await;
+        assert!(deregisters.is_empty(), "{rule}: Drover tried to deregister: {deregisters:?}");
+        eprintln!("{rule}: {denied} denials counted, job kept");
+    }
+}
