@@ -1,0 +1,202 @@
+//! Progressive delivery against real processes (issue #8): canary rollouts driven through Nomad's deployments by
+//! `drover run` against `drover-sim`, asserting on what Nomad runs and on status. Drover's steps run on the wall
+//! clock (the simulator's time scale only speeds Nomad up), so pauses here are a few real seconds.
+
+use drover::rollout::{RolloutResult, StepRef};
+use drover::status::{AppStatus, ConditionType, Phase, Reason};
+use drover_e2e::{DEADLINE, DroverProcess, SimProcess, TIME_SCALE, job_image, template_record, wait_until};
+use serde_json::Value;
+
+/// `strategy:` lines for a canary of one replica with `steps` (YAML list items, indented for `steps:`).
+fn canary(steps: &str) -> String {
+    format!(
+        "strategy:\n  type: Canary\n  minHealthyTime: 1s\n  healthyDeadline: 1m\n  canary:\n    replicas: 1\n    steps:\n{steps}"
+    )
+}
+
+/// A canary record of `web` running `image`, with `steps`.
+fn canary_record(image: &str, steps: &str) -> String {
+    // `template_record` adds its own `strategy:` block: replace it with the canary's.
+    let plain = template_record("web", image, "");
+    let head = plain.split("  strategy:\n").next().unwrap_or(&plain).to_string();
+    let mut yaml = head;
+    for line in canary(steps).lines() {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+/// The images the job's live allocations run, from `GET /v1/job/:id/allocations`.
+async fn running_images(sim: &SimProcess) -> Vec<u64> {
+    let url = format!("{}/v1/job/web/allocations?namespace=default", sim.nomad_url);
+    let allocs: Vec<Value> = drover_e2e::http_client()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET allocations")
+        .json()
+        .await
+        .expect("allocations JSON");
+    let mut versions: Vec<u64> = allocs
+        .iter()
+        .filter(|a| a["DesiredStatus"] == "run" && a["ClientStatus"] == "running")
+        .filter_map(|a| a["JobVersion"].as_u64())
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+fn ready_reason(s: &AppStatus) -> Option<Reason> {
+    s.condition(ConditionType::Ready).map(|c| c.reason)
+}
+
+/// Scenario 1 (the pause part; the analysis part needs the analysis stage): the canary passes its pause, Drover
+/// promotes it, and the job runs the new version everywhere.
+#[tokio::test]
+async fn a_canary_should_pass_its_pause_be_promoted_and_run_everywhere() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let first = sim.put_record("default", "web", canary_record("nginx:1", "      - pause: {duration: 2s}\n")).await;
+    sim.wait_for_status("default", "web", "the first version Healthy (no canaries in Nomad for it)", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == first
+    })
+    .await;
+
+    let second = sim.put_record("default", "web", canary_record("nginx:2", "      - pause: {duration: 2s}\n")).await;
+    let at_pause = sim
+        .wait_for_status("default", "web", "the canary at its pause", |s| {
+            s.observed_generation == second && s.rollout.as_ref().is_some_and(|r| r.step == StepRef::Step(0))
+        })
+        .await;
+    assert_eq!(at_pause.phase, Phase::Progressing);
+    assert_eq!(ready_reason(&at_pause), Some(Reason::RolloutStep));
+    let rollout = at_pause.rollout.clone().expect("rollout");
+    assert_eq!(rollout.step_count, 1);
+    assert!(rollout.deadline.is_some(), "every step has a deadline: {rollout:?}");
+    let done = sim
+        .wait_for_status("default", "web", "Healthy after promotion", |s| {
+            s.phase == Phase::Healthy && s.observed_generation == second
+        })
+        .await;
+    let rollout = done.rollout.clone().expect("rollout");
+    assert_eq!((rollout.step, rollout.result), (StepRef::Done, Some(RolloutResult::Succeeded)));
+    let job = sim.job("default", "web").await.expect("job");
+    assert_eq!(job_image(&job), Some("nginx:2"));
+    let version = rollout.canary_version.expect("the canary's version");
+    let images = running_images(&sim).await;
+    assert!(images.len() == 2 && images.iter().all(|v| *v == version), "every allocation runs {version}: {images:?}");
+    let log = sim.log(Some("nomad"), 0).await.requests;
+    let promotes: Vec<_> =
+        log.iter().filter(|r| r.method == "POST" && r.path.starts_with("/v1/deployment/promote/")).collect();
+    assert_eq!(promotes.len(), 1, "promoted once: {promotes:#?}");
+    drover.assert_running();
+}
+
+/// Seconds since the epoch of a status timestamp (`YYYY-MM-DDTHH:MM:SSZ`, as Drover writes them).
+fn epoch_secs(ts: &str) -> i64 {
+    let num = |range: std::ops::Range<usize>| -> i64 {
+        ts.get(range).and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("not an RFC 3339 timestamp: {ts}"))
+    };
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19)
+}
+
+fn now_secs() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after the epoch");
+    i64::try_from(now.as_secs()).expect("fits")
+}
+
+/// Scenario 7: a Drover restart mid-rollout resumes at the same step, with the clock it had, without re-running the
+/// finished step.
+#[tokio::test]
+async fn a_restart_mid_rollout_should_resume_at_the_same_step() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let steps = "      - pause: {duration: 1s}\n      - pause: {duration: 8s}\n";
+    let first = DroverProcess::start(&sim, &[]).await;
+    let generation = sim.put_record("default", "web", canary_record("nginx:1", steps)).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == generation
+    })
+    .await;
+    let second = sim.put_record("default", "web", canary_record("nginx:2", steps)).await;
+    let before = sim
+        .wait_for_status("default", "web", "the second pause", |s| {
+            s.observed_generation == second && s.rollout.as_ref().is_some_and(|r| r.step == StepRef::Step(1))
+        })
+        .await;
+    let started = before.rollout.as_ref().and_then(|r| r.step_started_at.clone()).expect("the step's start");
+    let started = epoch_secs(&started);
+    // Restart 4 s into the 8 s pause: a pause that started over would end 4 s late.
+    wait_until(DEADLINE, "4 s into the second pause", || async {
+        if now_secs() >= started + 4 { Ok(()) } else { Err(now_secs() - started) }
+    })
+    .await;
+    drop(first);
+    let mut again = DroverProcess::start(&sim, &[]).await;
+    let seen = std::cell::RefCell::new(Vec::new());
+    let done = sim
+        .wait_for_status("default", "web", "Healthy after promotion", |s| {
+            if let Some(r) = &s.rollout {
+                seen.borrow_mut().push(r.step);
+            }
+            s.phase == Phase::Healthy && s.observed_generation == second
+        })
+        .await;
+    assert!(!seen.borrow().contains(&StepRef::Step(0)), "the finished pause is not run again: {:?}", seen.borrow());
+    let r = done.rollout.clone().expect("rollout");
+    assert_eq!(r.result, Some(RolloutResult::Succeeded));
+    let ended = epoch_secs(r.step_started_at.as_deref().expect("when it ended"));
+    assert!(
+        (started + 8..started + 11).contains(&ended),
+        "the pause kept its clock across the restart: started {started}, ended {ended} (a restarted pause ends at {} or later)",
+        started + 12
+    );
+    again.assert_running();
+}
+
+/// Nomad fails an unhealthy canary (its own verdict); Drover reports it and does not register the spec again
+/// across resyncs.
+#[tokio::test]
+async fn an_unhealthy_canary_failed_by_nomad_should_not_be_registered_again() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let steps = "      - pause: {duration: 1s}\n";
+    let first = sim.put_record("default", "web", canary_record("nginx:1", steps)).await;
+    let healthy = sim
+        .wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let stable = healthy.applied_job_version.expect("a version");
+    sim.set_health("default", "web", Some(stable + 1), "unhealthy").await;
+    let second = sim.put_record("default", "web", canary_record("nginx:bad", steps)).await;
+    let degraded = sim
+        .wait_for_status("default", "web", "Degraded after Nomad failed the canary", |s| {
+            s.phase == Phase::Degraded && s.observed_generation == second
+        })
+        .await;
+    assert_eq!(ready_reason(&degraded), Some(Reason::RolledBack), "{:?}", degraded.conditions);
+    let rollout = degraded.rollout.clone().expect("rollout");
+    assert_eq!((rollout.step, rollout.result), (StepRef::Done, Some(RolloutResult::DeploymentFailed)));
+    wait_until(DEADLINE, "Nomad back on the stable image", || async {
+        let job = sim.job("default", "web").await;
+        match job.as_ref().and_then(job_image) {
+            Some("nginx:1") => Ok(()),
+            other => Err(other.map(str::to_owned)),
+        }
+    })
+    .await;
+    let since = sim.log(None, 0).await.last_seq;
+    let seen = drover.reconcile_total().await;
+    drover.wait_reconciles(seen, 3).await;
+    let registers = sim.nomad_requests(since, "POST", "/v1/job/web").await.len();
+    assert_eq!(registers, 0, "the failed spec is not registered again across resyncs");
+    drover.assert_running();
+}
