@@ -66,6 +66,8 @@ pub struct Handle {
     pub live: LiveCache,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Rollout controls (`drover promote`, ...), kept current by the controls watch.
+    pub controls: crate::rollout::Controls,
     /// True once the stores are loaded and the queue released.
     pub ready: watch::Receiver<bool>,
 }
@@ -80,6 +82,7 @@ pub struct Controller {
     live_writer: LiveWriter,
     stage: Arc<Stage<nomad::Client, consul::Client>>,
     measurements_writer: crate::measure::MeasurementsWriter,
+    controls_writer: crate::rollout::ControlsWriter,
     handle: Handle,
     ready_tx: watch::Sender<bool>,
 }
@@ -91,6 +94,7 @@ impl Controller {
         let (status_writer, statuses) = store::statuses(&config.prefix);
         let (live_writer, live) = store::live_cache();
         let (measurements_writer, measurements) = crate::measure::measurements();
+        let (controls_writer, controls) = crate::rollout::controls(&config.prefix);
         let stage = Arc::new(
             Stage::new(
                 &config.prefix,
@@ -105,7 +109,8 @@ impl Controller {
             .with_measurements(measurements),
         );
         let ready_tx = watch::Sender::new(false);
-        let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
+        let handle =
+            Handle { records, statuses, live, metrics: metrics.clone(), controls, ready: ready_tx.subscribe() };
         Controller {
             config,
             consul,
@@ -115,6 +120,7 @@ impl Controller {
             live_writer,
             stage,
             measurements_writer,
+            controls_writer,
             handle,
             ready_tx,
         }
@@ -136,6 +142,7 @@ impl Controller {
             live_writer,
             stage,
             measurements_writer,
+            controls_writer,
             handle,
             ready_tx,
         } = self;
@@ -186,6 +193,26 @@ impl Controller {
             queue.clone(),
             shutdown.clone(),
         ));
+
+        // ---- rollout controls (issue #8): the watch of `<prefix>/control/`, the one writer of the controls store;
+        // the app whose control changed is woken. Not a readiness gate: a control seen late acts late, never wrongly
+        // (decide consumes each one once, by its ModifyIndex). ----
+        {
+            let queue = queue.clone();
+            let config =
+                consul::watch::WatchConfig::new(format!("{}/control/", config.prefix)).with_budget(config.watch_budget);
+            let wake = move |key: AppKey| queue.enqueue(key, None, None, "control written");
+            tasks.spawn(crate::rollout::controls_store::watch_controls(
+                controls_writer,
+                consul.clone(),
+                config,
+                metrics.clone(),
+                wake,
+                shutdown.clone(),
+            ));
+        }
+        // ---- end of rollout controls ----
+
         tasks.close();
 
         let stopped = runner
