@@ -106,7 +106,8 @@ impl Controller {
                 metrics.clone(),
                 SystemTime::now,
             )
-            .with_measurements(measurements),
+            .with_measurements(measurements)
+            .with_controls(controls.clone()),
         );
         let ready_tx = watch::Sender::new(false);
         let handle =

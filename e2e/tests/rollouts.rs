@@ -200,3 +200,64 @@ async fn an_unhealthy_canary_failed_by_nomad_should_not_be_registered_again() {
     assert_eq!(registers, 0, "the failed spec is not registered again across resyncs");
     drover.assert_running();
 }
+
+/// Runs `drover <args>` against `sim`'s Consul on a blocking thread.
+async fn drover_cli(sim: &SimProcess, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(drover_e2e::binary("drover"));
+    cmd.args(args).env("CONSUL_HTTP_ADDR", &sim.consul_url).env("USER", "e2e");
+    tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
+}
+
+/// Scenario 3: a manual gate holds the rollout `Paused` until `drover promote`; a control written for an older
+/// generation is ignored and reported, and never promotes the newer spec.
+#[tokio::test]
+async fn a_manual_gate_should_wait_for_drover_promote_and_ignore_a_stale_control() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let gate = "      - pause: {}\n";
+    let first = sim.put_record("default", "web", canary_record("nginx:1", gate)).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let second = sim.put_record("default", "web", canary_record("nginx:2", gate)).await;
+    let paused = sim
+        .wait_for_status("default", "web", "Paused at the manual gate", |s| {
+            s.phase == Phase::Paused && s.observed_generation == second
+        })
+        .await;
+    assert_eq!(ready_reason(&paused), Some(Reason::ManualGate));
+
+    // A promote someone wrote for the first generation: consumed as ignored, the gate holds.
+    let stale = drover::rollout::Control {
+        action: drover::rollout::ControlAction::Promote,
+        generation: first,
+        requested_at: "2026-12-07T00:00:00Z".into(),
+        by: "someone".into(),
+    };
+    let index = sim.kv_put("drover/control/default/web", serde_json::to_vec(&stale).expect("encode")).await;
+    let ignored = sim
+        .wait_for_status("default", "web", "the stale control consumed", |s| {
+            s.last_control.as_ref().is_some_and(|c| c.modify_index == index)
+        })
+        .await;
+    let consumed = ignored.last_control.clone().expect("consumed");
+    assert!(!consumed.applied, "a stale promote never promotes a newer spec: {consumed:?}");
+    assert!(consumed.message.contains(&format!("generation {first}")), "{consumed:?}");
+    assert_eq!(ignored.phase, Phase::Paused);
+    let promotes = |log: &[drover_e2e::LoggedRequest]| {
+        log.iter().filter(|r| r.path.starts_with("/v1/deployment/promote/")).count()
+    };
+    assert_eq!(promotes(&sim.log(Some("nomad"), 0).await.requests), 0);
+
+    let out = drover_cli(&sim, &["promote", "web"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = sim
+        .wait_for_status("default", "web", "Healthy after drover promote", |s| {
+            s.phase == Phase::Healthy && s.observed_generation == second
+        })
+        .await;
+    assert!(done.last_control.as_ref().is_some_and(|c| c.applied), "{:?}", done.last_control);
+    assert_eq!(promotes(&sim.log(Some("nomad"), 0).await.requests), 1);
+    let job = sim.job("default", "web").await.expect("job");
+    assert_eq!(job_image(&job), Some("nginx:2"));
+    drover.assert_running();
+}

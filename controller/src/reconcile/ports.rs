@@ -189,6 +189,12 @@ pub trait ControlSource: Send + Sync + 'static {
     fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>>;
 }
 
+impl ControlSource for crate::rollout::Controls {
+    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>> {
+        self.get(key)
+    }
+}
+
 /// No analysis stage (tests, or an installation without rollouts): no runs are ever measured, so analysis steps
 /// end at their deadline.
 #[derive(Clone, Copy, Debug, Default)]
