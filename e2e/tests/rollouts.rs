@@ -261,3 +261,42 @@ async fn a_manual_gate_should_wait_for_drover_promote_and_ignore_a_stale_control
     assert_eq!(job_image(&job), Some("nginx:2"));
     drover.assert_running();
 }
+
+/// Scenario 8: `drover wait` for a rollout exits 2 while a manual gate holds it past the timeout, 0 once promoted
+/// and healthy, 1 once aborted (Degraded).
+#[tokio::test]
+async fn drover_wait_should_exit_by_the_rollouts_outcome() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let gate = "      - pause: {}\n";
+    sim.put_record("default", "web", canary_record("nginx:1", gate)).await;
+    let out = drover_cli(&sim, &["wait", "web", "--timeout", "30s"]).await;
+    assert_eq!(out.status.code(), Some(0), "the first version rolls out: {}", String::from_utf8_lossy(&out.stdout));
+
+    let second = sim.put_record("default", "web", canary_record("nginx:2", gate)).await;
+    sim.wait_for_status("default", "web", "Paused at the gate", |s| {
+        s.phase == Phase::Paused && s.observed_generation == second
+    })
+    .await;
+    let out = drover_cli(&sim, &["wait", "web", "--timeout", "2s"]).await;
+    assert_eq!(out.status.code(), Some(2), "a gate nobody promotes: timeout; {}", String::from_utf8_lossy(&out.stdout));
+    let promote = drover_cli(&sim, &["promote", "web"]).await;
+    assert!(promote.status.success(), "{}", String::from_utf8_lossy(&promote.stderr));
+    let out = drover_cli(&sim, &["wait", "web", "--timeout", "30s"]).await;
+    assert_eq!(out.status.code(), Some(0), "promoted and healthy: {}", String::from_utf8_lossy(&out.stdout));
+
+    let third = sim.put_record("default", "web", canary_record("nginx:3", gate)).await;
+    sim.wait_for_status("default", "web", "Paused at the gate again", |s| {
+        s.phase == Phase::Paused && s.observed_generation == third
+    })
+    .await;
+    let abort = drover_cli(&sim, &["abort", "web"]).await;
+    assert!(abort.status.success(), "{}", String::from_utf8_lossy(&abort.stderr));
+    let out = drover_cli(&sim, &["wait", "web", "--timeout", "30s"]).await;
+    assert_eq!(out.status.code(), Some(1), "aborted: {}", String::from_utf8_lossy(&out.stdout));
+    let status = sim.status("default", "web").await.expect("status");
+    assert_eq!((status.phase, ready_reason(&status)), (Phase::Degraded, Some(Reason::Aborted)));
+    let job = sim.job("default", "web").await.expect("job");
+    assert_eq!(job_image(&job), Some("nginx:2"), "Nomad reverted to the stable version");
+    drover.assert_running();
+}
