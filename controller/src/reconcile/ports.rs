@@ -189,12 +189,6 @@ pub trait ControlSource: Send + Sync + 'static {
     fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>>;
 }
 
-impl ControlSource for crate::rollout::Controls {
-    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>> {
-        self.get(key)
-    }
-}
-
 /// No analysis stage (tests, or an installation without rollouts): no runs are ever measured, so analysis steps
 /// end at their deadline.
 #[derive(Clone, Copy, Debug, Default)]
@@ -213,5 +207,17 @@ pub struct NoControls;
 impl ControlSource for NoControls {
     fn control(&self, _key: &crate::app::AppKey) -> Option<Arc<ControlEntry>> {
         None
+    }
+}
+
+impl AnalysisSource for crate::analysis::AnalysisRuns {
+    fn runs(&self, key: &crate::app::AppKey) -> BTreeMap<RunId, AnalysisRunStatus> {
+        self.get(key)
+    }
+}
+
+impl ControlSource for crate::rollout::Controls {
+    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>> {
+        self.get(key)
     }
 }
