@@ -300,3 +300,193 @@ async fn drover_wait_should_exit_by_the_rollouts_outcome() {
     assert_eq!(job_image(&job), Some("nginx:2"), "Nomad reverted to the stable version");
     drover.assert_running();
 }
+
+/// The error-rate template every analysis scenario uses, measuring the version under test through `address`: the
+/// share of 5xx answers over 5 s (Prometheus scrapes the simulator every second), failing above 5 %.
+fn error_rate(address: &str, extra: &str) -> String {
+    let query = "sum(rate(http_requests_total{job=\"{{ .JobID }}\",version=\"{{ .Version }}\",code=\"500\"}[5s])) / \
+                 sum(rate(http_requests_total{job=\"{{ .JobID }}\",version=\"{{ .Version }}\"}[5s]))";
+    format!(
+        "analysis:\n  errors:\n    prometheus:\n      address: {address}\n      query: '{query}'\n      timeout: 2s\n    \
+         failureCondition: 'result > 0.05'\n    interval: 2s\n    count: 3\n    initialDelay: 3s\n    \
+         inconclusiveLimit: 5\n{extra}"
+    )
+}
+
+/// `canary_record` with `extra` YAML (at `spec:` level) appended.
+fn canary_record_with(image: &str, steps: &str, extra: &str) -> String {
+    let mut yaml = canary_record(image, steps);
+    for line in extra.lines() {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+const ANALYSIS_STEPS: &str = "      - pause: {duration: 1s}\n      - analysis: {template: errors}\n";
+
+/// Scenario 1: a good canary passes its pause and its analysis against a real Prometheus and is promoted; the job
+/// runs the new version everywhere, and status keeps the run with its measurements.
+#[tokio::test]
+async fn a_good_canary_should_pass_its_analysis_and_be_promoted() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = drover_e2e::PrometheusProcess::start(&sim).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    sim.set_workload("default", "web", None, 100.0, 0.0).await;
+    let analysis = error_rate(&prometheus.url, "");
+    let first = sim.put_record("default", "web", canary_record_with("nginx:1", ANALYSIS_STEPS, &analysis)).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let second = sim.put_record("default", "web", canary_record_with("nginx:2", ANALYSIS_STEPS, &analysis)).await;
+    let done = wait_until(2 * DEADLINE, "Healthy after the analysis passed", || async {
+        match sim.status("default", "web").await {
+            Some(s) if s.phase == Phase::Healthy && s.observed_generation == second => Ok(s),
+            other => Err(other.map(|s| (s.phase, s.rollout, s.conditions))),
+        }
+    })
+    .await;
+    let rollout = done.rollout.clone().expect("rollout");
+    assert_eq!(rollout.result, Some(RolloutResult::Succeeded));
+    let run = rollout.analysis_runs.iter().find(|r| r.id.template == "errors").expect("the run in status");
+    assert_eq!(run.phase, drover::rollout::AnalysisPhase::Successful, "{run:?}");
+    assert!(run.successful >= 3 && !run.measurements.is_empty(), "{run:?}");
+    assert!(run.measurements.iter().all(|m| m.query.contains("version=\"")), "the resolved query is kept: {run:?}");
+    let job = sim.job("default", "web").await.expect("job");
+    assert_eq!(job_image(&job), Some("nginx:2"));
+    drover.assert_running();
+}
+
+/// Scenario 2: a bad canary (half its requests fail) fails its analysis, is aborted, Nomad reverts; status says
+/// `Degraded` / `AnalysisFailed` naming the query and values, and the spec is not registered again across resyncs.
+#[tokio::test]
+async fn a_bad_canary_should_fail_its_analysis_be_aborted_and_not_come_back() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = drover_e2e::PrometheusProcess::start(&sim).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    sim.set_workload("default", "web", None, 100.0, 0.0).await;
+    let analysis = error_rate(&prometheus.url, "");
+    let first = sim.put_record("default", "web", canary_record_with("nginx:1", ANALYSIS_STEPS, &analysis)).await;
+    let healthy = sim
+        .wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let bad = healthy.applied_job_version.expect("a version") + 1;
+    sim.set_workload("default", "web", Some(bad), 100.0, 0.5).await;
+    let second = sim.put_record("default", "web", canary_record_with("nginx:bad", ANALYSIS_STEPS, &analysis)).await;
+    let degraded = wait_until(2 * DEADLINE, "Degraded after the analysis failed", || async {
+        match sim.status("default", "web").await {
+            Some(s) if s.phase == Phase::Degraded && s.observed_generation == second => Ok(s),
+            other => Err(other.map(|s| (s.phase, s.rollout, s.conditions))),
+        }
+    })
+    .await;
+    assert_eq!(ready_reason(&degraded), Some(Reason::AnalysisFailed), "{:?}", degraded.conditions);
+    let message = degraded.condition(ConditionType::Ready).map(|c| c.message.clone()).unwrap_or_default();
+    assert!(
+        message.contains("result > 0.05") && message.contains("result = 0.5"),
+        "names the condition and value: {message}"
+    );
+    let rollout = degraded.rollout.clone().expect("rollout");
+    assert_eq!((rollout.step, rollout.result), (StepRef::Done, Some(RolloutResult::AnalysisFailed)));
+    let run = rollout.analysis_runs.iter().find(|r| r.id.template == "errors").expect("run");
+    assert!(run.measurements.iter().any(|m| m.query.contains(&format!("version=\"{bad}\""))), "{run:?}");
+    wait_until(DEADLINE, "Nomad back on the stable image", || async {
+        match sim.job("default", "web").await.as_ref().and_then(job_image) {
+            Some("nginx:1") => Ok(()),
+            other => Err(other.map(str::to_owned)),
+        }
+    })
+    .await;
+    let since = sim.log(None, 0).await.last_seq;
+    let seen = drover.reconcile_total().await;
+    drover.wait_reconciles(seen, 3).await;
+    assert_eq!(sim.nomad_requests(since, "POST", "/v1/job/web").await.len(), 0, "no flapping");
+    drover.assert_running();
+}
+
+/// Scenario 5: the canary looks fine while it is small, the regression shows once it runs everywhere: the
+/// post-promotion bake catches it and reverts the job to the stable version (`Degraded` / `RolledBack`).
+#[tokio::test]
+async fn a_bake_should_catch_a_regression_after_promotion_and_revert() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = drover_e2e::PrometheusProcess::start(&sim).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    sim.set_workload("default", "web", None, 100.0, 0.0).await;
+    // The post-promotion bake goes into the canary's `strategy:` block.
+    let record = |image: &str| {
+        let analysis = error_rate(&prometheus.url, "");
+        canary_record_with(image, "      - pause: {duration: 1s}\n", &analysis).replace(
+            "  canary:\n",
+            "  postPromotion:\n      bake: 20s\n      analysis: {template: errors}\n    canary:\n",
+        )
+    };
+    let first = sim.put_record("default", "web", record("nginx:1")).await;
+    let healthy = sim
+        .wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let stable = healthy.applied_job_version.expect("a version");
+    // The new version fails half its requests, but the steps hold no analysis: only the bake measures it.
+    sim.set_workload("default", "web", Some(stable + 1), 100.0, 0.5).await;
+    let second = sim.put_record("default", "web", record("nginx:2")).await;
+    sim.wait_for_status("default", "web", "baking", |s| {
+        s.observed_generation == second && s.rollout.as_ref().is_some_and(|r| r.step == StepRef::Bake)
+    })
+    .await;
+    let degraded = wait_until(2 * DEADLINE, "Degraded / RolledBack after the bake", || async {
+        match sim.status("default", "web").await {
+            Some(s) if s.phase == Phase::Degraded && s.observed_generation == second => Ok(s),
+            other => Err(other.map(|s| (s.phase, s.rollout, s.conditions))),
+        }
+    })
+    .await;
+    assert_eq!(ready_reason(&degraded), Some(Reason::RolledBack), "{:?}", degraded.conditions);
+    let reverts = sim.log(Some("nomad"), 0).await.requests;
+    assert_eq!(reverts.iter().filter(|r| r.path == "/v1/job/web/revert").count(), 1, "reverted once");
+    wait_until(DEADLINE, "the stable image everywhere", || async {
+        let job = sim.job("default", "web").await;
+        let images = running_images(&sim).await;
+        match job.as_ref().and_then(job_image) {
+            Some("nginx:1") if images.len() == 2 && images.iter().all(|v| *v > stable + 1) => Ok(()),
+            other => Err((other.map(str::to_owned), images)),
+        }
+    })
+    .await;
+    drover.assert_running();
+}
+
+/// Scenario 6: Prometheus is down during the analysis: the measurements are errors, not failures, retried until
+/// `consecutiveErrorLimit`; then the run fails and the verdict says the measurements could not be taken.
+#[tokio::test]
+async fn a_prometheus_outage_should_be_errors_until_the_limit_and_say_so() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    let nowhere = format!("http://127.0.0.1:{}", drover_e2e::free_port());
+    let analysis = error_rate(&nowhere, "")
+        .replace("inconclusiveLimit: 5\n", "inconclusiveLimit: 5\n    consecutiveErrorLimit: 2\n");
+    let first = sim.put_record("default", "web", canary_record_with("nginx:1", ANALYSIS_STEPS, &analysis)).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let second = sim.put_record("default", "web", canary_record_with("nginx:2", ANALYSIS_STEPS, &analysis)).await;
+    let degraded = wait_until(2 * DEADLINE, "Degraded after the errors", || async {
+        match sim.status("default", "web").await {
+            Some(s) if s.phase == Phase::Degraded && s.observed_generation == second => Ok(s),
+            other => Err(other.map(|s| (s.phase, s.rollout, s.conditions))),
+        }
+    })
+    .await;
+    assert_eq!(ready_reason(&degraded), Some(Reason::AnalysisFailed), "{:?}", degraded.conditions);
+    let rollout = degraded.rollout.clone().expect("rollout");
+    let run = rollout.analysis_runs.iter().find(|r| r.id.template == "errors").expect("run");
+    assert_eq!((run.failed, run.successful), (0, 0), "no measurement failed: they were errors: {run:?}");
+    assert!(run.errors >= 2 && run.consecutive_errors >= 2, "{run:?}");
+    assert!(
+        run.measurements.iter().all(|m| m.phase == drover::rollout::MeasurementPhase::Error && m.error.is_some()),
+        "{run:?}"
+    );
+    let message = degraded.condition(ConditionType::Ready).map(|c| c.message.clone()).unwrap_or_default();
+    assert!(
+        message.to_lowercase().contains("error"),
+        "the verdict says the measurements failed to be taken: {message}"
+    );
+    drover.assert_running();
+}
