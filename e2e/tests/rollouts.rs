@@ -490,3 +490,54 @@ async fn a_prometheus_outage_should_be_errors_until_the_limit_and_say_so() {
     );
     drover.assert_running();
 }
+
+/// A blue-green record of `web` running `image`: a full second set, analysed before promotion, promoted without a
+/// person.
+fn blue_green_record(image: &str, address: &str) -> String {
+    let plain = template_record("web", image, "");
+    let mut yaml = plain.split("  strategy:\n").next().unwrap_or(&plain).to_string();
+    let strategy = "strategy:\n  type: BlueGreen\n  minHealthyTime: 1s\n  healthyDeadline: 1m\n  blueGreen:\n    \
+                    prePromotionAnalysis: {template: errors}\n    autoPromote: true\n";
+    for line in strategy.lines().chain(error_rate(address, "").lines()) {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+/// Scenario 4: blue-green places a full second set, runs the pre-promotion analysis on it, and promotes it by
+/// itself (`autoPromote`); every allocation then runs the new version.
+#[tokio::test]
+async fn blue_green_should_analyse_the_new_set_then_promote_it_by_itself() {
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let prometheus = drover_e2e::PrometheusProcess::start(&sim).await;
+    let mut drover = DroverProcess::start(&sim, &[]).await;
+    sim.set_workload("default", "web", None, 100.0, 0.0).await;
+    let first = sim.put_record("default", "web", blue_green_record("nginx:1", &prometheus.url)).await;
+    sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy && s.observed_generation == first)
+        .await;
+    let second = sim.put_record("default", "web", blue_green_record("nginx:2", &prometheus.url)).await;
+    let analysing = sim
+        .wait_for_status("default", "web", "the pre-promotion analysis", |s| {
+            s.observed_generation == second && s.rollout.as_ref().is_some_and(|r| r.step == StepRef::PrePromotion)
+        })
+        .await;
+    assert_eq!(analysing.replicas.canaries, 2, "the new set is as large as the old: {:?}", analysing.replicas);
+    let done = wait_until(2 * DEADLINE, "Healthy after auto-promotion", || async {
+        match sim.status("default", "web").await {
+            Some(s) if s.phase == Phase::Healthy && s.observed_generation == second => Ok(s),
+            other => Err(other.map(|s| (s.phase, s.rollout, s.conditions))),
+        }
+    })
+    .await;
+    let rollout = done.rollout.clone().expect("rollout");
+    assert_eq!(rollout.result, Some(RolloutResult::Succeeded));
+    let run = rollout.analysis_runs.iter().find(|r| r.id.step == StepRef::PrePromotion).expect("the pre-promotion run");
+    assert_eq!(run.phase, drover::rollout::AnalysisPhase::Successful, "{run:?}");
+    assert!(done.last_control.is_none(), "nobody promoted it by hand");
+    let version = rollout.canary_version.expect("version");
+    let images = running_images(&sim).await;
+    assert!(images.len() == 2 && images.iter().all(|v| *v == version), "{images:?}");
+    drover.assert_running();
+}
