@@ -525,3 +525,45 @@ async fn stage_should_gate_a_canary_until_promoted_and_abort_it_through_nomad() 
     h.run().await;
     assert_eq!(h.nomad.writes(), writes);
 }
+
+#[tokio::test]
+async fn stage_should_decide_again_when_nomad_refuses_a_promotion_never_fail_the_app() {
+    let mut h = harness();
+    let controls = super::fake::FakeControls::default();
+    h.stage = std::mem::replace(&mut h.stage, harness().stage).with_controls(controls.clone());
+    h.write_record(CANARY);
+    h.run().await;
+    h.sync_deployed();
+    h.run().await;
+    h.write_record(&CANARY.replace("nginx:1", "nginx:2"));
+    h.run().await;
+    let dep = h.nomad_deploys(1);
+    h.sync_all();
+    h.run().await;
+    assert_eq!(h.status().phase, Phase::Paused);
+    // The canary turns unhealthy in Nomad; Drover's cache has not seen it when a person promotes.
+    let mut sick = h.nomad.deployment(&dep).expect("deployment");
+    sick.groups.values_mut().for_each(|g| g.healthy_allocs = 0);
+    h.nomad.put_deployment("default", "web", sick);
+    let control = crate::rollout::Control {
+        action: crate::rollout::ControlAction::Promote,
+        generation: h.status().observed_generation,
+        requested_at: "2027-01-15T08:00:00Z".into(),
+        by: "test".into(),
+    };
+    controls.put(&Harness::web(), control, 9);
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::After(super::error::REFUSED_RECHECK) }, "{r:?}");
+    let s = h.status();
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("promote")), "{:?}", s.last_error);
+    assert_eq!(s.rejected_hash, None, "a refused promotion says nothing against the spec");
+    assert_ne!(s.phase, Phase::Failed);
+    assert!(!h.nomad.writes().iter().any(|w| w.starts_with("promote")), "{:?}", h.nomad.writes());
+    // The person's promote stands (the control is consumed once): once the canary is healthy again, it goes through.
+    let mut healed = h.nomad.deployment(&dep).expect("deployment");
+    healed.groups.values_mut().for_each(|g| g.healthy_allocs = 1);
+    h.nomad.put_deployment("default", "web", healed);
+    h.sync_all();
+    h.run().await;
+    assert!(h.nomad.writes().contains(&format!("promote {dep}")), "{:?}", h.nomad.writes());
+}
