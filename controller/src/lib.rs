@@ -26,6 +26,7 @@
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
 //! - [`rollout`]: progressive delivery's records — a rollout's status (steps, analysis runs) and controls.
 //! - [`status`]: the status record Drover writes.
+//! - [`leader`]: high availability — the Consul lock replicas contend for, and the gate every writer checks.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 //! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`), replayed over their corpus by a test.
@@ -37,6 +38,7 @@ pub mod autoscale;
 pub mod config;
 pub mod consul;
 pub mod fuzzing;
+pub mod leader;
 pub mod live;
 pub mod measure;
 pub mod metrics;
