@@ -173,6 +173,9 @@ impl Ctx<'_> {
             // No canaries (the first version of a job; Nomad places no canaries when nothing older runs): Nomad
             // simply rolls it out.
             DeploymentOutcome::Active if !d.requires_promotion() => Next::Follow,
+            // Nothing placed yet: Nomad's progress deadline only starts at the first placement, so the plain
+            // report (which calls a placement stalled past the job's progress deadline) applies.
+            DeploymentOutcome::Active if !d.canaries_healthy() && d.placed == 0 => Next::Follow,
             // Nomad's progress deadline bounds the placing of canaries.
             DeploymentOutcome::Active if !d.canaries_healthy() => {
                 let (healthy, wanted) =

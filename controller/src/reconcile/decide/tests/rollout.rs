@@ -647,3 +647,13 @@ fn rollout_should_not_bake_the_deployment_of_a_scale() {
     assert_eq!(r.status.phase, Phase::Healthy);
     assert_eq!(r.status.rollout, None, "a scale is not a rollout");
 }
+
+#[test]
+fn rollout_should_call_canaries_nothing_could_place_stalled_after_the_progress_deadline() {
+    let mut r = Rollout::new(canary(vec![pause(30)]));
+    let mut unplaced = canary_deployment(DeploymentStatus::Running, 0, false);
+    unplaced.placed = 0;
+    unplaced.groups.values_mut().for_each(|g| g.placed_canaries = 0);
+    r.decide(&live_with(canary_job(), vec![unplaced]));
+    assert_eq!((r.status.phase, r.reason()), (Phase::Degraded, Some(Reason::PlacementStalled)), "{}", r.message());
+}
