@@ -27,6 +27,9 @@
 //! - [`rollout`]: progressive delivery's records — a rollout's status (steps, analysis runs) and controls.
 //! - [`status`]: the status record Drover writes.
 //! - [`leader`]: high availability — the Consul lock replicas contend for, and the gate every writer checks.
+//! - [`sync`]: GitOps — `drover sync` from a directory or a git ref: validate all, plan, CAS-guarded transactions,
+//!   prune of only its own records, and `--watch` under a Consul lock with a signed webhook.
+//! - [`notify`]: notifications — events derived from status writes, delivered to webhooks off the reconcile path.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 //! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`), replayed over their corpus by a test.
@@ -43,6 +46,7 @@ pub mod live;
 pub mod measure;
 pub mod metrics;
 pub mod nomad;
+pub mod notify;
 pub mod prometheus;
 pub mod queue;
 pub mod reconcile;
@@ -65,3 +69,4 @@ pub mod cli;
 pub mod http;
 pub mod runtime;
 pub mod store;
+pub mod sync;

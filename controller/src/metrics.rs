@@ -76,6 +76,51 @@ struct ProviderResultLabels {
     result: &'static str,
 }
 
+/// Label set `{target, result}` of notifications: `target` is a name from the notifications file (at most
+/// `notify::config::MAX_TARGETS` of them, checked at start), so the set stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    target: String,
+    result: &'static str,
+}
+
+/// How one notification (or one attempt at it) ended: the `result` label of `drover_notifications_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// The receiver accepted it (2xx).
+    Delivered,
+    /// An attempt failed and another follows (one per retry).
+    Retried,
+    /// Given up: retries exhausted, or refused (a 4xx other than 408/429).
+    Failed,
+    /// The target's queue was full; never sent.
+    Dropped,
+    /// The target had already taken this occurrence; not sent again.
+    Deduplicated,
+}
+
+impl NotificationResult {
+    /// Every result, for the zero series of a new target.
+    pub const ALL: [NotificationResult; 5] = [
+        NotificationResult::Delivered,
+        NotificationResult::Retried,
+        NotificationResult::Failed,
+        NotificationResult::Dropped,
+        NotificationResult::Deduplicated,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationResult::Delivered => "delivered",
+            NotificationResult::Retried => "retried",
+            NotificationResult::Failed => "failed",
+            NotificationResult::Dropped => "dropped",
+            NotificationResult::Deduplicated => "deduplicated",
+        }
+    }
+}
+
 /// Label set `{namespace, app}`: only on the per-app gauges DESIGN §7 lists.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
@@ -111,6 +156,7 @@ pub struct Metrics {
     analysis_runs_total: Family<ResultLabel, Counter>,
     analysis_measurements_total: Family<ProviderResultLabels, Counter>,
     analysis_query_duration: Histogram,
+    notifications_total: Family<NotificationLabels, Counter>,
 }
 
 fn code_label(code: u16) -> String {
@@ -218,6 +264,12 @@ impl Metrics {
             "Time one analysis call took (Prometheus query, web metric or webhook), answered or not",
             analysis_query_duration.clone(),
         );
+        let notifications_total = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by target and result (delivered, retried, failed, dropped, deduplicated)",
+            notifications_total.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Build information", build_info);
@@ -246,6 +298,23 @@ impl Metrics {
             analysis_runs_total,
             analysis_measurements_total,
             analysis_query_duration,
+            notifications_total,
+        }
+    }
+
+    /// A notification to `target` ended (or an attempt did) with `result`.
+    pub fn notification(&self, target: &str, result: NotificationResult) {
+        self.notifications_total
+            .get_or_create(&NotificationLabels { target: target.to_string(), result: result.as_str() })
+            .inc();
+    }
+
+    /// Creates the zero series of a target, so rates exist before its first notification.
+    pub fn notification_target(&self, target: &str) {
+        for result in NotificationResult::ALL {
+            let _ = self
+                .notifications_total
+                .get_or_create(&NotificationLabels { target: target.to_string(), result: result.as_str() });
         }
     }
 

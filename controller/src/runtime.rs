@@ -48,6 +48,8 @@ pub struct Config {
     pub watch_budget: crate::consul::budget::ByteRate,
     /// The leader lock replicas contend for; `None`: a single replica that always leads.
     pub election: Option<LockConfig>,
+    /// Webhook notifications (`--notifications`); `None` sends none.
+    pub notifications: Option<crate::notify::Notifications>,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             backoff: Backoff::default(),
             watch_budget: crate::consul::budget::DEFAULT_BUDGET,
             election: None,
+            notifications: None,
         }
     }
 }
@@ -141,7 +144,8 @@ impl Controller {
             .with_measurements(measurements)
             .with_analysis(analysis_runs.clone())
             .with_controls(controls.clone())
-            .with_leadership(leadership.clone()),
+            .with_leadership(leadership.clone())
+            .with_notifier(config.notifications.clone().map(|n| crate::notify::Notifier::start(n, metrics.clone()))),
         );
         let ready_tx = watch::Sender::new(false);
         let handle = Handle {

@@ -257,7 +257,7 @@ fn depth_exceeds(value: &Value, limit: usize) -> bool {
 
 /// The YAML limits. Defaults of serde-saphyr are meant for files of megabytes; a record is at
 /// most 512 KiB, so the budgets are set to what such a record can legitimately need.
-fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_reader_input_bytes = Some(MAX_RECORD_BYTES);
     budget.max_depth = MAX_DEPTH;
@@ -385,7 +385,7 @@ fn remove_at(value: &mut Value, path: &[Segment]) -> bool {
 /// The longest path shown; deeper ones (from absurd nesting) end in `…`.
 const MAX_PATH_SEGMENTS: usize = 12;
 
-fn render_path(segments: &[Segment]) -> String {
+pub(crate) fn render_path(segments: &[Segment]) -> String {
     let mut path = String::new();
     for segment in segments.iter().take(MAX_PATH_SEGMENTS) {
         path = match segment {

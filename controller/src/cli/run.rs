@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// [env: DROVER_LOCK_DELAY; default 5s].
     #[arg(long)]
     pub lock_delay: Option<String>,
+    /// Webhook notifications: a YAML file of `targets` (README "Notifications"), checked before anything starts.
+    #[arg(long, value_name = "FILE")]
+    pub notifications: Option<std::path::PathBuf>,
 }
 
 /// Sets up `tracing` output on stderr (`RUST_LOG` filters, default `info`).
@@ -149,6 +152,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let holder = crate::leader::Holder::this_process(&args.listen.to_string(), &super::env_lookup);
         crate::leader::LockConfig::new(&config.prefix, s.ttl, s.lock_delay, holder)
     });
+    if let Some(path) = &args.notifications {
+        let targets = crate::notify::load(path, &super::env_lookup)?;
+        let delivery = crate::notify::DeliveryConfig::default();
+        config.notifications = Some(crate::notify::Notifications::new(targets, delivery)?);
+    }
     let metrics = Arc::new(Metrics::new());
     let consul = args.consul.client(metrics.clone())?;
     let nomad = args.nomad.client(metrics.clone())?;

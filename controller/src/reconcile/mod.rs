@@ -73,6 +73,8 @@ pub struct Stage<N, K> {
     /// Group counts read from Nomad for jobs the live cache knows only from a list stub, by the `JobModifyIndex`
     /// they were read at (only jobs whose counts an autoscaler owns, until a Job event brings them).
     read_counts: Mutex<HashMap<JobKey, CountsAt>>,
+    /// Told of every status written (old and new), to send notifications; `None` without `--notifications`.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// Group counts, and the `JobModifyIndex` they were read at.
@@ -119,7 +121,15 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             leadership: LeaderGate::always(),
             conflicts: Mutex::new(HashMap::new()),
             read_counts: Mutex::new(HashMap::new()),
+            notifier: None,
         }
+    }
+
+    /// Tells `notifier` of every status this stage writes (`None`: no notifications).
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Option<crate::notify::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Reads autoscaling measurements from `measurements` (the poller's store).
@@ -428,6 +438,9 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         match self.kv.cas(&status_key, &body, index).await {
             Ok(Some(new_index)) => {
                 self.metrics.status_write("written");
+                if let Some(notifier) = &self.notifier {
+                    notifier.observe(key, stored, &status);
+                }
                 self.status_writer.set(key.clone(), status, new_index);
                 Ok(())
             }

@@ -1,0 +1,245 @@
+//! Notifications (`drover run --notifications FILE`) end to end: a real `drover run` against the simulator, and a
+//! local webhook receiver (axum on a free port, in this test) that fails its first two deliveries. Events arrive
+//! once each after the retries, a selector keeps other apps out, the Slack payload has its shape, and an invalid
+//! file stops `drover run` naming the field.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use drover::status::Phase;
+use drover_e2e::{
+    DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, metric_sum, require_tool, template_record, wait_until,
+};
+use serde_json::Value;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    /// The body, as JSON.
+    body: Value,
+    /// The `Authorization` header.
+    auth: Option<String>,
+    /// What the receiver answered.
+    answered: u16,
+}
+
+/// The receiver: per path, what it got; the first `fail_first` requests to `/drover` are answered 503.
+#[derive(Default)]
+struct Receiver {
+    fail_first: usize,
+    got: Mutex<BTreeMap<String, Vec<Received>>>,
+}
+
+impl Receiver {
+    fn got(&self, path: &str) -> Vec<Received> {
+        self.got.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned().unwrap_or_default()
+    }
+
+    /// `(event, app, generation)` of each delivered (200) body at `path`.
+    fn delivered(&self, path: &str) -> Vec<(String, String, u64)> {
+        self.got(path)
+            .iter()
+            .filter(|r| r.answered == 200)
+            .map(|r| {
+                let app = format!(
+                    "{}/{}",
+                    r.body["namespace"].as_str().unwrap_or("?"),
+                    r.body["app"].as_str().unwrap_or("?")
+                );
+                (r.body["event"].as_str().unwrap_or("?").to_string(), app, r.body["generation"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    }
+}
+
+async fn receive(
+    State(r): State<Arc<Receiver>>,
+    UrlPath(path): UrlPath<String>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let mut got = r.got.lock().unwrap_or_else(|p| p.into_inner());
+    let list = got.entry(path.clone()).or_default();
+    let status =
+        if path == "drover" && list.len() < r.fail_first { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    list.push(Received {
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+        auth: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        answered: status.as_u16(),
+    });
+    status
+}
+
+/// Serves `receiver` on a free loopback port; returns its base URL.
+async fn serve(receiver: Arc<Receiver>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    let app = Router::new().route("/{path}", post(receive)).with_state(receiver);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A file in a directory of this test's own.
+fn temp_file(test: &str, name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("drover-e2e-notify-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
+
+async fn metrics(drover: &DroverProcess) -> String {
+    let resp = reqwest::get(format!("{}/metrics", drover.url)).await.expect("GET /metrics");
+    resp.text().await.expect("metrics text")
+}
+
+/// `promtool check metrics` accepts `text` (the notification series included).
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(require_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child.stdin.take().expect("promtool stdin").write_all(text.as_bytes()).expect("write metrics to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics: {said}");
+    assert!(text.contains("# TYPE drover_notifications_total counter"), "{text}");
+}
+
+#[tokio::test]
+async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fails_twice() {
+    let receiver = Arc::new(Receiver { fail_first: 2, ..Receiver::default() });
+    let base = serve(receiver.clone()).await;
+    let token = temp_file("once", "token", "Bearer s3cret\n");
+    let file = temp_file(
+        "once",
+        "notifications.yaml",
+        &format!(
+            "targets:
+  - name: all
+    url: {base}/drover
+    selector: {{apps: [web]}}
+    headers:
+      Authorization: {{file: {}}}
+  - name: slack
+    url: {base}/slack
+    format: slack
+    events: [RolloutCompleted]
+    selector: {{namespaces: [def*], apps: [\"default/web\"]}}
+",
+            token.display()
+        ),
+    );
+    let sim = SimProcess::start(TIME_SCALE).await;
+    let file = file.to_str().expect("utf-8 path");
+    let mut drover = DroverProcess::start(&sim, &["--notifications", file]).await;
+
+    let g1 = sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+    sim.put_record("default", "other", template_record("other", "nginx:1.27", "")).await;
+    for app in ["web", "other"] {
+        sim.wait_for_status("default", app, "Healthy", |s| s.phase == Phase::Healthy).await;
+    }
+    let web = "default/web".to_string();
+    let first =
+        vec![("RolloutStarted".to_string(), web.clone(), g1), ("RolloutCompleted".to_string(), web.clone(), g1)];
+    wait_until(DEADLINE, "RolloutStarted and RolloutCompleted of web delivered after two failures", || async {
+        let got = receiver.delivered("drover");
+        if got == first { Ok(()) } else { Err(receiver.got("drover")) }
+    })
+    .await;
+    let attempts = receiver.got("drover");
+    assert_eq!(attempts.iter().filter(|r| r.answered == 503).count(), 2, "{attempts:#?}");
+    assert!(attempts.iter().all(|r| r.auth.as_deref() == Some("Bearer s3cret")), "the secret header (newline dropped)");
+    let body = &attempts.last().expect("a delivery").body;
+    let fields: Vec<&str> = body.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    assert_eq!(fields, ["event", "app", "namespace", "generation", "phase", "reason", "message", "at"], "{body}");
+    assert_eq!(
+        (body["phase"].as_str(), body["reason"].as_str()),
+        (Some("Healthy"), Some("DeploymentSucceeded")),
+        "{body}"
+    );
+
+    // A new generation is news again; the old one's events are not repeated.
+    let g2 = sim.put_record("default", "web", template_record("web", "nginx:1.28", "")).await;
+    sim.wait_for_status("default", "web", "Healthy at the new generation", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == g2
+    })
+    .await;
+    let mut want = first.clone();
+    want.extend([("RolloutStarted".to_string(), web.clone(), g2), ("RolloutCompleted".to_string(), web.clone(), g2)]);
+    wait_until(DEADLINE, "the second rollout's events delivered", || async {
+        let got = receiver.delivered("drover");
+        if got == want { Ok(()) } else { Err(got) }
+    })
+    .await;
+
+    // Resyncs re-reconcile both apps without writing: nothing more is sent (counted after 3 resyncs of 2 apps).
+    let seen = drover.reconcile_total().await;
+    drover.wait_reconciles(seen, 3 * 2).await;
+    assert_eq!(receiver.delivered("drover"), want, "each event once; `other` is not selected");
+    let text = metrics(&drover).await;
+    assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"delivered\"}"), 4, "{text}");
+    assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"retried\"}"), 2, "{text}");
+    assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"failed\"}"), 0, "{text}");
+    promtool_check(&text);
+
+    // Slack: only RolloutCompleted of web, in Slack's shape.
+    let slack = receiver.got("slack");
+    assert_eq!(slack.len(), 2, "{slack:#?}");
+    for r in &slack {
+        let text = r.body["text"].as_str().unwrap_or_default();
+        assert!(text.contains("default/web: RolloutCompleted"), "{}", r.body);
+        let blocks = r.body["blocks"].as_array().cloned().unwrap_or_default();
+        assert_eq!(blocks.len(), 1, "{}", r.body);
+        assert_eq!((blocks[0]["type"].as_str(), blocks[0]["text"]["type"].as_str()), (Some("section"), Some("mrkdwn")));
+        assert!(blocks[0]["text"]["text"].as_str().is_some_and(|t| t.contains("*RolloutCompleted*")), "{}", r.body);
+        assert_eq!(r.auth, None, "headers are per target");
+    }
+    drover.assert_running();
+}
+
+#[test]
+fn drover_run_should_refuse_an_invalid_notifications_file_naming_each_field() {
+    let file = temp_file(
+        "invalid",
+        "notifications.yaml",
+        "targets:
+  - name: a
+    url: http://127.0.0.1:9/hook
+    events: [RolloutStarted, Exploded]
+  - name: b
+    url: ftp://example.com/x
+    selectr: {apps: [web]}
+",
+    );
+    // Nothing listens at these addresses: the file is refused before Drover talks to anyone.
+    let out = std::process::Command::new(binary("drover"))
+        .args(["run", "--consul-addr", "http://127.0.0.1:9", "--nomad-addr", "http://127.0.0.1:9", "--listen"])
+        .arg("127.0.0.1:0")
+        .arg("--notifications")
+        .arg(&file)
+        .output()
+        .expect("run drover");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "drover run must exit non-zero: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("targets[0].events[1]: unknown variant `Exploded`")),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("targets[1].selectr: unknown field `selectr`")),
+        "{stderr}"
+    );
+}
