@@ -252,11 +252,13 @@ impl Poller {
                     continue;
                 }
                 running.insert(key.clone());
-                if self.runs.contains_key(&key) {
+                // A run is its id *and* its start: `drover restart` starts the same step's runs again under the same
+                // id with a new `startedAt`, and the earlier attempt's copy (tracked or stored) is not this run.
+                if self.runs.get(&key).is_some_and(|t| t.run.started_at == run.started_at) {
                     continue;
                 }
                 // This process may have measured it already: the store's copy is ahead of the status one.
-                let stored = reader.run(&app, &run.id);
+                let stored = reader.run(&app, &run.id).filter(|s| s.started_at == run.started_at);
                 if stored.as_ref().is_some_and(|s| s.phase.is_terminal()) {
                     continue;
                 }

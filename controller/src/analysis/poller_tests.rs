@@ -330,6 +330,26 @@ async fn poller_should_forget_runs_that_left_status_and_only_measure_the_current
 }
 
 #[tokio::test(start_paused = true)]
+async fn poller_should_measure_a_restarted_run_again_from_its_new_start() {
+    let h = Harness::start(PollerConfig::default());
+    h.provider.set(Q, 0.01);
+    let web = h.app("web", template(10, 2, 0), vec![run(0, "errors", base())]);
+    advance(30).await;
+    assert_eq!(h.call_times(Q), vec![0, 10]);
+    assert_eq!(h.run_of(&web, 0, "errors").map(|r| r.phase), Some(AnalysisPhase::Successful));
+    // `drover restart`: the engine starts the step's run again, same id, new start.
+    let again = run(0, "errors", base() + Duration::from_secs(40));
+    h.status_writer.set(web.clone(), status(vec![again]), 2);
+    advance(30).await;
+    assert_eq!(h.call_times(Q), vec![0, 10, 40, 50], "the new attempt is measured from its own start");
+    let r = h.run_of(&web, 0, "errors").expect("stored");
+    assert_eq!(
+        (r.phase, r.successful, r.started_at.clone()),
+        (AnalysisPhase::Successful, 2, rfc(base() + Duration::from_secs(40)))
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn poller_should_end_a_run_that_cannot_be_resolved_in_error() {
     let h = Harness::start(PollerConfig::default());
     let web = h.app("web", template(10, 1, 0), vec![run(7, "errors", base())]);

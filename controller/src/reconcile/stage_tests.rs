@@ -387,6 +387,193 @@ async fn stage_should_read_an_idle_autoscaled_job_once_when_the_cache_has_only_i
     assert_eq!(h.nomad.reads() - before, 1, "an idle app is read once per job version, not once per reconcile");
 }
 
+const BAKED: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 2}\n  strategy:\n    postPromotion:\n      bake: 5m\n      analysis: {template: errors}\n  analysis:\n    errors:\n      prometheus: {address: 'http://prometheus:9090', query: 'sum(rate(errors[1m]))'}\n      failureCondition: 'result > 0.05'\n";
+
+#[tokio::test]
+async fn stage_should_revert_a_version_whose_bake_failed_and_not_register_it_again() {
+    let mut h = harness();
+    let runs = super::fake::FakeRuns::default();
+    let controls = super::fake::FakeControls::default();
+    h.stage =
+        std::mem::replace(&mut h.stage, harness().stage).with_analysis(runs.clone()).with_controls(controls.clone());
+    h.write_record(BAKED);
+    h.run().await;
+    h.sync_deployed();
+    h.run().await;
+    assert_eq!(h.status().phase, Phase::Healthy, "the first version has nothing to revert to: no bake");
+    // A new image: its deployment succeeds, and the bake starts with a run of `errors`.
+    h.write_record(&BAKED.replace("nginx:1", "nginx:2"));
+    h.run().await;
+    h.sync_deployed();
+    h.run().await;
+    let s = h.status();
+    let ro = s.rollout.clone().expect("a rollout");
+    assert_eq!(
+        (s.phase, ro.step, ro.stable_version, ro.canary_version),
+        (Phase::Progressing, crate::rollout::StepRef::Bake, Some(0), Some(1))
+    );
+    // The analysis stage finds a regression.
+    let mut run = ro.analysis_runs.first().cloned().expect("the bake's run");
+    run.phase = crate::rollout::AnalysisPhase::Failed;
+    run.failed = 1;
+    run.message = "failureCondition \"result > 0.05\" held: result = 0.4".into();
+    runs.set(&Harness::web(), run);
+    h.run().await;
+    assert!(h.nomad.writes().contains(&"revert default/web to 0".to_string()), "{:?}", h.nomad.writes());
+    // The revert's own deployment completes: Degraded, RolledBack, and resyncs register nothing.
+    h.sync_deployed();
+    h.run().await;
+    let s = h.status();
+    assert_eq!(
+        (s.phase, s.condition(ConditionType::Ready).map(|c| c.reason)),
+        (Phase::Degraded, Some(Reason::RolledBack))
+    );
+    assert!(s.condition(ConditionType::Ready).is_some_and(|c| c.message.contains("result = 0.4")));
+    let writes = h.nomad.writes().len();
+    h.run().await;
+    h.run().await;
+    assert_eq!(h.nomad.writes().len(), writes, "no flapping: {:?}", h.nomad.writes());
+    // `drover retry` for the current generation registers the spec again.
+    let generation = s.observed_generation;
+    let control = crate::rollout::Control {
+        action: crate::rollout::ControlAction::Retry,
+        generation,
+        requested_at: "2027-01-15T08:00:00Z".into(),
+        by: "test".into(),
+    };
+    controls.put(&Harness::web(), control, 1);
+    h.run().await;
+    assert_eq!(h.nomad.writes().len(), writes + 1, "{:?}", h.nomad.writes());
+    assert!(h.status().last_control.is_some_and(|c| c.applied));
+}
+
+const CANARY: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 3}\n  strategy:\n    type: Canary\n    canary: {replicas: 1}\n";
+
+impl Harness {
+    /// Nomad's scheduler made the deployment of the job's current version: `canaries` of them placed and healthy.
+    fn nomad_deploys(&mut self, canaries: u64) -> String {
+        let job = self.nomad.get("default", "web").expect("a job");
+        let group = crate::live::GroupProgress {
+            desired_total: 3,
+            desired_canaries: canaries,
+            placed_canaries: canaries,
+            healthy_allocs: canaries,
+            ..Default::default()
+        };
+        let d = crate::live::LiveDeployment {
+            id: format!("dep-{}", job.job_modify_index),
+            job_version: job.version.unwrap_or(0),
+            job_spec_modify_index: job.job_modify_index,
+            create_index: job.job_modify_index,
+            status: crate::live::DeploymentStatus::Running,
+            description: "Deployment is running but requires manual promotion".into(),
+            desired: 3,
+            canaries,
+            groups: [("web".to_string(), group)].into(),
+            ..Default::default()
+        };
+        self.nomad.put_deployment("default", "web", d.clone());
+        d.id
+    }
+
+    /// Lets the watch catch up with the fake's job and deployments.
+    fn sync_all(&mut self) {
+        self.sync_live();
+        for d in self.nomad.deployments_of("default", "web") {
+            self.live.upsert_deployment(&crate::live::JobKey::new("default", "web"), d);
+        }
+    }
+}
+
+#[tokio::test]
+async fn stage_should_gate_a_canary_until_promoted_and_abort_it_through_nomad() {
+    let mut h = harness();
+    let controls = super::fake::FakeControls::default();
+    h.stage = std::mem::replace(&mut h.stage, harness().stage).with_controls(controls.clone());
+    h.write_record(CANARY);
+    h.run().await;
+    // The first version has no canaries in Nomad: it rolls out, and becomes the stable version.
+    h.sync_deployed();
+    h.run().await;
+    assert_eq!(h.status().phase, Phase::Healthy);
+    // A new image: Nomad places one canary and waits for promotion; the record has no steps, so a manual gate.
+    h.write_record(&CANARY.replace("nginx:1", "nginx:2"));
+    h.run().await;
+    let dep = h.nomad_deploys(1);
+    h.sync_all();
+    h.run().await;
+    let s = h.status();
+    assert_eq!(
+        (s.phase, s.condition(ConditionType::Ready).map(|c| c.reason)),
+        (Phase::Paused, Some(Reason::ManualGate))
+    );
+    // `drover abort` for the current generation: the deployment is failed, Nomad reverts to version 0.
+    let control = crate::rollout::Control {
+        action: crate::rollout::ControlAction::Abort,
+        generation: s.observed_generation,
+        requested_at: "2027-01-15T08:00:00Z".into(),
+        by: "test".into(),
+    };
+    controls.put(&Harness::web(), control, 5);
+    h.run().await;
+    assert!(h.nomad.writes().contains(&format!("fail {dep}")), "{:?}", h.nomad.writes());
+    assert_eq!(h.status().phase, Phase::Progressing, "Degraded once Nomad shows the failure");
+    h.sync_all();
+    h.run().await;
+    let s = h.status();
+    assert_eq!(
+        (s.phase, s.condition(ConditionType::Ready).map(|c| c.reason)),
+        (Phase::Degraded, Some(Reason::Aborted))
+    );
+    let writes = h.nomad.writes();
+    assert_eq!(writes.iter().filter(|w| w.starts_with("register")).count(), 2, "{writes:?}");
+    // A resync registers nothing: Nomad's revert is not drift, the aborted spec is not sent again.
+    h.run().await;
+    assert_eq!(h.nomad.writes(), writes);
+}
+
+#[tokio::test]
+async fn stage_should_decide_again_when_nomad_refuses_a_promotion_never_fail_the_app() {
+    let mut h = harness();
+    let controls = super::fake::FakeControls::default();
+    h.stage = std::mem::replace(&mut h.stage, harness().stage).with_controls(controls.clone());
+    h.write_record(CANARY);
+    h.run().await;
+    h.sync_deployed();
+    h.run().await;
+    h.write_record(&CANARY.replace("nginx:1", "nginx:2"));
+    h.run().await;
+    let dep = h.nomad_deploys(1);
+    h.sync_all();
+    h.run().await;
+    assert_eq!(h.status().phase, Phase::Paused);
+    // The canary turns unhealthy in Nomad; Drover's cache has not seen it when a person promotes.
+    let mut sick = h.nomad.deployment(&dep).expect("deployment");
+    sick.groups.values_mut().for_each(|g| g.healthy_allocs = 0);
+    h.nomad.put_deployment("default", "web", sick);
+    let control = crate::rollout::Control {
+        action: crate::rollout::ControlAction::Promote,
+        generation: h.status().observed_generation,
+        requested_at: "2027-01-15T08:00:00Z".into(),
+        by: "test".into(),
+    };
+    controls.put(&Harness::web(), control, 9);
+    let r = h.run().await;
+    assert_eq!(r.outcome, Outcome::Retry { retry: Retry::After(super::error::REFUSED_RECHECK) }, "{r:?}");
+    let s = h.status();
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("promote")), "{:?}", s.last_error);
+    assert_eq!(s.rejected_hash, None, "a refused promotion says nothing against the spec");
+    assert_ne!(s.phase, Phase::Failed);
+    assert!(!h.nomad.writes().iter().any(|w| w.starts_with("promote")), "{:?}", h.nomad.writes());
+    // The person's promote stands (the control is consumed once): once the canary is healthy again, it goes through.
+    let mut healed = h.nomad.deployment(&dep).expect("deployment");
+    healed.groups.values_mut().for_each(|g| g.healthy_allocs = 1);
+    h.nomad.put_deployment("default", "web", healed);
+    h.sync_all();
+    h.run().await;
+    assert!(h.nomad.writes().contains(&format!("promote {dep}")), "{:?}", h.nomad.writes());
+}
+
 #[tokio::test]
 async fn stage_should_write_nothing_while_standby_and_everything_once_leading() {
     use crate::leader::{Leadership, Term};

@@ -64,8 +64,17 @@ impl Ctx<'_> {
     /// Drives deployment `d` of the applied spec (job `j` runs it) through the record's rollout.
     pub(super) fn drive(&self, s: &mut AppStatus, d: &LiveDeployment, j: &LiveJob) -> Plan {
         let steps = Steps::of(self.record, d);
-        let ours = s.rollout.take().filter(|r| r.deployment_id.as_deref() == Some(d.id.as_str()));
-        if steps.is_empty() && ours.is_none() {
+        let previous = s.rollout.take();
+        let ours = previous.clone().filter(|r| r.deployment_id.as_deref() == Some(d.id.as_str()));
+        // A deployment of Drover's own scale rolls out no new spec: no steps, no bake (the last rollout stays in
+        // status as it ended).
+        let scaled = s
+            .history
+            .iter()
+            .find(|h| h.result != HistoryResult::Controlled)
+            .is_some_and(|h| h.result == HistoryResult::Scaled && h.job_version.is_none_or(|v| v == d.job_version));
+        if (steps.is_empty() || scaled) && ours.is_none() {
+            s.rollout = previous;
             return self.follow(s, Some(d), j);
         }
         let mut ro = match ours {
@@ -164,6 +173,9 @@ impl Ctx<'_> {
             // No canaries (the first version of a job; Nomad places no canaries when nothing older runs): Nomad
             // simply rolls it out.
             DeploymentOutcome::Active if !d.requires_promotion() => Next::Follow,
+            // Nothing placed yet: Nomad's progress deadline only starts at the first placement, so the plain
+            // report (which calls a placement stalled past the job's progress deadline) applies.
+            DeploymentOutcome::Active if !d.canaries_healthy() && d.placed == 0 => Next::Follow,
             // Nomad's progress deadline bounds the placing of canaries.
             DeploymentOutcome::Active if !d.canaries_healthy() => {
                 let (healthy, wanted) =

@@ -626,3 +626,34 @@ fn rollout_should_take_nomads_own_failure_of_the_canaries_as_the_verdict() {
     assert_eq!(r.rollout().result, Some(RolloutResult::DeploymentFailed));
     assert_eq!(r.status.failed_hash.as_deref(), Some("h2"));
 }
+
+#[test]
+fn rollout_should_not_bake_the_deployment_of_a_scale() {
+    let mut r = Rollout::new(baked(None));
+    r.status.history.insert(
+        0,
+        HistoryEntry {
+            generation: 10,
+            hash: "h2".into(),
+            job_version: None,
+            result: HistoryResult::Scaled,
+            at: timestamp(now()),
+        },
+    );
+    let mut d = canary_deployment(DeploymentStatus::Successful, 3, true);
+    d.groups.values_mut().for_each(|g| g.desired_canaries = 0);
+    let plan = r.decide(&live_with(canary_job(), vec![d]));
+    assert!(plan.actions.is_empty());
+    assert_eq!(r.status.phase, Phase::Healthy);
+    assert_eq!(r.status.rollout, None, "a scale is not a rollout");
+}
+
+#[test]
+fn rollout_should_call_canaries_nothing_could_place_stalled_after_the_progress_deadline() {
+    let mut r = Rollout::new(canary(vec![pause(30)]));
+    let mut unplaced = canary_deployment(DeploymentStatus::Running, 0, false);
+    unplaced.placed = 0;
+    unplaced.groups.values_mut().for_each(|g| g.placed_canaries = 0);
+    r.decide(&live_with(canary_job(), vec![unplaced]));
+    assert_eq!((r.status.phase, r.reason()), (Phase::Degraded, Some(Reason::PlacementStalled)), "{}", r.message());
+}
