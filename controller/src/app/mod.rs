@@ -33,7 +33,7 @@ pub mod strategy;
 pub mod test_util;
 pub mod validate;
 mod validate_job;
-mod validate_strategy;
+pub(crate) mod validate_strategy;
 mod validate_update;
 
 use std::fmt;
@@ -180,7 +180,8 @@ pub const MAX_REASON_CHARS: usize = 512;
 /// size keep a status far below Consul's 512 KiB value limit, and are more than a person reads.
 pub const MAX_REPORTED_ERRORS: usize = 100;
 
-fn truncate(mut text: String, max_chars: usize) -> String {
+/// `text` cut to `max_chars` characters, with `…` marking a cut.
+pub(crate) fn truncate(mut text: String, max_chars: usize) -> String {
     if let Some((cut, _)) = text.char_indices().nth(max_chars) {
         text.truncate(cut);
         text.push('…');

@@ -3,13 +3,23 @@
 //!
 //! # Layout
 //! - [`status`]: what a rollout keeps in the app's status (`status.rollout`), so it survives a restart or failover;
-//! - [`control`]: the records people write at `drover/control/<ns>/<name>` (`drover promote`, `abort`, ...).
+//! - [`control`]: the records people write at `drover/control/<ns>/<name>` (`drover promote`, `abort`, ...);
+//! - [`judge`]: the pure verdicts — a measurement's ([`judge::classify`]) and a run's ([`judge::record`]) — over a
+//!   [`CompiledTemplate`] (an analysis template checked once, in `compiled`), with `jsonPath`s in [`json_path`].
 //!
 //! The decision lives with the others in [`crate::reconcile::decide`]; the measurements are taken by the
 //! analysis stage, which feeds runs into a store that `decide` reads.
 
+mod compiled;
 pub mod control;
+pub mod json_path;
+pub mod judge;
 pub mod status;
+
+pub use compiled::{
+    DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, ERROR_RETRY, MAX_MEASUREMENT_COUNT,
+};
+pub use judge::{CompiledTemplate, Outcome, Provider, Sample};
 
 pub use control::{Control, ControlAction};
 pub use status::{
