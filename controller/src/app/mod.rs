@@ -7,7 +7,8 @@
 //! - [`key`]: [`AppKey`], where a record lives in Consul KV;
 //! - [`mod@parse`]: bytes → [`App`], safe on hostile input;
 //! - [`mod@validate`] (and `validate_job` for `spec.job`, `validate_update` for its `Update` blocks): every
-//!   problem, with its path (`validate_strategy` for `spec.strategy`);
+//!   problem, with its path (`validate_strategy` for `spec.strategy`, `validate_analysis` for `spec.analysis` and the
+//!   steps that use it);
 //! - [`mod@render`]: [`App`] → Nomad `api.Job` JSON;
 //! - [`hash`]: the canonical spec hash;
 //! - [`record`]: [`Record`], what the reconciler reads of a record: valid (rendered and hashed) or invalid;
@@ -32,6 +33,7 @@ pub mod strategy;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod validate;
+mod validate_analysis;
 mod validate_job;
 pub(crate) mod validate_strategy;
 mod validate_update;

@@ -19,6 +19,9 @@ use super::{FieldError, index_path, key_path};
 /// The path of the strategy in a record.
 const P: &str = "spec.strategy";
 
+/// The most steps a canary may list: far more than any real rollout, and a bound on how long one can take.
+pub const MAX_STEPS: usize = 100;
+
 /// The HTTP methods a webhook step may use: a smoke test reads or pokes, it never deletes.
 pub const WEBHOOK_METHODS: [&str; 4] = ["GET", "POST", "PUT", "HEAD"];
 
@@ -96,6 +99,9 @@ fn validate_canary(canary: &CanaryStrategy, counts: &[GroupCount], errors: &mut 
         }
     }
     let steps = format!("{P}.canary.steps");
+    if canary.steps.len() > MAX_STEPS {
+        errors.push(FieldError::new(&steps, format!("must list at most {MAX_STEPS} steps")));
+    }
     for (i, step) in canary.steps.iter().enumerate() {
         let sp = index_path(&steps, i);
         match step {
@@ -152,6 +158,7 @@ fn validate_webhook(hook: &WebhookStep, p: &str, errors: &mut Vec<FieldError>) {
             format!("must be one of {} (upper case), not `{method}`", WEBHOOK_METHODS.join(", ")),
         ));
     }
+    crate::rollout::check_headers(&key_path(p, "headers"), &hook.headers, errors);
     if let Some(timeout) = hook.timeout
         && timeout.get().is_zero()
     {
@@ -413,6 +420,30 @@ mod tests {
         s.strategy_type = StrategyType::Rolling;
         s.blue_green = None;
         assert_eq!(paths(&template_app("web").with_strategy(s)), ["spec.strategy.postPromotion.bake"]);
+    }
+
+    #[test]
+    fn validate_should_bound_steps_and_check_webhook_headers() {
+        let pause =
+            CanaryStep::Pause(PauseStep { duration: Some(HumanDuration::from_secs(1)), ..PauseStep::default() });
+        let many = canary(1, vec![pause; MAX_STEPS + 1]);
+        assert_eq!(paths(&template_app("web").with_strategy(many)), ["spec.strategy.canary.steps"]);
+        let hook = CanaryStep::Webhook(WebhookStep {
+            url: "http://smoke/".into(),
+            method: None,
+            headers: [("X Token".to_owned(), "a".to_owned()), ("Authorization".to_owned(), "b\r\nc".to_owned())]
+                .into_iter()
+                .collect(),
+            timeout: None,
+            expect_status: Vec::new(),
+        });
+        assert_eq!(
+            paths(&template_app("web").with_strategy(canary(1, vec![hook]))),
+            [
+                "spec.strategy.canary.steps[0].webhook.headers.Authorization",
+                "spec.strategy.canary.steps[0].webhook.headers[\"X Token\"]",
+            ]
+        );
     }
 
     #[test]

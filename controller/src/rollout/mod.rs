@@ -16,6 +16,7 @@ pub mod json_path;
 pub mod judge;
 pub mod status;
 
+pub(crate) use compiled::check_headers;
 pub use compiled::{
     DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, ERROR_RETRY, MAX_MEASUREMENT_COUNT,
 };
