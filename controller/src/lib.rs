@@ -29,11 +29,13 @@
 //! - [`status`]: the status record Drover writes.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
+//! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`), replayed over their corpus by a test.
 pub mod app;
 pub mod autoscale;
 pub mod config;
 pub mod consul;
 pub mod expr;
+pub mod fuzzing;
 pub mod live;
 pub mod measure;
 pub mod metrics;

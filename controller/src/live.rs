@@ -114,7 +114,7 @@ pub enum DeploymentOutcome {
 }
 
 /// A Nomad deployment of a job, as cached.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LiveDeployment {
     /// Deployment ID.
     pub id: String,
@@ -138,12 +138,81 @@ pub struct LiveDeployment {
     pub healthy: u64,
     /// Sum of `DesiredCanaries`.
     pub canaries: u64,
+    /// Each group's progress, by group name: what a canary rollout needs (are the canaries healthy, is the group
+    /// promoted). Empty for a deployment known only from a test's totals.
+    pub groups: std::collections::BTreeMap<String, GroupProgress>,
+}
+
+/// One group's part of a deployment (Nomad's `DeploymentState`, api-contract B13).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupProgress {
+    /// Allocations the group ends with (`DesiredTotal`).
+    pub desired_total: u64,
+    /// Canaries wanted (`DesiredCanaries`); 0 for a plain rolling update, and for the first version of a job
+    /// (Nomad places no canaries when nothing older runs).
+    pub desired_canaries: u64,
+    /// Canary allocations placed so far (`len(PlacedCanaries)`).
+    pub placed_canaries: u64,
+    /// Healthy allocations of this deployment (`HealthyAllocs`). Before promotion only canaries are placed, so this
+    /// counts healthy canaries then.
+    pub healthy_allocs: u64,
+    /// Unhealthy allocations of this deployment (`UnhealthyAllocs`).
+    pub unhealthy_allocs: u64,
+    /// The group's canaries were promoted (`Promoted`); groups without canaries are marked promoted by a promote.
+    pub promoted: bool,
+    /// Nomad promotes the group itself once its canaries are healthy (`AutoPromote`).
+    pub auto_promote: bool,
+}
+
+impl GroupProgress {
+    /// The group has canaries that still wait for promotion (Nomad's `RequiresPromotion` for one group).
+    pub fn requires_promotion(&self) -> bool {
+        self.desired_canaries > 0 && !self.promoted
+    }
+
+    /// Every canary the group wants is healthy. Before promotion `HealthyAllocs` counts canaries only (Nomad places
+    /// nothing else until promotion), and this is the very test Nomad's deployment watcher makes
+    /// (`shouldFail`: `HealthyAllocs >= DesiredCanaries`).
+    pub fn canaries_healthy(&self) -> bool {
+        self.healthy_allocs >= self.desired_canaries
+    }
 }
 
 impl LiveDeployment {
     /// Nomad's active states (api-contract B13).
     pub fn is_active(&self) -> bool {
         self.status.is_active()
+    }
+
+    /// The deployment places canaries and some group still waits for promotion (Nomad's
+    /// `Deployment.RequiresPromotion`): a canary (or blue-green) rollout whose steps Drover runs.
+    pub fn requires_promotion(&self) -> bool {
+        self.groups.values().any(GroupProgress::requires_promotion)
+    }
+
+    /// Every group that waits for promotion has all its canaries healthy: the steps may start.
+    pub fn canaries_healthy(&self) -> bool {
+        self.groups.values().filter(|g| g.requires_promotion()).all(GroupProgress::canaries_healthy)
+    }
+
+    /// The deployment had canaries and every canary group is promoted: Nomad is replacing the remaining instances.
+    pub fn promoted(&self) -> bool {
+        let canary_groups = || self.groups.values().filter(|g| g.desired_canaries > 0);
+        canary_groups().next().is_some() && canary_groups().all(|g| g.promoted)
+    }
+
+    /// Nomad promotes this deployment itself (`AutoPromote` on a canary group): a raw job's own choice.
+    pub fn auto_promotes(&self) -> bool {
+        self.groups.values().any(|g| g.desired_canaries > 0 && g.auto_promote)
+    }
+
+    /// The first group with canaries, else the first group: the group analysis queries name (`{{ .Group }}`).
+    pub fn canary_group(&self) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|(_, g)| g.desired_canaries > 0)
+            .or_else(|| self.groups.iter().next())
+            .map(|(name, _)| name.as_str())
     }
 
     /// How it ended, or that it has not.
@@ -229,6 +298,22 @@ impl From<&crate::nomad::types::Deployment> for LiveDeployment {
             placed: sum(|g| g.placed_allocs),
             healthy: sum(|g| g.healthy_allocs),
             canaries: sum(|g| g.desired_canaries),
+            groups: d
+                .task_groups
+                .iter()
+                .map(|(name, g)| {
+                    let progress = GroupProgress {
+                        desired_total: g.desired_total,
+                        desired_canaries: g.desired_canaries,
+                        placed_canaries: g.placed_canaries.len() as u64,
+                        healthy_allocs: g.healthy_allocs,
+                        unhealthy_allocs: g.unhealthy_allocs,
+                        promoted: g.promoted,
+                        auto_promote: g.auto_promote,
+                    };
+                    (name.clone(), progress)
+                })
+                .collect(),
         }
     }
 }
@@ -250,7 +335,29 @@ mod tests {
             placed: 1,
             healthy: 0,
             canaries: 0,
+            groups: Default::default(),
         }
+    }
+
+    #[test]
+    fn deployment_should_read_canary_progress_from_nomads_groups() {
+        let text = r#"{"ID":"d","Status":"running","StatusDescription":"Deployment is running but requires manual promotion",
+            "TaskGroups":{"web":{"DesiredCanaries":2,"DesiredTotal":4,"PlacedCanaries":["a","b"],"HealthyAllocs":1,"Promoted":false},
+                          "side":{"DesiredCanaries":0,"DesiredTotal":1,"HealthyAllocs":0}}}"#;
+        let d: crate::nomad::types::Deployment = serde_json::from_str(text).expect("a deployment");
+        let mut live = LiveDeployment::from(&d);
+        assert_eq!(live.groups["web"].placed_canaries, 2);
+        assert!(live.requires_promotion());
+        assert!(!live.canaries_healthy(), "1 of 2 canaries healthy");
+        assert_eq!(live.canary_group(), Some("web"));
+        live.groups.get_mut("web").expect("web").healthy_allocs = 2;
+        assert!(live.canaries_healthy(), "the group without canaries does not hold the steps back");
+        assert!(!live.promoted());
+        live.groups.get_mut("web").expect("web").promoted = true;
+        assert!(live.promoted() && !live.requires_promotion());
+        let plain = LiveDeployment { groups: [("web".to_string(), GroupProgress::default())].into(), ..live };
+        assert!(!plain.promoted(), "a deployment without canaries is never 'promoted'");
+        assert!(!plain.requires_promotion());
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Metrics {
     autoscale_current: Family<AppLabels, Gauge>,
     autoscale_check_errors_total: Counter,
     autoscale_evaluation_duration: Histogram,
+    /// The rollout metrics (issue #8).
+    pub rollout: crate::rollout::metrics::RolloutMetrics,
 }
 
 fn code_label(code: u16) -> String {
@@ -180,6 +182,7 @@ impl Metrics {
             "Time one measurement round took (all its queries)",
             autoscale_evaluation_duration.clone(),
         );
+        let rollout = crate::rollout::metrics::RolloutMetrics::register(&mut registry);
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Build information", build_info);
@@ -203,6 +206,7 @@ impl Metrics {
             autoscale_current,
             autoscale_check_errors_total,
             autoscale_evaluation_duration,
+            rollout,
         }
     }
 

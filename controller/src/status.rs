@@ -77,6 +77,8 @@ pub enum ConditionType {
     Suspended,
     /// Groups whose count an external autoscaler owns (the job's own Nomad `Scaling` policy): a warning.
     ExternalScaling,
+    /// The app's control value is unreadable (reported, never acted on).
+    Control,
 }
 
 /// A stable, machine-readable cause of a condition.
@@ -144,6 +146,30 @@ pub enum Reason {
     Scaling,
     /// `ExternalScaling`: the job carries Nomad's own `Scaling` policy; Drover keeps the live count.
     ExternalScalingPolicy,
+    /// `Ready`: a canary or blue-green rollout runs a step (a timed pause, an analysis, a webhook).
+    RolloutStep,
+    /// `Ready`: the canaries were promoted; Nomad replaces the remaining instances.
+    Promoting,
+    /// `Ready`: the deployment succeeded; the post-promotion bake keeps measuring before the rollout is declared
+    /// healthy.
+    Baking,
+    /// `Ready` (phase `Paused`): a manual gate waits for `drover promote` (or `abort`).
+    ManualGate,
+    /// `Ready` (phase `Paused`): an analysis run was inconclusive; `drover promote` treats it as passed, `abort`
+    /// aborts.
+    AnalysisInconclusive,
+    /// `Ready` (phase `Paused`): `drover pause`; `drover resume` goes on.
+    PausedByUser,
+    /// `Ready`: an analysis run failed, so the rollout was aborted (the message names the query and values).
+    AnalysisFailed,
+    /// `Ready`: a webhook step failed, so the rollout was aborted.
+    WebhookFailed,
+    /// `Ready`: a person aborted the rollout (`drover abort`, or a manual gate's `onTimeout: Abort`).
+    Aborted,
+    /// `Ready`: a rollout step passed its deadline, so the rollout was aborted.
+    DeadlineExceeded,
+    /// `Control`: the control at `drover/control/<ns>/<name>` could not be read as a control; it is ignored.
+    ControlUnreadable,
 }
 
 /// One observation about the app, with a reason and a message a person can act on.
@@ -281,6 +307,8 @@ pub enum HistoryResult {
     DeploymentFailed,
     /// Autoscaling changed the count (a new job version).
     Scaled,
+    /// A control (`drover promote`, `abort`, ...) was applied to the rollout; `status.lastControl` says which.
+    Controlled,
 }
 
 /// What is deleted or kept when the record goes away (copied from the record so that a deletion can be carried out

@@ -69,6 +69,7 @@ fn deployment(id: &str, modify: u64, status: DeploymentStatus) -> LiveDeployment
         placed: 1,
         healthy: 1,
         canaries: 0,
+        groups: Default::default(),
     }
 }
 

@@ -49,6 +49,11 @@ pub struct ValidRecord {
     pub deletion_policy: ObservedDeletionPolicy,
     /// `spec.driftPolicy`.
     pub drift_policy: DriftPolicy,
+    /// `spec.strategy` (the default, `Rolling`, when absent): the steps, gates and bake the rollout engine carries
+    /// out around Nomad's deployment.
+    pub strategy: Arc<super::Strategy>,
+    /// `spec.analysis`: the templates that steps name (validation proves every name a step uses exists).
+    pub analysis: Arc<std::collections::BTreeMap<String, super::AnalysisTemplate>>,
 }
 
 /// One record as the reconciler sees it.
@@ -113,6 +118,8 @@ impl Record {
                     drift_policy: d.app.spec.drift_policy,
                     autoscaling,
                     externally_scaled,
+                    strategy: Arc::new(d.app.spec.strategy.clone().unwrap_or_default()),
+                    analysis: Arc::new(d.app.spec.analysis.clone()),
                 }))
             }
             Err(errors) => Record::Invalid { generation, errors: Arc::new(errors) },

@@ -129,7 +129,7 @@ fn nonexistent_namespace(message: &str) -> Option<&str> {
 fn classify(endpoint: &'static str, target: &str, code: u16, message: String) -> Error {
     let target = target.to_owned();
     let job_write = matches!(endpoint, "job_register" | "job_plan");
-    let deployment_write = matches!(endpoint, "deployment_promote" | "deployment_fail");
+    let deployment_write = matches!(endpoint, "deployment_promote" | "deployment_fail" | "deployment_pause");
     // B4: the state store refuses a job in a namespace that does not exist.
     if code == 500
         && job_write
@@ -155,6 +155,15 @@ fn classify(endpoint: &'static str, target: &str, code: u16, message: String) ->
             && (message.contains("deployment not found")
                 || message.contains("terminal deployment")
                 || message.contains("healthy allocations")) =>
+        {
+            Error::Rejected { endpoint, target, code, message }
+        }
+        // B9: a revert of a missing job or version, to the current version, or whose EnforcePriorVersion no longer
+        // holds: the job moved on, so sending it again as is cannot succeed (re-read first).
+        500 if endpoint == "job_revert"
+            && (message.contains("not found")
+                || message.starts_with("can't revert to current version")
+                || (message.starts_with("Current job has version ") && message.contains("; enforcing version "))) =>
         {
             Error::Rejected { endpoint, target, code, message }
         }
@@ -497,6 +506,42 @@ impl Client {
         .await
     }
 
+    /// Pauses (`pause: true`) or resumes a deployment (B13).
+    pub async fn pause(&self, namespace: &str, id: &str, pause: bool) -> Result<DeploymentUpdateResponse, Error> {
+        let body = json!({ "DeploymentID": id, "Pause": pause });
+        self.write(
+            Call::new(
+                "deployment_pause",
+                id,
+                Method::POST,
+                format!("/v1/deployment/pause/{}", encode_segment(id)),
+                namespace,
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    /// Reverts job `id` to `version`, only if its current version is `enforce_prior_version` (when given): Nomad
+    /// registers that version's spec again as a new version (B9).
+    pub async fn revert(
+        &self,
+        namespace: &str,
+        id: &str,
+        version: u64,
+        enforce_prior_version: Option<u64>,
+    ) -> Result<RegisterResponse, Error> {
+        let mut body = json!({ "JobID": id, "JobVersion": version });
+        if let Some(prior) = enforce_prior_version {
+            body["EnforcePriorVersion"] = json!(prior);
+        }
+        self.write(
+            Call::new("job_revert", id, Method::POST, format!("/v1/job/{}/revert", encode_segment(id)), namespace)
+                .json(&body),
+        )
+        .await
+    }
+
     async fn write<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, Error> {
         self.send_json(call).await.map(|(value, _)| value)
     }
@@ -565,6 +610,24 @@ mod tests {
         assert_eq!(classify("job_read", "x", 403, "Permission denied".into()).kind(), "permission_denied");
         assert_eq!(classify("job_read", "x", 429, "slow down".into()).kind(), "server_error");
         assert_eq!(classify("job_scale", "x", 400, "job scaling blocked".into()).kind(), "rejected");
+    }
+
+    #[test]
+    fn classify_should_take_refused_deployment_writes_and_reverts_as_rejections_not_outages() {
+        for (endpoint, message) in [
+            ("deployment_promote", "deployment not found"),
+            ("deployment_promote", "can't promote terminal deployment"),
+            ("deployment_fail", "can't fail terminal deployment"),
+            ("deployment_pause", "can't resume terminal deployment"),
+            ("job_revert", "can't revert to current version"),
+            ("job_revert", "Current job has version 4; enforcing version 3"),
+            ("job_revert", r#"job "web" in namespace "default" at version 9 not found"#),
+        ] {
+            let e = classify(endpoint, "x", 500, message.into());
+            assert!(matches!(e, Error::Rejected { .. }), "{endpoint} {message}: {e:?}");
+        }
+        let outage = classify("job_revert", "web", 500, "No cluster leader".into());
+        assert!(matches!(outage, Error::ServerError { .. }), "{outage:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod client;
 pub mod events;
 pub mod namespaces;
 pub mod plan;
-mod seen;
+pub(crate) mod seen;
 pub mod types;
 pub mod watch;
 

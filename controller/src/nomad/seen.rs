@@ -80,7 +80,7 @@ impl<K: Hash + Eq> Seen<K> {
 
 /// What has been reported per job and per deployment.
 #[derive(Debug)]
-pub(super) struct Reported {
+pub(crate) struct Reported {
     jobs: Seen<(String, String)>,
     deployments: Seen<String>,
     limit: usize,
@@ -94,12 +94,12 @@ impl Default for Reported {
 
 impl Reported {
     /// A filter that prunes past `limit` entries per map.
-    pub(super) fn with_limit(limit: usize) -> Self {
+    pub(crate) fn with_limit(limit: usize) -> Self {
         Self { jobs: Seen::default(), deployments: Seen::default(), limit }
     }
 
     /// After a relist: the jobs list at `jobs_index` and the deployments list at `deployments_index`.
-    pub(super) fn reset(&mut self, jobs_index: u64, deployments_index: u64) {
+    pub(crate) fn reset(&mut self, jobs_index: u64, deployments_index: u64) {
         self.jobs.reset(jobs_index);
         self.deployments.reset(deployments_index);
     }
@@ -111,13 +111,13 @@ impl Reported {
     }
 
     /// Called after each frame: keeps both maps within the limit.
-    pub(super) fn end_frame(&mut self, frame_index: u64) {
+    pub(crate) fn end_frame(&mut self, frame_index: u64) {
         self.jobs.prune(frame_index, self.limit);
         self.deployments.prune(frame_index, self.limit);
     }
 
     /// Turns one stream event into a live event, unless it is not newer than what was reported.
-    pub(super) fn accept(&mut self, event: &Event) -> Result<Option<LiveEvent>, serde_json::Error> {
+    pub(crate) fn accept(&mut self, event: &Event) -> Result<Option<LiveEvent>, serde_json::Error> {
         match event.topic.as_str() {
             "Job" => {
                 let deleted = event.payload.get("Deleted").and_then(serde_json::Value::as_bool).unwrap_or(false);

@@ -41,6 +41,19 @@ pub enum ExecError {
         /// The namespace.
         namespace: String,
     },
+    /// Nomad refused a rollout write because the deployment or job moved on (a deployment that is unknown or
+    /// already terminal, canaries no longer all healthy, a revert whose prior version no longer holds): Drover's view
+    /// lags Nomad's. Retried after [`REFUSED_RECHECK`], when the watch has shown the new state and the decision is
+    /// made again on it; never a reason to fail the app.
+    #[error("Nomad refused {operation} for {target:?}: {message}")]
+    Refused {
+        /// What was attempted (`promote`, `fail deployment`, `pause deployment`, `revert`).
+        operation: &'static str,
+        /// The deployment or job concerned.
+        target: String,
+        /// Nomad's text.
+        message: String,
+    },
     /// The token may not do this. Retryable with backoff (a person may fix the policy).
     #[error("permission denied: {operation} for {target:?}")]
     Forbidden {
@@ -58,6 +71,7 @@ impl ExecError {
             ExecError::Unavailable { .. } => "unavailable",
             ExecError::Conflict { .. } => "conflict",
             ExecError::Rejected { .. } => "rejected",
+            ExecError::Refused { .. } => "refused",
             ExecError::NamespaceMissing { .. } => "namespace_missing",
             ExecError::Forbidden { .. } => "forbidden",
         }
@@ -71,7 +85,22 @@ impl ExecError {
             ExecError::Conflict { .. } if conflicts_in_row <= 1 => Retry::After(Duration::ZERO),
             ExecError::Conflict { .. } => Retry::Backoff,
             ExecError::Rejected { .. } | ExecError::NamespaceMissing { .. } => Retry::Never,
+            ExecError::Refused { .. } => Retry::After(REFUSED_RECHECK),
         }
+    }
+}
+
+/// How long after Nomad refused a rollout write the app is looked at again (the watch normally shows why first).
+pub const REFUSED_RECHECK: Duration = Duration::from_secs(2);
+
+/// Maps a Nomad error of a rollout write (promote, fail, pause, revert): Nomad's refusal of the write as such is
+/// [`ExecError::Refused`] (decide again on fresh state), anything else as for any write.
+pub(super) fn from_nomad_rollout(operation: &'static str, target: &str, e: crate::nomad::Error) -> ExecError {
+    match e {
+        crate::nomad::Error::Rejected { message, .. } => {
+            ExecError::Refused { operation, target: target.to_string(), message }
+        }
+        other => from_nomad(operation, target, other),
     }
 }
 
@@ -112,5 +141,16 @@ mod tests {
         let forbidden = ExecError::Forbidden { operation: "register", target: "web".into() };
         assert_eq!(forbidden.classify(0), Retry::Backoff);
         assert_eq!(ExecError::NamespaceMissing { namespace: "x".into() }.classify(0), Retry::Never);
+        let refused = from_nomad_rollout(
+            "promote",
+            "d1",
+            crate::nomad::Error::Rejected {
+                endpoint: "deployment_promote",
+                target: "d1".into(),
+                code: 500,
+                message: "can't promote terminal deployment".into(),
+            },
+        );
+        assert_eq!(refused.classify(0), Retry::After(REFUSED_RECHECK), "a refusal is decided again, never final");
     }
 }

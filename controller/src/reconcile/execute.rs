@@ -2,7 +2,7 @@
 //! except the one safety check Nomad's DELETE lacks an index for: a job is stopped only if a fresh read shows it
 //! still carries the owner value the plan names.
 
-use super::error::{ExecError, from_consul, from_nomad};
+use super::error::{ExecError, from_consul, from_nomad, from_nomad_rollout};
 use super::plan::{Action, Applied};
 use super::ports::{KvPort, NomadPort};
 use crate::metrics::Metrics;
@@ -79,6 +79,28 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                     return Err(ExecError::Conflict { operation: "delete status", target: status_key.to_string() });
                 }
                 deleted = true;
+            }
+            Action::PromoteDeployment { id } => {
+                metrics.nomad_write(action.name());
+                nomad.promote(namespace, id).await.map_err(|e| from_nomad_rollout("promote", id, e))?;
+            }
+            Action::FailDeployment { id } => {
+                metrics.nomad_write(action.name());
+                nomad.fail_deployment(namespace, id).await.map_err(|e| from_nomad_rollout("fail deployment", id, e))?;
+            }
+            Action::PauseDeployment { id, pause } => {
+                metrics.nomad_write(action.name());
+                nomad
+                    .pause_deployment(namespace, id, *pause)
+                    .await
+                    .map_err(|e| from_nomad_rollout("pause deployment", id, e))?;
+            }
+            Action::RevertJob { job_id, version, enforce_prior_version } => {
+                metrics.nomad_write(action.name());
+                nomad
+                    .revert(namespace, job_id, *version, *enforce_prior_version)
+                    .await
+                    .map_err(|e| from_nomad_rollout("revert", job_id, e))?;
             }
         }
     }

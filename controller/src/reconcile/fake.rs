@@ -9,8 +9,11 @@ use serde_json::Value;
 use super::ports::{KvPort, NomadPort};
 use crate::consul::client::RequestError;
 use crate::consul::{self, kv::KvPair};
-use crate::live::{JobKey, JobStatus, LiveJob, OWNER_META_KEY};
-use crate::nomad::{self, types::RegisterResponse};
+use crate::live::{DeploymentStatus, JobKey, JobStatus, LiveDeployment, LiveJob, OWNER_META_KEY};
+use crate::nomad::{
+    self,
+    types::{DeploymentUpdateResponse, RegisterResponse},
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -33,6 +36,10 @@ pub enum NomadFault {
 struct NomadModel {
     index: u64,
     jobs: BTreeMap<JobKey, (Value, LiveJob)>,
+    /// Every version of every job, oldest first: what a revert or an auto-revert goes back to.
+    versions: BTreeMap<JobKey, Vec<Value>>,
+    /// Deployments by ID, with their job (made by the test, as Nomad's scheduler would).
+    deployments: BTreeMap<String, (JobKey, LiveDeployment)>,
     faults: VecDeque<NomadFault>,
     /// Every write, as `register ns/id`, `stop ns/id`, `purge ns/id`.
     writes: Vec<String>,
@@ -74,6 +81,46 @@ impl FakeNomad {
         lock(&self.model).reads
     }
 
+    /// Nomad's scheduler made (or updated) a deployment of the job `namespace/job_id`.
+    pub fn put_deployment(&self, namespace: &str, job_id: &str, d: LiveDeployment) {
+        let mut m = lock(&self.model);
+        m.index += 1;
+        let d = LiveDeployment { modify_index: m.index, ..d };
+        m.deployments.insert(d.id.clone(), (JobKey::new(namespace, job_id), d));
+    }
+
+    /// The deployment as stored.
+    pub fn deployment(&self, id: &str) -> Option<LiveDeployment> {
+        lock(&self.model).deployments.get(id).map(|(_, d)| d.clone())
+    }
+
+    /// Every deployment of the job `namespace/job_id`.
+    pub fn deployments_of(&self, namespace: &str, job_id: &str) -> Vec<LiveDeployment> {
+        let key = JobKey::new(namespace, job_id);
+        lock(&self.model).deployments.values().filter(|(k, _)| *k == key).map(|(_, d)| d.clone()).collect()
+    }
+
+    /// A refusal of a deployment write, as Nomad words it (500, B13).
+    fn refuse(endpoint: &'static str, target: &str, message: String) -> nomad::Error {
+        nomad::Error::Rejected { endpoint, target: target.to_string(), code: 500, message }
+    }
+
+    /// The active deployment `id`, or Nomad's refusal (`deployment not found`, `can't <verb> terminal deployment`).
+    fn active_deployment(
+        m: &NomadModel,
+        endpoint: &'static str,
+        verb: &str,
+        id: &str,
+    ) -> Result<(JobKey, LiveDeployment), nomad::Error> {
+        match m.deployments.get(id) {
+            None => Err(Self::refuse(endpoint, id, "deployment not found".into())),
+            Some((_, d)) if d.status.is_terminal() => {
+                Err(Self::refuse(endpoint, id, format!("can't {verb} terminal deployment")))
+            }
+            Some((k, d)) => Ok((k.clone(), d.clone())),
+        }
+    }
+
     fn fault(&self, endpoint: &'static str, target: &str) -> Result<(), nomad::Error> {
         let Some(fault) = lock(&self.model).faults.pop_front() else { return Ok(()) };
         Err(match fault {
@@ -98,6 +145,7 @@ impl FakeNomad {
 
 fn store(m: &mut NomadModel, key: JobKey, job: Value) -> LiveJob {
     m.index += 1;
+    m.versions.entry(key.clone()).or_default().push(job.clone());
     let version = m.jobs.get(&key).and_then(|(_, j)| j.version).map_or(0, |v| v + 1);
     let live = LiveJob {
         key: key.clone(),
@@ -227,11 +275,129 @@ impl NomadPort for FakeNomad {
         m.writes.push(format!("{} {key}", if purge { "purge" } else { "stop" }));
         if purge {
             m.jobs.remove(&key);
+            m.versions.remove(&key);
         } else if let Some((mut spec, _)) = m.jobs.get(&key).cloned() {
             spec["Stop"] = Value::Bool(true);
             store(&mut m, key, spec);
         }
         Ok(())
+    }
+
+    async fn promote(&self, _namespace: &str, id: &str) -> Result<DeploymentUpdateResponse, nomad::Error> {
+        self.fault("deployment_promote", id)?;
+        let mut m = lock(&self.model);
+        let (_, d) = Self::active_deployment(&m, "deployment_promote", "promote", id)?;
+        let short: Vec<String> = d
+            .groups
+            .iter()
+            .filter(|(_, g)| g.requires_promotion() && !g.canaries_healthy())
+            .map(|(name, g)| {
+                format!("Task group {name:?} has {}/{} healthy allocations", g.healthy_allocs, g.desired_canaries)
+            })
+            .collect();
+        if !short.is_empty() {
+            let message = format!("{} error occurred:\n\t* {}\n\n", short.len(), short.join("\n\t* "));
+            return Err(Self::refuse("deployment_promote", id, message));
+        }
+        m.writes.push(format!("promote {id}"));
+        m.index += 1;
+        let index = m.index;
+        if let Some((_, d)) = m.deployments.get_mut(id) {
+            d.groups.values_mut().for_each(|g| g.promoted = true);
+            d.description = "Deployment is running".into();
+            d.modify_index = index;
+        }
+        Ok(DeploymentUpdateResponse { deployment_modify_index: index, index, ..Default::default() })
+    }
+
+    async fn fail_deployment(&self, _namespace: &str, id: &str) -> Result<DeploymentUpdateResponse, nomad::Error> {
+        self.fault("deployment_fail", id)?;
+        let mut m = lock(&self.model);
+        let (key, d) = Self::active_deployment(&m, "deployment_fail", "fail", id)?;
+        m.writes.push(format!("fail {id}"));
+        // Auto-revert (rendered canary rollouts carry AutoRevert): the newest version older than the failed one
+        // whose deployment succeeded, registered again as a new version.
+        let stable = m
+            .deployments
+            .values()
+            .filter(|(k, s)| *k == key && s.status == DeploymentStatus::Successful && s.job_version < d.job_version)
+            .map(|(_, s)| s.job_version)
+            .max();
+        let spec = stable.and_then(|v| m.versions.get(&key).and_then(|vs| vs.get(v as usize)).cloned());
+        let mut description = "Deployment marked as failed".to_string();
+        if let (Some(v), Some(_)) = (stable, &spec) {
+            description.push_str(&format!("{}{v}", crate::live::ROLLBACK_DESCRIPTION));
+        }
+        m.index += 1;
+        let index = m.index;
+        if let Some((_, d)) = m.deployments.get_mut(id) {
+            d.status = DeploymentStatus::Failed;
+            d.description = description;
+            d.modify_index = index;
+        }
+        if let Some(spec) = spec {
+            store(&mut m, key, spec);
+        }
+        Ok(DeploymentUpdateResponse {
+            deployment_modify_index: index,
+            index,
+            reverted_job_version: stable,
+            ..Default::default()
+        })
+    }
+
+    async fn pause_deployment(
+        &self,
+        _namespace: &str,
+        id: &str,
+        pause: bool,
+    ) -> Result<DeploymentUpdateResponse, nomad::Error> {
+        self.fault("deployment_pause", id)?;
+        let mut m = lock(&self.model);
+        Self::active_deployment(&m, "deployment_pause", if pause { "pause" } else { "resume" }, id)?;
+        m.writes.push(format!("{} {id}", if pause { "pause" } else { "resume" }));
+        m.index += 1;
+        let index = m.index;
+        if let Some((_, d)) = m.deployments.get_mut(id) {
+            d.status = if pause { DeploymentStatus::Paused } else { DeploymentStatus::Running };
+            d.modify_index = index;
+        }
+        Ok(DeploymentUpdateResponse { deployment_modify_index: index, index, ..Default::default() })
+    }
+
+    async fn revert(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        version: u64,
+        enforce_prior_version: u64,
+    ) -> Result<RegisterResponse, nomad::Error> {
+        self.fault("job_revert", job_id)?;
+        let mut m = lock(&self.model);
+        let key = JobKey::new(namespace, job_id);
+        let refuse = |message: String| Self::refuse("job_revert", job_id, message);
+        let Some((_, live)) = m.jobs.get(&key).cloned() else {
+            return Err(refuse(format!("job {job_id:?} not found")));
+        };
+        let current = live.version.unwrap_or(0);
+        if current != enforce_prior_version {
+            return Err(refuse(format!(
+                "Current job has version {current}; enforcing version {enforce_prior_version}"
+            )));
+        }
+        if current == version {
+            return Err(refuse("can't revert to current version".into()));
+        }
+        let Some(spec) = m.versions.get(&key).and_then(|vs| vs.get(version as usize)).cloned() else {
+            return Err(refuse(format!("job {job_id:?} in namespace {namespace:?} at version {version} not found")));
+        };
+        m.writes.push(format!("revert {key} to {version}"));
+        let live = store(&mut m, key, spec);
+        Ok(RegisterResponse {
+            job_modify_index: live.job_modify_index,
+            index: live.job_modify_index,
+            ..Default::default()
+        })
     }
 }
 
@@ -348,5 +514,44 @@ impl KvPort for FakeKv {
                 Ok(true)
             }
         }
+    }
+}
+
+/// An in-memory analysis store: what the analysis stage would have measured, set by the test.
+#[derive(Clone, Debug, Default)]
+pub struct FakeRuns {
+    runs: Arc<Mutex<BTreeMap<crate::app::AppKey, BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>>>>,
+}
+
+impl FakeRuns {
+    /// The analysis stage folded `run` for `app`.
+    pub fn set(&self, app: &crate::app::AppKey, run: crate::rollout::AnalysisRunStatus) {
+        lock(&self.runs).entry(app.clone()).or_default().insert(run.id.clone(), run);
+    }
+}
+
+impl super::ports::AnalysisSource for FakeRuns {
+    fn runs(&self, key: &crate::app::AppKey) -> BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus> {
+        lock(&self.runs).get(key).cloned().unwrap_or_default()
+    }
+}
+
+/// An in-memory controls store: the control a test wrote for each app.
+#[derive(Clone, Debug, Default)]
+pub struct FakeControls {
+    controls: Arc<Mutex<BTreeMap<crate::app::AppKey, Arc<crate::rollout::ControlEntry>>>>,
+}
+
+impl FakeControls {
+    /// Writes a control for `app` (as `drover promote` would), at `modify_index`.
+    pub fn put(&self, app: &crate::app::AppKey, control: crate::rollout::Control, modify_index: u64) {
+        let entry = Ok(crate::rollout::StoredControl { control, modify_index });
+        lock(&self.controls).insert(app.clone(), Arc::new(entry));
+    }
+}
+
+impl super::ports::ControlSource for FakeControls {
+    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<crate::rollout::ControlEntry>> {
+        lock(&self.controls).get(key).cloned()
     }
 }

@@ -32,7 +32,7 @@ use tracing::Instrument;
 pub use decide::decide;
 pub use error::ExecError;
 pub use plan::{Action, Applied, Observed, Plan, RecordState, RegisterReason, Requeue};
-pub use ports::{KvPort, NomadPort};
+pub use ports::{AnalysisSource, ControlSource, KvPort, NoAnalysis, NoControls, NomadPort};
 
 use crate::app::{AppKey, Record, owner_value};
 use crate::live::JobKey;
@@ -57,6 +57,10 @@ pub struct Stage<N, K> {
     clock: fn() -> SystemTime,
     /// Autoscaling measurements, written by the measurement poller.
     measurements: crate::measure::Measurements,
+    /// Analysis runs, written by the analysis stage (issue #8).
+    analysis: Arc<dyn AnalysisSource>,
+    /// Controls, written by the controls watch (issue #8).
+    controls: Arc<dyn ControlSource>,
     /// Write conflicts in a row, per app (only apps whose last run conflicted are here).
     conflicts: Mutex<HashMap<AppKey, u32>>,
     /// Group counts read from Nomad for jobs the live cache knows only from a list stub, by the `JobModifyIndex`
@@ -74,6 +78,8 @@ struct Gathered {
     status_index: u64,
     live: crate::live::Live,
     measurements: std::collections::BTreeMap<String, crate::measure::Measurement>,
+    analysis: std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
+    control: Option<Arc<crate::rollout::ControlEntry>>,
 }
 
 impl<N: NomadPort, K: KvPort> Stage<N, K> {
@@ -101,6 +107,8 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             metrics,
             clock,
             measurements: crate::measure::Measurements::default(),
+            analysis: Arc::new(NoAnalysis),
+            controls: Arc::new(NoControls),
             conflicts: Mutex::new(HashMap::new()),
             read_counts: Mutex::new(HashMap::new()),
         }
@@ -110,6 +118,20 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
     #[must_use]
     pub fn with_measurements(mut self, measurements: crate::measure::Measurements) -> Self {
         self.measurements = measurements;
+        self
+    }
+
+    /// Reads analysis runs from `runs` (the analysis stage's store).
+    #[must_use]
+    pub fn with_analysis(mut self, runs: impl AnalysisSource) -> Self {
+        self.analysis = Arc::new(runs);
+        self
+    }
+
+    /// Reads controls from `controls` (the controls watch's store).
+    #[must_use]
+    pub fn with_controls(mut self, controls: impl ControlSource) -> Self {
+        self.controls = Arc::new(controls);
         self
     }
 
@@ -216,7 +238,11 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         } else if owns_counts && let Some(job) = &live.job {
             self.read_counts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.key);
         }
-        Ok(Some(Gathered { record, status, status_index, live, measurements }))
+        let (analysis, control) = match &record {
+            RecordState::Present(_) => (self.analysis.runs(key), self.controls.control(key)),
+            _ => (std::collections::BTreeMap::new(), None),
+        };
+        Ok(Some(Gathered { record, status, status_index, live, measurements, analysis, control }))
     }
 
     /// Decides, executes and records the outcome.
@@ -235,6 +261,8 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             live: &g.live,
             status: g.status.as_deref(),
             measurements: &g.measurements,
+            analysis: &g.analysis,
+            control: g.control.as_deref(),
             now,
         });
         if plan.drift_detected {
@@ -253,6 +281,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         )
         .await;
         let mut status = plan.status;
+        let rollout_after = status.as_ref().and_then(|s| s.rollout.clone());
         let valid = match &g.record {
             RecordState::Present(r) => match r.as_ref() {
                 Record::Valid(v) => Some(v.clone()),
@@ -263,6 +292,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         let mut result = match &executed {
             Ok((applied, deleted)) => {
                 if *deleted {
+                    self.metrics.rollout.forget(&key.namespace, &key.name);
                     self.conflicts_reset(key);
                     self.status_writer.remove(key);
                     return Reconciled::done(generation);
@@ -292,8 +322,13 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             None => Ok(()),
         };
         match written {
-            // A whole run without a conflict: the count of conflicts in a row starts over.
-            Ok(()) if executed.is_ok() => self.conflicts_reset(key),
+            // A whole run without a conflict: the count of conflicts in a row starts over; the rollout is where
+            // the written status says (an ended rollout is counted once: a failed write decides it again).
+            Ok(()) if executed.is_ok() => {
+                self.conflicts_reset(key);
+                let before = g.status.as_ref().and_then(|s| s.rollout.as_ref());
+                self.metrics.rollout.observed(&key.namespace, &key.name, before, rollout_after.as_ref(), now);
+            }
             Ok(()) => {}
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(&err), "status write failed");

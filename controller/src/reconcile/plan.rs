@@ -41,6 +41,11 @@ pub struct Observed<'a> {
     pub status: Option<&'a AppStatus>,
     /// The latest measurement of each autoscaling check, by check name (empty without autoscaling).
     pub measurements: &'a std::collections::BTreeMap<String, crate::measure::Measurement>,
+    /// The analysis stage's runs for this app (empty without one): newer than the status copy when the stage took
+    /// measurements since the last decision (contract 2 of issue #8).
+    pub analysis: &'a std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
+    /// The app's control (`drover promote`, ...), if one was ever written: consumed once, by its `ModifyIndex`.
+    pub control: Option<&'a crate::rollout::ControlEntry>,
     /// The wall-clock time, for status timestamps and deadlines.
     pub now: SystemTime,
 }
@@ -90,6 +95,53 @@ pub enum Action {
     },
     /// Delete the status record: the app is gone.
     DeleteStatus,
+    /// Promote every group of a canary (or blue-green) deployment (`/v1/deployment/promote/:id`, `All: true`): the
+    /// steps passed, Nomad replaces the remaining instances.
+    PromoteDeployment {
+        /// The deployment.
+        id: String,
+    },
+    /// Fail a deployment (`/v1/deployment/fail/:id`): the rollout is aborted, and Nomad auto-reverts to the last
+    /// stable version (rendered canary rollouts always carry `AutoRevert`).
+    FailDeployment {
+        /// The deployment.
+        id: String,
+    },
+    /// Pause or resume a deployment (`/v1/deployment/pause/:id`): `drover pause` / `resume`.
+    PauseDeployment {
+        /// The deployment.
+        id: String,
+        /// True to pause, false to resume.
+        pause: bool,
+    },
+    /// Revert the job to an earlier version (`/v1/job/:id/revert`): a post-promotion bake found a regression after
+    /// Nomad's deployment succeeded, when Nomad's own auto-revert no longer applies.
+    RevertJob {
+        /// The job.
+        job_id: String,
+        /// The version to go back to (the last stable one).
+        version: u64,
+        /// The version the job must still be at, so a revert never undoes a newer change (`EnforcePriorVersion`).
+        enforce_prior_version: u64,
+    },
+}
+
+impl Action {
+    /// A bounded name for logs and the `nomad_writes` metric.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Register { .. } => "register",
+            Action::Scale { .. } => "scale",
+            Action::Deregister { purge: true, .. } => "purge",
+            Action::Deregister { .. } => "stop",
+            Action::DeleteStatus => "delete_status",
+            Action::PromoteDeployment { .. } => "promote",
+            Action::FailDeployment { .. } => "fail_deployment",
+            Action::PauseDeployment { pause: true, .. } => "pause_deployment",
+            Action::PauseDeployment { .. } => "resume_deployment",
+            Action::RevertJob { .. } => "revert",
+        }
+    }
 }
 
 /// Why a register is sent.

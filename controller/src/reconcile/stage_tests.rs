@@ -305,6 +305,7 @@ fn deployed(job: &crate::live::LiveJob) -> crate::live::LiveDeployment {
         placed: 1,
         healthy: 1,
         canaries: 0,
+        groups: Default::default(),
     }
 }
 

@@ -54,3 +54,17 @@ impl ControlAction {
         }
     }
 }
+
+/// A control as read from Consul, with the `ModifyIndex` that makes it once-only: the engine consumes it when this
+/// index is above the one recorded in `status.lastControl`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredControl {
+    /// The control.
+    pub control: Control,
+    /// The control key's Consul `ModifyIndex`.
+    pub modify_index: u64,
+}
+
+/// What the controls store holds for an app: the control, or why its value could not be read (reported in status,
+/// never acted on).
+pub type ControlEntry = Result<StoredControl, String>;

@@ -5,7 +5,8 @@
 //! - [`status`]: what a rollout keeps in the app's status (`status.rollout`), so it survives a restart or failover;
 //! - [`control`]: the records people write at `drover/control/<ns>/<name>` (`drover promote`, `abort`, ...);
 //! - [`judge`]: the pure verdicts — a measurement's ([`judge::classify`]) and a run's ([`judge::record`]) — over a
-//!   [`CompiledTemplate`] (an analysis template checked once, in `compiled`), with `jsonPath`s in [`json_path`].
+//!   [`CompiledTemplate`] (an analysis template checked once, in `compiled`), with `jsonPath`s in [`json_path`];
+//! - [`metrics`]: the rollout metrics.
 //!
 //! The decision lives with the others in [`crate::reconcile::decide`]; the measurements are taken by the
 //! analysis stage, which feeds runs into a store that `decide` reads.
@@ -14,16 +15,16 @@ mod compiled;
 pub mod control;
 pub mod json_path;
 pub mod judge;
+pub mod metrics;
 pub mod status;
 
 pub(crate) use compiled::check_headers;
 pub use compiled::{
     DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, ERROR_RETRY, MAX_MEASUREMENT_COUNT,
 };
+pub use control::{Control, ControlAction, ControlEntry, StoredControl};
 pub use judge::{CompiledTemplate, Outcome, Provider, Sample};
-
-pub use control::{Control, ControlAction};
 pub use status::{
-    AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, RolloutStatus, RunId,
-    StepRef,
+    AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, PausedReason,
+    RolloutResult, RolloutStatus, RunId, StepRef,
 };

@@ -51,9 +51,25 @@ pub struct RolloutStatus {
     /// When the current step must have ended (RFC 3339); past it the rollout is aborted (`DeadlineExceeded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
-    /// How the rollout ended, once it has.
+    /// How the rollout ended, once it has. Set when the verdict is reached; `step` becomes `Done` once Nomad shows
+    /// it carried out (the deployment failed and reverted, the revert rolled out), so a restart in between finishes
+    /// the abort instead of forgetting it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<RolloutResult>,
+    /// Why the rollout ended as it did (the failed query and values, the deadline passed, who aborted).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When a person paused the rollout (`drover pause`, RFC 3339): on `resume`, the current step's clock and
+    /// deadline move on by the time spent paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
+}
+
+impl RolloutStatus {
+    /// The rollout reached a verdict that Drover is still carrying out (failing the deployment, reverting).
+    pub fn is_ending(&self) -> bool {
+        self.result.is_some() && self.step != StepRef::Done
+    }
 }
 
 /// Where a rollout is. Serialized as a string: `Placing`, `Step 2`, `PrePromotion`, `Promoting`, `Bake`, `Done`.

@@ -14,6 +14,12 @@ impl Ctx<'_> {
         let r = self.record;
         s.phase = Phase::Progressing;
         s.deployment = None;
+        // A rollout still being ended (its spec's failure being carried out) is replaced by the new register: Nomad
+        // cancels its deployment.
+        if let Some(ro) = s.rollout.as_mut().filter(|ro| ro.is_ending()) {
+            ro.step = crate::rollout::StepRef::Done;
+            ro.result = Some(crate::rollout::RolloutResult::Superseded);
+        }
         self.ready(
             s,
             ConditionStatus::False,

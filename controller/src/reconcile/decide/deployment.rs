@@ -134,7 +134,8 @@ impl Ctx<'_> {
     /// How long ago the applied spec was registered (the newest history entry, by Drover's clock).
     fn since_apply(&self, s: &AppStatus) -> Option<std::time::Duration> {
         s.history
-            .first()
+            .iter()
+            .find(|h| h.result != HistoryResult::Controlled)
             .filter(|h| Some(&h.hash) == s.applied_hash.as_ref())
             .and_then(|h| humantime::parse_rfc3339_weak(&h.at).ok())
             .and_then(|at| self.now.duration_since(at).ok())
@@ -143,7 +144,8 @@ impl Ctx<'_> {
     /// Marks how the latest apply of this spec ended (a scale keeps its own entry: history keeps scale events).
     fn set_history_result(&self, s: &mut AppStatus, result: HistoryResult) {
         let hash = &self.record.hash;
-        if let Some(h) = s.history.first_mut().filter(|h| &h.hash == hash && h.result != HistoryResult::Scaled) {
+        let latest = s.history.iter_mut().find(|h| h.result != HistoryResult::Controlled);
+        if let Some(h) = latest.filter(|h| &h.hash == hash && h.result != HistoryResult::Scaled) {
             h.result = result;
         }
     }

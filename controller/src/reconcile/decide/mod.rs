@@ -5,7 +5,9 @@
 //! - [`apply`]: registering the record's spec, and drift (a change Drover did not make);
 //! - [`deployment`]: following what Nomad does with the applied spec until it is healthy or has failed;
 //! - [`deletion`]: carrying out `deletionPolicy`, for a deleted record and for jobs left under earlier job IDs;
-//! - [`scaling`]: autoscaling, once the applied spec runs: each measurement round evaluated once.
+//! - [`scaling`]: autoscaling, once the applied spec runs: each measurement round evaluated once;
+//! - [`rollout`] (with [`rollout_steps`]): canary and blue-green rollouts, their steps, promotion, abort and bake;
+//! - [`controls`]: consuming `drover promote|abort|retry|pause|resume|restart`, once each.
 //!
 //! ```text
 //!  record ─► Gone ─────────────► stop/purge per deletionPolicy (this job and retiring ones) ─► delete status
@@ -21,10 +23,15 @@
 //! ```
 
 mod apply;
+mod controls;
 mod deletion;
 mod deployment;
 mod ownership;
+mod rollout;
+mod rollout_steps;
 mod scaling;
+
+pub use rollout::{MAX_RUNS, REVERT_DEPLOYMENT_WAIT};
 
 use std::time::{Duration, SystemTime};
 
@@ -59,11 +66,20 @@ pub fn decide(o: &Observed<'_>) -> Plan {
         RecordState::Present(record) => match record.as_ref() {
             Record::Invalid { generation, errors } => invalid(*generation, errors, o.status, &ts),
             Record::Valid(record) => {
-                let ctx = Ctx { record, live: o.live, measurements: o.measurements, now: o.now, ts };
+                let ctx = Ctx {
+                    record,
+                    live: o.live,
+                    measurements: o.measurements,
+                    analysis: o.analysis,
+                    intent: std::cell::Cell::new(None),
+                    now: o.now,
+                    ts,
+                };
                 let mut status = ctx.prepare(o.status);
+                ctx.take_control(&mut status, o.control);
                 let situation = ctx.situation(&status);
                 let plan = ctx.decide(situation, &mut status);
-                ctx.retire(plan)
+                ctx.unconsumed(ctx.retire(plan))
             }
         },
     }
@@ -106,6 +122,10 @@ pub(crate) enum Situation<'a> {
 pub(crate) struct Ctx<'a> {
     record: &'a ValidRecord,
     measurements: &'a std::collections::BTreeMap<String, crate::measure::Measurement>,
+    /// The analysis stage's runs of this app.
+    analysis: &'a std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
+    /// A control of the current generation not yet applied or refused (see [`controls`]).
+    intent: std::cell::Cell<Option<controls::Intent>>,
     live: &'a Live,
     now: SystemTime,
     ts: String,
@@ -185,7 +205,8 @@ impl<'a> Ctx<'a> {
                 Some(d) if d.status == crate::live::DeploymentStatus::Failed => {
                     let scaled = s
                         .history
-                        .first()
+                        .iter()
+                        .find(|h| h.result != crate::status::HistoryResult::Controlled)
                         .is_some_and(|h| h.result == crate::status::HistoryResult::Scaled && h.hash == r.hash);
                     if scaled { Situation::ScaleFailed(j, d) } else { Situation::DeploymentFailed(j, d) }
                 }
@@ -213,6 +234,10 @@ impl<'a> Ctx<'a> {
                 s.phase = Phase::Failed;
                 Plan::status(s.clone(), Requeue::AwaitChange)
             }
+            // A verdict against the rollout is recorded: carry it out until Nomad shows it done.
+            Situation::FailedSpec if s.rollout.as_ref().is_some_and(|r| r.is_ending()) => {
+                self.finish_ending(s, self.live.job.as_ref())
+            }
             // This spec's rollout failed: no flapping until the record changes.
             Situation::FailedSpec => {
                 s.phase = Phase::Degraded;
@@ -225,7 +250,7 @@ impl<'a> Ctx<'a> {
             Situation::NotYetSeen => self.awaiting_own_write(s),
             Situation::Vanished => self.drift(s, None),
             // Record the failure before looking at versions: a newer version may be Nomad's auto-revert.
-            Situation::DeploymentFailed(j, d) => self.follow(s, Some(d), j),
+            Situation::DeploymentFailed(j, d) => self.drive(s, d, j),
             // Judge only once Nomad settles the deployment: `failed` when the change is its own auto-revert,
             // `cancelled` when someone else registered. Otherwise a revert would be taken for drift and fought.
             Situation::ChangedWhileDeploying(j, d) => self.changed_while_deploying(s, j, d),
@@ -254,11 +279,15 @@ impl<'a> Ctx<'a> {
                     s.applied_job_version = j.version;
                 }
                 let hash = &self.record.hash;
-                if let Some(h) = s.history.first_mut().filter(|h| &h.hash == hash && h.job_version.is_none()) {
+                let latest = s.history.iter_mut().find(|h| h.result != crate::status::HistoryResult::Controlled);
+                if let Some(h) = latest.filter(|h| &h.hash == hash && h.job_version.is_none()) {
                     h.job_version = j.version;
                 }
                 let applied = s.applied_job_modify_index.unwrap_or(j.job_modify_index);
-                let plan = self.follow(s, self.live.deployment_for(applied), j);
+                let plan = match self.live.deployment_for(applied) {
+                    Some(d) => self.drive(s, d, j),
+                    None => self.follow(s, None, j),
+                };
                 self.autoscale(plan, j, self.measurements)
             }
         }

@@ -37,6 +37,8 @@ fn record() -> ValidRecord {
         adopt: false,
         deletion_policy: ObservedDeletionPolicy::Stop,
         drift_policy: DriftPolicy::Revert,
+        strategy: Arc::default(),
+        analysis: Arc::default(),
     }
 }
 
@@ -46,7 +48,17 @@ fn valid(r: ValidRecord) -> RecordState {
 
 /// Runs the decision at `now()`.
 fn decide_at(record: &RecordState, live: &Live, status: Option<&AppStatus>, at: SystemTime) -> Plan {
-    decide(&Observed { key: &key(), owner: OWNER, record, live, status, measurements: &BTreeMap::new(), now: at })
+    decide(&Observed {
+        key: &key(),
+        owner: OWNER,
+        record,
+        live,
+        status,
+        measurements: &BTreeMap::new(),
+        analysis: &BTreeMap::new(),
+        control: None,
+        now: at,
+    })
 }
 
 fn run(record: &RecordState, live: &Live, status: Option<&AppStatus>) -> Plan {
@@ -79,6 +91,7 @@ fn deployment(jmi: u64, status: DeploymentStatus, description: &str) -> LiveDepl
         desired: 3,
         placed: 3,
         canaries: 0,
+        groups: Default::default(),
     }
 }
 
@@ -590,4 +603,5 @@ fn decide_should_take_back_a_job_marked_by_drover_0_1_in_the_default_installatio
     assert_eq!(reason(&plan, ConditionType::Conflict), Some(Reason::OwnedByAnotherApp));
 }
 
+mod rollout;
 mod scaling_and_capacity;

@@ -92,6 +92,8 @@ fn decide_should_evaluate_a_measurement_round_once_even_with_sub_second_stamps()
             live: &l,
             status,
             measurements: &measurements,
+            analysis: &BTreeMap::new(),
+            control: None,
             now: now() + Duration::from_secs(2),
         })
     };
