@@ -51,6 +51,27 @@ pub(super) fn validate_strategy(app: &App, s: &Strategy, errors: &mut Vec<FieldE
         )),
         (_, None) => {}
     }
+    if let Some(autoscaling) = &app.spec.autoscaling {
+        match (s.strategy_type, &s.canary) {
+            (StrategyType::Canary, Some(canary)) if canary.replicas > autoscaling.min && canary.replicas >= 1 => {
+                errors.push(FieldError::new(
+                    format!("{P}.canary.replicas"),
+                    format!(
+                        "must be at most spec.autoscaling.min ({}): the autoscaler may scale the group down to that",
+                        autoscaling.min
+                    ),
+                ));
+            }
+            // Blue-green places as many new instances as the group runs, a number rendered into `Update.Canary`
+            // when the job is registered, while the autoscaler changes the count between registers.
+            (StrategyType::BlueGreen, _) => errors.push(FieldError::new(
+                format!("{P}.type"),
+                "BlueGreen cannot be used with spec.autoscaling: the new set's size is rendered at registration \
+                 while the autoscaler changes the count; use Canary",
+            )),
+            _ => {}
+        }
+    }
     if s.blue_green.is_some() && s.strategy_type != StrategyType::BlueGreen {
         errors.push(FieldError::new(
             format!("{P}.blueGreen"),
@@ -420,6 +441,26 @@ mod tests {
         s.strategy_type = StrategyType::Rolling;
         s.blue_green = None;
         assert_eq!(paths(&template_app("web").with_strategy(s)), ["spec.strategy.postPromotion.bake"]);
+    }
+
+    #[test]
+    fn validate_should_fit_canaries_within_the_autoscaling_minimum_and_refuse_autoscaled_blue_green() {
+        let autoscaled = |strategy: Strategy| {
+            let mut app = template_app("web").with_strategy(strategy);
+            app.spec.autoscaling = Some(
+                serde_json::from_value(serde_json::json!({
+                    "min": 2, "max": 10,
+                    "checks": [{"name": "cpu", "prometheus": {"address": "http://p:9090", "query": "avg(cpu)"},
+                                "targetValue": {"target": 70}}]
+                }))
+                .expect("an autoscaling block"),
+            );
+            app
+        };
+        assert_eq!(paths(&autoscaled(canary(2, Vec::new()))), Vec::<String>::new());
+        assert_eq!(paths(&autoscaled(canary(3, Vec::new()))), ["spec.strategy.canary.replicas"]);
+        let bg = Strategy { strategy_type: StrategyType::BlueGreen, ..Strategy::default() };
+        assert_eq!(paths(&autoscaled(bg)), ["spec.strategy.type"]);
     }
 
     #[test]
