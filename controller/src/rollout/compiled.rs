@@ -67,6 +67,8 @@ impl Provider {
 /// An analysis template ready to run: parsed, checked, defaults applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledTemplate {
+    /// The template as written (for what the fields below do not carry over, e.g. to show it).
+    pub template: AnalysisTemplate,
     /// Where measurements come from.
     pub provider: Provider,
     /// How long one query or call may take before the measurement is an error.
@@ -133,6 +135,7 @@ impl CompiledTemplate {
         }
         match provider {
             Some(provider) if errors.is_empty() => Ok(CompiledTemplate {
+                template: t.clone(),
                 provider,
                 timeout,
                 success,
