@@ -30,6 +30,9 @@
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 //! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`), replayed over their corpus by a test.
+//! - [`analysis`]: the analysis stage (issue #8) — a poller that measures rollouts' analysis runs and webhook steps
+//!   (Prometheus, web metrics, webhooks) into a store `decide` reads.
+pub mod analysis;
 pub mod app;
 pub mod autoscale;
 pub mod config;

@@ -69,6 +69,13 @@ struct DirectionLabel {
     direction: &'static str,
 }
 
+/// Label set `{provider, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderResultLabels {
+    provider: &'static str,
+    result: &'static str,
+}
+
 /// Label set `{namespace, app}`: only on the per-app gauges DESIGN §7 lists.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
@@ -100,6 +107,9 @@ pub struct Metrics {
     autoscale_evaluation_duration: Histogram,
     /// The rollout metrics (issue #8).
     pub rollout: crate::rollout::metrics::RolloutMetrics,
+    analysis_runs_total: Family<ResultLabel, Counter>,
+    analysis_measurements_total: Family<ProviderResultLabels, Counter>,
+    analysis_query_duration: Histogram,
 }
 
 fn code_label(code: u16) -> String {
@@ -183,6 +193,24 @@ impl Metrics {
             autoscale_evaluation_duration.clone(),
         );
         let rollout = crate::rollout::metrics::RolloutMetrics::register(&mut registry);
+        let analysis_runs_total = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "analysis_runs",
+            "Analysis runs (and webhook steps) ended, by result",
+            analysis_runs_total.clone(),
+        );
+        let analysis_measurements_total = Family::<ProviderResultLabels, Counter>::default();
+        registry.register(
+            "analysis_measurements",
+            "Analysis measurements taken (or attempted: result error), by provider and result",
+            analysis_measurements_total.clone(),
+        );
+        let analysis_query_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "analysis_query_duration_seconds",
+            "Time one analysis call took (Prometheus query, web metric or webhook), answered or not",
+            analysis_query_duration.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Build information", build_info);
@@ -207,7 +235,26 @@ impl Metrics {
             autoscale_check_errors_total,
             autoscale_evaluation_duration,
             rollout,
+            analysis_runs_total,
+            analysis_measurements_total,
+            analysis_query_duration,
         }
+    }
+
+    /// An analysis run ended with `result` (`successful`, `failed`, `inconclusive`, `error`).
+    pub fn analysis_run_finished(&self, result: &'static str) {
+        self.analysis_runs_total.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// One analysis measurement of `provider` (`prometheus`, `web`, `webhook`) was judged `result` (`successful`,
+    /// `failed`, `inconclusive`, `error`).
+    pub fn analysis_measured(&self, provider: &'static str, result: &'static str) {
+        self.analysis_measurements_total.get_or_create(&ProviderResultLabels { provider, result }).inc();
+    }
+
+    /// One analysis call took `elapsed`.
+    pub fn analysis_query(&self, elapsed: Duration) {
+        self.analysis_query_duration.observe(elapsed.as_secs_f64());
     }
 
     /// An autoscaling evaluation of `namespace/app` saw `current` and wanted `desired`, with `errors` checks

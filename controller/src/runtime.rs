@@ -66,8 +66,12 @@ pub struct Handle {
     pub live: LiveCache,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Rollout controls (`drover promote`, ...), kept current by the controls watch.
+    pub controls: crate::rollout::Controls,
     /// True once the stores are loaded and the queue released.
     pub ready: watch::Receiver<bool>,
+    /// Analysis runs as the analysis stage measured them (issue #8); the reconcile stage reads them.
+    pub analysis_runs: crate::analysis::AnalysisRuns,
 }
 
 /// The controller, ready to run: its stores' writers, each handed to the one task that writes it.
@@ -80,6 +84,8 @@ pub struct Controller {
     live_writer: LiveWriter,
     stage: Arc<Stage<nomad::Client, consul::Client>>,
     measurements_writer: crate::measure::MeasurementsWriter,
+    controls_writer: crate::rollout::ControlsWriter,
+    analysis_writer: crate::analysis::AnalysisRunsWriter,
     handle: Handle,
     ready_tx: watch::Sender<bool>,
 }
@@ -91,6 +97,9 @@ impl Controller {
         let (status_writer, statuses) = store::statuses(&config.prefix);
         let (live_writer, live) = store::live_cache();
         let (measurements_writer, measurements) = crate::measure::measurements();
+        let (controls_writer, controls) = crate::rollout::controls(&config.prefix);
+        // The analysis stage (issue #8) writes; the reconcile stage reads.
+        let (analysis_writer, analysis_runs) = crate::analysis::analysis_runs();
         let stage = Arc::new(
             Stage::new(
                 &config.prefix,
@@ -102,10 +111,20 @@ impl Controller {
                 metrics.clone(),
                 SystemTime::now,
             )
-            .with_measurements(measurements),
+            .with_measurements(measurements)
+            .with_analysis(analysis_runs.clone())
+            .with_controls(controls.clone()),
         );
         let ready_tx = watch::Sender::new(false);
-        let handle = Handle { records, statuses, live, metrics: metrics.clone(), ready: ready_tx.subscribe() };
+        let handle = Handle {
+            records,
+            statuses,
+            live,
+            metrics: metrics.clone(),
+            controls,
+            ready: ready_tx.subscribe(),
+            analysis_runs,
+        };
         Controller {
             config,
             consul,
@@ -115,6 +134,8 @@ impl Controller {
             live_writer,
             stage,
             measurements_writer,
+            controls_writer,
+            analysis_writer,
             handle,
             ready_tx,
         }
@@ -136,6 +157,8 @@ impl Controller {
             live_writer,
             stage,
             measurements_writer,
+            controls_writer,
+            analysis_writer,
             handle,
             ready_tx,
         } = self;
@@ -186,6 +209,30 @@ impl Controller {
             queue.clone(),
             shutdown.clone(),
         ));
+
+        // ---- rollout controls (issue #8): the watch of `<prefix>/control/`, the one writer of the controls store;
+        // the app whose control changed is woken. Not a readiness gate: a control seen late acts late, never wrongly
+        // (decide consumes each one once, by its ModifyIndex). ----
+        {
+            let queue = queue.clone();
+            let config =
+                consul::watch::WatchConfig::new(format!("{}/control/", config.prefix)).with_budget(config.watch_budget);
+            let wake = move |key: AppKey| queue.enqueue(key, None, None, "control written");
+            tasks.spawn(crate::rollout::controls_store::watch_controls(
+                controls_writer,
+                consul.clone(),
+                config,
+                metrics.clone(),
+                wake,
+                shutdown.clone(),
+            ));
+        }
+        // ---- end of rollout controls ----
+
+        // --- Analysis stage (issue #8): measures the Running analysis runs and webhook steps found in statuses,
+        // stores them in `handle.analysis_runs` and wakes their apps.
+        tasks.spawn(run_analysis(handle.clone(), analysis_writer, queue.clone(), shutdown.clone()));
+        // --- end of the analysis stage.
         tasks.close();
 
         let stopped = runner
@@ -468,6 +515,36 @@ async fn measure_autoscaled(
             queue.enqueue(key, None, None, "measured");
         }
     }
+}
+
+/// The analysis stage (issue #8), the one writer of the analysis-runs store: Prometheus queries, web metrics and
+/// webhook calls at most [`crate::analysis::PollerConfig::concurrency`] at once, each with its timeout; every run
+/// that changed wakes its app.
+async fn run_analysis(
+    handle: Handle,
+    writer: crate::analysis::AnalysisRunsWriter,
+    queue: Queue<AppKey>,
+    shutdown: CancellationToken,
+) {
+    // Redirects are not followed: a webhook's verdict is the status its own URL answered.
+    let http = match reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build() {
+        Ok(http) => http,
+        Err(err) => {
+            tracing::error!(error = %crate::error_chain(&err), "cannot build the analysis HTTP client; analysis is off");
+            return;
+        }
+    };
+    let stage = crate::analysis::AnalysisStage {
+        provider: Arc::new(crate::analysis::HttpProvider::new(http)),
+        specs: handle.records.clone(),
+        statuses: handle.statuses.clone(),
+        store: (writer, handle.analysis_runs.clone()),
+        wake: move |key: &AppKey| queue.enqueue(key.clone(), None, None, "analysis measured"),
+        clock: SystemTime::now,
+        metrics: handle.metrics.clone(),
+        config: crate::analysis::PollerConfig::default(),
+    };
+    stage.run(shutdown).await;
 }
 
 /// Keeps `queue_depth` and `apps{phase}` current.

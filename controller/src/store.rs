@@ -178,6 +178,9 @@ impl StatusEntry {
 #[derive(Clone, Default, Debug)]
 pub struct Statuses {
     inner: Arc<RwLock<HashMap<AppKey, StatusEntry>>>,
+    /// A revision bumped on every change, so a stage that follows statuses (the analysis poller) rescans them only
+    /// when they moved, and wakes as soon as they do.
+    revision: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Status records by key: the write side, owned by the reconcile stage's status writer.
@@ -185,12 +188,17 @@ pub struct Statuses {
 pub struct StatusesWriter {
     prefix: String,
     inner: Arc<RwLock<HashMap<AppKey, StatusEntry>>>,
+    revision: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A status store for the installation using KV prefix `prefix`: its one writer and a reader.
 pub fn statuses(prefix: &str) -> (StatusesWriter, Statuses) {
     let inner = Arc::new(RwLock::new(HashMap::new()));
-    (StatusesWriter { prefix: prefix.to_string(), inner: inner.clone() }, Statuses { inner })
+    let revision = Arc::new(tokio::sync::watch::Sender::new(0));
+    (
+        StatusesWriter { prefix: prefix.to_string(), inner: inner.clone(), revision: revision.clone() },
+        Statuses { inner, revision },
+    )
 }
 
 impl Statuses {
@@ -213,6 +221,25 @@ impl Statuses {
         }
         counts
     }
+
+    /// Every status with a rollout (`status.rollout`), in one pass under the lock: the analysis stage scans these on
+    /// every change, so statuses without one cost a pointer check, not a copy of their key.
+    pub fn rollouts(&self) -> Vec<(AppKey, Arc<AppStatus>)> {
+        read(&self.inner)
+            .iter()
+            .filter_map(|(k, e)| e.status.as_ref().filter(|s| s.rollout.is_some()).map(|s| (k.clone(), s.clone())))
+            .collect()
+    }
+
+    /// A number that changes whenever a status is loaded, written, re-read or removed.
+    pub fn revision(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
+    /// A receiver that sees [`Statuses::revision`] change (`changed().await`), for a stage that follows statuses.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
 }
 
 impl StatusesWriter {
@@ -224,11 +251,17 @@ impl StatusesWriter {
             map.insert(key, StatusEntry::from_pair(e));
         }
         *write(&self.inner) = map;
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.revision.send_modify(|r| *r += 1);
     }
 
     /// Records a status written at `modify_index`.
     pub fn set(&self, key: AppKey, status: AppStatus, modify_index: u64) {
         write(&self.inner).insert(key, StatusEntry { status: Some(Arc::new(status)), modify_index });
+        self.bump();
     }
 
     /// Records what a fresh read of one status key found.
@@ -238,11 +271,14 @@ impl StatusesWriter {
             Some(p) => inner.insert(key, StatusEntry::from_pair(p)),
             None => inner.remove(&key),
         };
+        drop(inner);
+        self.bump();
     }
 
     /// Forgets a status (after deleting it).
     pub fn remove(&self, key: &AppKey) {
         write(&self.inner).remove(key);
+        self.bump();
     }
 }
 

@@ -155,6 +155,23 @@ fn statuses_should_have_one_writer() {
 }
 
 #[test]
+fn statuses_should_announce_every_change_and_list_those_with_a_rollout() {
+    let (writer, reader) = statuses("drover");
+    let mut changes = reader.subscribe();
+    let before = reader.revision();
+    writer.set(web(), crate::status::AppStatus::default(), 4);
+    assert!(changes.has_changed().unwrap_or(false), "a write is announced");
+    assert!(reader.revision() > before);
+    assert!(reader.rollouts().is_empty(), "no rollout, not listed");
+    let rollout = crate::rollout::RolloutStatus { generation: 4, ..Default::default() };
+    writer.set(web(), crate::status::AppStatus { rollout: Some(rollout), ..Default::default() }, 5);
+    assert_eq!(reader.rollouts().iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![web()]);
+    changes.mark_unchanged();
+    writer.remove(&web());
+    assert!(changes.has_changed().unwrap_or(false), "a removal is announced");
+}
+
+#[test]
 fn replace_all_should_keep_jobs_in_namespaces_the_listing_did_not_cover() {
     let (mut writer, cache) = live_cache();
     writer.upsert_job(LiveJob { key: JobKey::new("hidden", "web"), ..live_job(5, 5) });

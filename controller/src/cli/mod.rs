@@ -1,10 +1,13 @@
 //! The command line: `drover run` (the controller), `drover dev` (simulator + controller + live view) and the
-//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `wait`, `schema`).
+//! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `wait`, `schema`, and the rollout
+//! controls `promote`, `abort`, `retry`, `pause`, `resume`, `restart`).
 //!
 //! Errors reach `main` as `anyhow` chains and are printed on one line with a non-zero exit.
 
 mod apply;
+mod control;
 mod diff;
+mod rollout_view;
 mod show;
 mod wait;
 
@@ -19,6 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConsulConfig, ConsulFlags, NomadConfig, NomadFlags};
 use crate::metrics::Metrics;
+use crate::rollout::ControlAction;
 
 /// A reconciling operator for HashiCorp Nomad, driven by records in Consul KV.
 #[derive(Parser, Debug)]
@@ -53,6 +57,20 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Write the JSON Schemas of the records.
     Schema(SchemaArgs),
+    /// End the current rollout step (a pause, a manual gate, an inconclusive analysis) and go on; with --full,
+    /// skip every remaining step and promote now. Every control command exits 3, writing nothing, when the
+    /// control would do nothing (it says why).
+    Promote(control::PromoteArgs),
+    /// Stop the current rollout: Nomad reverts to the stable version and the app ends Degraded (Aborted).
+    Abort(control::ControlArgs),
+    /// Roll out again a spec whose rollout failed (it is otherwise not registered again until the record changes).
+    Retry(control::ControlArgs),
+    /// Hold the current rollout where it is (phase Paused, the Nomad deployment paused) until `drover resume`.
+    Pause(control::ControlArgs),
+    /// Go on with a rollout held by `drover pause`.
+    Resume(control::ControlArgs),
+    /// Start the steps of the rollout in progress again from the first.
+    Restart(control::ControlArgs),
 }
 
 /// Where Consul is (flags win over `CONSUL_*` variables).
@@ -167,13 +185,22 @@ impl NomadArgs {
 }
 
 /// Runs a parsed command line and returns the process's exit code (0 unless the command says otherwise, as
-/// `drover wait` does).
+/// `drover wait` and the control commands do).
 ///
 /// # Errors
 /// Whatever the command met, as one chain for `main` to print.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let done = match cli.command {
         Command::Wait(args) => return wait::wait(args).await,
+        Command::Promote(args) => {
+            let action = if args.full { ControlAction::PromoteFull } else { ControlAction::Promote };
+            return control::run(action, args.common).await;
+        }
+        Command::Abort(args) => return control::run(ControlAction::Abort, args).await,
+        Command::Retry(args) => return control::run(ControlAction::Retry, args).await,
+        Command::Pause(args) => return control::run(ControlAction::Pause, args).await,
+        Command::Resume(args) => return control::run(ControlAction::Resume, args).await,
+        Command::Restart(args) => return control::run(ControlAction::Restart, args).await,
         Command::Run(args) => run::run(args).await,
         Command::Dev(args) => dev::dev(args).await,
         Command::Apply(args) => apply::apply(args).await,

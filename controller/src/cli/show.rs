@@ -122,8 +122,8 @@ fn truncate(text: &str, max: usize) -> String {
 /// The table `get` prints (also used by `drover dev`'s live view).
 pub fn table<'a>(rows: impl IntoIterator<Item = (&'a AppKey, Option<u64>, Option<&'a AppStatus>)>) -> String {
     let mut out = format!(
-        "{:<12} {:<20} {:>6} {:<12} {:>7} {:>9}  {}\n",
-        "NAMESPACE", "NAME", "GEN", "PHASE", "VERSION", "HEALTHY", "MESSAGE"
+        "{:<12} {:<20} {:>6} {:<12} {:>5} {:>7} {:>9}  {}\n",
+        "NAMESPACE", "NAME", "GEN", "PHASE", "STEP", "VERSION", "HEALTHY", "MESSAGE"
     );
     for (key, generation, status) in rows {
         let phase = status.map_or("-", |s| s.phase.as_str());
@@ -131,20 +131,26 @@ pub fn table<'a>(rows: impl IntoIterator<Item = (&'a AppKey, Option<u64>, Option
         let healthy = status
             .filter(|s| s.replicas.desired > 0)
             .map_or("-".to_string(), |s| format!("{}/{}", s.replicas.healthy, s.replicas.desired));
-        let message = status
-            .and_then(|s| {
-                s.condition(crate::status::ConditionType::Valid)
-                    .filter(|c| c.status != crate::status::ConditionStatus::True)
-                    .or(s.condition(crate::status::ConditionType::Ready))
+        let message = super::rollout_view::paused_message(status)
+            .map(|m| truncate(&m, 70))
+            .or_else(|| {
+                status
+                    .and_then(|s| {
+                        s.condition(crate::status::ConditionType::Valid)
+                            .filter(|c| c.status != crate::status::ConditionStatus::True)
+                            .or(s.condition(crate::status::ConditionType::Ready))
+                    })
+                    .map(|c| truncate(&c.message, 70))
             })
-            .map_or(String::new(), |c| truncate(&c.message, 70));
+            .unwrap_or_default();
         let generation = generation.map_or("-".to_string(), |g| g.to_string());
         out.push_str(&format!(
-            "{:<12} {:<20} {:>6} {:<12} {:>7} {:>9}  {}\n",
+            "{:<12} {:<20} {:>6} {:<12} {:>5} {:>7} {:>9}  {}\n",
             truncate(&key.namespace, 12),
             truncate(&key.name, 20),
             generation,
             phase,
+            super::rollout_view::step_cell(status),
             version,
             healthy,
             message
@@ -236,6 +242,12 @@ pub fn describe_text(key: &AppKey, generation: Option<u64>, status: Option<&AppS
         "Replicas:",
         format!("{} desired, {} placed, {} healthy, {} canaries", r.desired, r.placed, r.healthy, r.canaries),
     );
+    if let Some(rollout) = &s.rollout {
+        out.push_str(&super::rollout_view::rollout_text(rollout));
+    }
+    if let Some(control) = &s.last_control {
+        out.push_str(&super::rollout_view::control_text(control));
+    }
     line(&mut out, "Last error:", s.last_error.clone().unwrap_or_else(|| "-".to_string()));
     line(&mut out, "Updated:", s.updated_at.clone());
     out.push_str("Conditions:\n");

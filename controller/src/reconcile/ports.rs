@@ -209,3 +209,15 @@ impl ControlSource for NoControls {
         None
     }
 }
+
+impl AnalysisSource for crate::analysis::AnalysisRuns {
+    fn runs(&self, key: &crate::app::AppKey) -> BTreeMap<RunId, AnalysisRunStatus> {
+        self.get(key)
+    }
+}
+
+impl ControlSource for crate::rollout::Controls {
+    fn control(&self, key: &crate::app::AppKey) -> Option<Arc<ControlEntry>> {
+        self.get(key)
+    }
+}
