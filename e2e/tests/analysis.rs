@@ -83,11 +83,11 @@ fn spec(job: &str, generation: u64, steps: Vec<CanaryStep>, analysis: BTreeMap<S
         generation,
         job_id: job.into(),
         group: job.into(),
-        strategy: Some(Arc::new(Strategy {
+        strategy: Arc::new(Strategy {
             strategy_type: StrategyType::Canary,
             canary: Some(CanaryStrategy { replicas: 1, steps }),
             ..Strategy::default()
-        })),
+        }),
         analysis: Arc::new(analysis),
     }
 }
