@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::analysis::JsonPath;
 use crate::app::validate_strategy::check_http_url;
 use crate::app::{AnalysisTemplate, FieldError, HumanDuration, OnEmpty};
 use crate::expr::Condition;
 use crate::prometheus::{QueryTemplate, ResolveError, RolloutVars};
-
-use super::json_path::JsonPath;
 
 /// Time between measurements when `interval` is left out.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -40,7 +39,7 @@ pub enum Provider {
     Web {
         /// The URL (http or https, checked again once resolved).
         url: QueryTemplate,
-        /// Where the value is in the answer.
+        /// Where the value is in the answer (the analysis stage's own parser, so what validates is what runs).
         json_path: JsonPath,
         /// Request headers.
         headers: BTreeMap<String, String>,
@@ -399,7 +398,7 @@ mod tests {
         let t = CompiledTemplate::new(&ok).expect("a web template");
         assert_eq!((t.provider.kind(), t.timeout), ("web", Duration::from_secs(3)));
         let bad = AnalysisTemplate {
-            web: Some(WebMetric { url: "metrics.example".into(), json_path: "data".into(), ..web }),
+            web: Some(WebMetric { url: "metrics.example".into(), json_path: "$..data".into(), ..web }),
             ..ok
         };
         assert_eq!(paths(&bad), ["web.url", "web.jsonPath"]);

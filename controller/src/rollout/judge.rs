@@ -20,7 +20,6 @@
 use serde_json::Value;
 
 use crate::app::{OnEmpty, truncate};
-use crate::prometheus::QueryResult;
 
 pub use super::compiled::{CompiledTemplate, Provider};
 use super::status::{AnalysisPhase, AnalysisRunStatus, MAX_MEASUREMENTS, MeasurementPhase, MeasurementRecord};
@@ -42,42 +41,7 @@ pub enum Outcome {
     Error(String),
 }
 
-impl From<&QueryResult> for Sample {
-    /// A Prometheus answer as a sample: a scalar, or one value per series.
-    fn from(r: &QueryResult) -> Sample {
-        match r {
-            QueryResult::Scalar(x) => Sample::Scalar(*x),
-            QueryResult::Vector(series) => Sample::Vector(series.iter().map(|s| s.value).collect()),
-        }
-    }
-}
-
 impl Sample {
-    /// A web metric's value: a number, a numeric string (`"0.5"`, `"NaN"`), or an array of those; `null` is empty.
-    ///
-    /// # Errors
-    /// Anything else, described (the measurement is then an error).
-    pub fn from_json(v: &Value) -> Result<Sample, String> {
-        fn number(v: &Value) -> Option<f64> {
-            match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => parse_float(s),
-                _ => None,
-            }
-        }
-        match v {
-            Value::Null => Ok(Sample::Vector(Vec::new())),
-            Value::Array(items) => items
-                .iter()
-                .map(|i| number(i).ok_or_else(|| format!("the array holds {}, not a number", kind(i))))
-                .collect::<Result<Vec<f64>, String>>()
-                .map(Sample::Vector),
-            other => {
-                number(other).map(Sample::Scalar).ok_or_else(|| format!("the value is {}, not a number", kind(other)))
-            }
-        }
-    }
-
     /// The value as status JSON: numbers, with NaN and infinities as Prometheus spells them (`"NaN"`, `"+Inf"`,
     /// `"-Inf"`), since JSON has no such numbers.
     pub fn to_json(&self) -> Value {
@@ -96,27 +60,6 @@ impl Sample {
             Sample::Scalar(x) => one(*x),
             Sample::Vector(v) => Value::Array(v.iter().copied().map(one).collect()),
         }
-    }
-}
-
-/// Go's float spellings, as Prometheus writes them (`NaN`, `+Inf`, `-Inf`, decimals).
-fn parse_float(s: &str) -> Option<f64> {
-    match s.trim() {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        other => other.parse().ok(),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -247,21 +247,6 @@ fn measurement_should_keep_values_json_safe_and_bounded() {
     assert!(serde_json::to_string(&nan).is_ok());
 }
 
-#[test]
-fn sample_should_read_prometheus_and_web_answers() {
-    use crate::prometheus::{QueryResult, Series};
-    let series = |v| Series { labels: Default::default(), value: v };
-    assert_eq!(Sample::from(&QueryResult::Scalar(0.5)), Sample::Scalar(0.5));
-    assert_eq!(Sample::from(&QueryResult::Vector(vec![series(1.0), series(2.0)])), Sample::Vector(vec![1.0, 2.0]));
-    assert_eq!(Sample::from_json(&json!(0.25)), Ok(Sample::Scalar(0.25)));
-    assert_eq!(Sample::from_json(&json!("0.25")), Ok(Sample::Scalar(0.25)));
-    assert!(Sample::from_json(&json!("NaN")).is_ok_and(|s| s.has_nan()));
-    assert_eq!(Sample::from_json(&json!([1, "2"])), Ok(Sample::Vector(vec![1.0, 2.0])));
-    assert_eq!(Sample::from_json(&json!(null)), Ok(Sample::Vector(Vec::new())));
-    assert_eq!(Sample::from_json(&json!({"a": 1})), Err("the value is an object, not a number".to_owned()));
-    assert_eq!(Sample::from_json(&json!([true])), Err("the array holds a boolean, not a number".to_owned()));
-}
-
 fn outcome() -> impl Strategy<Value = Outcome> {
     let value = prop_oneof![any::<f64>(), Just(f64::NAN), Just(0.0), 0.0f64..0.1];
     let sample = prop_oneof![

@@ -6,7 +6,7 @@
 //! - [`control`]: the records people write at `drover/control/<ns>/<name>` (`drover promote`, `abort`, ...);
 //! - [`controls_store`]: those controls as the reconcile stage reads them, and the watch that keeps them current;
 //! - [`judge`]: the pure verdicts — a measurement's ([`judge::classify`]) and a run's ([`judge::record`]) — over a
-//!   [`CompiledTemplate`] (an analysis template checked once, in `compiled`), with `jsonPath`s in [`json_path`];
+//!   [`CompiledTemplate`] (an analysis template checked once, in `compiled`);
 //! - [`metrics`]: the rollout gauges and counters, recorded from the statuses written.
 //!
 //! The decision lives with the others in [`crate::reconcile::decide`]; the measurements are taken by the
@@ -15,7 +15,6 @@
 mod compiled;
 pub mod control;
 pub mod controls_store;
-pub mod json_path;
 pub mod judge;
 pub mod metrics;
 pub mod status;
