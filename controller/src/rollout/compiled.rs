@@ -220,6 +220,11 @@ fn provider(t: &AnalysisTemplate, errors: &mut Vec<FieldError>) -> Option<Provid
         (Some(p), None) => {
             if let Err(reason) = check_http_url(&p.address) {
                 errors.push(FieldError::new("prometheus.address", reason));
+            } else if p.address.contains("{{") {
+                errors.push(FieldError::new(
+                    "prometheus.address",
+                    "takes no template variables (only the query and web URLs do): give the server's address",
+                ));
             }
             if p.query.trim().is_empty() {
                 errors.push(FieldError::new("prometheus.query", "must not be empty"));
@@ -374,6 +379,15 @@ mod tests {
         );
         let condition = &errors[10].reason;
         assert!(condition.contains("`result <` does not parse: at column 9"), "{condition}");
+    }
+
+    #[test]
+    fn new_should_refuse_variables_in_a_prometheus_address() {
+        let mut raw = prometheus("up");
+        if let Some(p) = raw.prometheus.as_mut() {
+            p.address = "http://prometheus-{{ .Namespace }}:9090".into();
+        }
+        assert_eq!(paths(&raw), ["prometheus.address"]);
     }
 
     #[test]
