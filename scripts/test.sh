@@ -22,6 +22,10 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     echo "prometheus and promtool are not on PATH: install Debian's prometheus package (needs root)" >&2
   fi
 fi
+# git for the `drover sync` tests (they build real repositories with it): installed when missing and we can.
+if ! command -v git >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The production build: no `dev` feature, so no simulator in the binary (issue #7); and `drover dev` says so.

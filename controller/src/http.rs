@@ -59,11 +59,16 @@ async fn metrics(State(h): State<Handle>) -> Response {
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], h.metrics.encode()).into_response()
 }
 
+/// 200 on the leader once its stores are loaded; 503 `standby` on a replica that does not lead (a load balancer or
+/// a rolling restart waits for the leader, not for any replica); 503 while loading.
 async fn readyz(State(h): State<Handle>) -> Response {
-    if *h.ready.borrow() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: loading records, statuses and Nomad state\n").into_response()
+    if !*h.ready.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: loading records, statuses and Nomad state\n")
+            .into_response();
+    }
+    match h.leadership.current() {
+        crate::leader::Leadership::Leading(_) => (StatusCode::OK, "ready\n").into_response(),
+        crate::leader::Leadership::Standby => (StatusCode::SERVICE_UNAVAILABLE, "standby\n").into_response(),
     }
 }
 

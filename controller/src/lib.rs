@@ -27,6 +27,9 @@
 //! - [`expr`]: the condition language of analysis templates (`successCondition`, `failureCondition`).
 //! - [`rollout`]: progressive delivery's records — a rollout's status (steps, analysis runs) and controls.
 //! - [`status`]: the status record Drover writes.
+//! - [`leader`]: high availability — the Consul lock replicas contend for, and the gate every writer checks.
+//! - [`sync`]: GitOps — `drover sync` from a directory or a git ref: validate all, plan, CAS-guarded transactions,
+//!   prune of only its own records, and `--watch` under a Consul lock with a signed webhook.
 //! - [`runtime`]: wiring only — starts the watches, the queue and the workers.
 //! - [`http`], [`metrics`], [`config`], [`tls`], [`cli`]: the process around it.
 //! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`), replayed over their corpus by a test.
@@ -39,6 +42,7 @@ pub mod config;
 pub mod consul;
 pub mod expr;
 pub mod fuzzing;
+pub mod leader;
 pub mod live;
 pub mod measure;
 pub mod metrics;
@@ -65,3 +69,4 @@ pub mod cli;
 pub mod http;
 pub mod runtime;
 pub mod store;
+pub mod sync;

@@ -100,6 +100,7 @@ pub struct Metrics {
     status_writes_total: Family<ResultLabel, Counter>,
     nomad_writes_total: Family<KindLabel, Counter>,
     leader: Gauge,
+    writes_dropped_total: Counter,
     autoscale_events_total: Family<DirectionLabel, Counter>,
     autoscale_desired: Family<AppLabels, Gauge>,
     autoscale_current: Family<AppLabels, Gauge>,
@@ -170,6 +171,12 @@ impl Metrics {
         registry.register("nomad_writes", "Writes sent to Nomad by kind", nomad_writes_total.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 when this replica is the leader and reconciles", leader.clone());
+        let writes_dropped_total = Counter::default();
+        registry.register(
+            "writes_dropped",
+            "Writes not sent because this replica stopped leading after the reconcile started",
+            writes_dropped_total.clone(),
+        );
         let autoscale_events_total = Family::<DirectionLabel, Counter>::default();
         registry.register(
             "autoscale_events",
@@ -229,6 +236,7 @@ impl Metrics {
             status_writes_total,
             nomad_writes_total,
             leader,
+            writes_dropped_total,
             autoscale_events_total,
             autoscale_desired,
             autoscale_current,
@@ -350,6 +358,11 @@ impl Metrics {
     /// A write of `kind` (`register`, `stop`, `purge`) was sent to Nomad.
     pub fn nomad_write(&self, kind: &'static str) {
         self.nomad_writes_total.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// A write was not sent: the replica stopped leading in the term its reconcile started in.
+    pub fn write_dropped(&self) {
+        self.writes_dropped_total.inc();
     }
 
     /// Whether this replica leads.

@@ -7,6 +7,10 @@
 //!  Nomad events ────► LiveCache ─┼─► Queue<AppKey> ─► Stage::reconcile(key) ─► Statuses
 //!  resync timer ─────────────────┘
 //! ```
+//!
+//! With leader election on, every replica runs all of this — the watches keep the stores warm on a standby — but
+//! the stage writes only while [`crate::leader`]'s gate says this replica leads. On gaining the lock, a replica
+//! reads every status again (its copy is as old as its start) before the gate opens, then resyncs every app.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppKey;
 use crate::consul::{self, BlockingQuery};
+use crate::leader::{Elector, LeaderGate, LeadershipSender, LockConfig, takeover};
 use crate::live::{JobKey, LiveDeployment, LiveJob};
 use crate::metrics::Metrics;
 use crate::nomad;
@@ -41,6 +46,8 @@ pub struct Config {
     pub backoff: Backoff,
     /// Bytes per second the records watch may read from Consul (see [`crate::consul::budget`]).
     pub watch_budget: crate::consul::budget::ByteRate,
+    /// The leader lock replicas contend for; `None`: a single replica that always leads.
+    pub election: Option<LockConfig>,
 }
 
 impl Default for Config {
@@ -51,6 +58,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
             watch_budget: crate::consul::budget::DEFAULT_BUDGET,
+            election: None,
         }
     }
 }
@@ -72,6 +80,16 @@ pub struct Handle {
     pub ready: watch::Receiver<bool>,
     /// Analysis runs as the analysis stage measured them (issue #8); the reconcile stage reads them.
     pub analysis_runs: crate::analysis::AnalysisRuns,
+    /// Whether this replica leads (and so reconciles).
+    pub leadership: LeaderGate,
+}
+
+/// The election's parts until `run` starts them: the elector, the gate it publishes, and the gate the stage reads
+/// (opened only once statuses were read again).
+struct Election {
+    elector: Elector<consul::Client>,
+    elected: LeaderGate,
+    serving: LeadershipSender,
 }
 
 /// The controller, ready to run: its stores' writers, each handed to the one task that writes it.
@@ -88,6 +106,7 @@ pub struct Controller {
     analysis_writer: crate::analysis::AnalysisRunsWriter,
     handle: Handle,
     ready_tx: watch::Sender<bool>,
+    election: Option<Election>,
 }
 
 impl Controller {
@@ -100,6 +119,14 @@ impl Controller {
         let (controls_writer, controls) = crate::rollout::controls(&config.prefix);
         // The analysis stage (issue #8) writes; the reconcile stage reads.
         let (analysis_writer, analysis_runs) = crate::analysis::analysis_runs();
+        let (leadership, election) = match &config.election {
+            None => (LeaderGate::always(), None),
+            Some(lock) => {
+                let (elector, elected) = Elector::new(consul.clone(), lock.clone());
+                let (serving, gate) = crate::leader::channel();
+                (gate, Some(Election { elector, elected, serving }))
+            }
+        };
         let stage = Arc::new(
             Stage::new(
                 &config.prefix,
@@ -113,7 +140,8 @@ impl Controller {
             )
             .with_measurements(measurements)
             .with_analysis(analysis_runs.clone())
-            .with_controls(controls.clone()),
+            .with_controls(controls.clone())
+            .with_leadership(leadership.clone()),
         );
         let ready_tx = watch::Sender::new(false);
         let handle = Handle {
@@ -124,6 +152,7 @@ impl Controller {
             controls,
             ready: ready_tx.subscribe(),
             analysis_runs,
+            leadership,
         };
         Controller {
             config,
@@ -138,6 +167,7 @@ impl Controller {
             analysis_writer,
             handle,
             ready_tx,
+            election,
         }
     }
 
@@ -146,7 +176,9 @@ impl Controller {
         self.handle.clone()
     }
 
-    /// Runs until `shutdown`: never returns early on an outage (everything is retried with backoff).
+    /// Runs until `shutdown`: never returns early on an outage (everything is retried with backoff). With leader
+    /// election on, the lock is released only after every reconcile stopped, so the next leader's first write comes
+    /// after this replica's last.
     pub async fn run(self, shutdown: CancellationToken) {
         let Controller {
             config,
@@ -161,6 +193,7 @@ impl Controller {
             analysis_writer,
             handle,
             ready_tx,
+            election,
         } = self;
         let (queue, runner) = Queue::<AppKey>::new(QueueConfig {
             workers: config.workers,
@@ -197,11 +230,44 @@ impl Controller {
             handle.clone(),
             config.resync,
             queue.clone(),
-            [desired_ready, live_ready, status_ready],
+            [desired_ready, live_ready, status_ready.clone()],
             ready_tx,
             shutdown.clone(),
         ));
         tasks.spawn(report_gauges(handle.clone(), queue.clone(), shutdown.clone()));
+        let elector_stop = CancellationToken::new();
+        let elector = election.map(|e| {
+            let prepare = {
+                let (stage, consul, loaded) = (stage.clone(), consul.clone(), status_ready.clone());
+                let prefix = format!("{}/status/", config.prefix);
+                move || {
+                    let (stage, consul, prefix, mut loaded) =
+                        (stage.clone(), consul.clone(), prefix.clone(), loaded.clone());
+                    async move {
+                        // After the load at start, never before: a slow first load landing late would put back
+                        // statuses older than the ones read here.
+                        if loaded.wait_for(|l| *l).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        let listing = consul.list(&prefix, BlockingQuery::now()).await?;
+                        stage.status_writer().load(&listing.entries);
+                        Ok::<(), consul::Error>(())
+                    }
+                }
+            };
+            let gained = {
+                let (handle, queue) = (handle.clone(), queue.clone());
+                move |term: crate::leader::Term| {
+                    handle.metrics.set_leader(true);
+                    queue.enqueue_all(all_keys(&handle), "leadership gained");
+                    tracing::info!(term = term.0, apps = handle.records.len(), "leading: resyncing every app");
+                }
+            };
+            let metrics = metrics.clone();
+            let hooks = takeover::Hooks { prepare, gained, stood_down: move || metrics.set_leader(false) };
+            tasks.spawn(takeover::follow(e.elected, e.serving, hooks, config.backoff.clone(), shutdown.clone()));
+            tokio::spawn(e.elector.run(elector_stop.clone()))
+        });
         tasks.spawn(measure_autoscaled(
             handle.records.clone(),
             measurements_writer,
@@ -248,6 +314,13 @@ impl Controller {
             tracing::warn!(aborted = stopped.aborted, "reconciles aborted at shutdown");
         }
         tasks.wait().await;
+        // Every writer has stopped: now the lock can go to a standby.
+        elector_stop.cancel();
+        if let Some(elector) = elector
+            && let Err(err) = elector.await
+        {
+            tracing::error!(error = %err, "the leader elector task failed");
+        }
     }
 }
 
@@ -414,6 +487,13 @@ fn enqueue_job(
     }
 }
 
+/// Every app Drover knows of: those with a record and those with only a status left.
+fn all_keys(h: &Handle) -> BTreeSet<AppKey> {
+    let mut keys: BTreeSet<AppKey> = h.records.keys().into_iter().collect();
+    keys.extend(h.statuses.keys());
+    keys
+}
+
 /// Releases the queue once records, statuses and live state are all loaded, then drives the periodic resync.
 async fn release_when_ready(
     handle: Handle,
@@ -429,11 +509,6 @@ async fn release_when_ready(
             res = gate.wait_for(|r| *r) => if res.is_err() { return },
         }
     }
-    let all_keys = |h: &Handle| {
-        let mut keys: BTreeSet<AppKey> = h.records.keys().into_iter().collect();
-        keys.extend(h.statuses.keys());
-        keys
-    };
     queue.enqueue_all(all_keys(&handle), "start");
     queue.set_ready();
     ready.send_replace(true);

@@ -138,6 +138,12 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// `drover/<version> (pid <pid>)`: what every request to Consul and Nomad says it comes from, so server logs (and
+/// the simulator's request log) tell replicas apart.
+pub fn user_agent() -> String {
+    format!("drover/{} (pid {})", env!("CARGO_PKG_VERSION"), std::process::id())
+}
+
 /// Builds an HTTP/1.1 client with [`CONNECT_TIMEOUT`], the given TLS material and [`redirect_policy`].
 ///
 /// HTTP/1.1 only: the Nomad event stream is a raw body ended by `Connection: close`, and neither server speaks h2
@@ -145,6 +151,7 @@ pub fn install_crypto_provider() {
 pub fn build_http_client(files: TlsFiles<'_>) -> Result<reqwest::Client, TlsError> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
+        .user_agent(user_agent())
         .connect_timeout(CONNECT_TIMEOUT)
         .http1_only()
         .pool_idle_timeout(Duration::from_secs(60))

@@ -21,7 +21,7 @@ mod prometheus;
 mod records;
 mod sim_api;
 
-pub use process::{DroverProcess, SimProcess, binary, free_port};
+pub use process::{DroverProcess, Ready, SimProcess, binary, free_port};
 pub use prometheus::{PrometheusProcess, require_tool};
 pub use records::{job_image, job_modify_index, job_owner, job_version, metric_sum, template_record};
 pub use sim_api::{LoggedRequest, RequestLog};

@@ -150,7 +150,21 @@ pub struct DroverProcess {
 impl DroverProcess {
     /// Runs `drover run` against `sim` with `--resync 1s` unless `extra_args` gives `--resync`, and waits until
     /// `/readyz` answers 200. Retries on another port if the one picked was taken meanwhile.
+    ///
+    /// Leader election is off (`--leader-elect false`) unless `extra_args` gives `--leader-elect`: the simulator
+    /// runs session TTLs on its scaled clock (a 10 s TTL lasts 200 ms at [`crate::TIME_SCALE`]) while Drover renews
+    /// on real time, so a lock only holds against a simulator at time scale 1 (`e2e/tests/ha.rs`).
     pub async fn start(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
+        DroverProcess::start_until(sim, extra_args, Readiness::Leader).await
+    }
+
+    /// As [`DroverProcess::start`], but returns as soon as the replica is loaded, leader or standby (`/readyz` 200,
+    /// or 503 `standby`).
+    pub async fn start_replica(sim: &SimProcess, extra_args: &[&str]) -> DroverProcess {
+        DroverProcess::start_until(sim, extra_args, Readiness::Replica).await
+    }
+
+    async fn start_until(sim: &SimProcess, extra_args: &[&str], until: Readiness) -> DroverProcess {
         let mut last_stderr = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -162,6 +176,9 @@ impl DroverProcess {
             if !extra_args.contains(&"--resync") {
                 cmd.args(["--resync", "1s"]);
             }
+            if !extra_args.contains(&"--leader-elect") {
+                cmd.args(["--leader-elect", "false"]);
+            }
             let child = cmd
                 .args(extra_args)
                 .stdin(Stdio::null())
@@ -171,7 +188,7 @@ impl DroverProcess {
                 .expect("spawn drover run");
             let child = Owned(child, log.clone());
             let mut drover = DroverProcess { url: format!("http://127.0.0.1:{port}"), log, http: http_client(), child };
-            if drover.wait_ready().await {
+            if drover.wait_ready(until).await {
                 return drover;
             }
             // The file is removed when `drover` drops: keep what it said for the panic below.
@@ -180,19 +197,72 @@ impl DroverProcess {
         panic!("drover run did not start; its stderr:\n{last_stderr}");
     }
 
-    /// Waits for `/readyz` 200; false when the process exited first (e.g. its port was taken).
-    async fn wait_ready(&mut self) -> bool {
+    /// Waits for `/readyz` to say `until`; false when the process exited first (e.g. its port was taken).
+    async fn wait_ready(&mut self, until_ready: Readiness) -> bool {
         let until = Instant::now() + DEADLINE;
         loop {
             if self.child.0.try_wait().ok().flatten().is_some() {
                 return false;
             }
-            if let Ok(resp) = self.http.get(format!("{}/readyz", self.url)).send().await
-                && resp.status().is_success()
-            {
-                return true;
+            match (self.readyz().await, until_ready) {
+                (Some(Ready::Leader), _) | (Some(Ready::Standby), Readiness::Replica) => return true,
+                _ => {}
             }
             assert!(Instant::now() < until, "drover never became ready (see {})", self.log.display());
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// What `/readyz` says; `None` when it cannot be read or the replica is still loading.
+    pub async fn readyz(&self) -> Option<Ready> {
+        let resp = self.http.get(format!("{}/readyz", self.url)).send().await.ok()?;
+        let ok = resp.status().is_success();
+        let body = resp.text().await.ok()?;
+        match (ok, body.trim()) {
+            (true, _) => Some(Ready::Leader),
+            (false, "standby") => Some(Ready::Standby),
+            _ => None,
+        }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// The `User-Agent` this process sends to Consul and Nomad (`drover/<version> (pid <pid>)`), which the
+    /// simulator's request log records.
+    pub fn user_agent(&self) -> String {
+        format!("drover/{} (pid {})", env!("CARGO_PKG_VERSION"), self.pid())
+    }
+
+    /// Sends SIGTERM (a graceful shutdown: the leader releases its lock).
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid());
+    }
+
+    /// Sends SIGKILL and reaps the process (`kill -9`: nothing is released).
+    pub fn kill9(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// Waits until the process exited, and returns its status.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            match self.child.0.try_wait() {
+                Ok(Some(status)) => return status,
+                other => assert!(
+                    Instant::now() < until,
+                    "drover did not exit within {DEADLINE:?}: {other:?} (see {})",
+                    self.log.display()
+                ),
+            }
             tokio::time::sleep(POLL).await;
         }
     }
@@ -225,6 +295,24 @@ impl DroverProcess {
         })
         .await
     }
+}
+
+/// What `/readyz` says of a loaded replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// 200: it leads and reconciles.
+    Leader,
+    /// 503 `standby`: another replica leads.
+    Standby,
+}
+
+/// What [`DroverProcess`]'s start waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Readiness {
+    /// `/readyz` 200.
+    Leader,
+    /// 200 or 503 `standby`.
+    Replica,
 }
 
 /// A loopback port that was free a moment ago.

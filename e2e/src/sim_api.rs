@@ -181,6 +181,13 @@ impl SimProcess {
         self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/nomad/health", Some(body)).await;
     }
 
+    /// Makes allocations of job `ns/job` at `version` report healthy `delay_ms` simulated milliseconds after they
+    /// are placed (plus the group's `min_healthy_time`), so a rollout lasts as long as a test needs.
+    pub async fn set_health_delay(&self, ns: &str, job: &str, version: u64, delay_ms: u64) {
+        let body = json!({ "namespace": ns, "job": job, "version": version, "mode": "delay", "delay_ms": delay_ms });
+        self.control(&self.nomad_url, reqwest::Method::POST, "/_sim/nomad/health", Some(body)).await;
+    }
+
     // ---- Nomad capacity (nodes) and event-stream cuts ----
 
     /// The simulated Nomad client nodes (`GET /_sim/nomad/nodes`: `ID`, `Resources`, `Used`, `Free`, `Drain`, …).

@@ -9,3 +9,11 @@ key_prefix "drover/status/" {
 key_prefix "drover/control/" {
   policy = "read"
 }
+# The leader lock (`drover run` with leader election, the default): acquire and release of the lock key, and the
+# session that holds it (create, renew, destroy).
+key "drover/leader" {
+  policy = "write"
+}
+session_prefix "" {
+  policy = "write"
+}

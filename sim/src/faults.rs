@@ -20,6 +20,10 @@ pub struct FaultSpec {
     pub method: Option<String>,
     /// Path pattern: a prefix of the request path, where `*` matches any run of characters (`/v1/job/*/plan`).
     pub path: String,
+    /// Only requests whose `User-Agent` contains this text (e.g. `(pid 1234)`: one Drover replica, a network
+    /// partition of one process); any when absent.
+    #[serde(default)]
+    pub user_agent: Option<String>,
     /// What happens to a matching request.
     pub action: FaultAction,
     /// Apply to this many matching requests, then expire. Unlimited when absent.
@@ -112,13 +116,26 @@ impl Faults {
         inner.active.clone()
     }
 
-    /// The action for one request, if a fault matches it; consumes one use of a counted fault.
+    /// The action for one request without a `User-Agent`, if a fault matches it; consumes one use of a counted fault.
     pub fn check(&self, server: Server, method: &str, path: &str, now: SimInstant) -> Option<FaultAction> {
+        self.check_from(server, method, path, "", now)
+    }
+
+    /// The action for one request from `user_agent`, if a fault matches it; consumes one use of a counted fault.
+    pub fn check_from(
+        &self,
+        server: Server,
+        method: &str,
+        path: &str,
+        user_agent: &str,
+        now: SimInstant,
+    ) -> Option<FaultAction> {
         let mut inner = lock(&self.inner);
         inner.active.retain(|f| f.until.is_none_or(|u| now < u) && f.remaining != Some(0));
         let fault = inner.active.iter_mut().find(|f| {
             f.spec.server.is_none_or(|s| s == server)
                 && f.spec.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && f.spec.user_agent.as_deref().is_none_or(|ua| user_agent.contains(ua))
                 && pattern_matches(&f.spec.path, path)
         })?;
         if let Some(n) = fault.remaining.as_mut() {
@@ -155,6 +172,7 @@ mod tests {
             server: Some(Server::Nomad),
             method: None,
             path: path.to_string(),
+            user_agent: None,
             action: FaultAction::Drop,
             count,
             duration_ms,
@@ -187,6 +205,16 @@ mod tests {
         f.add(spec("/v1/", None, None), now);
         assert!(f.check(Server::Consul, "GET", "/v1/kv/x", now).is_none());
         assert!(f.check(Server::Nomad, "GET", "/v1/jobs", now).is_some());
+    }
+
+    #[test]
+    fn fault_with_a_user_agent_should_only_hit_that_client() {
+        let f = Faults::default();
+        let now = SimInstant::default();
+        f.add(FaultSpec { user_agent: Some("(pid 7)".into()), ..spec("/v1/", None, None) }, now);
+        assert!(f.check_from(Server::Nomad, "GET", "/v1/jobs", "drover/0.1.0 (pid 7)", now).is_some());
+        assert!(f.check_from(Server::Nomad, "GET", "/v1/jobs", "drover/0.1.0 (pid 8)", now).is_none());
+        assert!(f.check(Server::Nomad, "GET", "/v1/jobs", now).is_none(), "no User-Agent, no match");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct LoggedRequest {
     pub status: u16,
     /// Simulated milliseconds since the simulator started.
     pub at_ms: u64,
+    /// The client's `User-Agent` (empty when none was sent), so a test can tell apart the requests of two processes
+    /// (Drover sends `drover/<version> (pid <pid>)`).
+    #[serde(default)]
+    pub user_agent: String,
 }
 
 impl LoggedRequest {
@@ -60,7 +64,17 @@ struct Inner {
 
 impl RequestLog {
     /// Appends one entry.
-    pub fn record(&self, server: Server, method: &str, path: &str, query: &str, status: u16, at_ms: u64) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        server: Server,
+        method: &str,
+        path: &str,
+        query: &str,
+        status: u16,
+        at_ms: u64,
+        user_agent: &str,
+    ) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.next_seq += 1;
         let seq = inner.next_seq;
@@ -75,6 +89,7 @@ impl RequestLog {
             query: query.to_string(),
             status,
             at_ms,
+            user_agent: user_agent.to_string(),
         });
     }
 

@@ -97,12 +97,14 @@ async fn answer(
     }
     let method = req.method().as_str().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let user_agent =
+        req.headers().get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let log = |status: u16| {
         let at_ms = u64::try_from(shared.clock.now().since_start().as_millis()).unwrap_or(u64::MAX);
-        shared.log.record(server, &method, &path, &query, status, at_ms);
+        shared.log.record(server, &method, &path, &query, status, at_ms, &user_agent);
     };
 
-    match shared.faults.check(server, &method, &path, shared.clock.now()) {
+    match shared.faults.check_from(server, &method, &path, &user_agent, shared.clock.now()) {
         Some(FaultAction::Drop) => {
             log(0);
             return Err(Dropped);

@@ -1,6 +1,6 @@
 //! The command line: `drover run` (the controller), `drover dev` (simulator + controller + live view) and the
 //! commands for people (`apply`, `get`, `describe`, `diff`, `delete`, `validate`, `wait`, `schema`, and the rollout
-//! controls `promote`, `abort`, `retry`, `pause`, `resume`, `restart`).
+//! controls `promote`, `abort`, `retry`, `pause`, `resume`, `restart`), and `sync` (GitOps).
 //!
 //! Errors reach `main` as `anyhow` chains and are printed on one line with a non-zero exit.
 
@@ -9,6 +9,7 @@ mod control;
 mod diff;
 mod rollout_view;
 mod show;
+mod sync;
 mod wait;
 
 pub mod dev;
@@ -71,6 +72,9 @@ pub enum Command {
     Resume(control::ControlArgs),
     /// Start the steps of the rollout in progress again from the first.
     Restart(control::ControlArgs),
+    /// GitOps: make the records in Consul match a directory or a git repository (plan, CAS-guarded writes,
+    /// optional prune, dry run, --watch with a webhook), or show the outcome of past syncs (`sync status`).
+    Sync(sync::SyncArgs),
 }
 
 /// Where Consul is (flags win over `CONSUL_*` variables).
@@ -201,6 +205,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Pause(args) => return control::run(ControlAction::Pause, args).await,
         Command::Resume(args) => return control::run(ControlAction::Resume, args).await,
         Command::Restart(args) => return control::run(ControlAction::Restart, args).await,
+        Command::Sync(args) => return sync::sync(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Dev(args) => dev::dev(args).await,
         Command::Apply(args) => apply::apply(args).await,

@@ -57,6 +57,18 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Contend for the leader lock at `<prefix>/leader`, so replicas can run side by side and only the leader
+    /// writes; `false` for a single replica that always leads [env: DROVER_LEADER_ELECT; default true].
+    #[arg(long)]
+    pub leader_elect: Option<String>,
+    /// TTL of the leader session (10s to 24h); renewed every half of it. After a `kill -9`, a standby takes over
+    /// within 2×TTL + lock-delay [env: DROVER_LOCK_TTL; default 15s].
+    #[arg(long)]
+    pub lock_ttl: Option<String>,
+    /// Consul lock-delay (0s to 60s): after the leader's session dies, nobody may take the lock for this long
+    /// [env: DROVER_LOCK_DELAY; default 5s].
+    #[arg(long)]
+    pub lock_delay: Option<String>,
 }
 
 /// Sets up `tracing` output on stderr (`RUST_LOG` filters, default `info`).
@@ -127,6 +139,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Rejected here, before anything starts, with the flag or variable named (see `consul::budget`).
     let watch_budget = crate::config::resolve_watch_budget(args.watch_budget.as_deref(), &super::env_lookup)?;
     config.watch_budget = watch_budget;
+    let lock_flags = crate::leader::settings::LockFlags {
+        leader_elect: args.leader_elect.clone(),
+        lock_ttl: args.lock_ttl.clone(),
+        lock_delay: args.lock_delay.clone(),
+    };
+    let lock = crate::leader::settings::resolve(&lock_flags, &super::env_lookup)?;
+    config.election = lock.map(|s| {
+        let holder = crate::leader::Holder::this_process(&args.listen.to_string(), &super::env_lookup);
+        crate::leader::LockConfig::new(&config.prefix, s.ttl, s.lock_delay, holder)
+    });
     let metrics = Arc::new(Metrics::new());
     let consul = args.consul.client(metrics.clone())?;
     let nomad = args.nomad.client(metrics.clone())?;
@@ -138,9 +160,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         prefix = %config.prefix,
         watch_budget = %watch_budget,
+        leader_lock = ?config.election.as_ref().map(|l| (&l.key, l.ttl, l.lock_delay)),
         "drover starting"
     );
-    metrics.set_leader(true);
+    // A single replica leads from the start; with an election, the elector's gate sets it.
+    metrics.set_leader(config.election.is_none());
     let controller = Controller::new(config, consul, nomad, metrics);
     let shutdown = shutdown_on_signal();
     let http_shutdown = shutdown.clone();

@@ -62,6 +62,19 @@ pub enum ExecError {
         /// The job or key concerned.
         target: String,
     },
+    /// This replica stopped leading (or leads in a later term) since the reconcile started: the write was not sent.
+    /// Not retried here: the replica that leads now reconciles the app, and this one resyncs every app when it
+    /// leads again.
+    #[error("{operation} for {target:?} dropped")]
+    NotLeader {
+        /// The write that was not sent.
+        operation: &'static str,
+        /// The job or key concerned.
+        target: String,
+        /// The term that ended.
+        #[source]
+        source: crate::leader::NotLeader,
+    },
 }
 
 impl ExecError {
@@ -74,6 +87,7 @@ impl ExecError {
             ExecError::Refused { .. } => "refused",
             ExecError::NamespaceMissing { .. } => "namespace_missing",
             ExecError::Forbidden { .. } => "forbidden",
+            ExecError::NotLeader { .. } => "not_leader",
         }
     }
 
@@ -84,7 +98,9 @@ impl ExecError {
             // The next attempt reads fresh state and should succeed; a race that keeps recurring must not spin.
             ExecError::Conflict { .. } if conflicts_in_row <= 1 => Retry::After(Duration::ZERO),
             ExecError::Conflict { .. } => Retry::Backoff,
-            ExecError::Rejected { .. } | ExecError::NamespaceMissing { .. } => Retry::Never,
+            ExecError::Rejected { .. } | ExecError::NamespaceMissing { .. } | ExecError::NotLeader { .. } => {
+                Retry::Never
+            }
             ExecError::Refused { .. } => Retry::After(REFUSED_RECHECK),
         }
     }
@@ -102,6 +118,17 @@ pub(super) fn from_nomad_rollout(operation: &'static str, target: &str, e: crate
         }
         other => from_nomad(operation, target, other),
     }
+}
+
+/// `Ok` while `gate` still leads in `term`: checked right before every write, so no write of a reconcile that
+/// outlived its leadership is sent.
+pub(super) fn admit(
+    gate: &crate::leader::LeaderGate,
+    term: crate::leader::Term,
+    operation: &'static str,
+    target: &str,
+) -> Result<(), ExecError> {
+    gate.admit(term).map_err(|source| ExecError::NotLeader { operation, target: target.to_string(), source })
 }
 
 /// Maps a Nomad client error to the execution error that carries the retry policy.

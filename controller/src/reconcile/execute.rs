@@ -1,15 +1,20 @@
 //! Carrying out a [`Plan`](super::Plan)'s actions, in order, stopping at the first failure. No decisions here,
 //! except the one safety check Nomad's DELETE lacks an index for: a job is stopped only if a fresh read shows it
-//! still carries the owner value the plan names.
+//! still carries the owner value the plan names. Every write is admitted by the leadership gate first (the term the
+//! reconcile started in must still hold).
 
-use super::error::{ExecError, from_consul, from_nomad, from_nomad_rollout};
+use super::error::{ExecError, admit, from_consul, from_nomad, from_nomad_rollout};
 use super::plan::{Action, Applied};
 use super::ports::{KvPort, NomadPort};
+use crate::leader::{LeaderGate, Term};
 use crate::metrics::Metrics;
 
 /// Runs `actions` for an app in `namespace` whose status is at `status_key` (CAS guard `status_index`). Returns
-/// what a successful register produced, and whether the status was deleted.
+/// what a successful register produced, and whether the status was deleted. Writes are sent only while `gate` leads
+/// in `term`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn execute<N: NomadPort, K: KvPort>(
+    (gate, term): (&LeaderGate, Term),
     nomad: &N,
     kv: &K,
     metrics: &Metrics,
@@ -24,6 +29,7 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
         match action {
             Action::Register { job, enforce_index, hash, reason, preserve_counts } => {
                 let job_id = job.get("ID").and_then(serde_json::Value::as_str).unwrap_or_default();
+                admit(gate, term, "register", job_id)?;
                 metrics.nomad_write("register");
                 let reply = nomad
                     .register(namespace, job, *enforce_index, *preserve_counts)
@@ -43,6 +49,7 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                 });
             }
             Action::Scale { job_id, group, count, message, enforce_index, hash, direction } => {
+                admit(gate, term, "scale", job_id)?;
                 metrics.nomad_write("scale");
                 let reply = nomad
                     .scale(namespace, job_id, group, *count, message, *enforce_index)
@@ -67,10 +74,12 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                     }
                     Some(_) => {}
                 }
+                admit(gate, term, "deregister", job_id)?;
                 metrics.nomad_write(if *purge { "purge" } else { "stop" });
                 nomad.deregister(namespace, job_id, *purge).await.map_err(|e| from_nomad("deregister", job_id, e))?;
             }
             Action::DeleteStatus => {
+                admit(gate, term, "delete status", status_key)?;
                 let done = kv
                     .delete_cas(status_key, status_index)
                     .await
@@ -81,14 +90,17 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                 deleted = true;
             }
             Action::PromoteDeployment { id } => {
+                admit(gate, term, "promote", id)?;
                 metrics.nomad_write(action.name());
                 nomad.promote(namespace, id).await.map_err(|e| from_nomad_rollout("promote", id, e))?;
             }
             Action::FailDeployment { id } => {
+                admit(gate, term, "fail deployment", id)?;
                 metrics.nomad_write(action.name());
                 nomad.fail_deployment(namespace, id).await.map_err(|e| from_nomad_rollout("fail deployment", id, e))?;
             }
             Action::PauseDeployment { id, pause } => {
+                admit(gate, term, "pause deployment", id)?;
                 metrics.nomad_write(action.name());
                 nomad
                     .pause_deployment(namespace, id, *pause)
@@ -96,6 +108,7 @@ pub(super) async fn execute<N: NomadPort, K: KvPort>(
                     .map_err(|e| from_nomad_rollout("pause deployment", id, e))?;
             }
             Action::RevertJob { job_id, version, enforce_prior_version } => {
+                admit(gate, term, "revert", job_id)?;
                 metrics.nomad_write(action.name());
                 nomad
                     .revert(namespace, job_id, *version, *enforce_prior_version)

@@ -12,7 +12,11 @@
 //! - **decide** ([`decide()`]) is a pure function of what was gathered and the time.
 //! - **execute** carries the plan out through [`NomadPort`] and [`KvPort`], narrow traits with in-memory fakes
 //!   ([`fake`]), so every path of the stage, conflicts and errors included, is tested in-process.
-//! - **write status** is the only place statuses are written or deleted (so leadership can gate it later).
+//! - **write status** is the only place statuses are written or deleted.
+//!
+//! Leadership ([`crate::leader`]): a reconcile runs only while this replica leads, under the term it started in; it
+//! is cancelled the moment that term ends, and each write (in execute and write status) is admitted by the gate
+//! first, so a write of an ended term is never sent (it is dropped and counted).
 
 pub mod decide;
 pub mod error;
@@ -35,6 +39,7 @@ pub use plan::{Action, Applied, Observed, Plan, RecordState, RegisterReason, Req
 pub use ports::{AnalysisSource, ControlSource, KvPort, NoAnalysis, NoControls, NomadPort};
 
 use crate::app::{AppKey, Record, owner_value};
+use crate::leader::{LeaderGate, Term};
 use crate::live::JobKey;
 use crate::metrics::Metrics;
 use crate::queue::{Outcome, Reconciled, Retry};
@@ -61,6 +66,8 @@ pub struct Stage<N, K> {
     analysis: Arc<dyn AnalysisSource>,
     /// Controls, written by the controls watch (issue #8).
     controls: Arc<dyn ControlSource>,
+    /// Whether this replica may write; [`LeaderGate::always`] unless [`Stage::with_leadership`] says otherwise.
+    leadership: LeaderGate,
     /// Write conflicts in a row, per app (only apps whose last run conflicted are here).
     conflicts: Mutex<HashMap<AppKey, u32>>,
     /// Group counts read from Nomad for jobs the live cache knows only from a list stub, by the `JobModifyIndex`
@@ -109,6 +116,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             measurements: crate::measure::Measurements::default(),
             analysis: Arc::new(NoAnalysis),
             controls: Arc::new(NoControls),
+            leadership: LeaderGate::always(),
             conflicts: Mutex::new(HashMap::new()),
             read_counts: Mutex::new(HashMap::new()),
         }
@@ -135,21 +143,39 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         self
     }
 
+    /// Writes only while `gate` leads (a replica of several; without this, the stage always writes).
+    #[must_use]
+    pub fn with_leadership(mut self, gate: LeaderGate) -> Self {
+        self.leadership = gate;
+        self
+    }
+
     /// The status writer, to load every status once at start (before any reconcile runs).
     pub fn status_writer(&self) -> &StatusesWriter {
         &self.status_writer
     }
 
     /// Reconciles one app.
+    ///
+    /// A standby does nothing (the leader reconciles, and this replica resyncs every app when it comes to lead). A
+    /// reconcile whose term ends midway is dropped at once: its writes not yet sent are never sent.
     pub async fn reconcile(&self, key: AppKey) -> Reconciled {
+        let Some(term) = self.leadership.term() else { return Reconciled::done(None) };
         let span = tracing::info_span!("reconcile", app = %key);
-        self.reconcile_in_span(&key).instrument(span).await
+        tokio::select! {
+            result = self.reconcile_in_span(&key, term).instrument(span) => result,
+            () = self.leadership.lost(term) => {
+                tracing::info!(app = %key, "leadership lost: reconcile cancelled");
+                self.metrics.reconcile_finished("cancelled", std::time::Duration::ZERO);
+                Reconciled::done(None)
+            }
+        }
     }
 
-    async fn reconcile_in_span(&self, key: &AppKey) -> Reconciled {
+    async fn reconcile_in_span(&self, key: &AppKey, term: Term) -> Reconciled {
         let started = Instant::now();
         let result = match self.gather(key).await {
-            Ok(Some(g)) => self.act(key, g).await,
+            Ok(Some(g)) => self.act(key, g, term).await,
             Ok(None) => Reconciled::done(None),
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(&err), kind = err.kind(), "gather failed");
@@ -246,7 +272,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
     }
 
     /// Decides, executes and records the outcome.
-    async fn act(&self, key: &AppKey, g: Gathered) -> Reconciled {
+    async fn act(&self, key: &AppKey, g: Gathered, term: Term) -> Reconciled {
         let now = (self.clock)();
         let ts = timestamp(now);
         let owner = owner_value(&self.prefix, key);
@@ -271,6 +297,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         let plan_evaluated = plan.evaluated;
         let status_key = key.status_kv_key(&self.prefix);
         let executed = execute::execute(
+            (&self.leadership, term),
             &self.nomad,
             &self.kv,
             &self.metrics,
@@ -308,6 +335,12 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                     Requeue::After(d) => Reconciled::requeue_after(d, generation),
                 }
             }
+            Err(err @ ExecError::NotLeader { .. }) => {
+                // Nothing more may be written: the replica that leads now owns this app's status.
+                tracing::info!(error = %crate::error_chain(err), "not leading any more");
+                self.metrics.write_dropped();
+                return Reconciled::done(None);
+            }
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(err), kind = err.kind(), "reconcile failed");
                 let conflicts = self.conflicts_count(key, err);
@@ -318,7 +351,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             }
         };
         let written = match status {
-            Some(s) => self.write_status(key, s, g.status.as_deref(), g.status_index, &ts).await,
+            Some(s) => self.write_status(key, s, g.status.as_deref(), g.status_index, &ts, term).await,
             None => Ok(()),
         };
         match written {
@@ -330,6 +363,11 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                 self.metrics.rollout.observed(&key.namespace, &key.name, before, rollout_after.as_ref(), now);
             }
             Ok(()) => {}
+            // Not leading any more (counted by write_status): the replica that leads now owns the status.
+            Err(err @ ExecError::NotLeader { .. }) => {
+                tracing::info!(error = %crate::error_chain(&err), "not leading any more");
+                return Reconciled::done(None);
+            }
             Err(err) => {
                 tracing::warn!(error = %crate::error_chain(&err), "status write failed");
                 if matches!(result.outcome, Outcome::Done | Outcome::RequeueAfter(_)) {
@@ -371,12 +409,17 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         stored: Option<&AppStatus>,
         index: u64,
         ts: &str,
+        term: Term,
     ) -> Result<(), ExecError> {
         if stored.is_some_and(|s| s.eq_ignoring_time(&status)) {
             return Ok(());
         }
         status.updated_at = ts.to_string();
         let status_key = key.status_kv_key(&self.prefix);
+        if let Err(err) = error::admit(&self.leadership, term, "write status", &status_key) {
+            self.metrics.write_dropped();
+            return Err(err);
+        }
         let body = serde_json::to_vec(&status).map_err(|e| ExecError::Unavailable {
             operation: "encode status",
             target: status_key.clone(),

@@ -31,6 +31,11 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_leading(crate::leader::LeaderGate::always())
+}
+
+/// A harness whose stage writes only while `gate` leads.
+fn harness_leading(gate: crate::leader::LeaderGate) -> Harness {
     let (records_writer, records) = store::records("drover");
     let (status_writer, statuses) = store::statuses("drover");
     let (live_writer, live) = store::live_cache();
@@ -46,7 +51,8 @@ fn harness() -> Harness {
         Arc::new(crate::metrics::Metrics::new()),
         clock,
     )
-    .with_measurements(readings);
+    .with_measurements(readings)
+    .with_leadership(gate);
     Harness { measurements, stage, nomad, kv, records: records_writer, live: live_writer, handle_statuses: statuses }
 }
 
@@ -379,4 +385,49 @@ async fn stage_should_read_an_idle_autoscaled_job_once_when_the_cache_has_only_i
         h.run().await;
     }
     assert_eq!(h.nomad.reads() - before, 1, "an idle app is read once per job version, not once per reconcile");
+}
+
+#[tokio::test]
+async fn stage_should_write_nothing_while_standby_and_everything_once_leading() {
+    use crate::leader::{Leadership, Term};
+    let (leadership, gate) = crate::leader::channel();
+    let mut h = harness_leading(gate);
+    h.write_record(WEB);
+    assert_eq!(h.run().await.outcome, Outcome::Done);
+    assert!(h.nomad.writes().is_empty(), "a standby registers nothing: {:?}", h.nomad.writes());
+    assert!(h.kv.read(STATUS).is_none(), "a standby writes no status");
+    // The positive control: the same stage, leading, does both.
+    leadership.send(Leadership::Leading(Term(1)));
+    h.run().await;
+    assert_eq!(h.nomad.writes().iter().filter(|w| w.starts_with("register")).count(), 1, "{:?}", h.nomad.writes());
+    assert!(h.kv.read(STATUS).is_some(), "the leader writes the status");
+}
+
+#[tokio::test]
+async fn execute_should_send_no_write_of_a_term_that_ended() {
+    use crate::leader::{Leadership, Term};
+    let (leadership, gate) = crate::leader::channel();
+    let h = harness();
+    let index = h.kv.put(STATUS, b"{}");
+    leadership.send(Leadership::Leading(Term(2)));
+    let metrics = crate::metrics::Metrics::new();
+    let run = |term| {
+        super::execute::execute(
+            (&gate, term),
+            &h.nomad,
+            &h.kv,
+            &metrics,
+            "default",
+            STATUS,
+            index,
+            &[Action::DeleteStatus],
+        )
+    };
+    // Started in term 1, which ended (this replica was a standby in between): nothing is sent.
+    let refused = run(Term(1)).await;
+    assert!(matches!(refused, Err(ExecError::NotLeader { .. })), "{refused:?}");
+    assert!(h.kv.read(STATUS).is_some(), "the status is still there");
+    // The current term may write.
+    assert!(matches!(run(Term(2)).await, Ok((None, true))));
+    assert!(h.kv.read(STATUS).is_none());
 }

@@ -226,6 +226,11 @@ impl Drover {
             .args(["--consul-addr", &sim.consul, "--nomad-addr", &sim.nomad])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra);
+        // The simulator's session TTLs run on its scaled clock, Drover's renewals on real time: a lock holds only
+        // against a simulator at time scale 1, so leader election is on only when a benchmark asks for it.
+        if !extra.contains(&"--leader-elect") {
+            cmd.args(["--leader-elect", "false"]);
+        }
         let proc = spawn_piped(cmd)?;
         Ok(Drover { proc, url: format!("http://127.0.0.1:{port}") })
     }
