@@ -24,6 +24,7 @@
 //!   one evaluation's measurements to a scale decision (the Nomad Autoscaler's strategies and resolution).
 //! - [`prometheus`]: instant queries and query templates, shared by rollout analysis and autoscaling; [`measure`]:
 //!   the measurement stage (deduplicated rounds of queries, the store decisions read, the schedule).
+//! - [`expr`]: the condition language of analysis templates (`successCondition`, `failureCondition`).
 //! - [`rollout`]: progressive delivery's records — a rollout's status (steps, analysis runs) and controls.
 //! - [`status`]: the status record Drover writes.
 //! - [`leader`]: high availability — the Consul lock replicas contend for, and the gate every writer checks.
@@ -40,6 +41,7 @@ pub mod app;
 pub mod autoscale;
 pub mod config;
 pub mod consul;
+pub mod expr;
 pub mod fuzzing;
 pub mod leader;
 pub mod live;

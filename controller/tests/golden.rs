@@ -131,7 +131,7 @@ fn example(name: &str) -> (AppKey, Vec<u8>) {
 
 #[test]
 fn examples_should_validate_and_render() {
-    for name in ["web.yaml", "worker.yaml", "api-autoscaled.yaml"] {
+    for name in ["web.yaml", "worker.yaml", "api-autoscaled.yaml", "canary.yaml"] {
         let (key, bytes) = example(name);
         let desired = app::load(&key, &bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(desired.job["Meta"]["drover.io/app"], format!("drover/apps/{key}"));
@@ -141,6 +141,34 @@ fn examples_should_validate_and_render() {
     let desired = app::load(&web, &bytes).expect("web.yaml");
     assert_eq!(desired.job["TaskGroups"][0]["Count"], 3);
     assert_eq!(desired.job["TaskGroups"][0]["Services"][0]["Checks"][0]["Type"], "http");
+
+    // The canary example: Nomad's canary fields rendered, its steps and analysis as the walk-through says.
+    let (checkout, bytes) = example("canary.yaml");
+    let desired = app::load(&checkout, &bytes).expect("canary.yaml");
+    let update = &desired.job["TaskGroups"][0]["Update"];
+    assert_eq!(
+        (&update["Canary"], &update["AutoPromote"], &update["AutoRevert"]),
+        (&json!(2), &json!(false), &json!(true))
+    );
+    let strategy = desired.app.spec.strategy.as_ref().expect("a strategy");
+    let steps = &strategy.canary.as_ref().expect("canary settings").steps;
+    assert!(matches!(
+        steps.as_slice(),
+        [app::CanaryStep::Pause(_), app::CanaryStep::Analysis(_), app::CanaryStep::Webhook(_)]
+    ));
+    assert!(strategy.post_promotion.as_ref().is_some_and(|p| p.analysis.is_some()));
+    let template = drover::rollout::CompiledTemplate::new(&desired.app.spec.analysis["error-rate"]).expect("compiles");
+    assert!(template.needs_baseline(), "the example compares the canary with the stable version");
+    let vars = drover::prometheus::RolloutVars {
+        version: 5,
+        stable_version: Some(4),
+        job_id: "checkout".into(),
+        namespace: "default".into(),
+        group: "checkout".into(),
+        args: [("window".to_owned(), "1m".to_owned())].into_iter().collect(),
+    };
+    let query = template.resolve(&vars).expect("resolves");
+    assert!(query.contains(r#"job="checkout",version="5",code=~"5.."}[1m]"#), "{query}");
 }
 
 #[test]

@@ -21,7 +21,10 @@ pub struct AnalysisTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebMetric>,
     /// An expression over `result` (and `baseline`) that passes a measurement, e.g. `result < 0.01`. Without it,
-    /// a measurement passes unless `failureCondition` holds.
+    /// a measurement passes unless `failureCondition` holds; with it alone, a measurement that does not meet it
+    /// fails. The language: numbers, `result`, `baseline`, `result[0]`, `len`, `isNaN`, `abs`, `+ - * /`,
+    /// comparisons (a vector against a number holds when every element does), `&&`, `||`, `!`, parentheses
+    /// (README, "Rollout fields"). At least one of the two conditions is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_condition: Option<String>,
     /// An expression over `result` (and `baseline`) that fails a measurement, e.g. `result >= 0.05`. Checked
@@ -31,7 +34,8 @@ pub struct AnalysisTemplate {
     /// Time between measurements. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<HumanDuration>,
-    /// Measurements to take; the run passes when they are all taken without reaching a limit. Default 1.
+    /// Measurements to take (1–10000); the run passes when they are all taken without reaching a limit (errors are
+    /// not measurements taken). Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i64>,
     /// Wait this long after the step starts before the first measurement (metrics need traffic first). Default 0.
@@ -44,15 +48,16 @@ pub struct AnalysisTemplate {
     /// person). Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inconclusive_limit: Option<i64>,
-    /// Measurements that could not be taken in a row (Prometheus down, a timeout) before the run fails. Errors
-    /// are retried on a short interval and are not failures. Default 4.
+    /// Measurements that could not be taken in a row (Prometheus down, a timeout) before the run fails; at least 1.
+    /// Errors are retried on a short interval (at most 5s) and are not failures. Default 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_error_limit: Option<i64>,
-    /// How an empty result (no series) counts. Default `Inconclusive`.
+    /// How an empty result (no series; `null` from a web metric) counts; conditions never see one. Default
+    /// `Inconclusive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_empty: Option<OnEmpty>,
-    /// How a NaN result counts. Default `Inconclusive`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How a NaN result (a NaN value anywhere in it) counts; conditions never see one. Default `Inconclusive`.
+    #[serde(rename = "onNaN", default, skip_serializing_if = "Option::is_none")]
     pub on_nan: Option<OnEmpty>,
     /// Measure and report, but never fail or pause the rollout (a new query's trial run).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

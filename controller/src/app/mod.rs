@@ -7,7 +7,8 @@
 //! - [`key`]: [`AppKey`], where a record lives in Consul KV;
 //! - [`mod@parse`]: bytes → [`App`], safe on hostile input;
 //! - [`mod@validate`] (and `validate_job` for `spec.job`, `validate_update` for its `Update` blocks): every
-//!   problem, with its path (`validate_strategy` for `spec.strategy`);
+//!   problem, with its path (`validate_strategy` for `spec.strategy`, `validate_analysis` for `spec.analysis` and the
+//!   steps that use it);
 //! - [`mod@render`]: [`App`] → Nomad `api.Job` JSON;
 //! - [`hash`]: the canonical spec hash;
 //! - [`record`]: [`Record`], what the reconciler reads of a record: valid (rendered and hashed) or invalid;
@@ -32,8 +33,9 @@ pub mod strategy;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod validate;
+mod validate_analysis;
 mod validate_job;
-mod validate_strategy;
+pub(crate) mod validate_strategy;
 mod validate_update;
 
 use std::fmt;
@@ -180,7 +182,8 @@ pub const MAX_REASON_CHARS: usize = 512;
 /// size keep a status far below Consul's 512 KiB value limit, and are more than a person reads.
 pub const MAX_REPORTED_ERRORS: usize = 100;
 
-fn truncate(mut text: String, max_chars: usize) -> String {
+/// `text` cut to `max_chars` characters, with `…` marking a cut.
+pub(crate) fn truncate(mut text: String, max_chars: usize) -> String {
     if let Some((cut, _)) = text.char_indices().nth(max_chars) {
         text.truncate(cut);
         text.push('…');

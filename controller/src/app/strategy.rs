@@ -65,7 +65,8 @@ pub enum StrategyType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStrategy {
-    /// How many canary instances run the new version before promotion; at least 1, at most the group's count.
+    /// How many canary instances run the new version before promotion; at least 1, at most every group's count
+    /// (and `spec.autoscaling.min`, which the autoscaler may scale down to).
     pub replicas: i64,
     /// Steps run in order once every canary is healthy; the rollout is promoted after the last. No steps: a manual
     /// gate (the rollout waits in `Paused` for `drover promote`).

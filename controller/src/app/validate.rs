@@ -45,6 +45,7 @@ pub fn validate(app: &App, key: Option<&AppKey>) -> Vec<FieldError> {
     if let Some(strategy) = &spec.strategy {
         super::validate_strategy::validate_strategy(app, strategy, &mut errors);
     }
+    super::validate_analysis::validate_analysis(app, &mut errors);
     if let Some(autoscaling) = &spec.autoscaling {
         validate_autoscaling(app, autoscaling, &mut errors);
     }

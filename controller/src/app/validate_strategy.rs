@@ -19,6 +19,9 @@ use super::{FieldError, index_path, key_path};
 /// The path of the strategy in a record.
 const P: &str = "spec.strategy";
 
+/// The most steps a canary may list: far more than any real rollout, and a bound on how long one can take.
+pub const MAX_STEPS: usize = 100;
+
 /// The HTTP methods a webhook step may use: a smoke test reads or pokes, it never deletes.
 pub const WEBHOOK_METHODS: [&str; 4] = ["GET", "POST", "PUT", "HEAD"];
 
@@ -47,6 +50,27 @@ pub(super) fn validate_strategy(app: &App, s: &Strategy, errors: &mut Vec<FieldE
             format!("is only valid with type Canary, not {:?}", s.strategy_type),
         )),
         (_, None) => {}
+    }
+    if let Some(autoscaling) = &app.spec.autoscaling {
+        match (s.strategy_type, &s.canary) {
+            (StrategyType::Canary, Some(canary)) if canary.replicas > autoscaling.min && canary.replicas >= 1 => {
+                errors.push(FieldError::new(
+                    format!("{P}.canary.replicas"),
+                    format!(
+                        "must be at most spec.autoscaling.min ({}): the autoscaler may scale the group down to that",
+                        autoscaling.min
+                    ),
+                ));
+            }
+            // Blue-green places as many new instances as the group runs, a number rendered into `Update.Canary`
+            // when the job is registered, while the autoscaler changes the count between registers.
+            (StrategyType::BlueGreen, _) => errors.push(FieldError::new(
+                format!("{P}.type"),
+                "BlueGreen cannot be used with spec.autoscaling: the new set's size is rendered at registration \
+                 while the autoscaler changes the count; use Canary",
+            )),
+            _ => {}
+        }
     }
     if s.blue_green.is_some() && s.strategy_type != StrategyType::BlueGreen {
         errors.push(FieldError::new(
@@ -96,6 +120,9 @@ fn validate_canary(canary: &CanaryStrategy, counts: &[GroupCount], errors: &mut 
         }
     }
     let steps = format!("{P}.canary.steps");
+    if canary.steps.len() > MAX_STEPS {
+        errors.push(FieldError::new(&steps, format!("must list at most {MAX_STEPS} steps")));
+    }
     for (i, step) in canary.steps.iter().enumerate() {
         let sp = index_path(&steps, i);
         match step {
@@ -152,6 +179,7 @@ fn validate_webhook(hook: &WebhookStep, p: &str, errors: &mut Vec<FieldError>) {
             format!("must be one of {} (upper case), not `{method}`", WEBHOOK_METHODS.join(", ")),
         ));
     }
+    crate::rollout::check_headers(&key_path(p, "headers"), &hook.headers, errors);
     if let Some(timeout) = hook.timeout
         && timeout.get().is_zero()
     {
@@ -413,6 +441,50 @@ mod tests {
         s.strategy_type = StrategyType::Rolling;
         s.blue_green = None;
         assert_eq!(paths(&template_app("web").with_strategy(s)), ["spec.strategy.postPromotion.bake"]);
+    }
+
+    #[test]
+    fn validate_should_fit_canaries_within_the_autoscaling_minimum_and_refuse_autoscaled_blue_green() {
+        let autoscaled = |strategy: Strategy| {
+            let mut app = template_app("web").with_strategy(strategy);
+            app.spec.autoscaling = Some(
+                serde_json::from_value(serde_json::json!({
+                    "min": 2, "max": 10,
+                    "checks": [{"name": "cpu", "prometheus": {"address": "http://p:9090", "query": "avg(cpu)"},
+                                "targetValue": {"target": 70}}]
+                }))
+                .expect("an autoscaling block"),
+            );
+            app
+        };
+        assert_eq!(paths(&autoscaled(canary(2, Vec::new()))), Vec::<String>::new());
+        assert_eq!(paths(&autoscaled(canary(3, Vec::new()))), ["spec.strategy.canary.replicas"]);
+        let bg = Strategy { strategy_type: StrategyType::BlueGreen, ..Strategy::default() };
+        assert_eq!(paths(&autoscaled(bg)), ["spec.strategy.type"]);
+    }
+
+    #[test]
+    fn validate_should_bound_steps_and_check_webhook_headers() {
+        let pause =
+            CanaryStep::Pause(PauseStep { duration: Some(HumanDuration::from_secs(1)), ..PauseStep::default() });
+        let many = canary(1, vec![pause; MAX_STEPS + 1]);
+        assert_eq!(paths(&template_app("web").with_strategy(many)), ["spec.strategy.canary.steps"]);
+        let hook = CanaryStep::Webhook(WebhookStep {
+            url: "http://smoke/".into(),
+            method: None,
+            headers: [("X Token".to_owned(), "a".to_owned()), ("Authorization".to_owned(), "b\r\nc".to_owned())]
+                .into_iter()
+                .collect(),
+            timeout: None,
+            expect_status: Vec::new(),
+        });
+        assert_eq!(
+            paths(&template_app("web").with_strategy(canary(1, vec![hook]))),
+            [
+                "spec.strategy.canary.steps[0].webhook.headers.Authorization",
+                "spec.strategy.canary.steps[0].webhook.headers[\"X Token\"]",
+            ]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - `Canary > 0` is a canary rollout (issue #8): Nomad places the canaries and waits for a promotion. Drover shows
 //!   it as a manual gate (`Paused`) that `drover promote` or `drover abort` ends; `AutoPromote: true` there is
 //!   Nomad's own promotion once the canaries are healthy, and is fine too.
+//! - `AutoPromote: true` without canaries (the group's or the job's it inherits) is refused, as Nomad refuses it.
 //! - `HealthCheck: "manual"` is refused: allocations become healthy only when someone sets their health through
 //!   the API, so the deployment would never end and nothing in the app would say why.
 //!
@@ -27,6 +28,41 @@ pub(super) fn check_update_blocks(job: &Map<String, Value>, p: &str, errors: &mu
         let up = key_path(&index_path(&key_path(p, "TaskGroups"), i), "Update");
         let group_update = block(group.get("Update"), &up, errors);
         check_block(group_update, &up, errors);
+        check_auto_promote(group_update, &up, job_update, &key_path(p, "Update"), errors);
+    }
+}
+
+/// Nomad refuses a group whose merged `Update` has `AutoPromote` without canaries ("Auto Promote requires a Canary
+/// count greater than zero", `structs.UpdateStrategy.Validate`; the simulator does the same): reported at the
+/// `AutoPromote` that applies, the group's or the job's it inherits.
+fn check_auto_promote(
+    group: Option<&Map<String, Value>>,
+    group_path: &str,
+    job: Option<&Map<String, Value>>,
+    job_path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let field = |name: &str| {
+        let set_in_group = group.and_then(|b| b.get(name)).filter(|v| !v.is_null());
+        let set_in_job = job.and_then(|b| b.get(name)).filter(|v| !v.is_null());
+        match (set_in_group, set_in_job) {
+            (Some(v), _) => Some((v, group_path)),
+            (None, Some(v)) => Some((v, job_path)),
+            (None, None) => None,
+        }
+    };
+    let canaries = field("Canary").and_then(|(v, _)| v.as_i64()).unwrap_or(0);
+    if let Some((Value::Bool(true), path)) = field("AutoPromote")
+        && canaries == 0
+    {
+        let p = key_path(path, "AutoPromote");
+        if !errors.iter().any(|e| e.path == p) {
+            errors.push(FieldError::new(
+                p,
+                "is true without canaries: Nomad refuses it (\"Auto Promote requires a Canary count greater than \
+                 zero\"); set Canary > 0 or leave AutoPromote out",
+            ));
+        }
     }
 }
 
@@ -103,9 +139,27 @@ mod tests {
     fn check_update_blocks_should_accept_rollouts_that_end_by_themselves() {
         let job = json!({
             "Update": {"MaxParallel": 2, "HealthCheck": "checks", "AutoRevert": true, "Canary": 0},
-            "TaskGroups": [{"Name": "a", "Update": {"HealthCheck": "task_states", "AutoPromote": true}}, {"Name": "b"}]
+            "TaskGroups": [
+                {"Name": "a", "Update": {"HealthCheck": "task_states", "AutoPromote": true, "Canary": 1}},
+                {"Name": "b"}
+            ]
         });
         assert_eq!(paths_for(job), Vec::<String>::new());
+    }
+
+    #[test]
+    fn check_update_blocks_should_refuse_auto_promote_without_canaries_as_nomad_does() {
+        let job = json!({
+            "Update": {"AutoPromote": true},
+            "TaskGroups": [
+                {"Name": "a"},
+                {"Name": "b", "Update": {"Canary": 2}},
+                {"Name": "c", "Update": {"AutoPromote": true, "Canary": 0}},
+                {"Name": "d", "Update": {"AutoPromote": false}}
+            ]
+        });
+        // a inherits the job's AutoPromote with no canaries; b has canaries; c sets both itself; d turns it off.
+        assert_eq!(paths_for(job), ["spec.job.Update.AutoPromote", "spec.job.TaskGroups[2].Update.AutoPromote"]);
     }
 
     #[test]

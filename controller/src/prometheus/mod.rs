@@ -7,4 +7,4 @@ mod client;
 mod template;
 
 pub use client::{Client, InstantQuery, QueryError, QueryResult, Series, Shape};
-pub use template::{QueryTemplate, Scope, TemplateError, Var, Vars};
+pub use template::{QueryTemplate, ResolveError, RolloutVars, Scope, TemplateError, Var, Vars, resolve};

@@ -2,6 +2,11 @@
 //! the Nomad Autoscaler users know), parsed once when the record is validated — an unknown variable or a broken
 //! `{{` is a field error then, never a surprise at query time — and rendered per measurement.
 //!
+//! Autoscaling parses with its own [`Scope`] and renders with [`Vars`]; rollout analysis (issue #8) parses with
+//! [`QueryTemplate::parse_rollout`] (every variable, any argument: the step that runs a template gives the
+//! arguments, and validation checks them per step) and resolves with [`RolloutVars`], where a missing value is an
+//! error rather than an empty string.
+//!
 //! Only plain variable references are supported (`{{ .Name }}`, `{{ .Args.NAME }}`), no pipelines or functions:
 //! values are inserted verbatim (records are written by operators; quote a value inside a label matcher yourself).
 
@@ -99,6 +104,59 @@ enum Part {
     Var(Var),
 }
 
+/// The values of a rollout measurement's variables (issue #8).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutVars {
+    /// `{{ .Version }}`: the job version measured (the canary's; the stable one for a baseline).
+    pub version: u64,
+    /// `{{ .StableVersion }}`: the last stable job version; `None` before any version was stable.
+    pub stable_version: Option<u64>,
+    /// `{{ .JobID }}`.
+    pub job_id: String,
+    /// `{{ .Namespace }}`.
+    pub namespace: String,
+    /// `{{ .Group }}`: the first group with canaries, else the first group.
+    pub group: String,
+    /// `{{ .Args.NAME }}`: the step's `args`.
+    pub args: BTreeMap<String, String>,
+}
+
+impl RolloutVars {
+    /// The same variables for the stable version: what a `baseline` is measured with (`Version := StableVersion`).
+    ///
+    /// # Errors
+    /// [`ResolveError::NoStableVersion`] when no version was stable yet.
+    pub fn for_baseline(&self) -> Result<RolloutVars, ResolveError> {
+        let stable = self.stable_version.ok_or(ResolveError::NoStableVersion)?;
+        Ok(RolloutVars { version: stable, ..self.clone() })
+    }
+}
+
+/// Why a rollout template has no text for these values. Not retryable for the same values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The text does not parse (see [`TemplateError`]).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Template(Vec<TemplateError>),
+    /// `{{ .StableVersion }}` (or a baseline) before any version of the job was stable.
+    #[error("no stable version of the job yet, so `{{{{ .StableVersion }}}}` and `baseline` have no value")]
+    NoStableVersion,
+    /// `{{ .Args.NAME }}` that the step does not give.
+    #[error("`{{{{ .Args.{name} }}}}` has no value: the step's `args` do not give `{name}`")]
+    MissingArg {
+        /// The argument.
+        name: String,
+    },
+}
+
+/// Parses `text` as a rollout template and fills it in: the one-call form for text used once (a webhook URL).
+///
+/// # Errors
+/// The text does not parse, or a variable has no value.
+pub fn resolve(text: &str, vars: &RolloutVars) -> Result<String, ResolveError> {
+    QueryTemplate::parse_rollout(text).map_err(ResolveError::Template)?.resolve(vars)
+}
+
 /// A parsed query template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryTemplate {
@@ -125,6 +183,66 @@ pub struct Vars {
 impl QueryTemplate {
     /// Parses `text`, allowing only the variables in `scope`. Every problem is reported, in order.
     pub fn parse(text: &str, scope: &Scope) -> Result<QueryTemplate, Vec<TemplateError>> {
+        Self::parse_with(text, &|var| scope.allows(var), &|| scope.known())
+    }
+
+    /// Parses an analysis template's text (issue #8): every named variable, and any `{{ .Args.NAME }}` — which
+    /// arguments exist depends on the step that runs the template, so [`QueryTemplate::args`] lists them for the
+    /// validation of each step.
+    pub fn parse_rollout(text: &str) -> Result<QueryTemplate, Vec<TemplateError>> {
+        let scope = Scope::all([]);
+        Self::parse_with(text, &|var| matches!(var, Var::Arg(_)) || scope.allows(var), &|| {
+            format!("{}, {{{{ .Args.NAME }}}}", scope.known())
+        })
+    }
+
+    /// The argument names the template uses (`{{ .Args.NAME }}`), each once.
+    pub fn args(&self) -> BTreeSet<&str> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Var(Var::Arg(name)) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the template uses `var`.
+    pub fn uses(&self, var: &Var) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Var(v) if v == var))
+    }
+
+    /// The text for a rollout measurement.
+    ///
+    /// # Errors
+    /// A variable without a value: `{{ .StableVersion }}` before any version was stable, or an argument the step
+    /// does not give (validation refuses that, so it means a record changed under a running step).
+    pub fn resolve(&self, vars: &RolloutVars) -> Result<String, ResolveError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Var(Var::Version) => out.push_str(&vars.version.to_string()),
+                Part::Var(Var::StableVersion) => {
+                    out.push_str(&vars.stable_version.ok_or(ResolveError::NoStableVersion)?.to_string());
+                }
+                Part::Var(Var::JobId) => out.push_str(&vars.job_id),
+                Part::Var(Var::Namespace) => out.push_str(&vars.namespace),
+                Part::Var(Var::Group) => out.push_str(&vars.group),
+                Part::Var(Var::Arg(name)) => match vars.args.get(name) {
+                    Some(value) => out.push_str(value),
+                    None => return Err(ResolveError::MissingArg { name: name.clone() }),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_with(
+        text: &str,
+        allows: &dyn Fn(&Var) -> bool,
+        known: &dyn Fn() -> String,
+    ) -> Result<QueryTemplate, Vec<TemplateError>> {
         let mut parts = Vec::new();
         let mut errors = Vec::new();
         let mut rest = text;
@@ -141,9 +259,9 @@ impl QueryTemplate {
             };
             let inner = after[..end].trim();
             match parse_var(inner) {
-                Some(Ok(var)) if scope.allows(&var) => parts.push(Part::Var(var)),
-                Some(Ok(var)) => errors.push(TemplateError::Unknown { var: var.to_string(), known: scope.known() }),
-                Some(Err(name)) => errors.push(TemplateError::Unknown { var: name, known: scope.known() }),
+                Some(Ok(var)) if allows(&var) => parts.push(Part::Var(var)),
+                Some(Ok(var)) => errors.push(TemplateError::Unknown { var: var.to_string(), known: known() }),
+                Some(Err(name)) => errors.push(TemplateError::Unknown { var: name, known: known() }),
                 None => errors.push(TemplateError::NotAVariable { text: after[..end].to_string() }),
             }
             let consumed = start + 2 + end + 2;
@@ -243,6 +361,50 @@ mod tests {
         assert!(matches!(&errors[4], TemplateError::Unclosed { .. }));
         // The messages name the variable as written.
         assert!(errors[2].to_string().starts_with("`{{ .Nope }}` does not exist here"), "{}", errors[2]);
+    }
+
+    fn rollout_vars() -> RolloutVars {
+        RolloutVars {
+            version: 7,
+            stable_version: Some(6),
+            job_id: "web".into(),
+            namespace: "prod".into(),
+            group: "api".into(),
+            args: BTreeMap::from([("route".to_string(), "/checkout".to_string())]),
+        }
+    }
+
+    #[test]
+    fn parse_rollout_should_allow_every_variable_and_list_the_arguments() {
+        let t = QueryTemplate::parse_rollout(
+            r#"sum(rate(errors{job="{{ .JobID }}",ns="{{.Namespace}}",group="{{ .Group }}",version="{{ .Version }}",route="{{ .Args.route }}"}[1m]))"#,
+        )
+        .expect("parses");
+        assert_eq!(t.args(), BTreeSet::from(["route"]));
+        assert!(t.uses(&Var::Version) && !t.uses(&Var::StableVersion));
+        assert_eq!(
+            t.resolve(&rollout_vars()),
+            Ok(r#"sum(rate(errors{job="web",ns="prod",group="api",version="7",route="/checkout"}[1m]))"#.to_string())
+        );
+        // A baseline is the same query for the stable version.
+        let baseline = rollout_vars().for_baseline().expect("a stable version");
+        assert!(t.resolve(&baseline).expect("resolves").contains(r#"version="6""#));
+        // Unknown names are still refused, with every name that exists.
+        let errors = QueryTemplate::parse_rollout("{{ .Versoin }}").expect_err("unknown");
+        assert!(errors[0].to_string().contains("{{ .Args.NAME }}"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn resolve_should_refuse_variables_without_a_value() {
+        let no_stable = RolloutVars { stable_version: None, ..rollout_vars() };
+        assert_eq!(resolve("v{{ .StableVersion }}", &no_stable), Err(ResolveError::NoStableVersion));
+        assert_eq!(no_stable.for_baseline(), Err(ResolveError::NoStableVersion));
+        assert_eq!(
+            resolve("{{ .Args.quantile }}", &rollout_vars()),
+            Err(ResolveError::MissingArg { name: "quantile".into() })
+        );
+        assert!(matches!(resolve("{{ .Nope }}", &rollout_vars()), Err(ResolveError::Template(_))));
+        assert_eq!(resolve("http://smoke/{{ .Version }}", &rollout_vars()), Ok("http://smoke/7".to_string()));
     }
 
     proptest! {
