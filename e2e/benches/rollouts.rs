@@ -21,7 +21,8 @@
 //! simulated milliseconds since the simulator's start, turned into wall time with one `/_sim/time` reading.
 //!
 //! Run: `cargo build --release -p drover-sim -p drover --bins && cargo bench -p drover-e2e --bench rollouts`.
-//! `BENCH_APPS` (default 200) and `BENCH_RUNS` (default 3) change the shape.
+//! `BENCH_APPS` (default 200) and `BENCH_RUNS` (default 3) change the shape; `BENCH_DROVER_ARGS` adds flags to
+//! `drover run` (e.g. `--workers 32`); `BENCH_TRACE=1` prints the median rollout's requests.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -146,6 +147,11 @@ struct Figures {
     queries: f64,
     measurements: f64,
     succeeded: usize,
+    reconciles: f64,
+    reconcile_ms: f64,
+    query_ms: f64,
+    /// Mean round trip of Drover's promote requests (the simulator applies writes one at a time, under one lock).
+    promote_ms: f64,
     /// Due → promote request, ms, ascending.
     delays: Vec<f64>,
     /// The last measurement's `at` (answer folded) → promote request, ms, ascending.
@@ -156,7 +162,10 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
     let sim = Sim::start(TIME_SCALE)?;
     let prometheus = drover_e2e::PrometheusProcess::start_for(&sim.nomad, free_port()?).await;
     let prom = prometheus.url.clone();
-    let mut drover = Drover::start(&sim, &["--resync", "5m"])?;
+    let extra = std::env::var("BENCH_DROVER_ARGS").unwrap_or_default();
+    let mut args = vec!["--resync", "5m"];
+    args.extend(extra.split_whitespace());
+    let mut drover = Drover::start(&sim, &args)?;
     drover.wait_healthz(http, Duration::from_secs(30)).await?;
     for i in 0..apps {
         let body = json!({"namespace": "default", "job": name(i), "load": LOAD_RPS, "error_rate": 0.0});
@@ -181,6 +190,21 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
     let measured = |text: &str| common::metric_sum(text, "drover_analysis_measurements_total", "");
     let text = drover.metrics(http).await?;
     let (r0, m0) = (rollouts(&text), measured(&text));
+    let sum_count = |text: &str, name: &str| {
+        (common::metric_sum(text, &format!("{name}_sum"), ""), common::metric_sum(text, &format!("{name}_count"), ""))
+    };
+    let promote_sum_count = |text: &str| {
+        let labels = "endpoint=\"deployment_promote\"";
+        (
+            common::metric_sum(text, "drover_nomad_request_duration_seconds_sum", labels),
+            common::metric_sum(text, "drover_nomad_request_duration_seconds_count", labels),
+        )
+    };
+    let (rec0, query0, promote0) = (
+        sum_count(&text, "drover_reconcile_duration_seconds"),
+        sum_count(&text, "drover_analysis_query_duration_seconds"),
+        promote_sum_count(&text),
+    );
     let cpu0 = cpu_seconds(drover.proc.pid()).unwrap_or(0.0);
     let q0 = prometheus_queries(http, &prom).await?;
     let log0: Value = http.get(format!("{}/_sim/log?server=nomad&since=0", sim.nomad)).send().await?.json().await?;
@@ -219,15 +243,21 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
     let hwm = common::proc_status_bytes(drover.proc.pid(), "VmHWM").unwrap_or(0);
     let text = drover.metrics(http).await?;
     let q1 = prometheus_queries(http, &prom).await?;
+    let (rec1, query1, promote1) = (
+        sum_count(&text, "drover_reconcile_duration_seconds"),
+        sum_count(&text, "drover_analysis_query_duration_seconds"),
+        promote_sum_count(&text),
+    );
+    let mean_ms = |a: (f64, f64), b: (f64, f64)| (b.0 - a.0) / (b.1 - a.1).max(1.0) * 1000.0;
     let qps_peak =
         samples.windows(2).map(|w| (w[1].1 - w[0].1) / (w[1].0 - w[0].0).as_secs_f64().max(1e-3)).fold(0.0, f64::max);
 
     // The promote requests, by deployment.
     let clock = SimClock::read(http, &sim).await?;
-    let log: Value =
-        http.get(format!("{}/_sim/log?server=nomad&since={since}", sim.nomad)).send().await?.json().await?;
+    let log: Value = http.get(format!("{}/_sim/log?since={since}", sim.nomad)).send().await?.json().await?;
+    let requests: Vec<&Value> = log["requests"].as_array().into_iter().flatten().collect();
     let mut promoted: HashMap<String, f64> = HashMap::new();
-    for r in log["requests"].as_array().into_iter().flatten() {
+    for r in &requests {
         let (Some(path), Some(at)) = (r["path"].as_str(), r["at_ms"].as_f64()) else { continue };
         if r["method"] == "POST"
             && let Some(id) = path.strip_prefix("/v1/deployment/promote/")
@@ -238,6 +268,8 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
 
     // Each rollout's analysis run: when its last measurement was due and taken.
     let (mut delays, mut reactions) = (Vec::new(), Vec::new());
+    // (delay, app, deployment, due, promote) of each rollout, for the timeline of the median one.
+    let mut by_app: Vec<(f64, String, String, f64, f64)> = Vec::new();
     let (mut first_start, mut last_taken) = (f64::MAX, 0.0f64);
     let mut succeeded = 0;
     for (app, status) in statuses(http, &sim).await? {
@@ -264,12 +296,31 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
             continue;
         };
         delays.push(promote - due);
+        let deployment = rollout.deployment_id.clone().unwrap_or_default();
+        by_app.push((promote - due, app.clone(), deployment, due, promote));
         if let Some(taken) = taken {
             reactions.push(promote - taken);
         }
     }
     delays.sort_by(f64::total_cmp);
     reactions.sort_by(f64::total_cmp);
+    by_app.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if std::env::var_os("BENCH_TRACE").is_some()
+        && let Some((delay, app, deployment, due, promote)) = by_app.get(by_app.len() / 2)
+    {
+        // What the median app's requests were between its last measurement's due time and its promotion.
+        println!("  run {run}: timeline of {app} (median delay {delay:.0} ms), ms after the measurement was due:");
+        for r in &requests {
+            let (Some(path), Some(at)) = (r["path"].as_str(), r["at_ms"].as_f64()) else { continue };
+            let at = clock.wall_ms(at);
+            if at >= *due - 50.0
+                && at <= *promote + 5.0
+                && (path.contains(app.as_str()) || path.contains(deployment.as_str()))
+            {
+                println!("    {:>7.1}  {} {} {}", at - due, r["server"], r["method"], path);
+            }
+        }
+    }
     let window = ((last_taken - first_start) / 1000.0).max(1.0);
     Ok(Figures {
         cpu_seconds: cpu1 - cpu0,
@@ -280,6 +331,10 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
         queries: q1 - q0,
         measurements: measured(&text) - m0,
         succeeded,
+        reconciles: rec1.1 - rec0.1,
+        reconcile_ms: mean_ms(rec0, rec1),
+        query_ms: mean_ms(query0, query1),
+        promote_ms: mean_ms(promote0, promote1),
         delays,
         reactions,
     })
@@ -302,6 +357,9 @@ async fn run() -> anyhow::Result<()> {
          (initialDelay {INITIAL_DELAY_SECS}s, interval {INTERVAL_SECS}s, count {COUNT}); {runs} runs"
     );
     println!("  machine: {}; load average at start {}", machine(), loadavg());
+    if let Ok(extra) = std::env::var("BENCH_DROVER_ARGS") {
+        println!("  drover run flags added: {extra}");
+    }
     println!(
         "  note: drover, drover-sim, prometheus and this load generator share the CPUs; sim time scale {TIME_SCALE} \
          (Drover's steps and Prometheus are real time)"
@@ -375,6 +433,16 @@ async fn run() -> anyhow::Result<()> {
             med(&|f| percentile(&f.reactions, 50.0)),
             med(&|f| percentile(&f.reactions, 99.0)),
             med(&|f| f.reactions.last().copied().unwrap_or(f64::NAN))
+        ),
+    );
+    info(
+        "reconciles during the rollout, mean duration; analysis query, promote request mean round trip",
+        &format!(
+            "{:.0}, {:.1} ms; {:.1} ms, {:.1} ms (a woken app waits for a free worker: `--workers`, default 8)",
+            med(&|f| f.reconciles),
+            med(&|f| f.reconcile_ms),
+            med(&|f| f.query_ms),
+            med(&|f| f.promote_ms)
         ),
     );
     println!("  load average at the end {}", loadavg());
