@@ -461,3 +461,46 @@ async fn poller_should_measure_only_while_leading_and_resume_from_status_on_gain
         "the other replica's two measurements count; this replica's own earlier one does not: {r:?}"
     );
 }
+
+/// Two replicas contend for the lock in the in-memory Consul model ([`crate::leader::fake`]), each with its own
+/// analysis stage behind the gate its elector publishes: only the holder measures; when it stops, the other takes the
+/// lock and resumes the run from status where the first left it.
+#[tokio::test(start_paused = true)]
+async fn poller_should_measure_only_on_the_replica_holding_the_lock() {
+    use crate::leader::fake::FakeConsul;
+    use crate::leader::{Elector, Holder, LockConfig};
+
+    let consul = FakeConsul::new();
+    let elect = |pid: u32| {
+        let holder = Holder { hostname: "test".into(), pid, listen: String::new(), version: "0".into() };
+        let config = LockConfig::new("drover", Duration::from_secs(10), Duration::from_secs(1), holder);
+        let (elector, gate) = Elector::new(consul.port(), config);
+        let stop = CancellationToken::new();
+        tokio::spawn(elector.run(stop.clone()));
+        (gate, stop)
+    };
+    let (gate_a, stop_a) = elect(1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(gate_a.is_leader(), "the first replica takes the free lock");
+    let (gate_b, _stop_b) = elect(2);
+    let (a, b) =
+        (Harness::start_with(PollerConfig::default(), gate_a), Harness::start_with(PollerConfig::default(), gate_b));
+    for h in [&a, &b] {
+        h.provider.set(Q, 0.01);
+    }
+    let web = a.app("web", template(10, 5, 0), vec![run(0, "errors", base())]);
+    b.app("web", template(10, 5, 0), vec![run(0, "errors", base())]);
+    advance(25).await;
+    assert_eq!(a.call_times(Q), vec![0, 10, 20], "the leader measures on schedule");
+    assert!(b.provider.calls().is_empty(), "the standby sends no query");
+
+    // The leader stops (releasing the lock); the standby takes it and reads the statuses the leader wrote.
+    stop_a.cancel();
+    let written = a.run_of(&web, 0, "errors").expect("the leader's run");
+    b.status_writer.set(web.clone(), status(vec![written]), 2);
+    advance(25).await;
+    assert_eq!(a.call_times(Q), vec![0, 10, 20], "the old leader measures no more");
+    assert_eq!(b.call_times(Q), vec![30, 40], "the new leader goes on one interval after the last measurement");
+    let r = b.run_of(&web, 0, "errors").expect("the new leader's run");
+    assert_eq!((r.phase, r.successful, r.measurements.len()), (AnalysisPhase::Successful, 5, 5), "{r:?}");
+}
