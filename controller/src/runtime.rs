@@ -598,7 +598,7 @@ async fn measure_autoscaled(
 
 /// The analysis stage (issue #8), the one writer of the analysis-runs store: Prometheus queries, web metrics and
 /// webhook calls at most [`crate::analysis::PollerConfig::concurrency`] at once, each with its timeout; every run
-/// that changed wakes its app.
+/// that changed wakes its app. Runs on every replica but measures only on the leader.
 async fn run_analysis(
     handle: Handle,
     writer: crate::analysis::AnalysisRunsWriter,
@@ -622,6 +622,8 @@ async fn run_analysis(
         clock: SystemTime::now,
         metrics: handle.metrics.clone(),
         config: crate::analysis::PollerConfig::default(),
+        // Measures only while leading: the same gate the reconcile stage writes under.
+        leadership: handle.leadership.clone(),
     };
     stage.run(shutdown).await;
 }

@@ -180,6 +180,7 @@ async fn analysis_should_fail_a_bad_version_pass_a_good_one_and_count_errors_whi
         clock: SystemTime::now,
         metrics: metrics.clone(),
         config: PollerConfig::default(),
+        leadership: drover::leader::LeaderGate::always(),
     }
     .spawn();
 

@@ -26,12 +26,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::judge::{self, Outcome, Sample};
 use super::provider::{Provider, Reply, Request};
 use super::resolve::{Kind, Resolved, Specs, resolve};
 use super::store::{AnalysisRuns, AnalysisRunsWriter};
 use crate::app::AppKey;
+use crate::leader::{LeaderGate, Leadership};
 use crate::metrics::Metrics;
+use crate::rollout::judge::{self, Outcome};
 use crate::rollout::{AnalysisPhase, AnalysisRunStatus, MeasurementPhase, MeasurementRecord, RunId};
 use crate::store::Statuses;
 
@@ -121,20 +122,6 @@ fn instant_of(at: SystemTime, wall: SystemTime, now: Instant) -> Instant {
     }
 }
 
-fn json_of(s: &Sample) -> serde_json::Value {
-    let num = |v: f64| match serde_json::Number::from_f64(v) {
-        Some(n) => serde_json::Value::Number(n),
-        // JSON has no NaN or infinities: written as Prometheus writes them.
-        None if v.is_nan() => "NaN".into(),
-        None if v > 0.0 => "+Inf".into(),
-        None => "-Inf".into(),
-    };
-    match s {
-        Sample::Scalar(v) => num(*v),
-        Sample::Vector(vs) => serde_json::Value::Array(vs.iter().map(|v| num(*v)).collect()),
-    }
-}
-
 fn phase_label(p: AnalysisPhase) -> &'static str {
     match p {
         AnalysisPhase::Running => "running",
@@ -190,18 +177,12 @@ fn measurement(resolved: &Resolved, p: Pending, at: SystemTime) -> MeasurementRe
                 Err((_, e)) if what.is_empty() => Err(e),
                 Err((_, e)) => Err(format!("{what}: {e}")),
             };
-            let result = sample(main, "");
-            let baseline = p.baseline.map(|b| sample(b, "baseline"));
-            let outcome = match (&result, &baseline) {
-                (Err(e), _) | (Ok(_), Some(Err(e))) => Outcome::Error(e.clone()),
-                (Ok(r), None) => Outcome::Taken { result: r.clone(), baseline: None },
-                (Ok(r), Some(Ok(b))) => Outcome::Taken { result: r.clone(), baseline: Some(b.clone()) },
+            let outcome = match (sample(main, ""), p.baseline.map(|b| sample(b, "baseline"))) {
+                (Err(e), _) | (Ok(_), Some(Err(e))) => Outcome::Error(e),
+                (Ok(result), baseline) => Outcome::Taken { result, baseline: baseline.and_then(Result::ok) },
             };
-            let (phase, why) = judge::classify(&resolved.template, &outcome);
-            let value = result.as_ref().ok().map(json_of);
-            let baseline = baseline.and_then(|b| b.ok()).as_ref().map(json_of);
-            let why = if phase == MeasurementPhase::Successful { None } else { why };
-            record(value, baseline, phase, why)
+            // The one verdict (and the one bounded record of it) the engine's tests also use.
+            judge::measurement(&resolved.template, &outcome, at, query)
         }
     }
 }
@@ -400,6 +381,8 @@ pub struct AnalysisStage<P, S, W, C> {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub config: PollerConfig,
+    /// Whether this replica leads: the stage measures only while it does ([`LeaderGate::always`] for one replica).
+    pub leadership: LeaderGate,
 }
 
 impl<P, S, W, C> AnalysisStage<P, S, W, C>
@@ -422,10 +405,78 @@ where
         shutdown.drop_guard()
     }
 
-    /// Runs until `shutdown`; calls in flight are dropped then.
+    /// Runs until `shutdown`, measuring only while this replica leads: a standby measures nothing (a webhook has
+    /// side effects, and two replicas would query Prometheus twice). Losing the lead cancels the calls in flight and
+    /// forgets every run held; gaining it starts over from status (the new leader's statuses were read again before
+    /// its gate opened, and its engine re-creates the runs there), so a run measured by another replica meanwhile
+    /// is resumed where that replica left it.
     pub async fn run(self, shutdown: CancellationToken) {
-        let AnalysisStage { provider, specs, statuses, store: (mut writer, reader), wake, clock, metrics, config } =
-            self;
+        let AnalysisStage {
+            provider,
+            specs,
+            statuses,
+            store: (mut writer, reader),
+            wake,
+            clock,
+            metrics,
+            config,
+            leadership,
+        } = self;
+        let mut gate = leadership;
+        let parts = Parts { provider, specs, statuses, reader, wake, clock, metrics, config };
+        loop {
+            let term = loop {
+                if let Leadership::Leading(term) = gate.current_seen() {
+                    break term;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = gate.changed() => if changed.is_none() {
+                        // Nothing can make this replica lead any more.
+                        shutdown.cancelled().await;
+                        return;
+                    },
+                }
+            };
+            tracing::debug!(term = term.0, "leading: the analysis stage measures");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                // Dropping `measure` drops its calls in flight (their tasks are aborted with the `JoinSet`).
+                _ = gate.lost(term) => {
+                    for app in writer.apps() {
+                        writer.forget(&app);
+                    }
+                    tracing::info!(term = term.0, "not leading any more: analysis calls in flight cancelled");
+                }
+                _ = parts.measure(&mut writer) => return,
+            }
+        }
+    }
+}
+
+/// The stage's parts one leadership term uses (everything but the store's writer and the gate).
+struct Parts<P, S, W, C> {
+    provider: Arc<P>,
+    specs: S,
+    statuses: Statuses,
+    reader: AnalysisRuns,
+    wake: W,
+    clock: C,
+    metrics: Arc<Metrics>,
+    config: PollerConfig,
+}
+
+impl<P, S, W, C> Parts<P, S, W, C>
+where
+    P: Provider,
+    S: Specs,
+    W: Fn(&AppKey) + Send,
+    C: Fn() -> SystemTime + Send,
+{
+    /// Measures for one term, from a fresh poller resumed from status; never returns (dropped when the term ends
+    /// or at shutdown).
+    async fn measure(&self, writer: &mut AnalysisRunsWriter) {
+        let Parts { provider, specs, statuses, reader, wake, clock, metrics, config } = self;
         let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let mut calls: JoinSet<Answer> = JoinSet::new();
         // Which call each task makes, so even a task that panicked answers its waiters (with an error).
@@ -434,7 +485,7 @@ where
         let mut recheck = tokio::time::interval(config.recheck);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let grace = config.grace;
-        let mut poller = Poller::new(config);
+        let mut poller = Poller::new(config.clone());
         let mut seen_records = None;
         let mut sync = true;
         loop {
@@ -442,7 +493,7 @@ where
                 sync = false;
                 status_changes.mark_unchanged();
                 seen_records = Some(specs.revision());
-                for app in poller.sync(&statuses, &specs, (&mut writer, &reader), Instant::now(), clock()) {
+                for app in poller.sync(statuses, specs, (writer, reader), Instant::now(), clock()) {
                     metrics.analysis_run_finished("error");
                     wake(&app);
                 }
@@ -467,7 +518,6 @@ where
             }
             let next = poller.next_due();
             tokio::select! {
-                _ = shutdown.cancelled() => return,
                 changed = status_changes.changed() => sync = changed.is_ok(),
                 done = calls.join_next_with_id(), if !calls.is_empty() => {
                     let (id, answer) = match done {
@@ -476,7 +526,7 @@ where
                         None => continue,
                     };
                     let Some(request) = requests.remove(&id) else { continue };
-                    for f in poller.answered(&request, answer, &mut writer, Instant::now(), clock()) {
+                    for f in poller.answered(&request, answer, writer, Instant::now(), clock()) {
                         metrics.analysis_measured(f.provider, measurement_label(f.measurement));
                         if let Some(phase) = f.ended {
                             metrics.analysis_run_finished(phase_label(phase));

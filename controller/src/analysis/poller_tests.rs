@@ -14,6 +14,7 @@ use crate::app::{
     AnalysisStep, AnalysisTemplate, CanaryStep, CanaryStrategy, HumanDuration, PrometheusQuery, Strategy, StrategyType,
     WebhookStep,
 };
+use crate::leader::{LeaderGate, Leadership};
 use crate::prometheus::QueryError;
 use crate::rollout::{RolloutStatus, StepRef};
 use crate::status::AppStatus;
@@ -28,6 +29,8 @@ struct FakeProvider {
     calls: Mutex<Vec<(String, Instant)>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Calls that ran to their end (a cancelled call never does).
+    finished: AtomicUsize,
 }
 
 impl FakeProvider {
@@ -49,6 +52,7 @@ impl Provider for FakeProvider {
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(10)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.finished.fetch_add(1, Ordering::SeqCst);
         if *self.down.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(ProviderError::Prometheus(QueryError::Timeout {
                 address: "http://prom:9090".into(),
@@ -58,7 +62,7 @@ impl Provider for FakeProvider {
         let value = self.values.lock().unwrap_or_else(|p| p.into_inner()).get(&request.describe()).copied();
         match (request, value) {
             (Request::Webhook { .. }, Some(code)) => Ok(Reply::Status(code as u16)),
-            (_, Some(v)) => Ok(Reply::Sample(judge::Sample::Scalar(v))),
+            (_, Some(v)) => Ok(Reply::Sample(crate::expr::Sample::Scalar(v))),
             (_, None) => Err(ProviderError::Prometheus(QueryError::Rejected {
                 address: "http://prom:9090".into(),
                 code: 400,
@@ -174,6 +178,10 @@ struct Harness {
 
 impl Harness {
     fn start(config: PollerConfig) -> Harness {
+        Harness::start_with(config, LeaderGate::always())
+    }
+
+    fn start_with(config: PollerConfig, leadership: LeaderGate) -> Harness {
         let provider = Arc::new(FakeProvider::default());
         let specs = Arc::new(MapSpecs::default());
         let (status_writer, statuses) = statuses("drover");
@@ -194,6 +202,7 @@ impl Harness {
             clock: move || base() + start.elapsed(),
             metrics: metrics.clone(),
             config,
+            leadership,
         };
         tokio::spawn(stage.run(shutdown.clone()));
         Harness { provider, specs, status_writer, runs, woken, metrics, start, shutdown }
@@ -401,4 +410,97 @@ async fn poller_should_send_identical_calls_once_and_bound_concurrency() {
         r.is_some_and(|r| r.phase == AnalysisPhase::Successful)
     });
     assert_eq!(done.count(), 100, "every run got its answer");
+}
+
+#[tokio::test(start_paused = true)]
+async fn poller_should_measure_only_while_leading_and_resume_from_status_on_gaining_the_lead() {
+    let (sender, gate) = crate::leader::channel();
+    let h = Harness::start_with(PollerConfig::default(), gate);
+    h.provider.set(Q, 0.01);
+    let web = h.app("web", template(10, 5, 0), vec![run(0, "errors", base())]);
+    advance(30).await;
+    assert!(h.provider.calls().is_empty(), "a standby measures nothing");
+    assert!(h.runs.get(&web).is_empty(), "nor stores anything");
+
+    sender.send(Leadership::Leading(crate::leader::Term(1)));
+    advance(10).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(h.call_times(Q), vec![30, 40], "the run was due when the lead came, then every interval");
+    assert_eq!(h.run_of(&web, 0, "errors").map(|r| r.successful), Some(1), "the call at 40 s is still in flight");
+
+    // The lead goes while the call at 40 s is on the wire: it is cancelled, and its answer never folded.
+    sender.send(Leadership::Standby);
+    advance(1).await;
+    assert_eq!(h.provider.finished.load(Ordering::SeqCst), 1, "the call in flight was cancelled");
+    assert!(h.runs.get(&web).is_empty(), "a replica that lost the lead forgets its runs");
+
+    // Meanwhile another replica led and measured twice more (at 50 s and 60 s); its status is the one read back.
+    let mut theirs = run(0, "errors", base());
+    theirs.successful = 2;
+    for at in [50, 60] {
+        theirs.measurements.push(MeasurementRecord {
+            value: Some(serde_json::json!(0.01)),
+            baseline: None,
+            phase: MeasurementPhase::Successful,
+            at: rfc(base() + Duration::from_secs(at)),
+            query: Q.into(),
+            error: None,
+        });
+    }
+    h.status_writer.set(web.clone(), status(vec![theirs]), 2);
+    advance(30).await;
+    assert_eq!(h.call_times(Q).len(), 2, "still a standby: nothing measured");
+
+    sender.send(Leadership::Leading(crate::leader::Term(2)));
+    advance(30).await;
+    assert_eq!(h.call_times(Q), vec![30, 40, 71, 81, 91], "resumed from status: overdue at once, then every interval");
+    let r = h.run_of(&web, 0, "errors").expect("stored");
+    assert_eq!(
+        (r.phase, r.successful, r.measurements.len()),
+        (AnalysisPhase::Successful, 5, 5),
+        "the other replica's two measurements count; this replica's own earlier one does not: {r:?}"
+    );
+}
+
+/// Two replicas contend for the lock in the in-memory Consul model ([`crate::leader::fake`]), each with its own
+/// analysis stage behind the gate its elector publishes: only the holder measures; when it stops, the other takes the
+/// lock and resumes the run from status where the first left it.
+#[tokio::test(start_paused = true)]
+async fn poller_should_measure_only_on_the_replica_holding_the_lock() {
+    use crate::leader::fake::FakeConsul;
+    use crate::leader::{Elector, Holder, LockConfig};
+
+    let consul = FakeConsul::new();
+    let elect = |pid: u32| {
+        let holder = Holder { hostname: "test".into(), pid, listen: String::new(), version: "0".into() };
+        let config = LockConfig::new("drover", Duration::from_secs(10), Duration::from_secs(1), holder);
+        let (elector, gate) = Elector::new(consul.port(), config);
+        let stop = CancellationToken::new();
+        tokio::spawn(elector.run(stop.clone()));
+        (gate, stop)
+    };
+    let (gate_a, stop_a) = elect(1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(gate_a.is_leader(), "the first replica takes the free lock");
+    let (gate_b, _stop_b) = elect(2);
+    let (a, b) =
+        (Harness::start_with(PollerConfig::default(), gate_a), Harness::start_with(PollerConfig::default(), gate_b));
+    for h in [&a, &b] {
+        h.provider.set(Q, 0.01);
+    }
+    let web = a.app("web", template(10, 5, 0), vec![run(0, "errors", base())]);
+    b.app("web", template(10, 5, 0), vec![run(0, "errors", base())]);
+    advance(25).await;
+    assert_eq!(a.call_times(Q), vec![0, 10, 20], "the leader measures on schedule");
+    assert!(b.provider.calls().is_empty(), "the standby sends no query");
+
+    // The leader stops (releasing the lock); the standby takes it and reads the statuses the leader wrote.
+    stop_a.cancel();
+    let written = a.run_of(&web, 0, "errors").expect("the leader's run");
+    b.status_writer.set(web.clone(), status(vec![written]), 2);
+    advance(25).await;
+    assert_eq!(a.call_times(Q), vec![0, 10, 20], "the old leader measures no more");
+    assert_eq!(b.call_times(Q), vec![30, 40], "the new leader goes on one interval after the last measurement");
+    let r = b.run_of(&web, 0, "errors").expect("the new leader's run");
+    assert_eq!((r.phase, r.successful, r.measurements.len()), (AnalysisPhase::Successful, 5, 5), "{r:?}");
 }

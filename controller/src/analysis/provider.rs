@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::judge::Sample;
+use crate::expr::Sample;
 use crate::prometheus::{self, InstantQuery, QueryError, QueryResult};
 
 /// One call, with its templates already rendered. Identical requests due in one tick are sent once.

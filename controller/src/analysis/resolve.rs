@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::judge::CompiledTemplate;
 use super::provider::Request;
 use crate::app::{AnalysisStep, AnalysisTemplate, AppKey, CanaryStep, HumanDuration, Record, Strategy, WebMetric};
 use crate::prometheus::{QueryTemplate, Scope, Vars};
+use crate::rollout::CompiledTemplate;
 use crate::rollout::{RolloutStatus, RunId, StepRef};
 use crate::store::Records;
 
@@ -173,6 +173,8 @@ pub fn resolve(app: &AppKey, spec: &RunSpec, rollout: &RolloutStatus, id: &RunId
                 interval: Some(HumanDuration(Duration::from_secs(5))),
                 count: Some(1),
                 consecutive_error_limit: Some(WEBHOOK_ERROR_LIMIT),
+                // Never evaluated (a webhook is judged by its status code); a template must have a condition.
+                success_condition: Some("true".into()),
                 ..AnalysisTemplate::default()
             };
             let template = CompiledTemplate::new(&t).map_err(|e| format!("webhook: {e:?}"))?;

@@ -8,13 +8,29 @@ use clap::Args;
 
 #[cfg(feature = "dev")]
 mod embedded;
+#[cfg(feature = "dev")]
+mod prometheus;
 
 /// The example apps shipped in `manifests/examples/`, embedded so `drover dev` works from any directory.
-pub const EXAMPLES: [(&str, &str); 3] = [
+pub const EXAMPLES: [(&str, &str); 4] = [
     ("web", include_str!("../../../manifests/examples/web.yaml")),
     ("worker", include_str!("../../../manifests/examples/worker.yaml")),
     ("broken", include_str!("../../../manifests/examples/broken.yaml")),
+    ("checkout", include_str!("../../../manifests/examples/canary.yaml")),
 ];
+
+/// The canary example's Prometheus address as written in `manifests/examples/canary.yaml`.
+pub const EXAMPLE_PROMETHEUS: &str = "address: http://127.0.0.1:9090";
+/// The canary example's smoke-test URL as written: a Consul DNS name that only a real cluster resolves.
+pub const EXAMPLE_SMOKE_URL: &str = "url: \"http://checkout-smoke.service.consul:8080/check?version={{ .Version }}\"";
+
+/// The canary example as `drover dev` writes it: its analysis queries dev's Prometheus at `prometheus_url`, and its
+/// smoke test asks the simulated Nomad API for the job (`GET /v1/job/:id`, 200 while the job exists), since the
+/// example's own smoke URL does not resolve outside a cluster. Everything else is the example as shipped.
+pub fn dev_canary(text: &str, prometheus_url: &str, nomad_url: &str) -> String {
+    let smoke = format!("url: \"{nomad_url}/v1/job/{{{{ .JobID }}}}?namespace={{{{ .Namespace }}}}\"");
+    text.replace(EXAMPLE_PROMETHEUS, &format!("address: {prometheus_url}")).replace(EXAMPLE_SMOKE_URL, &smoke)
+}
 
 /// `drover dev`.
 #[derive(Args, Debug)]
@@ -34,6 +50,13 @@ pub struct DevArgs {
     /// Print the view once per change instead of redrawing the screen (the default when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
+    /// Where dev's own Prometheus listens. It is started when `prometheus` is on PATH, scrapes the simulator's
+    /// `/_sim/metrics` every second, and is what the canary example (`checkout`) queries.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub prometheus_addr: String,
+    /// Do not start Prometheus even when it is on PATH (the canary example's analysis then fails with errors).
+    #[arg(long)]
+    pub no_prometheus: bool,
 }
 
 /// What `drover dev` says in a build without the simulator.
@@ -86,6 +109,23 @@ mod tests {
         for good in [MIN_TIME_SCALE, 0.1, 1.0, MAX_TIME_SCALE] {
             assert!(check_time_scale(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn dev_canary_should_point_the_example_at_devs_prometheus_and_the_simulated_nomad() {
+        let example = EXAMPLES.iter().find(|(name, _)| *name == "checkout").map(|(_, text)| *text).unwrap_or("");
+        assert!(example.contains(EXAMPLE_PROMETHEUS), "the example's address moved: update EXAMPLE_PROMETHEUS");
+        assert!(example.contains(EXAMPLE_SMOKE_URL), "the example's smoke URL moved: update EXAMPLE_SMOKE_URL");
+        let text = dev_canary(example, "http://127.0.0.1:19090", "http://127.0.0.1:4646");
+        assert!(text.contains("address: http://127.0.0.1:19090"), "{text}");
+        assert!(
+            text.contains(r#"url: "http://127.0.0.1:4646/v1/job/{{ .JobID }}?namespace={{ .Namespace }}""#),
+            "{text}"
+        );
+        assert!(!text.contains("service.consul"), "{text}");
+        let apps = crate::app::parse_documents(&text).expect("the rewritten example still parses");
+        let errors: Vec<_> = apps.iter().flat_map(|a| crate::app::validate(a, None)).collect();
+        assert_eq!((apps.len(), errors), (1, Vec::new()), "the rewritten example is one valid record");
     }
 
     /// Runs in the build without the simulator: `cargo test -p drover --no-default-features --lib cli::dev`.

@@ -24,7 +24,7 @@
 
 pub mod elector;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 pub mod settings;
 pub mod takeover;
 #[cfg(test)]

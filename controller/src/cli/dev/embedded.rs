@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{DevArgs, EXAMPLES};
+use super::prometheus::{DevPrometheus, find_on_path};
+use super::{DevArgs, EXAMPLES, dev_canary};
 use crate::app::AppKey;
 use crate::cli::run::{LogFormat, init_logging, runtime_config, shutdown_on_signal};
 use crate::cli::show::table;
@@ -36,12 +37,28 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let consul = crate::consul::Client::new(&consul_config, metrics.clone())?;
     let nomad = crate::nomad::Client::new(&nomad_config, metrics.clone())?;
 
+    // Prometheus first: the canary example's address is where it listens.
+    let (prometheus, prometheus_note) = start_prometheus(&args, &sim.nomad_url).await;
+    let prometheus_url =
+        prometheus.as_ref().map_or_else(|| format!("http://{}", args.prometheus_addr), |p| p.url.clone());
+    // Every example app takes 20 simulated requests per second without errors, so the canary's analysis has values
+    // (a version is made bad with `POST /_sim/nomad/workload`).
+    let http = reqwest::Client::new();
     for (name, text) in EXAMPLES {
         let key = AppKey::new("default", name);
+        let text =
+            if name == "checkout" { dev_canary(text, &prometheus_url, &sim.nomad_url) } else { text.to_string() };
         consul
             .put(&key.app_kv_key("drover"), text.as_bytes())
             .await
             .with_context(|| format!("cannot write example {name}"))?;
+        let workload = serde_json::json!({"namespace": "default", "job": name, "load": 20.0, "error_rate": 0.0});
+        http.post(format!("{}/_sim/nomad/workload", sim.nomad_url))
+            .json(&workload)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("cannot set the simulated workload of example {name}"))?;
     }
 
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
@@ -64,14 +81,46 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<()> {
         http_shutdown.cancelled().await
     }));
     let view_shutdown = shutdown.clone();
-    let banner = banner(&sim.consul_url, &sim.nomad_url, &api_addr.to_string(), args.time_scale);
+    let mut banner = banner(&sim.consul_url, &sim.nomad_url, &api_addr.to_string(), args.time_scale);
+    banner.push_str(&prometheus_note);
     let plain = args.plain || !std::io::stdout().is_terminal();
     let view = tokio::spawn(live_view(handle, banner, plain, view_shutdown));
     controller.run(shutdown).await;
     let _ = view.await;
     sim.shutdown().await;
+    drop(prometheus);
     println!("drover dev stopped");
     Ok(())
+}
+
+/// Starts dev's Prometheus when asked and found; returns it (if running) and a banner line saying what happened.
+/// Never fails `drover dev`: without Prometheus everything but the canary example's analysis works.
+async fn start_prometheus(args: &DevArgs, nomad_url: &str) -> (Option<DevPrometheus>, String) {
+    if args.no_prometheus {
+        return (
+            None,
+            "Prometheus: not started (--no-prometheus); the checkout canary's analysis will fail.\n\n".into(),
+        );
+    }
+    let Some(binary) = find_on_path("prometheus", std::env::var_os("PATH").as_deref()) else {
+        let note = "Prometheus: `prometheus` is not on PATH, so none was started; the checkout canary's analysis will \
+                    fail (install Debian's `prometheus` package and start drover dev again).\n\n";
+        return (None, note.into());
+    };
+    match super::prometheus::start(&binary, &args.prometheus_addr, nomad_url).await {
+        Ok(p) => {
+            let note = format!(
+                "Prometheus: {} (scrapes the simulator's /_sim/metrics every second; the checkout canary's analysis \
+                 queries it)\n\n",
+                p.url
+            );
+            (Some(p), note)
+        }
+        Err(err) => {
+            tracing::warn!(error = format!("{err:#}"), "Prometheus did not start");
+            (None, format!("Prometheus: did not start ({err:#}); the checkout canary's analysis will fail.\n\n"))
+        }
+    }
 }
 
 /// Logs only warnings, so they do not scroll the live view away.
