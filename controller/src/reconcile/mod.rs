@@ -349,8 +349,9 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                 if *deleted {
                     self.metrics.rollout.forget(&key.namespace, &key.name);
                     self.conflicts_reset(key);
+                    let related = self.related(key, g.status.as_deref(), None);
                     self.status_writer.remove(key);
-                    self.wake_related(key, g.status.as_deref(), None);
+                    self.wake_all(related);
                     return Reconciled::done(generation);
                 }
                 if let Some(s) = status.as_mut() {
@@ -413,16 +414,17 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         result
     }
 
-    /// After the status of `key` went from `old` to `new` (`None`: removed): wakes its dependents when its
+    /// After the status of `key` went from `old` to `new` (`None`: removed), the apps to wake: its dependents when its
     /// readiness may have changed (phase or generation), and the apps it depends (or depended) on when its
     /// dependency list changed or its deletion is done — a deleted dependency waits for exactly that.
-    fn wake_related(&self, key: &AppKey, old: Option<&AppStatus>, new: Option<&AppStatus>) {
-        let Some(wake) = &self.wake else { return };
+    fn related(&self, key: &AppKey, old: Option<&AppStatus>, new: Option<&AppStatus>) -> Vec<(AppKey, &'static str)> {
+        let mut out = Vec::new();
+        if self.wake.is_none() {
+            return out;
+        }
         let readiness = |s: Option<&AppStatus>| s.map(|s| (s.phase, s.observed_generation));
         if readiness(old) != readiness(new) {
-            for dependent in self.records.dependents_of(key) {
-                wake(dependent, "dependency changed");
-            }
+            out.extend(self.records.dependents_of(key).into_iter().map(|k| (k, "dependency changed")));
         }
         let list = |s: Option<&AppStatus>| s.map(|s| s.depends_on.clone()).unwrap_or_default();
         let (before, after) = (list(old), list(new));
@@ -430,8 +432,15 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             let mut deps: Vec<&String> = before.iter().chain(after.iter()).collect();
             deps.sort();
             deps.dedup();
-            for dep in deps.into_iter().filter_map(|d| d.parse::<AppKey>().ok()) {
-                wake(dep, "dependent changed");
+            out.extend(deps.into_iter().filter_map(|d| d.parse::<AppKey>().ok()).map(|k| (k, "dependent changed")));
+        }
+        out
+    }
+
+    fn wake_all(&self, keys: Vec<(AppKey, &'static str)>) {
+        if let Some(wake) = &self.wake {
+            for (key, why) in keys {
+                wake(key, why);
             }
         }
     }
@@ -483,8 +492,10 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                 if let Some(notifier) = &self.notifier {
                     notifier.observe(key, stored, &status);
                 }
-                self.wake_related(key, stored, Some(&status));
+                // Woken only once the store holds the new status, or a woken dependent could read the old one.
+                let related = self.related(key, stored, Some(&status));
                 self.status_writer.set(key.clone(), status, new_index);
+                self.wake_all(related);
                 Ok(())
             }
             Ok(None) => {
