@@ -566,4 +566,6 @@ fn record_error(status: &mut AppStatus, err: &ExecError, hash: Option<&str>, con
 }
 
 #[cfg(test)]
+mod stage_deps_tests;
+#[cfg(test)]
 mod stage_tests;
