@@ -638,7 +638,7 @@ async fn run_analysis(
     stage.run(shutdown).await;
 }
 
-/// Keeps `queue_depth` and `apps{phase}` current.
+/// Keeps `queue_depth`, `apps{phase}` and `apps_waiting{on}` current.
 async fn report_gauges(handle: Handle, queue: Queue<AppKey>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -648,5 +648,7 @@ async fn report_gauges(handle: Handle, queue: Queue<AppKey>, shutdown: Cancellat
         }
         handle.metrics.set_queue_depth(queue.depth());
         handle.metrics.set_apps_by_phase(handle.statuses.count_by_phase(), Phase::ALL.iter());
+        let (on_dependencies, on_dependents) = handle.statuses.count_waiting();
+        handle.metrics.set_apps_waiting(on_dependencies, on_dependents);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::app::{AppKey, Record};
 use crate::consul::kv::KvPair;
 use crate::live::{JobKey, Live, LiveDeployment, LiveJob};
-use crate::status::{AppStatus, Phase};
+use crate::status::{AppStatus, ConditionType, Phase, Reason};
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -248,6 +248,20 @@ impl Statuses {
             *counts.entry(phase.as_str()).or_default() += 1;
         }
         counts
+    }
+
+    /// How many apps wait for their dependencies (`WaitingForDependencies`) and how many deleted apps wait for
+    /// their dependents (`WaitingForDependents`), by the `Ready` condition's reason, in one pass under the lock.
+    pub fn count_waiting(&self) -> (usize, usize) {
+        let (mut dependencies, mut dependents) = (0, 0);
+        for entry in read(&self.inner).values() {
+            match entry.status.as_ref().and_then(|s| s.condition(ConditionType::Ready)).map(|c| c.reason) {
+                Some(Reason::WaitingForDependencies) => dependencies += 1,
+                Some(Reason::WaitingForDependents) => dependents += 1,
+                _ => {}
+            }
+        }
+        (dependencies, dependents)
     }
 
     /// Every status with a rollout (`status.rollout`), in one pass under the lock: the analysis stage scans these on
