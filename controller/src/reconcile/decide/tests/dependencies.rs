@@ -163,3 +163,39 @@ fn decide_should_keep_the_last_dependency_list_of_an_invalid_record() {
     let plan = run_with(&invalid, &live(Some(job(40)), vec![]), Some(&stored), &DependencyView::none());
     assert_eq!(plan.status.as_ref().map(|s| s.depends_on.clone()), Some(vec!["default/db".to_string()]));
 }
+
+#[test]
+fn decide_should_hold_an_adoption_until_the_dependencies_are_ready() {
+    let mut j = job(40);
+    j.owner = None;
+    let r = ValidRecord { adopt: true, ..depending() };
+    let plan = run_with(&valid(r.clone()), &live(Some(j.clone()), vec![]), None, &progressing());
+    assert!(plan.actions.is_empty(), "the unowned job is not taken over yet: {:?}", plan.actions);
+    assert_eq!(phase(&plan), Phase::Pending);
+    let plan = run_with(&valid(r), &live(Some(j), vec![]), None, &deps(DependencyState::Ready));
+    assert_eq!(registers(&plan), vec![(40, RegisterReason::Adopt)]);
+}
+
+#[test]
+fn decide_should_let_suspend_and_conflicts_win_over_waiting() {
+    // Suspended: hands off, whatever the dependencies.
+    let r = ValidRecord { suspend: true, ..depending() };
+    let plan = run_with(&valid(r), &Live::default(), None, &progressing());
+    assert_eq!(phase(&plan), Phase::Suspended);
+    // Someone else's job under the app's ID is a conflict first: waiting would not make it ours.
+    let mut j = job(40);
+    j.owner = Some(OTHER.into());
+    let plan = run_with(&valid(depending()), &live(Some(j), vec![]), None, &progressing());
+    assert!(plan.actions.is_empty());
+    assert_eq!(reason(&plan, ConditionType::Conflict), Some(Reason::OwnedByAnotherApp));
+}
+
+#[test]
+fn decide_should_not_hold_a_register_already_sent() {
+    // Drover's own write is not in the cache yet: the situation is NotYetSeen, not a register, so no waiting
+    // (the register was already sent when the dependencies were ready).
+    let plan =
+        run_with(&valid(depending()), &Live { index: 39, ..Live::default() }, Some(&applied("h2", 40)), &progressing());
+    assert!(plan.actions.is_empty());
+    assert_eq!(phase(&plan), Phase::Progressing);
+}
