@@ -29,8 +29,8 @@ fn record(name: &str, deps: &[&str]) -> String {
 async fn an_app_should_wait_for_its_dependency_to_be_healthy_and_be_deleted_first() {
     let sim = SimProcess::start(TIME_SCALE).await;
     let mut drover = DroverProcess::start(&sim, NO_RESYNC).await;
-    // db's first version turns healthy 150 simulated seconds after placement (3 real seconds).
-    sim.set_health_delay("default", "db", 0, 150_000).await;
+    // db's first version turns healthy 250 simulated seconds after placement (5 real seconds).
+    sim.set_health_delay("default", "db", 0, 250_000).await;
     sim.put_record("default", "db", record("db", &[])).await;
     sim.put_record("default", "web", record("web", &["db"])).await;
 
