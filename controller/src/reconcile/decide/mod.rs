@@ -10,13 +10,15 @@
 //! - [`controls`]: consuming `drover promote|abort|retry|pause|resume|restart`, once each.
 //!
 //! ```text
-//!  record ─► Gone ─────────────► stop/purge per deletionPolicy (this job and retiring ones) ─► delete status
+//!  record ─► Gone ─► dependents left ─► phase Deleting, WaitingForDependents; Nomad untouched (dependsOn)
+//!                 ─► none left ──────► stop/purge per deletionPolicy (this job and retiring ones) ─► delete status
 //!         ─► Unreadable ───────► report; Nomad untouched
 //!         ─► Invalid ──────────► phase Invalid, every field error; Nomad untouched
 //!         ─► Valid ─► Suspended ─────────► phase Suspended; Nomad untouched
 //!                  ─► Conflict ──────────► phase Failed; Nomad untouched (unless adopt)
 //!                  ─► Rejected / Failed spec ► Failed / Degraded until the record changes
-//!                  ─► Create / Apply / Adopt ► Register (EnforceIndex) ─► Progressing
+//!                  ─► Create / Apply / Adopt ► a dependency not Healthy ─► Pending, WaitingForDependencies
+//!                                            ► Register (EnforceIndex) ─► Progressing
 //!                  ─► Applied ─► not yet seen ─► wait for the watch
 //!                             ─► drifted ──────► Revert (register) | Report (Degraded)
 //!                             ─► current ──────► follow the deployment ─► Progressing | Paused | Healthy | Degraded
