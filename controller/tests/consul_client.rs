@@ -303,6 +303,11 @@ impl ScriptedSource {
         self.answers.lock().unwrap().push_back((hold, Ok(listing)));
     }
 
+    fn push_filtered(&self, index: u64, entries: Vec<KvPair>) {
+        let listing = Listing { entries, index, bytes: 2, filtered_by_acls: true };
+        self.answers.lock().unwrap().push_back((Duration::ZERO, Ok(listing)));
+    }
+
     fn push_err(&self) {
         self.answers.lock().unwrap().push_back((
             Duration::ZERO,
@@ -389,6 +394,24 @@ async fn watcher_should_report_changed_content_and_skip_an_unchanged_wake() {
     assert_eq!((entries.len(), index, relisted), (2, 15, false));
     assert!(matches!(state, State::Watching { index: 15, .. }));
     assert_eq!(source.queries()[2].index, 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watcher_should_count_every_filtered_answer_even_when_what_it_sees_is_unchanged() {
+    // A key the token may not read, written under an empty prefix: the listing stays empty for Drover, but each
+    // answer Consul filtered is a denied call (the controls watch of a token without the control/ read).
+    let source = Arc::new(ScriptedSource::default());
+    let (mut w, metrics) = watcher(&source);
+    source.push_ok(10, vec![]);
+    source.push_filtered(11, vec![]);
+    source.push_filtered(12, vec![]);
+    let (_, state) = w.step(State::initial()).await;
+    let (event, state) = w.step(state).await;
+    assert!(event.is_none(), "nothing Drover can see changed");
+    let (event, _) = w.step(state).await;
+    assert!(event.is_none());
+    let denied = "drover_permission_denied_total{server=\"consul\",call=\"kv_list_filtered\"} 2";
+    assert!(metrics.encode().contains(denied), "{}", metrics.encode());
 }
 
 #[tokio::test(start_paused = true)]

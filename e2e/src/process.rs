@@ -208,6 +208,11 @@ impl DroverProcess {
         DroverProcess::start_until(sim, extra_args, &[], None, Readiness::Replica).await
     }
 
+    /// As [`DroverProcess::start_replica`], with these environment variables set for the process.
+    pub async fn start_replica_with(sim: &SimProcess, extra_args: &[&str], env: &[(&str, &str)]) -> DroverProcess {
+        DroverProcess::start_until(sim, extra_args, env, None, Readiness::Replica).await
+    }
+
     /// As [`DroverProcess::start`], with these environment variables set for the process, and with `listen_ca`
     /// (the PEM CA of `--listen-tls-cert`) its own endpoints are reached over `https://` trusting that CA.
     pub async fn start_with(

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use drover::status::Phase;
 use drover_e2e::acl::{Rule, consul_rules, consul_sim_rules, nomad_rules, nomad_sim_namespaces, read_policy};
 use drover_e2e::{
-    DEADLINE, DroverProcess, SimProcess, SimTls, TIME_SCALE, job_image, job_modify_index, metric_sum, template_record,
-    wait_until,
+    DEADLINE, DroverProcess, Ready, SimProcess, SimTls, TIME_SCALE, job_image, job_modify_index, metric_sum,
+    template_record, wait_until,
 };
 
 const ROOT: &str = "root-management-token";
@@ -78,6 +78,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether `rule` guards the leader lock (its key or its session): exercised only with leader election on, which
+/// needs a simulator on real time (see [`DroverProcess::start`]), so these rules have a test of their own.
+fn leader_rule(rule: &Rule) -> bool {
+    matches!(rule, Rule::Consul { kind, name, .. } if kind.starts_with("session") || name.ends_with("/leader"))
+}
+
+/// Whether `rule` is read by the controls watch, a blocking query that only answers when a control is written.
+fn control_rule(rule: &Rule) -> bool {
+    matches!(rule, Rule::Consul { name, .. } if name.ends_with("/control/"))
 }
 
 /// Whether `rule` is needed by a call a reconcile makes for one app (so its denial lands in that app's status).
@@ -154,6 +165,7 @@ async fn each_removed_rule_should_be_reported_and_never_taken_for_a_deletion() {
     let rules: Vec<Rule> = consul_rules(&read_policy("consul-drover.hcl"))
         .into_iter()
         .chain(nomad_rules(&read_policy("nomad-drover.hcl")))
+        .filter(|r| !leader_rule(r))
         .collect();
     for rule in rules {
         let mut c = Cluster::start().await;
@@ -172,6 +184,18 @@ async fn each_removed_rule_should_be_reported_and_never_taken_for_a_deletion() {
         let seen = c.drover.reconcile_total().await;
         c.drover.wait_reconciles(seen, 2).await;
         c.sim.put_record("default", "web", template_record("web", "nginx:1.29", "")).await;
+        if control_rule(&rule) {
+            // The controls watch only asks again when a control changes: a person's `drover pause` (with a stale
+            // generation, so it would change nothing), twice for the same reason as the records above. Consul then
+            // filters it out of the listing, and that filtering is what Drover can see and count.
+            for at in ["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"] {
+                let control =
+                    serde_json::json!({"action": "pause", "generation": 1, "requestedAt": at, "by": "acl-test"});
+                c.sim.kv_put("drover/control/default/web", control.to_string()).await;
+                let seen = c.drover.reconcile_total().await;
+                c.drover.wait_reconciles(seen, 1).await;
+            }
+        }
         let what = format!("a denial counted after removing {rule}");
         let denied = wait_until(DEADLINE, &what, || async {
             let now = c.denials().await;
@@ -199,5 +223,55 @@ async fn each_removed_rule_should_be_reported_and_never_taken_for_a_deletion() {
         let deregisters = c.sim.nomad_requests(0, "DELETE", "/v1/job/web").await;
         assert!(deregisters.is_empty(), "{rule}: Drover tried to deregister: {deregisters:?}");
         eprintln!("{rule}: {denied} denials counted, job kept");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_leader_rule_should_leave_a_standby_that_reports_it_and_writes_nothing() {
+    let rules: Vec<Rule> = consul_rules(&read_policy("consul-drover.hcl")).into_iter().filter(leader_rule).collect();
+    assert_eq!(rules.len(), 2, "the lock key and the session rules: {rules:?}");
+    for rule in rules {
+        // Real time: the session's TTL must hold against Drover's renewals (see `DroverProcess::start`).
+        let sim = SimProcess::start_with_acls(1.0, ROOT).await;
+        let consul: Vec<Rule> =
+            consul_rules(&read_policy("consul-drover.hcl")).into_iter().filter(|r| r != &rule).collect();
+        sim.consul_acl_policy("drover", consul_sim_rules(&consul)).await;
+        let (_, consul_secret) = sim.consul_acl_token(&["drover"]).await;
+        let nomad = nomad_rules(&read_policy("nomad-drover.hcl"));
+        let (_, nomad_secret) = sim.nomad_acl_token("drover", nomad_sim_namespaces(&nomad)).await;
+        let dir = SimTls::fresh_dir("acl-leader");
+        let nomad_file = dir.join("nomad.token");
+        std::fs::write(&nomad_file, &nomad_secret).expect("write the Nomad token file");
+        let nomad_path = nomad_file.to_string_lossy().into_owned();
+        let args =
+            ["--nomad-token-file", &nomad_path, "--leader-elect", "true", "--lock-ttl", "10s", "--lock-delay", "1s"];
+        let mut drover = DroverProcess::start_replica_with(&sim, &args, &[("CONSUL_HTTP_TOKEN", &consul_secret)]).await;
+        sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
+        let what = format!("a denial counted with {rule} missing");
+        let denied = wait_until(DEADLINE, &what, || async {
+            let now = metric_sum(&drover.get_text("/metrics").await, "drover_permission_denied_total");
+            if now > 0 { Ok(now) } else { Err(now) }
+        })
+        .await;
+        // It keeps trying (more denials), stays a standby and never writes what a leader writes.
+        wait_until(DEADLINE, &format!("a retried denial with {rule} missing"), || async {
+            let now = metric_sum(&drover.get_text("/metrics").await, "drover_permission_denied_total");
+            if now > denied { Ok(()) } else { Err(now) }
+        })
+        .await;
+        drover.assert_running();
+        assert_eq!(drover.readyz().await, Some(Ready::Standby), "{rule}: a replica without the lock is a standby");
+        let writes: Vec<_> = sim
+            .log(None, 0)
+            .await
+            .requests
+            .into_iter()
+            .filter(|r| r.is_write() && !r.path.starts_with("/v1/session/") && r.path != "/v1/kv/drover/leader")
+            .filter(|r| r.user_agent == drover.user_agent())
+            .collect();
+        assert!(writes.is_empty(), "{rule}: a replica that never held the lock wrote: {writes:#?}");
+        assert!(sim.job("default", "web").await.is_none(), "{rule}: job web registered without the lock");
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("{rule}: {denied}+ denials counted, standby, no write");
     }
 }

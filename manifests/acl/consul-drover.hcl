@@ -19,12 +19,13 @@ key_prefix "drover/control/" {
   policy = "read"
 }
 
-# The leader lock (`drover run` with leader election, the default): acquire and release of the lock key, and the
-# session that holds it: PUT /v1/kv/drover/leader?acquire=|release= (and its blocking GET), PUT /v1/session/create,
-# /renew/<id>, /destroy/<id>.
+# The leader lock (`drover run` with leader election, the default): PUT /v1/kv/drover/leader?acquire=|release=
+# and its blocking GET (a standby waits there for the lock to be free).
 key "drover/leader" {
   policy = "write"
 }
+# The session that holds the leader lock: PUT /v1/session/create, /v1/session/renew/<id>, /v1/session/destroy/<id>
+# (sessions are on the agent's node, so the rule covers every node name).
 session_prefix "" {
   policy = "write"
 }

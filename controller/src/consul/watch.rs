@@ -261,6 +261,9 @@ impl<S: PrefixSource> Watcher<S> {
                     Err(err) => (Some(Err(err)), self.backoff(1)),
                     Ok(listing) => {
                         self.charge(listing.bytes);
+                        // Every filtered answer is a denied call, whether or not what the token sees changed: a
+                        // control hidden from the start never changes the (empty) listing Drover sees.
+                        self.count_filtered(listing.filtered_by_acls);
                         self.after_wake(index, entries, listing)
                     }
                 }
@@ -296,7 +299,6 @@ impl<S: PrefixSource> Watcher<S> {
             // no proof of change (C2). Keep the new index, report nothing.
             return (None, State::Watching { index: listing.index, entries });
         }
-        self.count_filtered(listing.filtered_by_acls);
         let entries = Arc::new(listing.entries);
         let event = WatchEvent::Snapshot {
             entries: Arc::clone(&entries),
