@@ -25,6 +25,12 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+/// Label set `{on}` of `apps_waiting`: `dependencies` or `dependents`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WaitingLabel {
+    on: &'static str,
+}
+
 /// Label set `{endpoint, code}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
@@ -143,6 +149,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     queue_depth: Gauge,
     apps: Family<PhaseLabel, Gauge>,
+    apps_waiting: Family<WaitingLabel, Gauge>,
     drift_detected_total: Counter,
     nomad_requests_total: Family<EndpointLabels, Counter>,
     nomad_request_duration: Family<EndpointLabel, Histogram>,
@@ -189,6 +196,12 @@ impl Metrics {
         registry.register("queue_depth", "Keys waiting in the work queue", queue_depth.clone());
         let apps = Family::<PhaseLabel, Gauge>::default();
         registry.register("apps", "Apps by phase", apps.clone());
+        let apps_waiting = Family::<WaitingLabel, Gauge>::default();
+        registry.register(
+            "apps_waiting",
+            "Apps held back by spec.dependsOn: on=dependencies (not created or rolled out yet), on=dependents (a deleted record's deletionPolicy waits)",
+            apps_waiting.clone(),
+        );
         let drift_detected_total = Counter::default();
         registry.register("drift_detected", "Jobs found changed behind Drover's back", drift_detected_total.clone());
         let nomad_requests_total = Family::<EndpointLabels, Counter>::default();
@@ -293,6 +306,7 @@ impl Metrics {
             reconcile_duration,
             queue_depth,
             apps,
+            apps_waiting,
             drift_detected_total,
             nomad_requests_total,
             nomad_request_duration,
@@ -392,6 +406,13 @@ impl Metrics {
     /// The work queue holds `depth` keys.
     pub fn set_queue_depth(&self, depth: usize) {
         self.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Sets how many apps wait for their dependencies and how many deleted apps wait for their dependents.
+    pub fn set_apps_waiting(&self, on_dependencies: usize, on_dependents: usize) {
+        for (on, n) in [("dependencies", on_dependencies), ("dependents", on_dependents)] {
+            self.apps_waiting.get_or_create(&WaitingLabel { on }).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Replaces the per-phase app counts.

@@ -28,7 +28,7 @@ use crate::leader::{Elector, LeaderGate, LeadershipSender, LockConfig, takeover}
 use crate::live::{JobKey, LiveDeployment, LiveJob};
 use crate::metrics::Metrics;
 use crate::nomad;
-use crate::queue::{Backoff, Queue, QueueConfig};
+use crate::queue::{Backoff, Queue, QueueConfig, Runner};
 use crate::reconcile::Stage;
 use crate::status::Phase;
 use crate::store::{self, LiveCache, LiveWriter, Records, RecordsWriter, Statuses};
@@ -110,6 +110,8 @@ pub struct Controller {
     handle: Handle,
     ready_tx: watch::Sender<bool>,
     election: Option<Election>,
+    queue: Queue<AppKey>,
+    runner: Runner<AppKey>,
 }
 
 impl Controller {
@@ -130,6 +132,16 @@ impl Controller {
                 (gate, Some(Election { elector, elected, serving }))
             }
         };
+        // Made here, not in `run`, so the stage can wake the dependents of an app whose status changed.
+        let (queue, runner) = Queue::<AppKey>::new(QueueConfig {
+            workers: config.workers,
+            backoff: config.backoff.clone(),
+            ..QueueConfig::default()
+        });
+        let wake: crate::reconcile::Wake = {
+            let queue = queue.clone();
+            Arc::new(move |key: AppKey, why: &'static str| queue.enqueue(key, None, None, why))
+        };
         let stage = Arc::new(
             Stage::new(
                 &config.prefix,
@@ -145,6 +157,7 @@ impl Controller {
             .with_analysis(analysis_runs.clone())
             .with_controls(controls.clone())
             .with_leadership(leadership.clone())
+            .with_wake(wake)
             .with_notifier(config.notifications.clone().map(|n| crate::notify::Notifier::start(n, metrics.clone()))),
         );
         let ready_tx = watch::Sender::new(false);
@@ -172,6 +185,8 @@ impl Controller {
             handle,
             ready_tx,
             election,
+            queue,
+            runner,
         }
     }
 
@@ -198,12 +213,9 @@ impl Controller {
             handle,
             ready_tx,
             election,
+            queue,
+            runner,
         } = self;
-        let (queue, runner) = Queue::<AppKey>::new(QueueConfig {
-            workers: config.workers,
-            backoff: config.backoff.clone(),
-            ..QueueConfig::default()
-        });
         let tasks = tokio_util::task::TaskTracker::new();
         let (desired_ready_tx, desired_ready) = watch::channel(false);
         let (live_ready_tx, live_ready) = watch::channel(false);
@@ -628,7 +640,7 @@ async fn run_analysis(
     stage.run(shutdown).await;
 }
 
-/// Keeps `queue_depth` and `apps{phase}` current.
+/// Keeps `queue_depth`, `apps{phase}` and `apps_waiting{on}` current.
 async fn report_gauges(handle: Handle, queue: Queue<AppKey>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -638,5 +650,7 @@ async fn report_gauges(handle: Handle, queue: Queue<AppKey>, shutdown: Cancellat
         }
         handle.metrics.set_queue_depth(queue.depth());
         handle.metrics.set_apps_by_phase(handle.statuses.count_by_phase(), Phase::ALL.iter());
+        let (on_dependencies, on_dependents) = handle.statuses.count_waiting();
+        handle.metrics.set_apps_waiting(on_dependencies, on_dependents);
     }
 }

@@ -79,6 +79,9 @@ pub enum ConditionType {
     ExternalScaling,
     /// The app's control value is unreadable (reported, never acted on).
     Control,
+    /// `spec.dependsOn` cannot be met as the records stand: a dependency that does not exist, or a cycle across
+    /// records. Absent when every dependency exists and there is no cycle.
+    Dependencies,
 }
 
 /// A stable, machine-readable cause of a condition.
@@ -170,6 +173,17 @@ pub enum Reason {
     DeadlineExceeded,
     /// `Control`: the control at `drover/control/<ns>/<name>` could not be read as a control; it is ignored.
     ControlUnreadable,
+    /// `Ready` (phase `Pending`): an app of `spec.dependsOn` is not `Healthy` at its current generation, so this
+    /// one is not created or rolled out yet (the message names what it waits for); what runs keeps running.
+    WaitingForDependencies,
+    /// `Dependencies`: an app of `spec.dependsOn` has no record (the message names it).
+    DependencyMissing,
+    /// `Dependencies`: the apps' `spec.dependsOn` form a cycle through this app (the message names it); none of
+    /// them can go first until a record changes.
+    DependencyCycle,
+    /// `Ready` (phase `Deleting`): the record is gone, but apps that depend on it are still there (their records
+    /// still list it, or their own deletion is not done): its `deletionPolicy` waits for them.
+    WaitingForDependents,
 }
 
 /// One observation about the app, with a reason and a message a person can act on.
@@ -387,6 +401,10 @@ pub struct AppStatus {
     /// The record's `deletionPolicy`, kept so a deletion can be carried out once the record is gone.
     #[serde(default)]
     pub deletion_policy: ObservedDeletionPolicy,
+    /// The record's `spec.dependsOn` (`<namespace>/<name>` each), kept so that once this record is deleted, the
+    /// apps it depended on wait until its own deletion is done (deletion goes in reverse order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
     /// Recent applies, newest first, at most [`HISTORY_LEN`].
     #[serde(default)]
     pub history: Vec<HistoryEntry>,

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::app::{AppKey, Record};
 use crate::consul::kv::KvPair;
 use crate::live::{JobKey, Live, LiveDeployment, LiveJob};
-use crate::status::{AppStatus, Phase};
+use crate::status::{AppStatus, ConditionType, Phase, Reason};
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -38,6 +38,9 @@ struct RecordsInner {
     by_key: HashMap<AppKey, Arc<Record>>,
     /// The job each record renders to → the record, to route Nomad events to apps.
     by_job: HashMap<JobKey, AppKey>,
+    /// Reverse `spec.dependsOn`: an app → the valid records that depend on it, to wake them when its status
+    /// changes and to hold back its deletion while they are there.
+    dependents: HashMap<AppKey, std::collections::BTreeSet<AppKey>>,
     /// Bumped by every snapshot that changed something, so a reader can skip a rescan when nothing changed.
     revision: u64,
 }
@@ -96,6 +99,11 @@ impl Records {
     pub fn key_for_job(&self, job: &JobKey) -> Option<AppKey> {
         read(&self.inner).by_job.get(job).cloned()
     }
+
+    /// The apps whose valid record lists `key` in `spec.dependsOn`, sorted (whether or not `key` has a record).
+    pub fn dependents_of(&self, key: &AppKey) -> Vec<AppKey> {
+        read(&self.inner).dependents.get(key).map(|d| d.iter().cloned().collect()).unwrap_or_default()
+    }
 }
 
 impl RecordsWriter {
@@ -130,6 +138,7 @@ impl RecordsWriter {
         for key in gone {
             if let Some(old) = inner.by_key.remove(&key) {
                 remove_job_index(&mut inner.by_job, &key, &old);
+                remove_dependents_index(&mut inner.dependents, &key, &old);
             }
             changes.push(Change { key, generation: None });
         }
@@ -137,8 +146,12 @@ impl RecordsWriter {
             let generation = record.generation();
             if let Some(old) = inner.by_key.get(&key).cloned() {
                 remove_job_index(&mut inner.by_job, &key, &old);
+                remove_dependents_index(&mut inner.dependents, &key, &old);
             }
             inner.by_job.insert(JobKey::new(&key.namespace, record.job_id(&key)), key.clone());
+            for dep in record.depends_on() {
+                inner.dependents.entry(dep.clone()).or_default().insert(key.clone());
+            }
             inner.by_key.insert(key.clone(), Arc::new(record));
             changes.push(Change { key, generation: Some(generation) });
         }
@@ -146,6 +159,21 @@ impl RecordsWriter {
             inner.revision += 1;
         }
         changes
+    }
+}
+
+fn remove_dependents_index(
+    dependents: &mut HashMap<AppKey, std::collections::BTreeSet<AppKey>>,
+    key: &AppKey,
+    old: &Record,
+) {
+    for dep in old.depends_on() {
+        if let Some(set) = dependents.get_mut(dep) {
+            set.remove(key);
+            if set.is_empty() {
+                dependents.remove(dep);
+            }
+        }
     }
 }
 
@@ -222,6 +250,20 @@ impl Statuses {
         counts
     }
 
+    /// How many apps wait for their dependencies (`WaitingForDependencies`) and how many deleted apps wait for
+    /// their dependents (`WaitingForDependents`), by the `Ready` condition's reason, in one pass under the lock.
+    pub fn count_waiting(&self) -> (usize, usize) {
+        let (mut dependencies, mut dependents) = (0, 0);
+        for entry in read(&self.inner).values() {
+            match entry.status.as_ref().and_then(|s| s.condition(ConditionType::Ready)).map(|c| c.reason) {
+                Some(Reason::WaitingForDependencies) => dependencies += 1,
+                Some(Reason::WaitingForDependents) => dependents += 1,
+                _ => {}
+            }
+        }
+        (dependencies, dependents)
+    }
+
     /// Every status with a rollout (`status.rollout`), in one pass under the lock: the analysis stage scans these on
     /// every change, so statuses without one cost a pointer check, not a copy of their key.
     pub fn rollouts(&self) -> Vec<(AppKey, Arc<AppStatus>)> {
@@ -229,6 +271,19 @@ impl Statuses {
             .iter()
             .filter_map(|(k, e)| e.status.as_ref().filter(|s| s.rollout.is_some()).map(|s| (k.clone(), s.clone())))
             .collect()
+    }
+
+    /// The apps whose status lists `key` in `dependsOn` (the record's list when that status was written), sorted.
+    /// A pass over every status: only asked for a deleted record, to hold its deletion back.
+    pub fn depending_on(&self, key: &AppKey) -> Vec<AppKey> {
+        let wanted = key.to_string();
+        let mut keys: Vec<AppKey> = read(&self.inner)
+            .iter()
+            .filter(|(_, e)| e.status.as_ref().is_some_and(|s| s.depends_on.contains(&wanted)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// A number that changes whenever a status is loaded, written, re-read or removed.

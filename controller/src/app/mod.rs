@@ -53,7 +53,8 @@ pub use record::{Record, ValidRecord};
 pub use render::render;
 pub use schema::{schemas, write_schemas};
 pub use spec::{
-    App, AppSpec, Check, CheckType, DeletionPolicy, DriftPolicy, Metadata, PortSpec, Resources, ServiceSpec, Template,
+    App, AppSpec, Check, CheckType, DeletionPolicy, Dependency, DriftPolicy, Metadata, PortSpec, Resources,
+    ServiceSpec, Template,
 };
 pub use strategy::{
     AnalysisStep, BlueGreenStrategy, CanaryStep, CanaryStrategy, OnTimeout, PauseStep, PostPromotion, PrometheusQuery,

@@ -54,6 +54,9 @@ pub struct ValidRecord {
     pub strategy: Arc<super::Strategy>,
     /// `spec.analysis`: the templates that steps name (validation proves every name a step uses exists).
     pub analysis: Arc<std::collections::BTreeMap<String, super::AnalysisTemplate>>,
+    /// `spec.dependsOn`, each namespace resolved (absent: the app's own): the apps that must be `Healthy` at their
+    /// current generation before this one is created or a new version of it registered.
+    pub depends_on: Vec<AppKey>,
 }
 
 /// One record as the reconciler sees it.
@@ -78,6 +81,14 @@ impl ValidRecord {
 }
 
 impl Record {
+    /// The apps this record depends on (`spec.dependsOn`); none for an invalid record.
+    pub fn depends_on(&self) -> &[AppKey] {
+        match self {
+            Record::Valid(r) => &r.depends_on,
+            Record::Invalid { .. } => &[],
+        }
+    }
+
     /// Parses, validates, renders and hashes the record stored at `key` (installation `prefix`) at `generation`.
     pub fn load(prefix: &str, key: &AppKey, bytes: &[u8], generation: u64) -> Record {
         match load_for(prefix, key, bytes) {
@@ -120,6 +131,13 @@ impl Record {
                     externally_scaled,
                     strategy: Arc::new(d.app.spec.strategy.clone().unwrap_or_default()),
                     analysis: Arc::new(d.app.spec.analysis.clone()),
+                    depends_on: d
+                        .app
+                        .spec
+                        .depends_on
+                        .iter()
+                        .map(|dep| AppKey::new(dep.namespace.as_deref().unwrap_or(&key.namespace), &dep.name))
+                        .collect(),
                 }))
             }
             Err(errors) => Record::Invalid { generation, errors: Arc::new(errors) },

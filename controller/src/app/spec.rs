@@ -104,6 +104,25 @@ pub struct AppSpec {
     /// `drover.io/app` meta key) is taken over. `false`: it is reported as a `Conflict`.
     #[serde(default)]
     pub adopt: bool,
+    /// Apps that must be `Healthy` (at their current generation) before this one is created or
+    /// a new version of it is registered. While one is not, the app waits in phase `Pending`
+    /// (reason `WaitingForDependencies`) and whatever already runs keeps running. When records
+    /// are deleted, an app is stopped only after the apps depending on it are gone. At most
+    /// 64 entries; no duplicates, and an app cannot depend on itself. A dependency that does
+    /// not exist, or a cycle across records, is reported in the `Dependencies` condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+}
+
+/// One app another app depends on (`spec.dependsOn[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dependency {
+    /// The app's name: a DNS label, as `metadata.name`.
+    pub name: String,
+    /// The app's namespace. Absent: the namespace of the app that depends on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 fn job_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -49,7 +49,57 @@ pub fn validate(app: &App, key: Option<&AppKey>) -> Vec<FieldError> {
     if let Some(autoscaling) = &spec.autoscaling {
         validate_autoscaling(app, autoscaling, &mut errors);
     }
+    validate_depends_on(app, &mut errors);
     errors
+}
+
+/// The most entries `spec.dependsOn` may hold: far more than any real ordering needs, and a bound on the work one
+/// record can ask of every reconcile (each entry is looked up, and cycles are searched through them).
+pub const MAX_DEPENDENCIES: usize = 64;
+
+/// `spec.dependsOn`: valid names and namespaces, no duplicates, no self-dependency (the only cycle a record alone
+/// can show; a cycle across records is reported in status, since no one record is wrong).
+fn validate_depends_on(app: &App, errors: &mut Vec<FieldError>) {
+    let deps = &app.spec.depends_on;
+    if deps.len() > MAX_DEPENDENCIES {
+        errors
+            .push(FieldError::new("spec.dependsOn", format!("at most {MAX_DEPENDENCIES} entries, not {}", deps.len())));
+    }
+    let mut seen: Vec<(String, String)> = Vec::with_capacity(deps.len());
+    for (i, dep) in deps.iter().enumerate() {
+        let path = format!("spec.dependsOn[{i}]");
+        let name_ok = match check_dns_label(&dep.name, false) {
+            Ok(()) => true,
+            Err(reason) => {
+                errors.push(FieldError::new(format!("{path}.name"), format!("{reason} (an app name)")));
+                false
+            }
+        };
+        let namespace = dep.namespace.clone().unwrap_or_else(|| app.metadata.namespace.clone());
+        let namespace_ok = match dep.namespace.as_deref().map(check_namespace) {
+            Some(Err(reason)) => {
+                errors.push(FieldError::new(format!("{path}.namespace"), reason));
+                false
+            }
+            _ => true,
+        };
+        if !(name_ok && namespace_ok) {
+            continue;
+        }
+        let target = (namespace, dep.name.clone());
+        if target.0 == app.metadata.namespace && target.1 == app.metadata.name {
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("an app cannot depend on itself ({}/{})", target.0, target.1),
+            ));
+        } else if let Some(j) = seen.iter().position(|t| *t == target) {
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{}/{} is already listed at spec.dependsOn[{j}]", target.0, target.1),
+            ));
+        }
+        seen.push(target);
+    }
 }
 
 /// The names of the job's task groups: the app's name for the template form, `TaskGroups[].Name` for a job.
@@ -382,6 +432,40 @@ mod tests {
             ]
         );
         assert!(errors.iter().any(|e| e.to_string() == "spec.template.count: must be ≥ 0"));
+    }
+
+    #[test]
+    fn validate_should_check_every_dependency_with_its_path() {
+        let mut app = template_app("web");
+        let dep = |name: &str, namespace: Option<&str>| crate::app::Dependency {
+            name: name.into(),
+            namespace: namespace.map(Into::into),
+        };
+        app.spec.depends_on = vec![
+            dep("db", None),
+            dep("", None),
+            dep("Not_An_App", None),
+            dep("db", Some("default")),
+            dep("web", None),
+            dep("cache", Some("bad ns")),
+            dep("db", Some("prod")),
+            dep("web", Some("prod")),
+        ];
+        let errors = validate(&app, Some(&AppKey::new("default", "web")));
+        assert_eq!(
+            paths(&errors),
+            [
+                "spec.dependsOn[1].name",
+                "spec.dependsOn[2].name",
+                "spec.dependsOn[3].name",
+                "spec.dependsOn[4].name",
+                "spec.dependsOn[5].namespace"
+            ]
+        );
+        assert!(errors[2].reason.contains("already listed at spec.dependsOn[0]"), "{errors:?}");
+        assert!(errors[3].reason.contains("cannot depend on itself"), "{errors:?}");
+        app.spec.depends_on = (0..=MAX_DEPENDENCIES).map(|i| dep(&format!("a{i}"), None)).collect();
+        assert_eq!(paths(&validate(&app, None)), ["spec.dependsOn"]);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (GitHub's X-Hub-Signature-256 HMAC); trailing whitespace ignored.
     #[arg(long, requires = "listen")]
     pub webhook_secret_file: Option<String>,
+    /// With --watch: tell webhook targets of every failed sync (`SyncFailed`, once per revision). The same file as
+    /// `drover run --notifications` (README "Notifications"), checked before the watch starts.
+    #[arg(long, requires = "watch")]
+    pub notifications: Option<std::path::PathBuf>,
     /// Consul connection.
     #[command(flatten)]
     pub consul: ConsulArgs,
@@ -125,11 +129,20 @@ fn spec(args: &RunArgs) -> anyhow::Result<SyncSpec> {
 
 async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let spec = spec(&args)?;
-    let consul = args.consul.client(Arc::new(Metrics::new()))?;
+    let metrics = Arc::new(Metrics::new());
+    let consul = args.consul.client(metrics.clone())?;
     if args.watch {
         if args.interval < MIN_INTERVAL {
             bail!("--interval must be at least {}", humantime::format_duration(MIN_INTERVAL));
         }
+        let notifier = match &args.notifications {
+            Some(path) => {
+                let targets = crate::notify::load(path, &super::env_lookup)?;
+                let setup = crate::notify::Notifications::new(targets, crate::notify::DeliveryConfig::default())?;
+                Some(crate::notify::Notifier::<crate::notify::SyncEvent>::start(setup, metrics.clone()))
+            }
+            None => None,
+        };
         super::run::init_logging(super::run::LogFormat::Text);
         let secret = match &args.webhook_secret_file {
             Some(path) => {
@@ -155,6 +168,12 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         let output = args.output;
         watch(consul, config, listener, super::run::signal(), move |report| {
             let _ = print_report(report, output, false);
+            // Queued, never awaited: a slow receiver never delays the next sync.
+            if let Some(n) = &notifier
+                && let Some(event) = crate::notify::SyncEvent::from_outcome(&report.outcome)
+            {
+                n.send(&event);
+            }
         })
         .await
         .context("the webhook server failed")?;

@@ -16,6 +16,7 @@ use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::Notice;
 use super::config::{Format, Target};
 use super::events::{DedupKey, Event};
 use crate::metrics::{Metrics, NotificationResult};
@@ -52,21 +53,21 @@ impl Default for DeliveryConfig {
 
 /// The occurrences a target has taken, bounded: insertion order is eviction order (oldest first).
 #[derive(Debug)]
-pub struct Seen {
-    set: HashSet<DedupKey>,
-    order: VecDeque<DedupKey>,
+pub struct Seen<K = DedupKey> {
+    set: HashSet<K>,
+    order: VecDeque<K>,
     capacity: usize,
 }
 
-impl Seen {
+impl<K: std::hash::Hash + Eq + Clone> Seen<K> {
     /// An empty set remembering at most `capacity` keys (at least one).
-    pub fn new(capacity: usize) -> Seen {
+    pub fn new(capacity: usize) -> Seen<K> {
         let capacity = capacity.max(1);
         Seen { set: HashSet::with_capacity(capacity), order: VecDeque::with_capacity(capacity), capacity }
     }
 
     /// Remembers `key`; false when it was already remembered (a repeat to drop).
-    pub fn insert(&mut self, key: &DedupKey) -> bool {
+    pub fn insert(&mut self, key: &K) -> bool {
         if self.set.contains(key) {
             return false;
         }
@@ -133,6 +134,7 @@ fn icon(event: &Event) -> &'static str {
         K::RolloutPaused => ":double_vertical_bar:",
         K::RolloutAborted | K::AnalysisFailed | K::Failed | K::Invalid => ":x:",
         K::Drifted => ":warning:",
+        K::SyncFailed => ":x:",
     }
 }
 
@@ -163,20 +165,20 @@ impl AttemptError {
 }
 
 /// The task of one target: runs until every sender of `rx` is gone.
-pub async fn run_target(
+pub async fn run_target<E: Notice>(
     target: Arc<Target>,
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: mpsc::Receiver<E>,
     client: reqwest::Client,
     config: DeliveryConfig,
     metrics: Arc<Metrics>,
 ) {
-    let mut seen = Seen::new(config.dedup_capacity);
+    let mut seen: Seen<E::Key> = Seen::new(config.dedup_capacity);
     while let Some(event) = rx.recv().await {
-        if !seen.insert(&event.dedup) {
+        if !seen.insert(&event.dedup_key()) {
             metrics.notification(&target.name, NotificationResult::Deduplicated);
             continue;
         }
-        let body = payload(&event, target.format);
+        let body = event.payload(target.format);
         let result = deliver(&target, &client, &config, &metrics, &body).await;
         match result {
             Ok(()) => metrics.notification(&target.name, NotificationResult::Delivered),
@@ -184,8 +186,8 @@ pub async fn run_target(
                 metrics.notification(&target.name, NotificationResult::Failed);
                 tracing::warn!(
                     target = %target.name,
-                    event = %event.kind,
-                    app = %event.app,
+                    event = %event.kind(),
+                    about = %event.subject(),
                     error = %crate::error_chain(&err),
                     "notification not delivered"
                 );

@@ -15,6 +15,7 @@
 //! | `Drifted`          | the `Drifted` condition turns `True`, or a new history entry `Reverted` (a later drift of an app already drifted and reverted) |
 //! | `Invalid`          | the phase turns `Invalid`, or an invalid record's generation changes (a new invalid edit) |
 //! | `Failed`           | the phase turns `Failed` (Nomad rejected the job, a job owned by someone else, ...)    |
+//! | `SyncFailed`       | not from a status: a `drover sync --watch` sync ended `Invalid`, `Conflicted` or `Failed` ([`super::sync_event`]) |
 //!
 //! "Turns" means: the old status is absent or differs in that respect. Every event carries a [`DedupKey`]: the
 //! app, the generation, the kind, and for kinds that can happen several times in one generation (`Scaled`,
@@ -48,11 +49,14 @@ pub enum EventKind {
     Invalid,
     /// Drover cannot apply the record.
     Failed,
+    /// A `drover sync --watch` sync failed: invalid records, a conflict, or a source or Consul it could not read
+    /// (see [`super::sync_event`]; not an app's event).
+    SyncFailed,
 }
 
 impl EventKind {
     /// Every kind, in the order the table in the module doc gives them.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::RolloutStarted,
         EventKind::RolloutPaused,
         EventKind::RolloutCompleted,
@@ -62,6 +66,7 @@ impl EventKind {
         EventKind::Drifted,
         EventKind::Invalid,
         EventKind::Failed,
+        EventKind::SyncFailed,
     ];
 
     /// The kind's name, as written in files and payloads.
@@ -76,6 +81,7 @@ impl EventKind {
             EventKind::Drifted => "Drifted",
             EventKind::Invalid => "Invalid",
             EventKind::Failed => "Failed",
+            EventKind::SyncFailed => "SyncFailed",
         }
     }
 }

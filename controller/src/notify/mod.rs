@@ -11,6 +11,8 @@
 //! - [`config`]: the file, checked at start with field paths; secrets read once.
 //! - [`events`]: which transitions of a status are events — a pure function with the rules in a table.
 //! - [`deliver`]: the per-target task: dedup per (app, generation, event), payloads (Drover JSON, Slack), retries.
+//! - [`sync_event`]: `SyncFailed`, the event of `drover sync --watch --notifications FILE` (same file, same
+//!   delivery; deduplicated per (sync, revision, event)).
 //!
 //! Counted in `drover_notifications_total{target,result}`, result one of `delivered`, `retried` (one per retry),
 //! `failed` (gave up, or refused), `dropped` (queue full), `deduplicated`.
@@ -25,6 +27,7 @@ pub mod deliver;
 pub mod events;
 #[cfg(test)]
 mod hook_tests;
+pub mod sync_event;
 #[cfg(test)]
 mod test_receiver;
 
@@ -36,6 +39,7 @@ use tokio_util::task::AbortOnDropHandle;
 pub use config::{Format, LoadError, Pattern, Selector, Target, load};
 pub use deliver::DeliveryConfig;
 pub use events::{DedupKey, Event, EventKind, events};
+pub use sync_event::{SyncEvent, SyncKey};
 
 use crate::app::AppKey;
 use crate::metrics::{Metrics, NotificationResult};
@@ -80,21 +84,63 @@ impl Notifications {
     }
 }
 
-/// One target's queue and the filter applied before queueing.
-struct Queue {
-    target: Arc<Target>,
-    tx: mpsc::Sender<Event>,
+/// Something a target can be told: an app's [`Event`], or a failed sync's [`SyncEvent`]. Delivery (queues, dedup,
+/// retries, metrics) is the same for both; only the filter, the dedup key and the payload differ.
+pub trait Notice: Clone + Send + Sync + 'static {
+    /// What identifies one occurrence, so a target sends it once.
+    type Key: std::hash::Hash + Eq + Clone + Send + Sync + 'static;
+    /// The kind, as a notifications file's `events:` names it.
+    fn kind(&self) -> EventKind;
+    /// Whether `target` wants it.
+    fn wanted_by(&self, target: &Target) -> bool;
+    /// The occurrence.
+    fn dedup_key(&self) -> Self::Key;
+    /// The body sent in `format`.
+    fn payload(&self, format: Format) -> serde_json::Value;
+    /// What it is about, for logs (`default/web`, `sync prod`).
+    fn subject(&self) -> String;
 }
 
-/// The reconcile stage's handle on notifications: [`Notifier::observe`] computes the events of a status write and
-/// queues them for each target that wants them, without waiting. Dropping it stops the delivery tasks.
-pub struct Notifier {
-    queues: Vec<Queue>,
+impl Notice for Event {
+    type Key = DedupKey;
+
+    fn kind(&self) -> EventKind {
+        self.kind
+    }
+
+    fn wanted_by(&self, target: &Target) -> bool {
+        target.wants(self.kind, &self.app)
+    }
+
+    fn dedup_key(&self) -> DedupKey {
+        self.dedup.clone()
+    }
+
+    fn payload(&self, format: Format) -> serde_json::Value {
+        deliver::payload(self, format)
+    }
+
+    fn subject(&self) -> String {
+        self.app.to_string()
+    }
+}
+
+/// One target's queue and the filter applied before queueing.
+struct Queue<E> {
+    target: Arc<Target>,
+    tx: mpsc::Sender<E>,
+}
+
+/// The handle on notifications: [`Notifier::observe`] (the reconcile stage) computes the events of a status write
+/// and queues them for each target that wants them, and [`Notifier::send`] queues one notice (`drover sync --watch`
+/// sends [`SyncEvent`]s), never waiting. Dropping it stops the delivery tasks.
+pub struct Notifier<E: Notice = Event> {
+    queues: Vec<Queue<E>>,
     metrics: Arc<Metrics>,
     _tasks: Vec<AbortOnDropHandle<()>>,
 }
 
-impl std::fmt::Debug for Notifier {
+impl<E: Notice> std::fmt::Debug for Notifier<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
             .field("targets", &self.queues.iter().map(|q| &q.target.name).collect::<Vec<_>>())
@@ -102,9 +148,9 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-impl Notifier {
+impl<E: Notice> Notifier<E> {
     /// Starts one delivery task per target of `setup` (on the current tokio runtime).
-    pub fn start(setup: Notifications, metrics: Arc<Metrics>) -> Notifier {
+    pub fn start(setup: Notifications, metrics: Arc<Metrics>) -> Notifier<E> {
         let Notifications { targets, client, delivery } = setup;
         let mut queues = Vec::with_capacity(targets.len());
         let mut tasks = Vec::with_capacity(targets.len());
@@ -119,20 +165,22 @@ impl Notifier {
         Notifier { queues, metrics, _tasks: tasks }
     }
 
+    /// Queues `notice` for every target that wants it; a full queue drops it (counted).
+    pub fn send(&self, notice: &E) {
+        for q in self.queues.iter().filter(|q| notice.wanted_by(&q.target)) {
+            if q.tx.try_send(notice.clone()).is_err() {
+                self.metrics.notification(&q.target.name, NotificationResult::Dropped);
+                tracing::warn!(target = %q.target.name, event = %notice.kind(), about = %notice.subject(), "notification queue full: dropped");
+            }
+        }
+    }
+}
+
+impl Notifier<Event> {
     /// The status of `key` went from `old` to `new` (just written): queues its events. Never waits.
     pub fn observe(&self, key: &AppKey, old: Option<&AppStatus>, new: &AppStatus) {
         for event in events(old, new, key) {
             self.send(&event);
-        }
-    }
-
-    /// Queues `event` for every target that wants it; a full queue drops it (counted).
-    pub fn send(&self, event: &Event) {
-        for q in self.queues.iter().filter(|q| q.target.wants(event.kind, &event.app)) {
-            if q.tx.try_send(event.clone()).is_err() {
-                self.metrics.notification(&q.target.name, NotificationResult::Dropped);
-                tracing::warn!(target = %q.target.name, event = %event.kind, app = %event.app, "notification queue full: dropped");
-            }
         }
     }
 }

@@ -19,6 +19,7 @@
 //! first, so a write of an ended term is never sent (it is dropped and counted).
 
 pub mod decide;
+pub mod deps;
 pub mod error;
 mod execute;
 #[cfg(any(test, feature = "test-util"))]
@@ -75,7 +76,13 @@ pub struct Stage<N, K> {
     read_counts: Mutex<HashMap<JobKey, CountsAt>>,
     /// Told of every status written (old and new), to send notifications; `None` without `--notifications`.
     notifier: Option<crate::notify::Notifier>,
+    /// Wakes another app (`spec.dependsOn`: the dependents of an app whose readiness changed, and the deleted
+    /// dependencies of an app whose own deletion is done); `None` wakes nothing (the periodic resync still does).
+    wake: Option<Wake>,
 }
+
+/// Enqueues an app, with why (a bounded label for logs).
+pub type Wake = Arc<dyn Fn(AppKey, &'static str) + Send + Sync>;
 
 /// Group counts, and the `JobModifyIndex` they were read at.
 type CountsAt = (u64, std::collections::BTreeMap<String, u64>);
@@ -89,6 +96,7 @@ struct Gathered {
     measurements: std::collections::BTreeMap<String, crate::measure::Measurement>,
     analysis: std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
     control: Option<Arc<crate::rollout::ControlEntry>>,
+    dependencies: deps::DependencyView,
 }
 
 impl<N: NomadPort, K: KvPort> Stage<N, K> {
@@ -122,7 +130,15 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             conflicts: Mutex::new(HashMap::new()),
             read_counts: Mutex::new(HashMap::new()),
             notifier: None,
+            wake: None,
         }
+    }
+
+    /// Wakes related apps through `wake` when a status changes (ordering between apps, `spec.dependsOn`).
+    #[must_use]
+    pub fn with_wake(mut self, wake: Wake) -> Self {
+        self.wake = Some(wake);
+        self
     }
 
     /// Tells `notifier` of every status this stage writes (`None`: no notifications).
@@ -278,7 +294,8 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             RecordState::Present(_) => (self.analysis.runs(key), self.controls.control(key)),
             _ => (std::collections::BTreeMap::new(), None),
         };
-        Ok(Some(Gathered { record, status, status_index, live, measurements, analysis, control }))
+        let dependencies = deps::view(key, &record, &self.records, &self.statuses);
+        Ok(Some(Gathered { record, status, status_index, live, measurements, analysis, control, dependencies }))
     }
 
     /// Decides, executes and records the outcome.
@@ -299,6 +316,7 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             measurements: &g.measurements,
             analysis: &g.analysis,
             control: g.control.as_deref(),
+            dependencies: &g.dependencies,
             now,
         });
         if plan.drift_detected {
@@ -331,7 +349,9 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                 if *deleted {
                     self.metrics.rollout.forget(&key.namespace, &key.name);
                     self.conflicts_reset(key);
+                    let related = self.related(key, g.status.as_deref(), None);
                     self.status_writer.remove(key);
+                    self.wake_all(related);
                     return Reconciled::done(generation);
                 }
                 if let Some(s) = status.as_mut() {
@@ -394,6 +414,37 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         result
     }
 
+    /// After the status of `key` went from `old` to `new` (`None`: removed), the apps to wake: its dependents when its
+    /// readiness may have changed (phase or generation), and the apps it depends (or depended) on when its
+    /// dependency list changed or its deletion is done — a deleted dependency waits for exactly that.
+    fn related(&self, key: &AppKey, old: Option<&AppStatus>, new: Option<&AppStatus>) -> Vec<(AppKey, &'static str)> {
+        let mut out = Vec::new();
+        if self.wake.is_none() {
+            return out;
+        }
+        let readiness = |s: Option<&AppStatus>| s.map(|s| (s.phase, s.observed_generation));
+        if readiness(old) != readiness(new) {
+            out.extend(self.records.dependents_of(key).into_iter().map(|k| (k, "dependency changed")));
+        }
+        let list = |s: Option<&AppStatus>| s.map(|s| s.depends_on.clone()).unwrap_or_default();
+        let (before, after) = (list(old), list(new));
+        if new.is_none() || before != after {
+            let mut deps: Vec<&String> = before.iter().chain(after.iter()).collect();
+            deps.sort();
+            deps.dedup();
+            out.extend(deps.into_iter().filter_map(|d| d.parse::<AppKey>().ok()).map(|k| (k, "dependent changed")));
+        }
+        out
+    }
+
+    fn wake_all(&self, keys: Vec<(AppKey, &'static str)>) {
+        if let Some(wake) = &self.wake {
+            for (key, why) in keys {
+                wake(key, why);
+            }
+        }
+    }
+
     fn conflicts_count(&self, key: &AppKey, err: &ExecError) -> u32 {
         let mut map = self.conflicts.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(err, ExecError::Conflict { .. }) {
@@ -441,7 +492,10 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
                 if let Some(notifier) = &self.notifier {
                     notifier.observe(key, stored, &status);
                 }
+                // Woken only once the store holds the new status, or a woken dependent could read the old one.
+                let related = self.related(key, stored, Some(&status));
                 self.status_writer.set(key.clone(), status, new_index);
+                self.wake_all(related);
                 Ok(())
             }
             Ok(None) => {
@@ -511,5 +565,7 @@ fn record_error(status: &mut AppStatus, err: &ExecError, hash: Option<&str>, con
     status.set_condition(ConditionType::Ready, ConditionStatus::False, reason, message, ts);
 }
 
+#[cfg(test)]
+mod stage_deps_tests;
 #[cfg(test)]
 mod stage_tests;

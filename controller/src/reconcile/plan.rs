@@ -46,6 +46,8 @@ pub struct Observed<'a> {
     pub analysis: &'a std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
     /// The app's control (`drover promote`, ...), if one was ever written: consumed once, by its `ModifyIndex`.
     pub control: Option<&'a crate::rollout::ControlEntry>,
+    /// Where its dependencies stand (`spec.dependsOn`), or, for a deleted record, which dependents must go first.
+    pub dependencies: &'a super::deps::DependencyView,
     /// The wall-clock time, for status timestamps and deadlines.
     pub now: SystemTime,
 }

@@ -3,9 +3,11 @@
 //! app's owner value are ever stopped or purged, and the executor re-checks that on a fresh read just before.
 
 use super::Ctx;
+use crate::app::AppKey;
 use crate::live::{Live, LiveJob};
+use crate::reconcile::deps::DependentState;
 use crate::reconcile::plan::{Action, Plan, Requeue};
-use crate::status::{AppStatus, ObservedDeletionPolicy, Phase};
+use crate::status::{AppStatus, ConditionStatus, ConditionType, ObservedDeletionPolicy, Phase, Reason};
 
 /// What `policy` asks for `job`, if anything is left to do.
 fn retire(policy: ObservedDeletionPolicy, job: &LiveJob, owner: &str) -> Option<Action> {
@@ -23,9 +25,39 @@ fn retire(policy: ObservedDeletionPolicy, job: &LiveJob, owner: &str) -> Option<
 
 /// The record is proven gone: carry out the deletion policy recorded in status on the app's job and on every job
 /// it is still retiring, then forget the app.
-pub(super) fn deleted(owner: &str, live: &Live, stored: Option<&AppStatus>) -> Plan {
+pub(super) fn deleted(
+    owner: &str,
+    live: &Live,
+    stored: Option<&AppStatus>,
+    dependents: &[(AppKey, DependentState)],
+    ts: &str,
+) -> Plan {
     // No status either: Drover never managed this key (or already finished deleting it).
     let Some(status) = stored else { return Plan::nothing() };
+    // Deletion goes in reverse order: apps that depend on this one go first. Each dependent's status change (its
+    // record edited, its own deletion done) wakes this app again.
+    if !dependents.is_empty() {
+        let mut status = status.clone();
+        status.phase = Phase::Deleting;
+        let names: Vec<String> = dependents
+            .iter()
+            .map(|(k, why)| match why {
+                DependentState::Listed => format!("{k} (its record depends on it)"),
+                DependentState::Deleting => format!("{k} (being deleted)"),
+            })
+            .collect();
+        status.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::WaitingForDependents,
+            format!(
+                "the record is deleted; its deletionPolicy waits until the apps depending on it are gone: {}",
+                names.join(", ")
+            ),
+            ts,
+        );
+        return Plan::status(status, Requeue::AwaitChange);
+    }
     // Drover's last write is not in the cache yet (a create followed at once by a delete): its absence proves
     // nothing, so wait for the watch rather than forget a job that runs.
     if live.job.is_none() && status.applied_job_modify_index.is_some_and(|a| a > live.index) {

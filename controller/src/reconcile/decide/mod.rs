@@ -10,13 +10,15 @@
 //! - [`controls`]: consuming `drover promote|abort|retry|pause|resume|restart`, once each.
 //!
 //! ```text
-//!  record ─► Gone ─────────────► stop/purge per deletionPolicy (this job and retiring ones) ─► delete status
+//!  record ─► Gone ─► dependents left ─► phase Deleting, WaitingForDependents; Nomad untouched (dependsOn)
+//!                 ─► none left ──────► stop/purge per deletionPolicy (this job and retiring ones) ─► delete status
 //!         ─► Unreadable ───────► report; Nomad untouched
 //!         ─► Invalid ──────────► phase Invalid, every field error; Nomad untouched
 //!         ─► Valid ─► Suspended ─────────► phase Suspended; Nomad untouched
 //!                  ─► Conflict ──────────► phase Failed; Nomad untouched (unless adopt)
 //!                  ─► Rejected / Failed spec ► Failed / Degraded until the record changes
-//!                  ─► Create / Apply / Adopt ► Register (EnforceIndex) ─► Progressing
+//!                  ─► Create / Apply / Adopt ► a dependency not Healthy ─► Pending, WaitingForDependencies
+//!                                            ► Register (EnforceIndex) ─► Progressing
 //!                  ─► Applied ─► not yet seen ─► wait for the watch
 //!                             ─► drifted ──────► Revert (register) | Report (Degraded)
 //!                             ─► current ──────► follow the deployment ─► Progressing | Paused | Healthy | Degraded
@@ -61,7 +63,7 @@ pub const MAX_LISTED_ERRORS: usize = 50;
 pub fn decide(o: &Observed<'_>) -> Plan {
     let ts = timestamp(o.now);
     match o.record {
-        RecordState::Gone => deletion::deleted(o.owner, o.live, o.status),
+        RecordState::Gone => deletion::deleted(o.owner, o.live, o.status, &o.dependencies.dependents, &ts),
         RecordState::Unreadable { reason } => unreadable(o.key, o.status, reason, &ts),
         RecordState::Present(record) => match record.as_ref() {
             Record::Invalid { generation, errors } => invalid(*generation, errors, o.status, &ts),
@@ -71,6 +73,7 @@ pub fn decide(o: &Observed<'_>) -> Plan {
                     live: o.live,
                     measurements: o.measurements,
                     analysis: o.analysis,
+                    deps: o.dependencies,
                     intent: std::cell::Cell::new(None),
                     now: o.now,
                     ts,
@@ -124,6 +127,8 @@ pub(crate) struct Ctx<'a> {
     measurements: &'a std::collections::BTreeMap<String, crate::measure::Measurement>,
     /// The analysis stage's runs of this app.
     analysis: &'a std::collections::BTreeMap<crate::rollout::RunId, crate::rollout::AnalysisRunStatus>,
+    /// Where the record's dependencies stand (`spec.dependsOn`).
+    deps: &'a crate::reconcile::deps::DependencyView,
     /// A control of the current generation not yet applied or refused (see [`controls`]).
     intent: std::cell::Cell<Option<controls::Intent>>,
     live: &'a Live,
@@ -146,6 +151,8 @@ impl<'a> Ctx<'a> {
         s.retiring_job_ids.retain(|id| *id != r.job_id);
         s.job_id = Some(r.job_id.clone());
         s.deletion_policy = r.deletion_policy;
+        s.depends_on = r.depends_on.iter().map(ToString::to_string).collect();
+        self.report_dependencies(&mut s);
         if r.autoscaling.is_none() {
             s.autoscaling = None;
         }
@@ -223,6 +230,11 @@ impl<'a> Ctx<'a> {
         }
         if !matches!(situation, Situation::Conflict(_)) {
             s.clear_condition(ConditionType::Conflict);
+        }
+        // A create or a new version waits for the dependencies; nothing that runs is touched meanwhile.
+        let registers = matches!(situation, Situation::Create | Situation::Adopt(_) | Situation::Apply(..));
+        if let Some(waiting) = self.deps.waiting_for().filter(|_| registers) {
+            return self.wait_for_dependencies(s, waiting);
         }
         match situation {
             // A person asked Drover to keep its hands off.
@@ -303,6 +315,39 @@ impl<'a> Ctx<'a> {
             &self.ts,
         );
         Plan::status(s.clone(), Requeue::AwaitChange)
+    }
+
+    /// Phase `Pending` until every dependency is `Healthy` at its current generation; the status says which are
+    /// not. Woken when a dependency's status changes (the records store's reverse index), so no timer is needed.
+    fn wait_for_dependencies(&self, s: &mut AppStatus, waiting: String) -> Plan {
+        s.phase = Phase::Pending;
+        let running = if self.live.job.is_some() { "; the job keeps running its current version" } else { "" };
+        self.ready(s, ConditionStatus::False, Reason::WaitingForDependencies, format!("{waiting}{running}"));
+        Plan::status(s.clone(), Requeue::AwaitChange)
+    }
+
+    /// The `Dependencies` condition: a cycle across records or a dependency without a record, reported whatever
+    /// the app does (they are mistakes in the records); absent when neither holds.
+    fn report_dependencies(&self, s: &mut AppStatus) {
+        let missing = self.deps.missing();
+        let (reason, message) = match (&self.deps.cycle, missing.is_empty()) {
+            (Some(cycle), _) => (
+                Reason::DependencyCycle,
+                format!(
+                    "spec.dependsOn forms the cycle {}: none of these apps can go first until one of their records changes",
+                    crate::reconcile::deps::path(cycle)
+                ),
+            ),
+            (None, false) => {
+                let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                (Reason::DependencyMissing, format!("spec.dependsOn names apps without a record: {}", names.join(", ")))
+            }
+            (None, true) => {
+                s.clear_condition(ConditionType::Dependencies);
+                return;
+            }
+        };
+        s.set_condition(ConditionType::Dependencies, ConditionStatus::False, reason, message, &self.ts);
     }
 
     fn ready(&self, s: &mut AppStatus, status: ConditionStatus, reason: Reason, message: String) {

@@ -39,6 +39,7 @@ fn record() -> ValidRecord {
         drift_policy: DriftPolicy::Revert,
         strategy: Arc::default(),
         analysis: Arc::default(),
+        depends_on: Vec::new(),
     }
 }
 
@@ -57,6 +58,7 @@ fn decide_at(record: &RecordState, live: &Live, status: Option<&AppStatus>, at: 
         measurements: &BTreeMap::new(),
         analysis: &BTreeMap::new(),
         control: None,
+        dependencies: &crate::reconcile::deps::DependencyView::none(),
         now: at,
     })
 }
@@ -603,5 +605,6 @@ fn decide_should_take_back_a_job_marked_by_drover_0_1_in_the_default_installatio
     assert_eq!(reason(&plan, ConditionType::Conflict), Some(Reason::OwnedByAnotherApp));
 }
 
+mod dependencies;
 mod rollout;
 mod scaling_and_capacity;

@@ -139,6 +139,7 @@ impl Rollout {
             measurements: &BTreeMap::new(),
             analysis: &self.runs,
             control: self.control.as_ref(),
+            dependencies: &crate::reconcile::deps::DependencyView::none(),
             now: self.at,
         });
         if let Some(s) = &plan.status {

@@ -94,6 +94,7 @@ fn decide_should_evaluate_a_measurement_round_once_even_with_sub_second_stamps()
             measurements: &measurements,
             analysis: &BTreeMap::new(),
             control: None,
+            dependencies: &crate::reconcile::deps::DependencyView::none(),
             now: now() + Duration::from_secs(2),
         })
     };
