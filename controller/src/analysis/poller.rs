@@ -518,7 +518,11 @@ where
             }
             let next = poller.next_due();
             tokio::select! {
-                changed = status_changes.changed() => sync = changed.is_ok(),
+                changed = status_changes.changed() => match changed {
+                    Ok(()) => sync = true,
+                    // The statuses' one writer is gone: the controller is stopping (looping on would spin).
+                    Err(_) => return,
+                },
                 done = calls.join_next_with_id(), if !calls.is_empty() => {
                     let (id, answer) = match done {
                         Some(Ok((id, answer))) => (id, answer),
