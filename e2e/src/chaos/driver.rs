@@ -1,0 +1,654 @@
+//! Runs one soak: the processes, the fleet, the schedule carried out, the memory sampler and the request-log scanner
+//! beside it, and the invariants checked at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use drover::status::Phase;
+use drover_sim::Server;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::apps::{self, Kind, LOAD, SCALE_MAX, SCALE_MIN};
+use super::report::{ChaosReport, Figure, RssSample, memory_table, vm_rss_kb};
+use super::schedule::{Event, Target, fingerprint, schedule};
+use super::{CONVERGE_TARGET, ChaosConfig};
+use crate::{DroverProcess, PrometheusProcess, Ready, SimProcess, binary, job_image, job_modify_index, job_owner};
+
+/// How often the memory of each replica is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+
+/// The Drover replicas: two slots, each empty between a stop and the restart; stopped processes are kept (their
+/// logs are read for panics at the end).
+struct Replicas<'a> {
+    args: Vec<String>,
+    slots: [Option<DroverProcess>; 2],
+    started: [u32; 2],
+    stopped: Vec<(String, DroverProcess)>,
+    /// `(incarnation name, pid)` of the running replicas, for the memory sampler.
+    pids: &'a Mutex<Vec<(String, u32)>>,
+}
+
+impl Replicas<'_> {
+    fn label(slot: usize, n: u32) -> String {
+        format!("{}{n}", if slot == 0 { 'a' } else { 'b' })
+    }
+
+    async fn start(&mut self, sim: &SimProcess, slot: usize) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let d = DroverProcess::start_replica(sim, &args).await;
+        self.started[slot] += 1;
+        let label = Replicas::label(slot, self.started[slot]);
+        lock(self.pids).push((label, d.pid()));
+        self.slots[slot] = Some(d);
+    }
+
+    /// The slot whose replica leads now, if one does.
+    async fn leader(&self) -> Option<usize> {
+        for (i, d) in self.slots.iter().enumerate() {
+            if let Some(d) = d
+                && d.readyz().await == Some(Ready::Leader)
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn stop(&mut self, slot: usize, kill: bool) -> bool {
+        let Some(mut d) = self.slots[slot].take() else { return false };
+        if kill {
+            d.kill9();
+        } else {
+            d.sigterm();
+        }
+        let pid = d.pid();
+        lock(self.pids).retain(|(_, p)| *p != pid);
+        self.stopped.push((Replicas::label(slot, self.started[slot]), d));
+        true
+    }
+
+    /// Every replica ever started, with its incarnation name.
+    fn all(&self) -> Vec<(String, &DroverProcess)> {
+        let running = self.slots.iter().enumerate().filter_map(|(i, d)| Some((Replicas::label(i, self.started[i]), d.as_ref()?)));
+        self.stopped.iter().map(|(l, d)| (l.clone(), d)).chain(running).collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The fleet as a person wrote it: each app's kind, last image version and the generation of its last write.
+struct Fleet {
+    kinds: Vec<Kind>,
+    version: Vec<u64>,
+    generation: Vec<u64>,
+    prometheus: Option<String>,
+}
+
+impl Fleet {
+    async fn write(&mut self, sim: &SimProcess, i: usize) {
+        let image = apps::image(self.version[i]);
+        let yaml = apps::record(i, self.kinds[i], &image, self.prometheus.as_deref());
+        self.generation[i] = sim.put_record("default", &apps::name(i), yaml).await;
+    }
+}
+
+/// What the soak did, counted.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<&'static str, u64>,
+    late_max: Duration,
+    notes: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+}
+
+/// What the request-log scanner found.
+#[derive(Default)]
+struct LogScan {
+    since: u64,
+    requests: u64,
+    /// `(server, status)` of Drover's requests answered with an error or dropped (status 0).
+    errors: BTreeMap<(&'static str, u16), u64>,
+    /// Drover's writes to jobs it does not own.
+    foreign_writes: Vec<String>,
+}
+
+/// Runs a soak as `cfg` says and returns what it found.
+pub async fn run(cfg: &ChaosConfig) -> ChaosReport {
+    let sim = SimProcess::start(1.0).await;
+    let mut report = ChaosReport::default();
+    let kinds: Vec<Kind> = (0..cfg.apps).map(|i| apps::kind(i, cfg.autoscaling)).collect();
+    let job_editable: Vec<usize> = (0..cfg.apps).filter(|i| kinds[*i] != Kind::Colliding).collect();
+    let plan = schedule(cfg.apps, &job_editable, cfg.faults_for, cfg.seed);
+    report.setup.push(format!(
+        "chaos soak: {} apps ({} rolling, {} canary, {} autoscaled, {} colliding), {:?} of faults, seed {}, {} events \
+         (fingerprint {:016x})",
+        cfg.apps,
+        kinds.iter().filter(|k| **k == Kind::Rolling).count(),
+        kinds.iter().filter(|k| **k == Kind::Canary).count(),
+        kinds.iter().filter(|k| **k == Kind::Autoscaled).count(),
+        kinds.iter().filter(|k| **k == Kind::Colliding).count(),
+        cfg.faults_for,
+        cfg.seed,
+        plan.len(),
+        fingerprint(&plan),
+    ));
+    report.setup.push(format!("binaries: {}", binary("drover").display()));
+
+    // Jobs a person owns: one per colliding record, and unrelated ones.
+    let mut foreign: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let colliding = (0..cfg.apps).filter(|i| kinds[*i] == Kind::Colliding).map(apps::name);
+    for id in colliding.chain((0..(cfg.apps / 50).max(5)).map(|k| format!("someone-{k}"))) {
+        sim.register_job(&apps::unowned_job(&id)).await.unwrap_or_else(|e| panic!("register {id}: {e:?}"));
+        let job = sim.job("default", &id).await.unwrap_or_else(|| panic!("the job {id} just registered"));
+        foreign.insert(id, (job_modify_index(&job), crate::job_version(&job)));
+    }
+    let prometheus = if cfg.autoscaling { Some(PrometheusProcess::start(&sim).await) } else { None };
+    let mut fleet = Fleet {
+        kinds,
+        version: vec![1; cfg.apps],
+        generation: vec![0; cfg.apps],
+        prometheus: prometheus.as_ref().map(|p| p.url.clone()),
+    };
+    let args = ["--leader-elect", "true", "--lock-ttl", "10s", "--lock-delay", "1s", "--resync", cfg.resync];
+    let pids = Mutex::new(Vec::new());
+    let mut replicas = Replicas {
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        slots: [None, None],
+        started: [0, 0],
+        stopped: Vec::new(),
+        pids: &pids,
+    };
+
+    let epoch = Instant::now();
+    let done = AtomicBool::new(false);
+    let soak = async {
+        let out = soak(cfg, &sim, &mut fleet, &mut replicas, &plan, &foreign, &mut report).await;
+        done.store(true, Ordering::Relaxed);
+        out
+    };
+    let ((), samples, scan) = tokio::join!(soak, sample_memory(&pids, &done, epoch), scan_log(&sim, &foreign, &done));
+    finish(&mut report, &replicas, &samples, &scan);
+    drop(prometheus);
+    report
+}
+
+/// The soak proper: replicas, records, the first rollout, the schedule, then convergence and the invariants.
+async fn soak(
+    cfg: &ChaosConfig,
+    sim: &SimProcess,
+    fleet: &mut Fleet,
+    replicas: &mut Replicas<'_>,
+    plan: &[super::Planned],
+    foreign: &BTreeMap<String, (u64, u64)>,
+    report: &mut ChaosReport,
+) {
+    replicas.start(sim, 0).await;
+    crate::wait_until(crate::DEADLINE, "the first replica leads", || async {
+        match replicas.leader().await {
+            Some(0) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    replicas.start(sim, 1).await;
+    for i in 0..cfg.apps {
+        fleet.write(sim, i).await;
+        if fleet.kinds[i] == Kind::Autoscaled {
+            sim.set_workload("default", &apps::name(i), None, LOAD, 0.0).await;
+        }
+    }
+    let first = Instant::now();
+    if let Err(pending) = converge(sim, fleet, cfg.initial_within).await {
+        report.violations.push(format!(
+            "{} apps had not finished their first rollout {:?} after it started, before any fault; e.g. {:?}",
+            pending.len(),
+            cfg.initial_within,
+            &pending[..pending.len().min(5)]
+        ));
+        return;
+    }
+    report.figures.push(Figure::info("first rollout of every app (s)", format!("{:.1}", first.elapsed().as_secs_f64())));
+
+    let mut tally = Tally::default();
+    let start = Instant::now();
+    for p in plan {
+        tokio::time::sleep_until(start + p.at).await;
+        tally.late_max = tally.late_max.max(start.elapsed().saturating_sub(p.at));
+        if !matches!(p.event, Event::EditRecords { .. } | Event::EditJob { .. }) {
+            eprintln!("chaos: t={:>6.1}s {:?}", start.elapsed().as_secs_f64(), p.event);
+        }
+        apply(&p.event, sim, fleet, replicas, &mut tally, start).await;
+    }
+    tokio::time::sleep_until(start + cfg.faults_for).await;
+
+    // The faults stop: none in force, both leaders back, both replicas running.
+    sim.clear_faults().await;
+    sim.set_leader("consul", true).await;
+    sim.set_leader("nomad", true).await;
+    let stopped = Instant::now();
+    for slot in 0..2 {
+        if replicas.slots[slot].is_none() {
+            replicas.start(sim, slot).await;
+        }
+    }
+    eprintln!("chaos: faults stopped after {:.1}s; waiting for convergence", start.elapsed().as_secs_f64());
+    let converged = converge(sim, fleet, cfg.settle_within).await;
+    let took = stopped.elapsed();
+    match converged {
+        Ok(()) => report.figures.push(Figure::new(
+            "convergence after the faults stop (s)",
+            format!("{:.1}", took.as_secs_f64()),
+            &format!("≤ {}", CONVERGE_TARGET.as_secs()),
+            took <= CONVERGE_TARGET,
+        )),
+        Err(pending) => {
+            report.figures.push(Figure::new(
+                "convergence after the faults stop (s)",
+                format!("> {:.0} ({} apps not)", took.as_secs_f64(), pending.len()),
+                &format!("≤ {}", CONVERGE_TARGET.as_secs()),
+                false,
+            ));
+            report.violations.extend(pending.into_iter().map(|p| format!("not converged: {p}")));
+        }
+    }
+    if took > CONVERGE_TARGET {
+        report.violations.push(format!("convergence took {took:?} (target {CONVERGE_TARGET:?})"));
+    }
+    let good = fleet.kinds.iter().filter(|k| **k != Kind::Colliding).count();
+    let stale = unconverged(sim, fleet).await;
+    report.figures.push(Figure::new(
+        "records whose last write runs",
+        format!("{}/{}", cfg.apps - stale.len(), cfg.apps),
+        &format!("{}/{}", cfg.apps, cfg.apps),
+        stale.is_empty(),
+    ));
+    report.figures.push(Figure::info("  of which Healthy on their last image", good));
+    let touched = check_foreign(sim, foreign).await;
+    report.figures.push(Figure::new(
+        "unowned jobs changed (JobModifyIndex, Version, Stop)",
+        format!("{}/{}", touched.len(), foreign.len()),
+        "0",
+        touched.is_empty(),
+    ));
+    report.violations.extend(touched);
+    for (slot, d) in replicas.slots.iter_mut().enumerate() {
+        match d {
+            Some(d) => {
+                if !d.is_running() {
+                    let log = d.log.display();
+                    report.violations.push(format!("replica in slot {slot} exited on its own (see {log})"));
+                }
+            }
+            None => report.violations.push(format!("replica slot {slot} is empty at the end")),
+        }
+    }
+
+    for (what, n) in &tally.counts {
+        report.figures.push(Figure::info(what, n));
+    }
+    report.figures.push(Figure::info("latest event behind its planned time (ms)", tally.late_max.as_millis()));
+    report.setup.extend(tally.notes);
+}
+
+/// Carries out one planned event. The faults aim at Drover's requests only (its `User-Agent`), so the soak's own
+/// writes as a person are not refused.
+async fn apply(
+    ev: &Event,
+    sim: &SimProcess,
+    fleet: &mut Fleet,
+    replicas: &mut Replicas<'_>,
+    tally: &mut Tally,
+    start: Instant,
+) {
+    let fault = |server: Target, method: Option<&str>, path: &str, action: Value| {
+        json!({"server": server.as_str(), "method": method, "path": path, "user_agent": "drover/", "action": action})
+    };
+    match ev {
+        Event::NomadErrors { count } => {
+            let mut f = fault(Target::Nomad, Some("POST"), "/v1/job/", json!({"type": "error", "status": 500,
+                "body": "No cluster leader"}));
+            f["count"] = json!(count);
+            sim.add_fault(f).await;
+            tally.add("fault: Nomad 500 bursts");
+        }
+        Event::ConsulErrors { count } => {
+            let mut f = fault(Target::Consul, Some("PUT"), "/v1/txn", json!({"type": "error", "status": 500,
+                "body": "rpc error: No cluster leader"}));
+            f["count"] = json!(count);
+            sim.add_fault(f).await;
+            tally.add("fault: Consul 500 bursts");
+        }
+        Event::Latency { server, ms, for_ms } => {
+            let mut f = fault(*server, None, "/v1/", json!({"type": "latency", "ms": ms}));
+            f["duration_ms"] = json!(for_ms);
+            sim.add_fault(f).await;
+            tally.add("fault: latency windows");
+        }
+        Event::Drops { server, count } => {
+            let mut f = fault(*server, None, "/v1/", json!({"type": "drop"}));
+            f["count"] = json!(count);
+            sim.add_fault(f).await;
+            tally.add("fault: dropped-connection bursts");
+        }
+        Event::CutStreams { window_ms } => {
+            sim.cut_event_streams((*window_ms > 0).then_some(*window_ms)).await;
+            tally.add("fault: event streams cut");
+        }
+        Event::CutRequests { server } => {
+            sim.cut_requests(server.as_str()).await;
+            tally.add("fault: requests in flight cut");
+        }
+        Event::LeaderLost { server } => {
+            sim.set_leader(server.as_str(), false).await;
+            tally.add(if *server == Target::Consul { "fault: Consul leader lost" } else { "fault: Nomad leader lost" });
+        }
+        Event::LeaderBack { server } => sim.set_leader(server.as_str(), true).await,
+        Event::Snapshot => {
+            consul_control(sim, "/_sim/consul/snapshot").await;
+        }
+        Event::Restore => {
+            consul_control(sim, "/_sim/consul/restore").await;
+            tally.add("fault: Consul snapshot restores");
+            // The last write must be well defined: every record again, at a new index, with its last value.
+            for i in 0..fleet.kinds.len() {
+                fleet.write(sim, i).await;
+            }
+        }
+        Event::EditRecords { apps } => {
+            for i in apps {
+                fleet.version[*i] += 1;
+                fleet.write(sim, *i).await;
+                tally.add("record writes (new versions)");
+            }
+        }
+        Event::EditJob { app } => {
+            let id = apps::name(*app);
+            let Some(mut job) = sim.job("default", &id).await.filter(|j| job_owner(j).is_some()) else {
+                tally.add("job hand edits skipped (no job yet)");
+                return;
+            };
+            let n = tally.counts.get("job hand edits (drift)").copied().unwrap_or(0);
+            job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] = json!(format!("hand:edit-{n}"));
+            match sim.register_job(&job).await {
+                Ok(_) => tally.add("job hand edits (drift)"),
+                Err(_) => tally.add("job hand edits refused by Nomad"),
+            }
+        }
+        Event::StopLeader { kill } => {
+            let slot = match replicas.leader().await {
+                Some(slot) => slot,
+                None => {
+                    let slot = usize::from(replicas.slots[0].is_none());
+                    tally.notes.push(format!(
+                        "note: no replica led at t={:.1}s; stopped slot {slot} instead",
+                        start.elapsed().as_secs_f64()
+                    ));
+                    slot
+                }
+            };
+            if replicas.stop(slot, *kill) {
+                tally.add(if *kill { "replica: leader kill -9" } else { "replica: leader SIGTERM" });
+            }
+        }
+        Event::KillStandby => {
+            let leader = replicas.leader().await;
+            let standby = (0..2).find(|s| Some(*s) != leader && replicas.slots[*s].is_some());
+            if let Some(slot) = standby
+                && replicas.stop(slot, true)
+            {
+                tally.add("replica: standby kill -9");
+            }
+        }
+        Event::Restart => {
+            for slot in 0..2 {
+                if replicas.slots[slot].is_none() {
+                    replicas.start(sim, slot).await;
+                    tally.add("replica: restarts");
+                }
+            }
+        }
+    }
+}
+
+/// POSTs to a `/_sim/consul/` control route; panics unless it succeeds (the simulator always can).
+async fn consul_control(sim: &SimProcess, path: &str) {
+    let url = format!("{}{path}", sim.consul_url);
+    let resp = sim.http.post(&url).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    assert!(resp.status().is_success(), "POST {url}: {}", resp.status());
+}
+
+/// Polls (every second) until every app is converged, or `within` has passed: `Err` with what each app that is not
+/// shows.
+async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) -> Result<(), Vec<String>> {
+    let until = Instant::now() + within;
+    loop {
+        let pending = unconverged(sim, fleet).await;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            return Err(pending);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Every app not converged, one line each: a good app's status at the generation of its last write, Healthy, and
+/// its job running the last written image (an autoscaled one within its bounds); a colliding app's status at its
+/// last generation and Failed.
+async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<String> {
+    let statuses = all_statuses(sim).await;
+    let mut pending = Vec::new();
+    for (i, kind) in fleet.kinds.iter().enumerate() {
+        let name = apps::name(i);
+        let generation = fleet.generation[i];
+        let Some(status) = statuses.get(&name) else {
+            pending.push(format!("{name} ({kind:?}): no status"));
+            continue;
+        };
+        let want = if *kind == Kind::Colliding { Phase::Failed } else { Phase::Healthy };
+        if status.observed_generation != generation || status.phase != want {
+            pending.push(format!(
+                "{name} ({kind:?}): status {:?} at generation {} (last write: generation {generation}, want {want:?}); \
+                 last error {:?}",
+                status.phase, status.observed_generation, status.last_error
+            ));
+            continue;
+        }
+        if *kind == Kind::Colliding {
+            continue;
+        }
+        let image = apps::image(fleet.version[i]);
+        let Some(job) = sim.job("default", &name).await else {
+            pending.push(format!("{name} ({kind:?}): Healthy at generation {generation} but Nomad has no job"));
+            continue;
+        };
+        let count = job["TaskGroups"][0]["Count"].as_u64().unwrap_or(0);
+        if job_image(&job) != Some(image.as_str()) || job_owner(&job).is_none() {
+            pending.push(format!(
+                "{name} ({kind:?}): Nomad runs {:?} (owner {:?}); the last write ({generation}) says {image}",
+                job_image(&job),
+                job_owner(&job)
+            ));
+        } else if *kind == Kind::Autoscaled && !(SCALE_MIN..=SCALE_MAX).contains(&count) {
+            pending.push(format!("{name}: count {count} outside [{SCALE_MIN}, {SCALE_MAX}]"));
+        } else if *kind != Kind::Autoscaled && count != 2 {
+            pending.push(format!("{name} ({kind:?}): count {count}, the record says 2"));
+        }
+    }
+    pending
+}
+
+/// Every status under `drover/status/default/`, by app name (one recursive read).
+async fn all_statuses(sim: &SimProcess) -> BTreeMap<String, drover::status::AppStatus> {
+    use base64::Engine as _;
+    let url = format!("{}/v1/kv/drover/status/default/?recurse=true", sim.consul_url);
+    let resp = sim.http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return BTreeMap::new();
+    }
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    let pairs: Vec<Value> = resp.json().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut out = BTreeMap::new();
+    for pair in pairs {
+        let key = pair["Key"].as_str().unwrap_or_default();
+        let Some(name) = key.rsplit('/').next() else { continue };
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(pair["Value"].as_str().unwrap_or_default()).unwrap_or_default();
+        if let Ok(status) = serde_json::from_slice(&bytes) {
+            out.insert(name.to_owned(), status);
+        }
+    }
+    out
+}
+
+/// Every job a person owns that is not as they left it: one line each.
+async fn check_foreign(sim: &SimProcess, foreign: &BTreeMap<String, (u64, u64)>) -> Vec<String> {
+    let mut touched = Vec::new();
+    for (id, (index, version)) in foreign {
+        match sim.job("default", id).await {
+            None => touched.push(format!("unowned job {id} was deleted")),
+            Some(job) => {
+                let now = (job_modify_index(&job), crate::job_version(&job));
+                if now != (*index, *version) || job_owner(&job).is_some() || job["Stop"] == json!(true) {
+                    touched.push(format!(
+                        "unowned job {id} changed: (JobModifyIndex, Version) {:?} -> {now:?}, owner {:?}, Stop {}",
+                        (index, version),
+                        job_owner(&job),
+                        job["Stop"]
+                    ));
+                }
+            }
+        }
+    }
+    touched
+}
+
+/// Samples `VmRSS` of every running replica every [`SAMPLE_EVERY`] until `done`.
+async fn sample_memory(pids: &Mutex<Vec<(String, u32)>>, done: &AtomicBool, epoch: Instant) -> Vec<RssSample> {
+    let mut out = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        let running = lock(pids).clone();
+        for (replica, pid) in running {
+            if let Some(kb) = vm_rss_kb(pid) {
+                out.push(RssSample { t: epoch.elapsed().as_secs_f64(), replica, kb });
+            }
+        }
+        let next = Instant::now() + SAMPLE_EVERY;
+        while Instant::now() < next && !done.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    out
+}
+
+/// Reads the simulator's request log every few seconds until `done` (it keeps the last 200 000 requests: a long
+/// soak must read as it goes), counting Drover's failed requests and finding its writes to jobs it does not own.
+async fn scan_log(sim: &SimProcess, foreign: &BTreeMap<String, (u64, u64)>, done: &AtomicBool) -> LogScan {
+    let mut scan = LogScan::default();
+    loop {
+        let finished = done.load(Ordering::Relaxed);
+        // A read cut by a fault (`/_sim/requests/cut` drops every request in flight) is tried again next time.
+        let url = format!("{}/_sim/log?since={}", sim.nomad_url, scan.since);
+        if let Ok(resp) = sim.http.get(&url).send().await
+            && let Ok(page) = resp.json::<crate::RequestLog>().await
+        {
+            for r in page.requests {
+                if !r.user_agent.starts_with("drover/") {
+                    continue;
+                }
+                scan.requests += 1;
+                let server = if r.server == Server::Consul { "consul" } else { "nomad" };
+                if r.status == 0 || r.status >= 500 {
+                    *scan.errors.entry((server, r.status)).or_default() += 1;
+                }
+                let foreign_write = r.server == Server::Nomad
+                    && r.is_write()
+                    && !r.path.ends_with("/plan")
+                    && foreign.keys().any(|id| {
+                        let base = format!("/v1/job/{id}");
+                        r.path == base || r.path.starts_with(&format!("{base}/"))
+                    });
+                if foreign_write {
+                    scan.foreign_writes.push(format!("{} {} {} by {}", r.method, r.path, r.status, r.user_agent));
+                }
+            }
+            scan.since = page.last_seq;
+        }
+        if finished {
+            return scan;
+        }
+        let next = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < next && !done.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Adds what needs the whole run: panics in the replicas' logs, the memory curve, and the request log's figures.
+fn finish(
+    report: &mut ChaosReport,
+    replicas: &Replicas<'_>,
+    samples: &[RssSample],
+    scan: &LogScan,
+) {
+    let mut panics = 0;
+    for (label, d) in replicas.all() {
+        let text = std::fs::read_to_string(&d.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("panicked")).collect();
+        if let Some(first) = lines.first() {
+            report.violations.push(format!(
+                "replica {label} panicked {} time(s) (see {}): {first}",
+                lines.len(),
+                d.log.display()
+            ));
+        }
+        panics += lines.len();
+    }
+    report.figures.push(Figure::new("panics in the drover logs", panics, "0", panics == 0));
+    report.figures.push(Figure::info("drover replicas started", replicas.all().len()));
+
+    let (table, worst) = memory_table(samples, 12);
+    report.memory = table;
+    match worst {
+        Some((name, ratio)) => {
+            let flat = ratio <= 1.25;
+            report.figures.push(Figure::new(
+                "memory: last/first third max (worst replica)",
+                format!("{ratio:.2} ({name})"),
+                "≤ 1.25",
+                flat,
+            ));
+            if !flat {
+                report.violations.push(format!("memory of replica {name} grew: last/first third max {ratio:.2}"));
+            }
+        }
+        None => report.figures.push(Figure::info("memory: last/first third max", "no replica lived long enough")),
+    }
+
+    report.figures.push(Figure::new(
+        "drover writes to unowned jobs (request log)",
+        scan.foreign_writes.len(),
+        "0",
+        scan.foreign_writes.is_empty(),
+    ));
+    report.violations.extend(scan.foreign_writes.iter().map(|w| format!("write to an unowned job: {w}")));
+    report.figures.push(Figure::info("drover requests answered", scan.requests));
+    for ((server, status), n) in &scan.errors {
+        let what = if *status == 0 { "dropped".to_owned() } else { format!("answered {status}") };
+        report.figures.push(Figure::info(&format!("  {server} requests {what}"), n));
+    }
+    if scan.errors.is_empty() {
+        report.violations.push("no request of Drover failed: the faults did not happen".to_owned());
+    }
+}
