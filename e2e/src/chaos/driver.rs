@@ -72,7 +72,8 @@ impl Replicas<'_> {
 
     /// Every replica ever started, with its incarnation name.
     fn all(&self) -> Vec<(String, &DroverProcess)> {
-        let running = self.slots.iter().enumerate().filter_map(|(i, d)| Some((Replicas::label(i, self.started[i]), d.as_ref()?)));
+        let running =
+            self.slots.iter().enumerate().filter_map(|(i, d)| Some((Replicas::label(i, self.started[i]), d.as_ref()?)));
         self.stopped.iter().map(|(l, d)| (l.clone(), d)).chain(running).collect()
     }
 }
@@ -217,7 +218,9 @@ async fn soak(
         ));
         return;
     }
-    report.figures.push(Figure::info("first rollout of every app (s)", format!("{:.1}", first.elapsed().as_secs_f64())));
+    report
+        .figures
+        .push(Figure::info("first rollout of every app (s)", format!("{:.1}", first.elapsed().as_secs_f64())));
 
     let mut tally = Tally::default();
     let start = Instant::now();
@@ -310,20 +313,28 @@ async fn apply(
     tally: &mut Tally,
     start: Instant,
 ) {
-    let fault = |server: Target, method: Option<&str>, path: &str, action: Value| {
-        json!({"server": server.as_str(), "method": method, "path": path, "user_agent": "drover/", "action": action})
-    };
+    let fault = |server: Target, method: Option<&str>, path: &str, action: Value| json!({"server": server.as_str(), "method": method, "path": path, "user_agent": "drover/", "action": action});
     match ev {
         Event::NomadErrors { count } => {
-            let mut f = fault(Target::Nomad, Some("POST"), "/v1/job/", json!({"type": "error", "status": 500,
-                "body": "No cluster leader"}));
+            let mut f = fault(
+                Target::Nomad,
+                Some("POST"),
+                "/v1/job/",
+                json!({"type": "error", "status": 500,
+                "body": "No cluster leader"}),
+            );
             f["count"] = json!(count);
             sim.add_fault(f).await;
             tally.add("fault: Nomad 500 bursts");
         }
         Event::ConsulErrors { count } => {
-            let mut f = fault(Target::Consul, Some("PUT"), "/v1/txn", json!({"type": "error", "status": 500,
-                "body": "rpc error: No cluster leader"}));
+            let mut f = fault(
+                Target::Consul,
+                Some("PUT"),
+                "/v1/txn",
+                json!({"type": "error", "status": 500,
+                "body": "rpc error: No cluster leader"}),
+            );
             f["count"] = json!(count);
             sim.add_fault(f).await;
             tally.add("fault: Consul 500 bursts");
@@ -503,8 +514,9 @@ async fn all_statuses(sim: &SimProcess) -> BTreeMap<String, drover::status::AppS
     for pair in pairs {
         let key = pair["Key"].as_str().unwrap_or_default();
         let Some(name) = key.rsplit('/').next() else { continue };
-        let bytes =
-            base64::engine::general_purpose::STANDARD.decode(pair["Value"].as_str().unwrap_or_default()).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pair["Value"].as_str().unwrap_or_default())
+            .unwrap_or_default();
         if let Ok(status) = serde_json::from_slice(&bytes) {
             out.insert(name.to_owned(), status);
         }
@@ -596,12 +608,7 @@ async fn scan_log(sim: &SimProcess, foreign: &BTreeMap<String, (u64, u64)>, done
 }
 
 /// Adds what needs the whole run: panics in the replicas' logs, the memory curve, and the request log's figures.
-fn finish(
-    report: &mut ChaosReport,
-    replicas: &Replicas<'_>,
-    samples: &[RssSample],
-    scan: &LogScan,
-) {
+fn finish(report: &mut ChaosReport, replicas: &Replicas<'_>, samples: &[RssSample], scan: &LogScan) {
     let mut panics = 0;
     for (label, d) in replicas.all() {
         let text = std::fs::read_to_string(&d.log).unwrap_or_default();
