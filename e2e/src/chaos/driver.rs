@@ -6,19 +6,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use drover::status::Phase;
-use drover_sim::Server;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::apps::{self, Kind, LOAD, SCALE_MAX, SCALE_MIN};
-use super::report::{ChaosReport, Figure, RssSample, memory_table, vm_rss_kb};
+use super::apps::{self, Kind, LOAD};
+use super::checks::{Fleet, check_foreign, converge, unconverged};
+use super::observe::{LogScan, sample_memory, scan_log};
+use super::report::{ChaosReport, Figure, RssSample, memory_table};
 use super::schedule::{Event, Target, fingerprint, schedule};
 use super::{CONVERGE_TARGET, ChaosConfig};
-use crate::{DroverProcess, PrometheusProcess, Ready, SimProcess, binary, job_image, job_modify_index, job_owner};
-
-/// How often the memory of each replica is sampled.
-const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+use crate::{DroverProcess, PrometheusProcess, Ready, SimProcess, binary, job_modify_index, job_owner};
 
 /// The Drover replicas: two slots, each empty between a stop and the restart; stopped processes are kept (their
 /// logs are read for panics at the end).
@@ -82,22 +79,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The fleet as a person wrote it: each app's kind, last image version and the generation of its last write.
-struct Fleet {
-    kinds: Vec<Kind>,
-    version: Vec<u64>,
-    generation: Vec<u64>,
-    prometheus: Option<String>,
-}
-
-impl Fleet {
-    async fn write(&mut self, sim: &SimProcess, i: usize) {
-        let image = apps::image(self.version[i]);
-        let yaml = apps::record(i, self.kinds[i], &image, self.prometheus.as_deref());
-        self.generation[i] = sim.put_record("default", &apps::name(i), yaml).await;
-    }
-}
-
 /// What the soak did, counted.
 #[derive(Default)]
 struct Tally {
@@ -110,17 +91,6 @@ impl Tally {
     fn add(&mut self, what: &'static str) {
         *self.counts.entry(what).or_default() += 1;
     }
-}
-
-/// What the request-log scanner found.
-#[derive(Default)]
-struct LogScan {
-    since: u64,
-    requests: u64,
-    /// `(server, status)` of Drover's requests answered with an error or dropped (status 0).
-    errors: BTreeMap<(&'static str, u16), u64>,
-    /// Drover's writes to jobs it does not own.
-    foreign_writes: Vec<String>,
 }
 
 /// Runs a soak as `cfg` says and returns what it found.
@@ -436,175 +406,6 @@ async fn consul_control(sim: &SimProcess, path: &str) {
     let url = format!("{}{path}", sim.consul_url);
     let resp = sim.http.post(&url).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
     assert!(resp.status().is_success(), "POST {url}: {}", resp.status());
-}
-
-/// Polls (every second) until every app is converged, or `within` has passed: `Err` with what each app that is not
-/// shows.
-async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) -> Result<(), Vec<String>> {
-    let until = Instant::now() + within;
-    loop {
-        let pending = unconverged(sim, fleet).await;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= until {
-            return Err(pending);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Every app not converged, one line each: a good app's status at the generation of its last write, Healthy, and
-/// its job running the last written image (an autoscaled one within its bounds); a colliding app's status at its
-/// last generation and Failed.
-async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<String> {
-    let statuses = all_statuses(sim).await;
-    let mut pending = Vec::new();
-    for (i, kind) in fleet.kinds.iter().enumerate() {
-        let name = apps::name(i);
-        let generation = fleet.generation[i];
-        let Some(status) = statuses.get(&name) else {
-            pending.push(format!("{name} ({kind:?}): no status"));
-            continue;
-        };
-        let want = if *kind == Kind::Colliding { Phase::Failed } else { Phase::Healthy };
-        if status.observed_generation != generation || status.phase != want {
-            pending.push(format!(
-                "{name} ({kind:?}): status {:?} at generation {} (last write: generation {generation}, want {want:?}); \
-                 last error {:?}",
-                status.phase, status.observed_generation, status.last_error
-            ));
-            continue;
-        }
-        if *kind == Kind::Colliding {
-            continue;
-        }
-        let image = apps::image(fleet.version[i]);
-        let Some(job) = sim.job("default", &name).await else {
-            pending.push(format!("{name} ({kind:?}): Healthy at generation {generation} but Nomad has no job"));
-            continue;
-        };
-        let count = job["TaskGroups"][0]["Count"].as_u64().unwrap_or(0);
-        if job_image(&job) != Some(image.as_str()) || job_owner(&job).is_none() {
-            pending.push(format!(
-                "{name} ({kind:?}): Nomad runs {:?} (owner {:?}); the last write ({generation}) says {image}",
-                job_image(&job),
-                job_owner(&job)
-            ));
-        } else if *kind == Kind::Autoscaled && !(SCALE_MIN..=SCALE_MAX).contains(&count) {
-            pending.push(format!("{name}: count {count} outside [{SCALE_MIN}, {SCALE_MAX}]"));
-        } else if *kind != Kind::Autoscaled && count != 2 {
-            pending.push(format!("{name} ({kind:?}): count {count}, the record says 2"));
-        }
-    }
-    pending
-}
-
-/// Every status under `drover/status/default/`, by app name (one recursive read).
-async fn all_statuses(sim: &SimProcess) -> BTreeMap<String, drover::status::AppStatus> {
-    use base64::Engine as _;
-    let url = format!("{}/v1/kv/drover/status/default/?recurse=true", sim.consul_url);
-    let resp = sim.http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return BTreeMap::new();
-    }
-    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
-    let pairs: Vec<Value> = resp.json().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let mut out = BTreeMap::new();
-    for pair in pairs {
-        let key = pair["Key"].as_str().unwrap_or_default();
-        let Some(name) = key.rsplit('/').next() else { continue };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(pair["Value"].as_str().unwrap_or_default())
-            .unwrap_or_default();
-        if let Ok(status) = serde_json::from_slice(&bytes) {
-            out.insert(name.to_owned(), status);
-        }
-    }
-    out
-}
-
-/// Every job a person owns that is not as they left it: one line each.
-async fn check_foreign(sim: &SimProcess, foreign: &BTreeMap<String, (u64, u64)>) -> Vec<String> {
-    let mut touched = Vec::new();
-    for (id, (index, version)) in foreign {
-        match sim.job("default", id).await {
-            None => touched.push(format!("unowned job {id} was deleted")),
-            Some(job) => {
-                let now = (job_modify_index(&job), crate::job_version(&job));
-                if now != (*index, *version) || job_owner(&job).is_some() || job["Stop"] == json!(true) {
-                    touched.push(format!(
-                        "unowned job {id} changed: (JobModifyIndex, Version) {:?} -> {now:?}, owner {:?}, Stop {}",
-                        (index, version),
-                        job_owner(&job),
-                        job["Stop"]
-                    ));
-                }
-            }
-        }
-    }
-    touched
-}
-
-/// Samples `VmRSS` of every running replica every [`SAMPLE_EVERY`] until `done`.
-async fn sample_memory(pids: &Mutex<Vec<(String, u32)>>, done: &AtomicBool, epoch: Instant) -> Vec<RssSample> {
-    let mut out = Vec::new();
-    while !done.load(Ordering::Relaxed) {
-        let running = lock(pids).clone();
-        for (replica, pid) in running {
-            if let Some(kb) = vm_rss_kb(pid) {
-                out.push(RssSample { t: epoch.elapsed().as_secs_f64(), replica, kb });
-            }
-        }
-        let next = Instant::now() + SAMPLE_EVERY;
-        while Instant::now() < next && !done.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    out
-}
-
-/// Reads the simulator's request log every few seconds until `done` (it keeps the last 200 000 requests: a long
-/// soak must read as it goes), counting Drover's failed requests and finding its writes to jobs it does not own.
-async fn scan_log(sim: &SimProcess, foreign: &BTreeMap<String, (u64, u64)>, done: &AtomicBool) -> LogScan {
-    let mut scan = LogScan::default();
-    loop {
-        let finished = done.load(Ordering::Relaxed);
-        // A read cut by a fault (`/_sim/requests/cut` drops every request in flight) is tried again next time.
-        let url = format!("{}/_sim/log?since={}", sim.nomad_url, scan.since);
-        if let Ok(resp) = sim.http.get(&url).send().await
-            && let Ok(page) = resp.json::<crate::RequestLog>().await
-        {
-            for r in page.requests {
-                if !r.user_agent.starts_with("drover/") {
-                    continue;
-                }
-                scan.requests += 1;
-                let server = if r.server == Server::Consul { "consul" } else { "nomad" };
-                if r.status == 0 || r.status >= 500 {
-                    *scan.errors.entry((server, r.status)).or_default() += 1;
-                }
-                let foreign_write = r.server == Server::Nomad
-                    && r.is_write()
-                    && !r.path.ends_with("/plan")
-                    && foreign.keys().any(|id| {
-                        let base = format!("/v1/job/{id}");
-                        r.path == base || r.path.starts_with(&format!("{base}/"))
-                    });
-                if foreign_write {
-                    scan.foreign_writes.push(format!("{} {} {} by {}", r.method, r.path, r.status, r.user_agent));
-                }
-            }
-            scan.since = page.last_seq;
-        }
-        if finished {
-            return scan;
-        }
-        let next = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < next && !done.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// Adds what needs the whole run: panics in the replicas' logs, the memory curve, and the request log's figures.

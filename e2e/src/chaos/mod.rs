@@ -12,7 +12,9 @@
 //! defined: after the faults, every app must run its last written image and report the generation of that write.
 
 mod apps;
+mod checks;
 mod driver;
+mod observe;
 mod report;
 mod schedule;
 
