@@ -4,9 +4,10 @@
 //! restore, hand edits of records and jobs, replicas stopped with SIGTERM and `kill -9`). Prints the invariants
 //! and figures beside their targets, the memory curve of each replica, and the machine.
 //!
-//! Run: `cargo build -p drover -p drover-sim --bins && cargo bench -p drover-e2e --bench chaos`. The driver
-//! (`drover_e2e::chaos`) starts the binaries next to the bench executable when they are there (a `--release`
-//! build), else those of `target/debug`; the line `binaries:` says which. `DROVER_CHAOS_APPS`,
+//! Run: `cargo build --release -p drover -p drover-sim --bins && cargo bench -p drover-e2e --bench chaos`. The driver
+//! (`drover_e2e::chaos`) starts the binaries next to the bench executable when they are there (`target/release`),
+//! else those of `target/debug` (`cargo bench --profile dev` runs them on purpose); the line `binaries:` says
+//! which. `DROVER_CHAOS_APPS`,
 //! `DROVER_CHAOS_SECONDS` and `DROVER_CHAOS_SEED` override the size, the length of the fault phase and the seed
 //! (same seed, same schedule); `DROVER_CHAOS_AUTOSCALING=0` runs without Prometheus (no autoscaled apps).
 
