@@ -54,8 +54,9 @@ impl Replicas<'_> {
         None
     }
 
-    fn stop(&mut self, slot: usize, kill: bool) -> bool {
-        let Some(mut d) = self.slots[slot].take() else { return false };
+    /// Stops the replica in `slot`; its `User-Agent`, or `None` when the slot was empty.
+    fn stop(&mut self, slot: usize, kill: bool) -> Option<String> {
+        let mut d = self.slots[slot].take()?;
         if kill {
             d.kill9();
         } else {
@@ -63,8 +64,9 @@ impl Replicas<'_> {
         }
         let pid = d.pid();
         lock(self.pids).retain(|(_, p)| *p != pid);
+        let user_agent = d.user_agent();
         self.stopped.push((Replicas::label(slot, self.started[slot]), d));
-        true
+        Some(user_agent)
     }
 
     /// Every replica ever started, with its incarnation name.
@@ -79,10 +81,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A replica stopped during the soak: its `User-Agent` and the request log's last sequence number at the stop.
+struct Stop {
+    how: &'static str,
+    user_agent: String,
+    seq: u64,
+}
+
 /// What the soak did, counted.
 #[derive(Default)]
 struct Tally {
     counts: BTreeMap<&'static str, u64>,
+    stops: Vec<Stop>,
     late_max: Duration,
     notes: Vec<String>,
 }
@@ -147,8 +157,10 @@ pub async fn run(cfg: &ChaosConfig) -> ChaosReport {
         done.store(true, Ordering::Relaxed);
         out
     };
-    let ((), samples, scan) = tokio::join!(soak, sample_memory(&pids, &done, epoch), scan_log(&sim, &foreign, &done));
+    let (stops, samples, scan) =
+        tokio::join!(soak, sample_memory(&pids, &done, epoch), scan_log(&sim, &foreign, &done));
     finish(&mut report, &replicas, &samples, &scan);
+    check_handovers(&mut report, &stops, &scan);
     drop(prometheus);
     report
 }
@@ -162,7 +174,7 @@ async fn soak(
     plan: &[super::Planned],
     foreign: &BTreeMap<String, (u64, u64)>,
     report: &mut ChaosReport,
-) {
+) -> Vec<Stop> {
     replicas.start(sim, 0).await;
     crate::wait_until(crate::DEADLINE, "the first replica leads", || async {
         match replicas.leader().await {
@@ -186,7 +198,7 @@ async fn soak(
             cfg.initial_within,
             &pending[..pending.len().min(5)]
         ));
-        return;
+        return Vec::new();
     }
     report
         .figures
@@ -271,6 +283,7 @@ async fn soak(
     }
     report.figures.push(Figure::info("latest event behind its planned time (ms)", tally.late_max.as_millis()));
     report.setup.extend(tally.notes);
+    tally.stops
 }
 
 /// Carries out one planned event. The faults aim at Drover's requests only (its `User-Agent`), so the soak's own
@@ -377,17 +390,21 @@ async fn apply(
                     slot
                 }
             };
-            if replicas.stop(slot, *kill) {
-                tally.add(if *kill { "replica: leader kill -9" } else { "replica: leader SIGTERM" });
+            let seq = sim.log(None, u64::MAX).await.last_seq;
+            if let Some(user_agent) = replicas.stop(slot, *kill) {
+                let how = if *kill { "replica: leader kill -9" } else { "replica: leader SIGTERM" };
+                tally.add(how);
+                tally.stops.push(Stop { how, user_agent, seq });
             }
         }
         Event::KillStandby => {
             let leader = replicas.leader().await;
             let standby = (0..2).find(|s| Some(*s) != leader && replicas.slots[*s].is_some());
-            if let Some(slot) = standby
-                && replicas.stop(slot, true)
-            {
-                tally.add("replica: standby kill -9");
+            let seq = sim.log(None, u64::MAX).await.last_seq;
+            if let Some(user_agent) = standby.and_then(|slot| replicas.stop(slot, true)) {
+                let how = "replica: standby kill -9";
+                tally.add(how);
+                tally.stops.push(Stop { how, user_agent, seq });
             }
         }
         Event::Restart => {
@@ -459,4 +476,39 @@ fn finish(report: &mut ChaosReport, replicas: &Replicas<'_>, samples: &[RssSampl
     if scan.errors.is_empty() {
         report.violations.push("no request of Drover failed: the faults did not happen".to_owned());
     }
+}
+
+/// A stopped replica writes nothing after the first write of another replica that followed its stop (as
+/// `tests/ha.rs` checks for one hand-over): after SIGTERM the old leader's work in flight is cancelled before it
+/// releases the lock; after `kill -9` it is gone.
+fn check_handovers(report: &mut ChaosReport, stops: &[Stop], scan: &LogScan) {
+    let mut late_total = 0;
+    for stop in stops {
+        let first_other =
+            scan.app_writes.iter().find(|(seq, ua)| *seq > stop.seq && *ua != stop.user_agent).map(|(seq, _)| *seq);
+        let Some(first_other) = first_other else { continue };
+        let late: Vec<u64> = scan
+            .app_writes
+            .iter()
+            .filter(|(seq, ua)| *seq > first_other && *ua == stop.user_agent)
+            .map(|(seq, _)| *seq)
+            .collect();
+        if !late.is_empty() {
+            report.violations.push(format!(
+                "{} ({}): {} write(s) after the next leader's first write (seq {first_other}), e.g. seq {:?}",
+                stop.how,
+                stop.user_agent,
+                late.len(),
+                &late[..late.len().min(5)]
+            ));
+        }
+        late_total += late.len();
+    }
+    report.figures.push(Figure::info("drover writes other than its lock's", scan.app_writes.len()));
+    report.figures.push(Figure::new(
+        "writes of a stopped replica after the next leader's first",
+        late_total,
+        "0",
+        late_total == 0,
+    ));
 }

@@ -23,6 +23,8 @@ pub(super) struct LogScan {
     pub(super) errors: BTreeMap<(&'static str, u16), u64>,
     /// Drover's writes to jobs it does not own.
     pub(super) foreign_writes: Vec<String>,
+    /// `(seq, User-Agent)` of Drover's writes other than its lock's (session and lock key), in log order.
+    pub(super) app_writes: Vec<(u64, String)>,
 }
 
 /// Samples `VmRSS` of every running replica every [`SAMPLE_EVERY`] until `done`.
@@ -74,6 +76,9 @@ pub(super) async fn scan_log(sim: &SimProcess, foreign: &BTreeMap<String, (u64, 
                         let base = format!("/v1/job/{id}");
                         r.path == base || r.path.starts_with(&format!("{base}/"))
                     });
+                if r.is_write() && !r.path.starts_with("/v1/session/") && r.path != "/v1/kv/drover/leader" {
+                    scan.app_writes.push((r.seq, r.user_agent.clone()));
+                }
                 if foreign_write {
                     scan.foreign_writes.push(format!("{} {} {} by {}", r.method, r.path, r.status, r.user_agent));
                 }
