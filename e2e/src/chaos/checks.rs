@@ -28,7 +28,7 @@ impl Fleet {
 
 /// Polls (every second) until every app is converged, or `within` has passed: `Err` with what each app that is not
 /// shows.
-pub(super) async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) -> Result<(), Vec<String>> {
+pub(super) async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) -> Result<(), Vec<(usize, String)>> {
     let until = Instant::now() + within;
     loop {
         let pending = unconverged(sim, fleet).await;
@@ -45,23 +45,21 @@ pub(super) async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) 
 /// Every app not converged, one line each: a good app's status at the generation of its last write, Healthy, and
 /// its job running the last written image (an autoscaled one within its bounds); a colliding app's status at its
 /// last generation and Failed.
-pub(super) async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<String> {
+pub(super) async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<(usize, String)> {
     let statuses = all_statuses(sim).await;
     let mut pending = Vec::new();
     for (i, kind) in fleet.kinds.iter().enumerate() {
         let name = apps::name(i);
         let generation = fleet.generation[i];
         let Some(status) = statuses.get(&name) else {
-            pending.push(format!("{name} ({kind:?}): no status"));
+            pending.push((i, format!("{name} ({kind:?}): no status")));
             continue;
         };
         let want = if *kind == Kind::Colliding { Phase::Failed } else { Phase::Healthy };
         if status.observed_generation != generation || status.phase != want {
-            pending.push(format!(
-                "{name} ({kind:?}): status {:?} at generation {} (last write: generation {generation}, want {want:?}); \
-                 last error {:?}",
-                status.phase, status.observed_generation, status.last_error
-            ));
+            let seen = format!("status {:?} at generation {}", status.phase, status.observed_generation);
+            let why = format!("last error {:?}", status.last_error);
+            pending.push((i, format!("{name} ({kind:?}): {seen} (last write: {generation}, want {want:?}); {why}")));
             continue;
         }
         if *kind == Kind::Colliding {
@@ -69,20 +67,23 @@ pub(super) async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<String> 
         }
         let image = apps::image(fleet.version[i]);
         let Some(job) = sim.job("default", &name).await else {
-            pending.push(format!("{name} ({kind:?}): Healthy at generation {generation} but Nomad has no job"));
+            pending.push((i, format!("{name} ({kind:?}): Healthy at generation {generation} but Nomad has no job")));
             continue;
         };
         let count = job["TaskGroups"][0]["Count"].as_u64().unwrap_or(0);
         if job_image(&job) != Some(image.as_str()) || job_owner(&job).is_none() {
-            pending.push(format!(
-                "{name} ({kind:?}): Nomad runs {:?} (owner {:?}); the last write ({generation}) says {image}",
-                job_image(&job),
-                job_owner(&job)
+            pending.push((
+                i,
+                format!(
+                    "{name} ({kind:?}): Nomad runs {:?} (owner {:?}); the last write ({generation}) says {image}",
+                    job_image(&job),
+                    job_owner(&job)
+                ),
             ));
         } else if *kind == Kind::Autoscaled && !(SCALE_MIN..=SCALE_MAX).contains(&count) {
-            pending.push(format!("{name}: count {count} outside [{SCALE_MIN}, {SCALE_MAX}]"));
+            pending.push((i, format!("{name}: count {count} outside [{SCALE_MIN}, {SCALE_MAX}]")));
         } else if *kind != Kind::Autoscaled && count != 2 {
-            pending.push(format!("{name} ({kind:?}): count {count}, the record says 2"));
+            pending.push((i, format!("{name} ({kind:?}): count {count}, the record says 2")));
         }
     }
     pending

@@ -196,13 +196,14 @@ async fn soak(
             "{} apps had not finished their first rollout {:?} after it started, before any fault; e.g. {:?}",
             pending.len(),
             cfg.initial_within,
-            &pending[..pending.len().min(5)]
+            pending.iter().take(5).map(|(_, p)| p).collect::<Vec<_>>()
         ));
         return Vec::new();
     }
-    report
-        .figures
-        .push(Figure::info("first rollout of every app (s)", format!("{:.1}", first.elapsed().as_secs_f64())));
+    report.figures.push(Figure::info(
+        "first rollout: every app converged, after the last write (s)",
+        format!("{:.1}", first.elapsed().as_secs_f64()),
+    ));
 
     let mut tally = Tally::default();
     let start = Instant::now();
@@ -243,21 +244,25 @@ async fn soak(
                 &format!("≤ {}", CONVERGE_TARGET.as_secs()),
                 false,
             ));
-            report.violations.extend(pending.into_iter().map(|p| format!("not converged: {p}")));
+            report.violations.extend(pending.into_iter().map(|(_, p)| format!("not converged: {p}")));
         }
     }
     if took > CONVERGE_TARGET {
         report.violations.push(format!("convergence took {took:?} (target {CONVERGE_TARGET:?})"));
     }
-    let good = fleet.kinds.iter().filter(|k| **k != Kind::Colliding).count();
     let stale = unconverged(sim, fleet).await;
+    let good = (0..cfg.apps).filter(|i| fleet.kinds[*i] != Kind::Colliding);
+    let good_ok = good.clone().filter(|i| !stale.iter().any(|(j, _)| j == i)).count();
     report.figures.push(Figure::new(
         "records whose last write runs",
         format!("{}/{}", cfg.apps - stale.len(), cfg.apps),
         &format!("{}/{}", cfg.apps, cfg.apps),
         stale.is_empty(),
     ));
-    report.figures.push(Figure::info("  of which Healthy on their last image", good));
+    report.figures.push(Figure::info(
+        "  apps Healthy on their last image (not colliding)",
+        format!("{good_ok}/{}", good.count()),
+    ));
     let touched = check_foreign(sim, foreign).await;
     report.figures.push(Figure::new(
         "unowned jobs changed (JobModifyIndex, Version, Stop)",
