@@ -17,6 +17,9 @@ use super::schedule::{Event, Target, fingerprint, schedule};
 use super::{CONVERGE_TARGET, ChaosConfig};
 use crate::{DroverProcess, PrometheusProcess, Ready, SimProcess, binary, job_modify_index, job_owner};
 
+/// How long a stop of the leader waits for there to be one.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
 /// The Drover replicas: two slots, each empty between a stop and the restart; stopped processes are kept (their
 /// logs are read for panics at the end).
 struct Replicas<'a> {
@@ -94,6 +97,7 @@ struct Tally {
     counts: BTreeMap<&'static str, u64>,
     stops: Vec<Stop>,
     late_max: Duration,
+    leader_wait_max: Duration,
     notes: Vec<String>,
 }
 
@@ -287,6 +291,8 @@ async fn soak(
         report.figures.push(Figure::info(what, n));
     }
     report.figures.push(Figure::info("latest event behind its planned time (ms)", tally.late_max.as_millis()));
+    let wait = tally.leader_wait_max.as_secs_f64();
+    report.figures.push(Figure::info("longest wait for a leader to stop (s)", format!("{wait:.1}")));
     report.setup.extend(tally.notes);
     tally.stops
 }
@@ -384,12 +390,21 @@ async fn apply(
             }
         }
         Event::StopLeader { kill } => {
-            let slot = match replicas.leader().await {
+            // A leader may be missing for a moment (a hand-over): wait for one, so the event stops a leader, not a
+            // standby. The schedule keeps this rare (no stop of the leader during a fail-over or after the restore).
+            let waited = Instant::now();
+            let mut leader = replicas.leader().await;
+            while leader.is_none() && waited.elapsed() < LEADER_WAIT {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                leader = replicas.leader().await;
+            }
+            tally.leader_wait_max = tally.leader_wait_max.max(waited.elapsed());
+            let slot = match leader {
                 Some(slot) => slot,
                 None => {
                     let slot = usize::from(replicas.slots[0].is_none());
                     tally.notes.push(format!(
-                        "note: no replica led at t={:.1}s; stopped slot {slot} instead",
+                        "note: no replica led at t={:.1}s after {LEADER_WAIT:?}; stopped slot {slot} instead",
                         start.elapsed().as_secs_f64()
                     ));
                     slot

@@ -74,9 +74,10 @@ pub struct Planned {
 /// from `seed`, in time order.
 ///
 /// Fixed landmarks (each placed with some seeded jitter) keep every kind of fault in every run: a snapshot early,
-/// a SIGTERM of the leader, a Nomad leader loss, a `kill -9` of the standby, the restore, a `kill -9` of the leader
-/// by half the length (its fail-over, up to 2 × TTL + lock-delay, ends before the faults stop), and a Consul leader
-/// loss after the last restart (a replica cannot load without Consul). Between them, a random fault every
+/// a SIGTERM of the leader, a Nomad leader loss, a `kill -9` of the leader (its fail-over takes up to 2 × TTL +
+/// lock-delay), a `kill -9` of the standby, the restore (no leader until the restored lock's session expires), and
+/// a Consul leader loss after the last restart (a replica cannot load without Consul) — all by 3/4 of the length,
+/// so that Drover has a leader again before the faults stop. Between them, a random fault every
 /// 1–4 s, a record edit every second (2 % of the apps) and a job edit every 2 s. No edit is planned while the
 /// server it writes to has no leader (the person's write would fail).
 pub fn schedule(apps: usize, job_editable: &[usize], length: Duration, seed: u64) -> Vec<Planned> {
@@ -89,21 +90,23 @@ pub fn schedule(apps: usize, job_editable: &[usize], length: Duration, seed: u64
     let term = at(&mut rng, 0.10, 0.14);
     plan.push((term, Event::StopLeader { kill: false }));
     plan.push((term + rng.random_range(3_000..6_000), Event::Restart));
-    let nomad_lost = at(&mut rng, 0.20, 0.25);
+    let nomad_lost = at(&mut rng, 0.18, 0.22);
     let nomad_back = nomad_lost + rng.random_range(3_000..8_000);
     plan.push((nomad_lost, Event::LeaderLost { server: Target::Nomad }));
     plan.push((nomad_back, Event::LeaderBack { server: Target::Nomad }));
-    let standby = at(&mut rng, 0.28, 0.32);
-    plan.push((standby, Event::KillStandby));
-    plan.push((standby + rng.random_range(2_000..4_000), Event::Restart));
-    plan.push((at(&mut rng, 0.36, 0.40), Event::Restore));
-    let kill = at(&mut rng, 0.44, 0.48);
-    let restart = kill + rng.random_range(3_000..6_000);
+    let kill = at(&mut rng, 0.26, 0.30);
     plan.push((kill, Event::StopLeader { kill: true }));
+    plan.push((kill + rng.random_range(3_000..6_000), Event::Restart));
+    let standby = at(&mut rng, 0.34, 0.37);
+    let restart = standby + rng.random_range(2_000..4_000);
+    plan.push((standby, Event::KillStandby));
     plan.push((restart, Event::Restart));
+    // The snapshot's lock names the session of the replica that led then (stopped since): after the restore no
+    // replica leads until that session expires (up to 2 × TTL).
+    plan.push((at(&mut rng, 0.40, 0.44), Event::Restore));
     // After the last restart (a replica loads from Consul); longer than the renew deadline (¾ TTL = 7.5 s) at
     // times, so the lock holder steps down and contends again.
-    let consul_lost = at(&mut rng, 0.52, 0.56).max(restart + 2_000);
+    let consul_lost = at(&mut rng, 0.48, 0.53).max(restart + 2_000);
     let consul_back = consul_lost + rng.random_range(4_000..9_000);
     plan.push((consul_lost, Event::LeaderLost { server: Target::Consul }));
     plan.push((consul_back, Event::LeaderBack { server: Target::Consul }));
@@ -188,9 +191,25 @@ mod tests {
             let snapshot = plan.iter().position(|p| p.event == Event::Snapshot);
             let restore = plan.iter().position(|p| p.event == Event::Restore);
             assert!(snapshot < restore && snapshot.is_some(), "seed {seed}: snapshot before restore");
-            // Kills end by half the length: a kill -9 fail-over ends before the faults stop.
-            let last_kill = plan.iter().filter(|p| matches!(p.event, Event::StopLeader { .. })).map(|p| p.at).max();
-            assert!(last_kill < Some(LEN / 2), "seed {seed}: last kill at {last_kill:?}");
+            // Every landmark by 3/4 of the length: Drover has a leader again before the faults stop.
+            let landmarks = plan.iter().filter(|p| {
+                !matches!(
+                    p.event,
+                    Event::EditRecords { .. }
+                        | Event::EditJob { .. }
+                        | Event::NomadErrors { .. }
+                        | Event::ConsulErrors { .. }
+                        | Event::Latency { .. }
+                        | Event::Drops { .. }
+                        | Event::CutStreams { .. }
+                        | Event::CutRequests { .. }
+                )
+            });
+            let last = landmarks.map(|p| p.at).max();
+            assert!(last < Some(LEN.mul_f64(0.75)), "seed {seed}: last landmark at {last:?}");
+            // The leader is stopped before the restore leaves the fleet without one for up to 2 × TTL.
+            let last_stop = plan.iter().filter(|p| matches!(p.event, Event::StopLeader { .. })).map(|p| p.at).max();
+            assert!(last_stop < restore.map(|i| plan[i].at), "seed {seed}: a leader stopped after the restore");
             // No replica starts while Consul has no leader.
             let lost = plan.iter().find(|p| p.event == Event::LeaderLost { server: Target::Consul }).map(|p| p.at);
             let last_restart = plan.iter().filter(|p| p.event == Event::Restart).map(|p| p.at).max();
