@@ -1,7 +1,8 @@
 //! The short chaos soak (issue #9): 100 apps through 75 s of seeded faults with two replicas under leader election
 //! (the full size is `cargo bench --bench chaos`; both run `drover_e2e::chaos`). Fails, naming the app and what was
 //! seen, when an invariant breaks: a job Drover does not own was touched, a record's last write is not what runs,
-//! an app did not converge within 30 s of the faults stopping, a replica panicked, or memory grew.
+//! an app did not converge within 30 s of the faults stopping, a stopped replica wrote after the next leader's
+//! first write, a replica panicked, or memory grew. `DROVER_CHAOS_SEED` (and `_APPS`, `_SECONDS`) run it otherwise.
 
 use drover_e2e::chaos::{ChaosConfig, run};
 

@@ -1,5 +1,5 @@
 //! The chaos soak (issue #9): one driver, used by `cargo bench --bench chaos` (1 000 apps, 10 minutes of faults) and
-//! by `tests/chaos.rs` (100 apps, about a minute): a fleet of rolling, canary and autoscaled apps, records colliding
+//! by `tests/chaos.rs` (100 apps, 75 s of faults): a fleet of rolling, canary and autoscaled apps, records colliding
 //! with jobs a person owns, and two `drover run` replicas with leader election, through a seeded schedule of faults
 //! ([`schedule`]); then the invariants, printed as figures beside their targets ([`ChaosReport`]).
 //!
@@ -10,6 +10,9 @@
 //! again, those old records *are* the desired state — Drover rolling the jobs back to them is right. The soak then
 //! writes every record again with its last intended value (at a new, higher index), so the last write is well
 //! defined: after the faults, every app must run its last written image and report the generation of that write.
+//! The restore also puts back older statuses (Drover's compare-and-set status writes then fail once and read
+//! again) and the lock as the snapshot had it: held by the session of the replica that led then — stopped since,
+//! so no replica leads until that session expires (up to 2 × TTL, longer while Consul has no leader).
 
 mod apps;
 mod checks;
