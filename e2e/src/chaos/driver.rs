@@ -469,7 +469,7 @@ fn finish(report: &mut ChaosReport, replicas: &Replicas<'_>, samples: &[RssSampl
         Some((name, ratio)) => {
             let flat = ratio <= 1.25;
             report.figures.push(Figure::new(
-                "memory: last/first third max (worst replica)",
+                "memory: last/first third max (worst long-lived replica)",
                 format!("{ratio:.2} ({name})"),
                 "≤ 1.25",
                 flat,

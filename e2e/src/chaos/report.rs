@@ -60,8 +60,12 @@ pub fn flatness(kb: &[u64]) -> Option<f64> {
 }
 
 /// The memory curve as a small table per replica (at most `rows` rows each, evenly spaced), and the worst flatness
-/// among replicas that lived long enough, with the replica's name.
+/// among the replicas that were sampled over at least half of the soak, with the replica's name. A replica that
+/// lived a shorter while is shown but not judged: its curve is mostly warm-up (loading the fleet, then, for a
+/// standby that takes over, the leader's work), which says nothing about a leak.
 pub fn memory_table(samples: &[RssSample], rows: usize) -> (String, Option<(String, f64)>) {
+    let first = samples.iter().map(|s| s.t).fold(f64::INFINITY, f64::min);
+    let last = samples.iter().map(|s| s.t).fold(f64::NEG_INFINITY, f64::max);
     let mut names: Vec<&str> = samples.iter().map(|s| s.replica.as_str()).collect();
     names.dedup();
     names.sort_unstable();
@@ -71,8 +75,14 @@ pub fn memory_table(samples: &[RssSample], rows: usize) -> (String, Option<(Stri
     for name in names {
         let curve: Vec<&RssSample> = samples.iter().filter(|s| s.replica == name).collect();
         let kb: Vec<u64> = curve.iter().map(|s| s.kb).collect();
+        let span = curve.last().map_or(0.0, |s| s.t) - curve.first().map_or(0.0, |s| s.t);
+        let judged = span >= (last - first) / 2.0;
         let flat = flatness(&kb);
-        let flat_text = flat.map_or("too short to judge".to_owned(), |f| format!("last/first third max = {f:.2}"));
+        let flat_text = match (flat, judged) {
+            (None, _) => "too short to judge".to_owned(),
+            (Some(f), true) => format!("last/first third max = {f:.2}"),
+            (Some(f), false) => format!("last/first third max = {f:.2}, not judged: lived under half the soak"),
+        };
         out.push_str(&format!("  replica {name} ({} samples, {flat_text})\n    t (s)   rss (MiB)\n", curve.len()));
         let step = curve.len().div_ceil(rows.max(1)).max(1);
         for (i, s) in curve.iter().enumerate() {
@@ -81,6 +91,7 @@ pub fn memory_table(samples: &[RssSample], rows: usize) -> (String, Option<(Stri
             }
         }
         if let Some(f) = flat
+            && judged
             && worst.as_ref().is_none_or(|(_, w)| f > *w)
         {
             worst = Some((name.to_owned(), f));
@@ -147,8 +158,13 @@ mod tests {
             samples.push(RssSample { t: i as f64, replica: "a1".into(), kb: 1000 });
             samples.push(RssSample { t: i as f64, replica: "b1".into(), kb: 1000 + i * 100 });
         }
+        // A replica that lived a short while at the end, growing fast: shown, not judged.
+        for i in 15..27u64 {
+            samples.push(RssSample { t: i as f64, replica: "b2".into(), kb: 1000 + i * 1000 });
+        }
         let (table, worst) = memory_table(&samples, 5);
         assert!(table.contains("replica a1") && table.contains("replica b1"), "{table}");
+        assert!(table.contains("not judged"), "{table}");
         assert_eq!(worst.map(|(name, _)| name), Some("b1".to_owned()));
     }
 }
