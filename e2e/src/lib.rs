@@ -15,9 +15,10 @@
 //!
 //! Modules: `process` (binaries, child processes, ports), `sim_api` (Consul KV, Nomad and `/_sim/` helpers),
 //! `records` (records to write, job and metric fields to read), [`acl`] (the shipped ACL policies as simulator
-//! tokens).
+//! tokens), [`chaos`] (the chaos soak shared by `tests/chaos.rs` and `benches/chaos.rs`).
 
 pub mod acl;
+pub mod chaos;
 mod process;
 mod prometheus;
 mod records;
