@@ -160,6 +160,47 @@ async fn shipped_policies_should_run_the_core_scenario() {
     assert_eq!(c.denials().await, 0, "the shipped policies are enough for everything Drover did");
 }
 
+/// A canary of one replica held at a manual gate, as `template_record` writes `web` otherwise.
+fn gated_canary(image: &str) -> String {
+    let plain = template_record("web", image, "");
+    let mut yaml = plain.split("  strategy:\n").next().unwrap_or(&plain).to_string();
+    yaml.push_str(
+        "  strategy:\n    type: Canary\n    minHealthyTime: 1s\n    healthyDeadline: 1m\n    canary:\n      \
+         replicas: 1\n      steps:\n        - pause: {}\n",
+    );
+    yaml
+}
+
+#[tokio::test]
+async fn shipped_policies_should_run_a_canary_rollout_promoted_by_an_operator() {
+    let c = Cluster::start().await;
+    let sim = &c.sim;
+    // The person's token: exactly consul-operator.hcl.
+    sim.consul_acl_policy("operator", consul_sim_rules(&consul_rules(&read_policy("consul-operator.hcl")))).await;
+    let (_, operator) = sim.consul_acl_token(&["operator"]).await;
+    let first = sim.put_record("default", "web", gated_canary("nginx:1")).await;
+    sim.wait_for_status("default", "web", "Healthy (first version)", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == first
+    })
+    .await;
+    let second = sim.put_record("default", "web", gated_canary("nginx:2")).await;
+    sim.wait_for_status("default", "web", "Paused at the manual gate", |s| {
+        s.phase == Phase::Paused && s.observed_generation == second
+    })
+    .await;
+    let mut cmd = std::process::Command::new(drover_e2e::binary("drover"));
+    cmd.args(["promote", "web"]).env("CONSUL_HTTP_ADDR", &sim.consul_url).env("CONSUL_HTTP_TOKEN", &operator);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run drover promote")).await.expect("thread");
+    assert!(out.status.success(), "drover promote with the operator policy: {}", String::from_utf8_lossy(&out.stderr));
+    sim.wait_for_status("default", "web", "Healthy after the promotion", |s| {
+        s.phase == Phase::Healthy && s.observed_generation == second
+    })
+    .await;
+    let job = sim.job("default", "web").await.expect("job web");
+    assert_eq!(job_image(&job), Some("nginx:2"), "the promoted version runs");
+    assert_eq!(c.denials().await, 0, "the shipped policies are enough for a canary rollout and its promotion");
+}
+
 #[tokio::test]
 async fn each_removed_rule_should_be_reported_and_never_taken_for_a_deletion() {
     let rules: Vec<Rule> = consul_rules(&read_policy("consul-drover.hcl"))
