@@ -12,7 +12,7 @@
 //! The decision lives with the others in [`crate::reconcile::decide`]; the measurements are taken by the
 //! analysis stage, which feeds runs into a store that `decide` reads.
 
-mod compiled;
+pub(crate) mod compiled;
 pub mod control;
 pub mod controls_store;
 pub mod judge;

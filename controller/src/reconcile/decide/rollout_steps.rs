@@ -8,12 +8,10 @@ use crate::app::{AnalysisStep, AnalysisTemplate, CanaryStep, OnTimeout, Strategy
 use crate::live::LiveDeployment;
 use crate::rollout::{AnalysisPhase, AnalysisRunStatus, RunId, StepRef};
 
-/// Nomad-less defaults of an analysis template (documented on [`AnalysisTemplate`]'s fields).
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-/// Default query or call timeout of a template or webhook.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `consecutiveErrorLimit` of a template.
-const DEFAULT_ERROR_LIMIT: u64 = 4;
+// A template's defaults are the analysis stage's (one source: what measures is what the deadlines assume).
+use crate::rollout::compiled::{DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+/// Default `consecutiveErrorLimit` of a template, as this module counts.
+const DEFAULT_ERROR_LIMIT: u64 = DEFAULT_CONSECUTIVE_ERROR_LIMIT as u64;
 /// Default `consecutiveErrorLimit` of a webhook step (contract 2).
 const WEBHOOK_ERROR_LIMIT: u64 = 3;
 /// What a webhook's retry adds to its timeout in the step's deadline (contract 6).
