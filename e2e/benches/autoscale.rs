@@ -45,20 +45,6 @@ fn record(name: &str, prometheus: &str) -> String {
     .to_string()
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-async fn prometheus_queries(http: &reqwest::Client, url: &str) -> anyhow::Result<f64> {
-    let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
-    Ok(common::metric_sum(&text, "prometheus_http_requests_total", "handler=\"/api/v1/query\""))
-}
-
 async fn sim_now_ms(http: &reqwest::Client, sim: &Sim) -> anyhow::Result<u64> {
     let t: Value = http.get(format!("{}/_sim/time", sim.nomad)).send().await?.json().await?;
     t["now_ms"].as_u64().context("now_ms")
@@ -105,10 +91,12 @@ async fn run() -> anyhow::Result<()> {
     // Steady window: no load, nothing to scale; what does evaluating cost?
     let window = Duration::from_secs(6 * INTERVAL_SECS);
     let scales = |text: &str| common::metric_sum(text, "drover_autoscale_events_total", "");
-    let (cpu0, q0) = (cpu_seconds(drover.proc.pid()).unwrap_or(0.0), prometheus_queries(&http, &prom_url).await?);
+    let (cpu0, q0) =
+        (common::cpu_seconds(drover.proc.pid()).unwrap_or(0.0), common::prometheus_queries(&http, &prom_url).await?);
     let s0 = scales(&drover.metrics(&http).await?);
     tokio::time::sleep(window).await;
-    let (cpu1, q1) = (cpu_seconds(drover.proc.pid()).unwrap_or(0.0), prometheus_queries(&http, &prom_url).await?);
+    let (cpu1, q1) =
+        (common::cpu_seconds(drover.proc.pid()).unwrap_or(0.0), common::prometheus_queries(&http, &prom_url).await?);
     let s1 = scales(&drover.metrics(&http).await?);
     let cpu = (cpu1 - cpu0) / window.as_secs_f64() * 100.0;
     let qps = (q1 - q0) / window.as_secs_f64();

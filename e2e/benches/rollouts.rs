@@ -79,20 +79,6 @@ fn record(name: &str, image: &str, prometheus: &str) -> String {
     .to_string()
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-async fn prometheus_queries(http: &reqwest::Client, url: &str) -> anyhow::Result<f64> {
-    let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
-    Ok(common::metric_sum(&text, "prometheus_http_requests_total", "handler=\"/api/v1/query\""))
-}
-
 fn wall_ms(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
@@ -205,8 +191,8 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
         sum_count(&text, "drover_analysis_query_duration_seconds"),
         promote_sum_count(&text),
     );
-    let cpu0 = cpu_seconds(drover.proc.pid()).unwrap_or(0.0);
-    let q0 = prometheus_queries(http, &prom).await?;
+    let cpu0 = common::cpu_seconds(drover.proc.pid()).unwrap_or(0.0);
+    let q0 = common::prometheus_queries(http, &prom).await?;
     let log0: Value = http.get(format!("{}/_sim/log?server=nomad&since=0", sim.nomad)).send().await?.json().await?;
     let since = log0["last_seq"].as_u64().unwrap_or(0);
     let started = Instant::now();
@@ -228,7 +214,7 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
     let mut samples: Vec<(Instant, f64)> = vec![(started, q0)];
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        samples.push((Instant::now(), prometheus_queries(http, &prom).await?));
+        samples.push((Instant::now(), common::prometheus_queries(http, &prom).await?));
         let ended = rollouts(&drover.metrics(http).await?) - r0;
         if ended as usize >= apps {
             break;
@@ -239,10 +225,10 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
         }
     }
     let rollout_secs = started.elapsed().as_secs_f64();
-    let cpu1 = cpu_seconds(drover.proc.pid()).unwrap_or(0.0);
+    let cpu1 = common::cpu_seconds(drover.proc.pid()).unwrap_or(0.0);
     let hwm = common::proc_status_bytes(drover.proc.pid(), "VmHWM").unwrap_or(0);
     let text = drover.metrics(http).await?;
-    let q1 = prometheus_queries(http, &prom).await?;
+    let q1 = common::prometheus_queries(http, &prom).await?;
     let (rec1, query1, promote1) = (
         sum_count(&text, "drover_reconcile_duration_seconds"),
         sum_count(&text, "drover_analysis_query_duration_seconds"),

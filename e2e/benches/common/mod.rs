@@ -285,3 +285,18 @@ pub fn loadavg() -> String {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
 }
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Instant queries a Prometheus has answered so far (its own `prometheus_http_requests_total`).
+pub async fn prometheus_queries(http: &reqwest::Client, url: &str) -> anyhow::Result<f64> {
+    let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
+    Ok(metric_sum(&text, "prometheus_http_requests_total", "handler=\"/api/v1/query\""))
+}
