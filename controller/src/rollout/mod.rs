@@ -28,5 +28,5 @@ pub use controls_store::{Controls, ControlsWriter, controls};
 pub use judge::{CompiledTemplate, Outcome, Provider, Sample};
 pub use status::{
     AnalysisPhase, AnalysisRunStatus, ConsumedControl, MeasurementPhase, MeasurementRecord, PausedReason,
-    RolloutResult, RolloutStatus, RunId, StepRef,
+    RUNS_BYTE_BUDGET, RolloutResult, RolloutStatus, RunId, StepRef, fit_runs,
 };

@@ -12,6 +12,64 @@ use crate::app::StrategyType;
 /// The most measurements a run keeps in status (the newest); the counters count them all.
 pub const MAX_MEASUREMENTS: usize = 10;
 
+/// The most bytes a rollout's analysis runs may take in a status (as JSON). The per-field caps (10 measurements a
+/// run, 16 runs, cut queries and reasons) already bound a run, but 16 runs of long multi-byte queries and 20-value
+/// vectors would still approach Consul's 512 KiB value limit; [`fit_runs`] keeps the runs under this budget.
+pub const RUNS_BYTE_BUDGET: usize = 64 * 1024;
+
+/// What each string of a measurement and a run's message is cut to when the runs are still over budget after
+/// everything else (bytes, on a character boundary).
+const LAST_RESORT_CUT: usize = 256;
+
+/// Keeps `runs` within [`RUNS_BYTE_BUDGET`], giving up detail in this order until they fit: the resolved query of all
+/// but each run's newest measurement; older measurements (down to the newest one of each run); the oldest finished
+/// runs; then every remaining query, error and message is cut to 256 bytes. Counters are never touched, so verdicts
+/// and a resumed run's limits are unchanged: only what a person reads gets shorter.
+pub fn fit_runs(runs: &mut Vec<AnalysisRunStatus>) {
+    let size = |runs: &Vec<AnalysisRunStatus>| serde_json::to_vec(runs).map_or(usize::MAX, |v| v.len());
+    if size(runs) <= RUNS_BYTE_BUDGET {
+        return;
+    }
+    for run in runs.iter_mut() {
+        let newest = run.measurements.len().saturating_sub(1);
+        for m in &mut run.measurements[..newest] {
+            m.query.clear();
+        }
+    }
+    for keep in (1..MAX_MEASUREMENTS).rev() {
+        if size(runs) <= RUNS_BYTE_BUDGET {
+            return;
+        }
+        for run in runs.iter_mut() {
+            let extra = run.measurements.len().saturating_sub(keep);
+            run.measurements.drain(..extra);
+        }
+    }
+    while size(runs) > RUNS_BYTE_BUDGET {
+        let Some(oldest) = runs.iter().position(|r| r.phase.is_terminal()) else { break };
+        runs.remove(oldest);
+    }
+    if size(runs) > RUNS_BYTE_BUDGET {
+        for run in runs.iter_mut() {
+            cut(&mut run.message, LAST_RESORT_CUT);
+            for m in &mut run.measurements {
+                cut(&mut m.query, LAST_RESORT_CUT);
+                if let Some(error) = &mut m.error {
+                    cut(error, LAST_RESORT_CUT);
+                }
+            }
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let end = (0..=max).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        s.truncate(end);
+    }
+}
+
 /// The progress of the current rollout.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -307,3 +365,7 @@ pub struct ConsumedControl {
     /// When it was consumed (RFC 3339).
     pub at: String,
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -98,6 +98,7 @@ impl Ctx<'_> {
             None => self.advance(s, &mut ro, &steps, d),
         };
         trim_runs(&mut ro);
+        crate::rollout::fit_runs(&mut ro.analysis_runs);
         s.rollout = Some(ro);
         self.report(s, next, d, j)
     }
