@@ -12,8 +12,7 @@ use crate::{DEADLINE, SimProcess, http_client, wait_until};
 /// The path of a tool on `PATH`; panics with what to do when it is missing (tests that need it must not pass
 /// without it).
 pub fn require_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()));
+    let path = drover::cli::dev::prometheus::find_on_path(name, std::env::var_os("PATH").as_deref());
     path.unwrap_or_else(|| {
         panic!("`{name}` is not on PATH: install Debian's `prometheus` package (scripts/test.sh does when run as root)")
     })
@@ -34,19 +33,6 @@ impl Drop for PrometheusProcess {
     }
 }
 
-fn config(sim_nomad: &str) -> String {
-    let target = sim_nomad.trim_start_matches("http://");
-    // honor_labels: the simulator's own `job` label (the Nomad job) wins over the scrape job's name.
-    format!(
-        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-         scrape_configs:\n\
-         \x20 - job_name: sim\n\
-         \x20   honor_labels: true\n\
-         \x20   metrics_path: /_sim/metrics\n\
-         \x20   static_configs: [{{targets: ['{target}']}}]\n"
-    )
-}
-
 impl PrometheusProcess {
     /// Starts Prometheus scraping `sim` and waits until it is ready and has scraped the simulator once.
     pub async fn start(sim: &SimProcess) -> PrometheusProcess {
@@ -64,7 +50,7 @@ impl PrometheusProcess {
         let dir = std::env::temp_dir().join(format!("drover-e2e-prometheus-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create the Prometheus data directory");
         let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config(nomad_url)).expect("write prometheus.yml");
+        std::fs::write(&config_path, drover::cli::dev::prometheus::config(nomad_url)).expect("write prometheus.yml");
         let (log, stderr) = log_file("prometheus");
         eprintln!("prometheus stderr: {}", log.display());
         let child = Command::new(binary)

@@ -9,7 +9,7 @@ use clap::Args;
 #[cfg(feature = "dev")]
 mod embedded;
 #[cfg(feature = "dev")]
-mod prometheus;
+pub mod prometheus;
 
 /// The example apps shipped in `manifests/examples/`, embedded so `drover dev` works from any directory.
 pub const EXAMPLES: [(&str, &str); 4] = [

@@ -417,7 +417,12 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
     /// After the status of `key` went from `old` to `new` (`None`: removed), the apps to wake: its dependents when its
     /// readiness may have changed (phase or generation), and the apps it depends (or depended) on when its
     /// dependency list changed or its deletion is done — a deleted dependency waits for exactly that.
-    fn related(&self, key: &AppKey, old: Option<&AppStatus>, new: Option<&AppStatus>) -> Vec<(AppKey, &'static str)> {
+    fn related<'a>(
+        &self,
+        key: &AppKey,
+        old: Option<&'a AppStatus>,
+        new: Option<&'a AppStatus>,
+    ) -> Vec<(AppKey, &'static str)> {
         let mut out = Vec::new();
         if self.wake.is_none() {
             return out;
@@ -426,7 +431,8 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
         if readiness(old) != readiness(new) {
             out.extend(self.records.dependents_of(key).into_iter().map(|k| (k, "dependency changed")));
         }
-        let list = |s: Option<&AppStatus>| s.map(|s| s.depends_on.clone()).unwrap_or_default();
+        // Borrowed, not cloned: this runs on every status write, and almost every app depends on nothing.
+        let list = |s: Option<&'a AppStatus>| s.map_or(&[][..], |s| s.depends_on.as_slice());
         let (before, after) = (list(old), list(new));
         if new.is_none() || before != after {
             let mut deps: Vec<&String> = before.iter().chain(after.iter()).collect();

@@ -29,13 +29,13 @@ impl Drop for DevPrometheus {
 }
 
 /// The first `name` in the directories of `path` (the value of `PATH`).
-pub(super) fn find_on_path(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+pub fn find_on_path(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     std::env::split_paths(path?).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
-/// The scrape configuration: the simulator's Nomad listener every second. `honor_labels`: the simulator's own `job`
+/// The scrape configuration: the simulator's Nomad listener every second (also what the e2e tests' Prometheus uses). `honor_labels`: the simulator's own `job`
 /// label (the Nomad job) wins over the scrape job's name, as the example's query expects.
-pub(super) fn config(nomad_url: &str) -> String {
+pub fn config(nomad_url: &str) -> String {
     let target = nomad_url.trim_start_matches("http://").trim_end_matches('/');
     format!(
         "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
