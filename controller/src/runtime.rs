@@ -649,8 +649,8 @@ async fn report_gauges(handle: Handle, queue: Queue<AppKey>, shutdown: Cancellat
             _ = tick.tick() => {}
         }
         handle.metrics.set_queue_depth(queue.depth());
-        handle.metrics.set_apps_by_phase(handle.statuses.count_by_phase(), Phase::ALL.iter());
-        let (on_dependencies, on_dependents) = handle.statuses.count_waiting();
-        handle.metrics.set_apps_waiting(on_dependencies, on_dependents);
+        let census = handle.statuses.census();
+        handle.metrics.set_apps_by_phase(census.by_phase, Phase::ALL.iter());
+        handle.metrics.set_apps_waiting(census.on_dependencies, census.on_dependents);
     }
 }

@@ -202,10 +202,21 @@ impl StatusEntry {
     }
 }
 
+/// The statuses counted for the gauges ([`Statuses::census`]).
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct Census {
+    /// Apps by phase name.
+    pub by_phase: HashMap<&'static str, usize>,
+    /// Apps waiting for their dependencies.
+    pub on_dependencies: usize,
+    /// Deleted apps waiting for their dependents.
+    pub on_dependents: usize,
+}
+
 /// Status records by key: the read side.
 #[derive(Clone, Default, Debug)]
 pub struct Statuses {
-    inner: Arc<RwLock<HashMap<AppKey, StatusEntry>>>,
+    inner: Arc<RwLock<StatusTable>>,
     /// A revision bumped on every change, so a stage that follows statuses (the analysis poller) rescans them only
     /// when they moved, and wakes as soon as they do.
     revision: Arc<tokio::sync::watch::Sender<u64>>,
@@ -215,13 +226,58 @@ pub struct Statuses {
 #[derive(Debug)]
 pub struct StatusesWriter {
     prefix: String,
-    inner: Arc<RwLock<HashMap<AppKey, StatusEntry>>>,
+    inner: Arc<RwLock<StatusTable>>,
     revision: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// The statuses and, for a follower that wants only what changed, when each changed.
+#[derive(Default, Debug)]
+struct StatusTable {
+    /// Each status, and the revision that last wrote it.
+    entries: HashMap<AppKey, (StatusEntry, u64)>,
+    /// Bumped on every change (the same number as the revision watch's).
+    revision: u64,
+    /// The revision of the last removal or whole load: a follower that saw an earlier one must look at everything.
+    reset: u64,
+}
+
+impl StatusTable {
+    fn bump(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+
+    fn insert(&mut self, key: AppKey, entry: StatusEntry) {
+        let revision = self.bump();
+        self.entries.insert(key, (entry, revision));
+    }
+
+    fn remove(&mut self, key: &AppKey) {
+        self.reset = self.bump();
+        self.entries.remove(key);
+    }
+}
+
+/// What changed in the statuses since a revision ([`Statuses::changed_since`]).
+#[derive(Debug)]
+pub enum StatusDelta {
+    /// A status was removed or all were loaded since: look at every status.
+    Everything {
+        /// The revision this answer is as of.
+        revision: u64,
+    },
+    /// Only these statuses were written since (`None`: stored bytes that are not a status).
+    Changed {
+        /// The revision this answer is as of.
+        revision: u64,
+        /// The statuses written since, in no order.
+        statuses: Vec<(AppKey, Option<Arc<AppStatus>>)>,
+    },
 }
 
 /// A status store for the installation using KV prefix `prefix`: its one writer and a reader.
 pub fn statuses(prefix: &str) -> (StatusesWriter, Statuses) {
-    let inner = Arc::new(RwLock::new(HashMap::new()));
+    let inner = Arc::new(RwLock::new(StatusTable::default()));
     let revision = Arc::new(tokio::sync::watch::Sender::new(0));
     (
         StatusesWriter { prefix: prefix.to_string(), inner: inner.clone(), revision: revision.clone() },
@@ -232,45 +288,60 @@ pub fn statuses(prefix: &str) -> (StatusesWriter, Statuses) {
 impl Statuses {
     /// The status at `key`.
     pub fn get(&self, key: &AppKey) -> Option<StatusEntry> {
-        read(&self.inner).get(key).cloned()
+        read(&self.inner).entries.get(key).map(|(e, _)| e.clone())
     }
 
     /// Every key with a status.
     pub fn keys(&self) -> Vec<AppKey> {
-        read(&self.inner).keys().cloned().collect()
+        read(&self.inner).entries.keys().cloned().collect()
     }
 
-    /// How many apps are in each phase (an unreadable status counts as `Pending`), without copying any status.
-    pub fn count_by_phase(&self) -> HashMap<&'static str, usize> {
-        let mut counts = HashMap::new();
-        for entry in read(&self.inner).values() {
+    /// The figures of the `apps{phase}` and `apps_waiting{on}` gauges, in one pass under the lock: apps by phase (an
+    /// unreadable status counts as `Pending`), and how many wait for their dependencies
+    /// (`WaitingForDependencies`) or, deleted, for their dependents (`WaitingForDependents`), by the `Ready`
+    /// condition's reason.
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        for (entry, _) in read(&self.inner).entries.values() {
             let phase = entry.status.as_ref().map_or(Phase::Pending, |s| s.phase);
-            *counts.entry(phase.as_str()).or_default() += 1;
-        }
-        counts
-    }
-
-    /// How many apps wait for their dependencies (`WaitingForDependencies`) and how many deleted apps wait for
-    /// their dependents (`WaitingForDependents`), by the `Ready` condition's reason, in one pass under the lock.
-    pub fn count_waiting(&self) -> (usize, usize) {
-        let (mut dependencies, mut dependents) = (0, 0);
-        for entry in read(&self.inner).values() {
+            *census.by_phase.entry(phase.as_str()).or_default() += 1;
             match entry.status.as_ref().and_then(|s| s.condition(ConditionType::Ready)).map(|c| c.reason) {
-                Some(Reason::WaitingForDependencies) => dependencies += 1,
-                Some(Reason::WaitingForDependents) => dependents += 1,
+                Some(Reason::WaitingForDependencies) => census.on_dependencies += 1,
+                Some(Reason::WaitingForDependents) => census.on_dependents += 1,
                 _ => {}
             }
         }
-        (dependencies, dependents)
+        census
     }
 
-    /// Every status with a rollout (`status.rollout`), in one pass under the lock: the analysis stage scans these on
-    /// every change, so statuses without one cost a pointer check, not a copy of their key.
-    pub fn rollouts(&self) -> Vec<(AppKey, Arc<AppStatus>)> {
-        read(&self.inner)
+    /// Every status with a rollout (`status.rollout`), in one pass under the lock, and the revision it is as of:
+    /// statuses without one cost a pointer check, not a copy of their key.
+    pub fn rollouts(&self) -> (u64, Vec<(AppKey, Arc<AppStatus>)>) {
+        let table = read(&self.inner);
+        let rollouts = table
+            .entries
             .iter()
-            .filter_map(|(k, e)| e.status.as_ref().filter(|s| s.rollout.is_some()).map(|s| (k.clone(), s.clone())))
-            .collect()
+            .filter_map(|(k, (e, _))| e.status.as_ref().filter(|s| s.rollout.is_some()).map(|s| (k.clone(), s.clone())))
+            .collect();
+        (table.revision, rollouts)
+    }
+
+    /// What changed since revision `since`: the statuses written since (with or without a rollout: one that lost
+    /// its rollout changed too), or [`StatusDelta::Everything`] when a status was removed or all were loaded since.
+    /// One pass comparing a number per status, copying only those that changed: the analysis stage follows every
+    /// status write with this, and a rollout writes status on every step and measurement.
+    pub fn changed_since(&self, since: u64) -> StatusDelta {
+        let table = read(&self.inner);
+        if table.reset > since {
+            return StatusDelta::Everything { revision: table.revision };
+        }
+        let statuses = table
+            .entries
+            .iter()
+            .filter(|(_, (_, at))| *at > since)
+            .map(|(k, (e, _))| (k.clone(), e.status.clone()))
+            .collect();
+        StatusDelta::Changed { revision: table.revision, statuses }
     }
 
     /// The apps whose status lists `key` in `dependsOn` (the record's list when that status was written), sorted.
@@ -278,8 +349,9 @@ impl Statuses {
     pub fn depending_on(&self, key: &AppKey) -> Vec<AppKey> {
         let wanted = key.to_string();
         let mut keys: Vec<AppKey> = read(&self.inner)
+            .entries
             .iter()
-            .filter(|(_, e)| e.status.as_ref().is_some_and(|s| s.depends_on.contains(&wanted)))
+            .filter(|(_, (e, _))| e.status.as_ref().is_some_and(|s| s.depends_on.contains(&wanted)))
             .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
@@ -300,40 +372,59 @@ impl Statuses {
 impl StatusesWriter {
     /// Replaces the content with a listing of the status prefix.
     pub fn load(&self, entries: &[KvPair]) {
-        let mut map = HashMap::with_capacity(entries.len());
-        for e in entries {
-            let Some(key) = key_from_status_kv_key(&self.prefix, &e.key) else { continue };
-            map.insert(key, StatusEntry::from_pair(e));
-        }
-        *write(&self.inner) = map;
-        self.bump();
+        let mut table = write(&self.inner);
+        let revision = table.bump();
+        table.reset = revision;
+        table.entries = entries
+            .iter()
+            .filter_map(|e| {
+                Some((key_from_status_kv_key(&self.prefix, &e.key)?, (StatusEntry::from_pair(e), revision)))
+            })
+            .collect();
+        drop(table);
+        self.announce(revision);
     }
 
-    fn bump(&self) {
-        self.revision.send_modify(|r| *r += 1);
+    /// Tells followers (after the lock is released) that the table is at `revision`.
+    fn announce(&self, revision: u64) {
+        // Workers write concurrently: a later revision may have been announced already.
+        self.revision.send_if_modified(|seen| {
+            let newer = revision > *seen;
+            if newer {
+                *seen = revision;
+            }
+            newer
+        });
     }
 
     /// Records a status written at `modify_index`.
     pub fn set(&self, key: AppKey, status: AppStatus, modify_index: u64) {
-        write(&self.inner).insert(key, StatusEntry { status: Some(Arc::new(status)), modify_index });
-        self.bump();
+        let mut table = write(&self.inner);
+        table.insert(key, StatusEntry { status: Some(Arc::new(status)), modify_index });
+        let revision = table.revision;
+        drop(table);
+        self.announce(revision);
     }
 
     /// Records what a fresh read of one status key found.
     pub fn set_read(&self, key: AppKey, pair: Option<&KvPair>) {
-        let mut inner = write(&self.inner);
+        let mut table = write(&self.inner);
         match pair {
-            Some(p) => inner.insert(key, StatusEntry::from_pair(p)),
-            None => inner.remove(&key),
+            Some(p) => table.insert(key, StatusEntry::from_pair(p)),
+            None => table.remove(&key),
         };
-        drop(inner);
-        self.bump();
+        let revision = table.revision;
+        drop(table);
+        self.announce(revision);
     }
 
     /// Forgets a status (after deleting it).
     pub fn remove(&self, key: &AppKey) {
-        write(&self.inner).remove(key);
-        self.bump();
+        let mut table = write(&self.inner);
+        table.remove(key);
+        let revision = table.revision;
+        drop(table);
+        self.announce(revision);
     }
 }
 

@@ -149,7 +149,7 @@ fn statuses_should_have_one_writer() {
     let entry = reader.get(&web()).expect("loaded");
     assert_eq!(entry.modify_index, 3);
     assert_eq!(entry.status.map(|s| s.phase), Some(Phase::Healthy));
-    assert_eq!(reader.count_by_phase().get("Healthy"), Some(&1));
+    assert_eq!(reader.census().by_phase.get("Healthy"), Some(&1));
     writer.remove(&web());
     assert!(reader.get(&web()).is_none());
 }
@@ -162,13 +162,47 @@ fn statuses_should_announce_every_change_and_list_those_with_a_rollout() {
     writer.set(web(), crate::status::AppStatus::default(), 4);
     assert!(changes.has_changed().unwrap_or(false), "a write is announced");
     assert!(reader.revision() > before);
-    assert!(reader.rollouts().is_empty(), "no rollout, not listed");
+    assert!(reader.rollouts().1.is_empty(), "no rollout, not listed");
     let rollout = crate::rollout::RolloutStatus { generation: 4, ..Default::default() };
     writer.set(web(), crate::status::AppStatus { rollout: Some(rollout), ..Default::default() }, 5);
-    assert_eq!(reader.rollouts().iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![web()]);
+    assert_eq!(reader.rollouts().1.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![web()]);
     changes.mark_unchanged();
     writer.remove(&web());
     assert!(changes.has_changed().unwrap_or(false), "a removal is announced");
+}
+
+fn changed_keys(delta: &crate::store::StatusDelta) -> Option<(u64, Vec<String>)> {
+    match delta {
+        crate::store::StatusDelta::Everything { .. } => None,
+        crate::store::StatusDelta::Changed { revision, statuses } => {
+            let mut keys: Vec<String> = statuses.iter().map(|(k, _)| k.to_string()).collect();
+            keys.sort();
+            Some((*revision, keys))
+        }
+    }
+}
+
+#[test]
+fn statuses_should_tell_a_follower_only_what_was_written_since_its_revision() {
+    let (writer, reader) = statuses("drover");
+    let api = AppKey::new("default", "api");
+    writer.load(&[pair("drover/status/default/web", 3, "{\"observedGeneration\":1,\"phase\":\"Healthy\"}")]);
+    assert!(matches!(reader.changed_since(0), crate::store::StatusDelta::Everything { .. }), "a load resets");
+    let loaded = reader.revision();
+    assert_eq!(changed_keys(&reader.changed_since(loaded)), Some((loaded, vec![])));
+    writer.set(api.clone(), crate::status::AppStatus::default(), 4);
+    let (at_api, keys) = changed_keys(&reader.changed_since(loaded)).expect("a write is a change, not a reset");
+    assert_eq!(keys, vec!["default/api".to_string()]);
+    writer.set(web(), crate::status::AppStatus::default(), 5);
+    writer.set(api.clone(), crate::status::AppStatus::default(), 6);
+    let (now, keys) = changed_keys(&reader.changed_since(at_api)).expect("writes only");
+    assert_eq!(keys, vec!["default/api".to_string(), "default/web".to_string()], "each written key once");
+    assert_eq!(now, reader.revision());
+    writer.set_read(web(), None);
+    assert!(
+        matches!(reader.changed_since(now), crate::store::StatusDelta::Everything { .. }),
+        "a removal cannot be listed as a change: the follower looks at everything"
+    );
 }
 
 #[test]

@@ -20,6 +20,11 @@
 //! quickly); Drover's pause and analysis intervals, and Prometheus' scrapes, are real time. Request-log times are
 //! simulated milliseconds since the simulator's start, turned into wall time with one `/_sim/time` reading.
 //!
+//! The cluster around them: `BENCH_BACKGROUND` (default 1 000) other apps, plain rolling updates at steady state,
+//! that Drover keeps reconciling (resyncs, events) while the 200 roll out: a rollout is rarely alone in a cluster, and
+//! the apps' count is what scans and sweeps cost. Set `BENCH_DROVER_ARGS="--resync 10s"` to have a resync sweep of
+//! every app land during the analysis.
+//!
 //! Run: `cargo build --release -p drover-sim -p drover --bins && cargo bench -p drover-e2e --bench rollouts`.
 //! `BENCH_APPS` (default 200) and `BENCH_RUNS` (default 3) change the shape; `BENCH_DROVER_ARGS` adds flags to
 //! `drover run` (e.g. `--workers 32`); `BENCH_TRACE=1` prints the median rollout's requests.
@@ -49,6 +54,20 @@ const LOAD_RPS: f64 = 20.0;
 
 fn name(i: usize) -> String {
     format!("app-{i:03}")
+}
+
+fn background_name(i: usize) -> String {
+    format!("bg-{i:05}")
+}
+
+/// A steady app of the cluster around the rollouts: a plain rolling update, no analysis.
+fn background_record(name: &str) -> String {
+    json!({
+        "apiVersion": "drover.io/v1alpha1", "kind": "App",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"template": {"image": "ghcr.io/acme/api:1", "count": 2, "resources": {"cpu": 100, "memoryMB": 64}}}
+    })
+    .to_string()
 }
 
 fn record(name: &str, image: &str, prometheus: &str) -> String {
@@ -144,12 +163,13 @@ struct Figures {
     reactions: Vec<f64>,
 }
 
-async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Result<Figures> {
+async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: usize) -> anyhow::Result<Figures> {
     let sim = Sim::start(TIME_SCALE)?;
     let prometheus = drover_e2e::PrometheusProcess::start_for(&sim.nomad, free_port()?).await;
     let prom = prometheus.url.clone();
     let extra = std::env::var("BENCH_DROVER_ARGS").unwrap_or_default();
-    let mut args = vec!["--resync", "5m"];
+    // Drover's default resync (5 minutes) unless the flags added say otherwise.
+    let mut args: Vec<&str> = if extra.contains("--resync") { Vec::new() } else { vec!["--resync", "5m"] };
     args.extend(extra.split_whitespace());
     let mut drover = Drover::start(&sim, &args)?;
     drover.wait_healthz(http, Duration::from_secs(30)).await?;
@@ -159,14 +179,18 @@ async fn one_run(http: &reqwest::Client, apps: usize, run: usize) -> anyhow::Res
         let url = format!("{}/v1/kv/drover/apps/default/{}", sim.consul, name(i));
         http.put(&url).body(record(&name(i), "ghcr.io/acme/web:1", &prom)).send().await?.error_for_status()?;
     }
+    for i in 0..background {
+        let url = format!("{}/v1/kv/drover/apps/default/{}", sim.consul, background_name(i));
+        http.put(&url).body(background_record(&background_name(i))).send().await?.error_for_status()?;
+    }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let healthy = common::metric_sum(&drover.metrics(http).await?, "drover_apps", "phase=\"Healthy\"");
-        if healthy as usize >= apps {
+        if healthy as usize >= apps + background {
             break;
         }
         if Instant::now() > deadline {
-            bail!("run {run}: only {healthy} of {apps} apps Healthy after 300 s");
+            bail!("run {run}: only {healthy} of {} apps Healthy after 300 s", apps + background);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -338,9 +362,11 @@ fn ms3(sorted: &[f64]) -> (f64, f64, f64) {
 async fn run() -> anyhow::Result<()> {
     let apps: usize = std::env::var("BENCH_APPS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let background: usize = std::env::var("BENCH_BACKGROUND").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
     println!(
-        "canary rollout benchmark (issue #8): {apps} apps updated at once; steps pause {PAUSE_SECS}s, analysis \
-         (initialDelay {INITIAL_DELAY_SECS}s, interval {INTERVAL_SECS}s, count {COUNT}); {runs} runs"
+        "canary rollout benchmark (issue #8): {apps} apps updated at once, among {background} steady apps; steps \
+         pause {PAUSE_SECS}s, analysis (initialDelay {INITIAL_DELAY_SECS}s, interval {INTERVAL_SECS}s, count \
+         {COUNT}); {runs} runs"
     );
     println!("  machine: {}; load average at start {}", machine(), loadavg());
     if let Ok(extra) = std::env::var("BENCH_DROVER_ARGS") {
@@ -353,7 +379,7 @@ async fn run() -> anyhow::Result<()> {
     let http = client()?;
     let mut all = Vec::new();
     for run in 1..=runs {
-        let f = one_run(&http, apps, run).await?;
+        let f = one_run(&http, apps, background, run).await?;
         let (d50, d99, dmax) = ms3(&f.delays);
         let (r50, r99, rmax) = ms3(&f.reactions);
         println!(

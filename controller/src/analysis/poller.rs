@@ -102,6 +102,14 @@ pub struct Folded {
     pub ended: Option<AnalysisPhase>,
 }
 
+/// What a sync saw: the runs listed in the statuses it looked at, those `Running`, and the apps to wake.
+#[derive(Default)]
+struct Seen {
+    listed: BTreeSet<RunKey>,
+    running: BTreeSet<RunKey>,
+    woken: Vec<AppKey>,
+}
+
 /// The poller's state: the runs it measures and the calls in flight. Pure: time is passed in, I/O is the caller's.
 #[derive(Debug)]
 pub struct Poller {
@@ -208,10 +216,10 @@ impl Poller {
         self.runs.values().filter(|t| t.pending.is_none()).map(|t| t.next).min()
     }
 
-    /// Follows the statuses: starts measuring the `Running` runs of each app's current rollout it does not measure
+    /// Follows every status: starts measuring the `Running` runs of each app's current rollout it does not measure
     /// yet (resumed from the status copy, or from the store's when that one is ahead), stops measuring runs that are
     /// not `Running` in status any more, and forgets runs that left status. A run that cannot be resolved ends in
-    /// `Error` at once (stored; its app is returned to be woken).
+    /// `Error` at once (stored; its app is returned to be woken). Returns the statuses' revision it is as of, too.
     pub fn sync(
         &mut self,
         statuses: &Statuses,
@@ -219,59 +227,103 @@ impl Poller {
         store: (&mut AnalysisRunsWriter, &AnalysisRuns),
         now: Instant,
         wall: SystemTime,
-    ) -> Vec<AppKey> {
+    ) -> (u64, Vec<AppKey>) {
         let (writer, reader) = store;
-        let mut listed: BTreeSet<RunKey> = BTreeSet::new();
-        let mut running: BTreeSet<RunKey> = BTreeSet::new();
-        let mut woken = Vec::new();
-        for (app, status) in statuses.rollouts() {
-            let Some(rollout) = &status.rollout else { continue };
-            for run in &rollout.analysis_runs {
-                let key = (app.clone(), run.id.clone());
-                listed.insert(key.clone());
-                if run.phase != AnalysisPhase::Running || run.id.generation != rollout.generation {
-                    continue;
+        let (revision, rollouts) = statuses.rollouts();
+        let mut seen = Seen::default();
+        for (app, status) in &rollouts {
+            self.track(app, status, specs, (writer, reader), (now, wall), &mut seen);
+        }
+        self.runs.retain(|key, _| seen.running.contains(key));
+        for app in writer.apps() {
+            writer.retain(&app, |id| seen.listed.contains(&(app.clone(), id.clone())));
+        }
+        (revision, seen.woken)
+    }
+
+    /// [`Poller::sync`] for the statuses that changed since revision `since` only, so that following a status write
+    /// costs the apps written, not every rollout: a burst of 200 rollouts writes status hundreds of times. A status
+    /// removed (or all loaded) since falls back to the full pass. Returns the revision it is as of.
+    pub fn sync_since(
+        &mut self,
+        since: u64,
+        statuses: &Statuses,
+        specs: &impl Specs,
+        store: (&mut AnalysisRunsWriter, &AnalysisRuns),
+        now: Instant,
+        wall: SystemTime,
+    ) -> (u64, Vec<AppKey>) {
+        let changed = match statuses.changed_since(since) {
+            crate::store::StatusDelta::Everything { .. } => return self.sync(statuses, specs, store, now, wall),
+            crate::store::StatusDelta::Changed { revision, statuses } => (revision, statuses),
+        };
+        let (revision, changed) = changed;
+        let (writer, reader) = store;
+        let mut seen = Seen::default();
+        let apps: BTreeSet<&AppKey> = changed.iter().map(|(app, _)| app).collect();
+        for (app, status) in &changed {
+            if let Some(status) = status {
+                self.track(app, status, specs, (writer, reader), (now, wall), &mut seen);
+            }
+        }
+        self.runs.retain(|key, _| !apps.contains(&key.0) || seen.running.contains(key));
+        for app in apps {
+            writer.retain(app, |id| seen.listed.contains(&(app.clone(), id.clone())));
+        }
+        (revision, seen.woken)
+    }
+
+    /// The part of a sync for one app's status: notes its runs in `seen` and starts measuring those it should.
+    fn track(
+        &mut self,
+        app: &AppKey,
+        status: &crate::status::AppStatus,
+        specs: &impl Specs,
+        (writer, reader): (&mut AnalysisRunsWriter, &AnalysisRuns),
+        (now, wall): (Instant, SystemTime),
+        seen: &mut Seen,
+    ) {
+        let Some(rollout) = &status.rollout else { return };
+        for run in &rollout.analysis_runs {
+            let key = (app.clone(), run.id.clone());
+            seen.listed.insert(key.clone());
+            if run.phase != AnalysisPhase::Running || run.id.generation != rollout.generation {
+                continue;
+            }
+            seen.running.insert(key.clone());
+            // A run is its id *and* its start: `drover restart` starts the same step's runs again under the same
+            // id with a new `startedAt`, and the earlier attempt's copy (tracked or stored) is not this run.
+            if self.runs.get(&key).is_some_and(|t| t.run.started_at == run.started_at) {
+                continue;
+            }
+            // This process may have measured it already: the store's copy is ahead of the status one.
+            let stored = reader.run(app, &run.id).filter(|s| s.started_at == run.started_at);
+            if stored.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+                continue;
+            }
+            let Some(spec) = specs.spec(app) else { continue };
+            if spec.generation != run.id.generation {
+                // The record moved on (or the store has not caught up): the engine supersedes this rollout.
+                continue;
+            }
+            let from = match stored {
+                Some(s) if s.total() >= run.total() => s,
+                _ => run.clone(),
+            };
+            match resolve(app, &spec, rollout, &run.id) {
+                Ok(resolved) => {
+                    let next = self.resume_at(&resolved, &from, now, wall);
+                    self.runs.insert(key, Tracked { resolved: Arc::new(resolved), run: from, next, pending: None });
                 }
-                running.insert(key.clone());
-                // A run is its id *and* its start: `drover restart` starts the same step's runs again under the same
-                // id with a new `startedAt`, and the earlier attempt's copy (tracked or stored) is not this run.
-                if self.runs.get(&key).is_some_and(|t| t.run.started_at == run.started_at) {
-                    continue;
-                }
-                // This process may have measured it already: the store's copy is ahead of the status one.
-                let stored = reader.run(&app, &run.id).filter(|s| s.started_at == run.started_at);
-                if stored.as_ref().is_some_and(|s| s.phase.is_terminal()) {
-                    continue;
-                }
-                let Some(spec) = specs.spec(&app) else { continue };
-                if spec.generation != run.id.generation {
-                    // The record moved on (or the store has not caught up): the engine supersedes this rollout.
-                    continue;
-                }
-                let from = match stored {
-                    Some(s) if s.total() >= run.total() => s,
-                    _ => run.clone(),
-                };
-                match resolve(&app, &spec, rollout, &run.id) {
-                    Ok(resolved) => {
-                        let next = self.resume_at(&resolved, &from, now, wall);
-                        self.runs.insert(key, Tracked { resolved: Arc::new(resolved), run: from, next, pending: None });
-                    }
-                    Err(why) => {
-                        let mut ended = from;
-                        ended.phase = AnalysisPhase::Error;
-                        ended.message = why;
-                        writer.put(&app, ended);
-                        woken.push(app.clone());
-                    }
+                Err(why) => {
+                    let mut ended = from;
+                    ended.phase = AnalysisPhase::Error;
+                    ended.message = why;
+                    writer.put(app, ended);
+                    seen.woken.push(app.clone());
                 }
             }
         }
-        self.runs.retain(|key, _| running.contains(key));
-        for app in writer.apps() {
-            writer.retain(&app, |id| listed.contains(&(app.clone(), id.clone())));
-        }
-        woken
     }
 
     /// When a run resumed from `run` is next due: its start plus `initialDelay`, or its last measurement plus the
@@ -487,13 +539,23 @@ where
         let grace = config.grace;
         let mut poller = Poller::new(config.clone());
         let mut seen_records = None;
-        let mut sync = true;
+        // The statuses' revision synced to (`None`: sync every status), and whether they moved since.
+        let mut seen_statuses: Option<u64> = None;
+        let mut moved = false;
         loop {
-            if sync {
-                sync = false;
+            if moved || seen_statuses.is_none() {
+                moved = false;
                 status_changes.mark_unchanged();
-                seen_records = Some(specs.revision());
-                for app in poller.sync(statuses, specs, (writer, reader), Instant::now(), clock()) {
+                let (now, wall, store) = (Instant::now(), clock(), (&mut *writer, reader));
+                let (revision, woken) = match seen_statuses {
+                    None => {
+                        seen_records = Some(specs.revision());
+                        poller.sync(statuses, specs, store, now, wall)
+                    }
+                    Some(since) => poller.sync_since(since, statuses, specs, store, now, wall),
+                };
+                seen_statuses = Some(revision);
+                for app in woken {
                     metrics.analysis_run_finished("error");
                     wake(&app);
                 }
@@ -519,7 +581,7 @@ where
             let next = poller.next_due();
             tokio::select! {
                 changed = status_changes.changed() => match changed {
-                    Ok(()) => sync = true,
+                    Ok(()) => moved = true,
                     // The statuses' one writer is gone: the controller is stopping (looping on would spin).
                     Err(_) => return,
                 },
@@ -538,7 +600,10 @@ where
                         wake(&f.app);
                     }
                 }
-                _ = recheck.tick() => sync = seen_records != Some(specs.revision()),
+                // A record changed: runs that could not be resolved may resolve now, so every status is looked at.
+                _ = recheck.tick() => if seen_records != Some(specs.revision()) {
+                    seen_statuses = None;
+                },
                 _ = sleep_until(next) => {}
             }
         }

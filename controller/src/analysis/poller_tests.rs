@@ -339,6 +339,29 @@ async fn poller_should_forget_runs_that_left_status_and_only_measure_the_current
 }
 
 #[tokio::test(start_paused = true)]
+async fn poller_should_follow_status_writes_app_by_app_without_disturbing_the_others() {
+    let h = Harness::start(PollerConfig::default());
+    h.provider.set(Q, 0.01);
+    let web = h.app("web", template(10, 100, 0), vec![run(0, "errors", base())]);
+    advance(5).await;
+    // Writes of other apps' statuses, with and without a rollout, while web's run is measured.
+    for i in 0..50 {
+        let other = AppKey::new("default", format!("other-{i}"));
+        let runs = if i % 2 == 0 { Vec::new() } else { vec![run(0, "errors", base())] };
+        h.status_writer.set(other, status(runs), 1);
+    }
+    advance(30).await;
+    assert_eq!(h.call_times(Q), vec![0, 10, 20, 30], "web measured on its schedule through the others' writes");
+    // web's own write that drops the run stops it; a write that keeps it does not restart it.
+    h.status_writer.set(web.clone(), status(vec![run(0, "errors", base())]), 2);
+    advance(10).await;
+    assert_eq!(h.call_times(Q), vec![0, 10, 20, 30, 40], "rewritten unchanged: the run goes on, not started over");
+    h.status_writer.set(web.clone(), status(Vec::new()), 3);
+    advance(30).await;
+    assert_eq!(h.call_times(Q).len(), 5, "dropped from web's status: no longer measured");
+}
+
+#[tokio::test(start_paused = true)]
 async fn poller_should_measure_a_restarted_run_again_from_its_new_start() {
     let h = Harness::start(PollerConfig::default());
     h.provider.set(Q, 0.01);

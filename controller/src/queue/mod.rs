@@ -8,6 +8,10 @@
 //! - **Never two runs of one key.** A wake-up of a running key is held and runs
 //!   exactly once after the run ends, at the earliest requested time.
 //! - **Bounded.** At most `workers` reconciles at once.
+//! - **Sweeps yield.** A wake-up of every key (start, resync, new leader) runs after
+//!   single-key wake-ups (events, controls, measurements, requeues) due up to
+//!   [`SWEEP_HANDICAP`] later, and before later ones: an event never waits behind
+//!   10 000 resyncs, and a stream of events never starves a resync.
 //! - **Ready gating.** Nothing runs until [`Queue::set_ready`]: the stores must hold
 //!   a full listing before anything acts on them.
 //! - **Per-key backoff.** `Retry::Backoff` counts a failure and retries after a
@@ -64,6 +68,7 @@ mod scheduler;
 pub use backoff::{Backoff, BackoffError};
 pub use outcome::{Outcome, Reconciled, Retry};
 pub use runner::{Queue, QueueConfig, Runner, Stopped};
+pub use scheduler::{Priority, SWEEP_HANDICAP};
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::outcome::{Reconciled, Retry};
-use super::scheduler::{Scheduler, Wake};
+use super::scheduler::{Priority, Scheduler, Wake};
 
 /// How the queue runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,7 @@ where
     ///
     /// Ignored after shutdown has begun.
     pub fn enqueue(&self, key: K, at: Option<Instant>, generation: Option<u64>, reason: &'static str) {
-        let wake = Wake { at: at.unwrap_or_else(Instant::now), generation, reason };
+        let wake = Wake { at: at.unwrap_or_else(Instant::now), generation, reason, priority: Priority::Key };
         let earliest = {
             let mut inner = self.shared.lock();
             if inner.closed {
@@ -142,8 +142,12 @@ where
         }
     }
 
-    /// Asks for every key in `keys` to be reconciled now (the periodic resync, or
-    /// a relist), under one lock. Same rules as [`Queue::enqueue`], without a generation.
+    /// Asks for every key in `keys` to be reconciled now (the start, the periodic
+    /// resync, a new leader's resync), under one lock. Same rules as
+    /// [`Queue::enqueue`], without a generation, except that these wake-ups are a
+    /// sweep: single-key wake-ups due up to [`SWEEP_HANDICAP`](super::SWEEP_HANDICAP) later run first, so a
+    /// promote or a record change never waits behind every app (module doc of
+    /// `scheduler`).
     pub fn enqueue_all<I>(&self, keys: I, reason: &'static str)
     where
         I: IntoIterator<Item = K>,
@@ -157,7 +161,7 @@ where
                 return;
             }
             for key in keys {
-                let wake = Wake { at: now, generation: None, reason };
+                let wake = Wake { at: now, generation: None, reason, priority: Priority::Sweep };
                 earliest |= inner.scheduler.schedule(key, wake);
                 count += 1;
             }

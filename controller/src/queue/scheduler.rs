@@ -7,6 +7,20 @@
 //! Costs, for 10 000+ keys: `schedule`, `pop_due` and `finish` are `O(log n)`
 //! (one `HashMap` lookup and at most one `BTreeSet` removal and insertion); an idle
 //! key with no failures holds no memory at all.
+//!
+//! # Sweeps wait behind single-key wake-ups, for a bounded time
+//!
+//! A sweep (the start, a periodic resync, a new leader's resync) wakes every key at
+//! once: 10 000 keys ahead of a promote, an abort or a record change that arrives a
+//! moment later would delay it by the whole sweep (kubernetes/kubernetes#68179). So a
+//! sweep's wake-up is [`Priority::Sweep`]: among due keys, it is taken as if it were
+//! due [`SWEEP_HANDICAP`] later. A single-key wake-up due up to that much later still
+//! goes first; one due after that waits its turn. The handicap is finite on purpose:
+//! with a strict priority, a steady stream of requeues starves a sweep forever
+//! (controller-runtime's priority queue, kubernetes-sigs/controller-runtime#3496), and
+//! the periodic resync is what repairs a missed event. A key woken both ways keeps the
+//! higher priority. Nothing waits on the handicap while a worker is free: a due sweep
+//! key runs at once when no single-key wake-up is due.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
@@ -18,6 +32,19 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::outcome::{Outcome, Reconciled, Retry};
 
+/// How long a due sweep key lets single-key wake-ups go first (see the module doc).
+pub const SWEEP_HANDICAP: Duration = Duration::from_secs(30);
+
+/// Which wake-ups go first among due keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// A wake-up of every key at once (start, resync, leadership gained): taken after
+    /// single-key wake-ups due up to [`SWEEP_HANDICAP`] later.
+    Sweep,
+    /// A wake-up of one key: an event, a control, a measurement, a requeue, a retry.
+    Key,
+}
+
 /// A request to run a key: the earliest time, the generation that asked (if known)
 /// and why, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +55,19 @@ pub(crate) struct Wake {
     pub(crate) generation: Option<u64>,
     /// Why, for logs only: never handed to the reconciler.
     pub(crate) reason: &'static str,
+    /// Whether this wake-up yields to single-key ones.
+    pub(crate) priority: Priority,
 }
 
 impl Wake {
-    /// Folds `other` into `self`: the earlier time wins (with its reason), and the
-    /// newer known generation is kept.
+    /// Folds `other` into `self`: the earlier time wins (with its reason), the higher
+    /// priority wins, and the newer known generation is kept.
     fn merge(&mut self, other: Wake) {
         if other.at < self.at {
             self.at = other.at;
             self.reason = other.reason;
         }
+        self.priority = self.priority.max(other.priority);
         self.generation = other.generation.or(self.generation);
     }
 }
@@ -57,7 +87,7 @@ struct Failing {
 #[derive(Debug, Default)]
 struct KeyState {
     /// The next run. If `running`, it is held back until the run ends; otherwise
-    /// `Scheduler::due` holds `(next.at, key)`.
+    /// `Scheduler::due` holds it (under its priority).
     next: Option<Wake>,
     /// A reconcile of this key is in flight.
     running: bool,
@@ -99,8 +129,8 @@ impl KeyState {
 #[derive(Debug)]
 pub(crate) struct Scheduler<K> {
     keys: HashMap<K, KeyState>,
-    /// Keys waiting to run and not running, by time then key.
-    due: BTreeSet<(Instant, K)>,
+    /// Keys waiting to run and not running, by priority, then time then key.
+    due: Due<K>,
     /// Keys with a `next` run, running or not: the queue depth.
     waiting: usize,
     /// Keys in flight.
@@ -110,7 +140,7 @@ pub(crate) struct Scheduler<K> {
 
 impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
     pub(crate) fn new(backoff: Backoff) -> Scheduler<K> {
-        Scheduler { keys: HashMap::new(), due: BTreeSet::new(), waiting: 0, running: 0, backoff }
+        Scheduler { keys: HashMap::new(), due: Due::default(), waiting: 0, running: 0, backoff }
     }
 
     /// Keys waiting to run (including those waiting for their own run to end).
@@ -125,7 +155,7 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
 
     /// When the earliest waiting key becomes due, if any.
     pub(crate) fn next_due_at(&self) -> Option<Instant> {
-        self.due.first().map(|(at, _)| *at)
+        self.due.next_at()
     }
 
     /// Asks for `key` to run. Returns true if this made it the earliest due key
@@ -146,31 +176,32 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
             return false;
         }
         let wake = state.gate(wake);
-        let before = state.next.map(|next| next.at);
-        match state.next.as_mut() {
-            Some(next) => next.merge(wake),
+        let before = state.next;
+        let next = match state.next.as_mut() {
+            Some(next) => {
+                next.merge(wake);
+                *next
+            }
             None => {
                 state.next = Some(wake);
                 self.waiting += 1;
+                wake
             }
-        }
-        let at = state.next.map_or(wake.at, |next| next.at);
-        if before != Some(at) {
+        };
+        let moved = before.map(|b| (b.at, b.priority)) != Some((next.at, next.priority));
+        if moved {
             if let Some(before) = before {
-                self.due.remove(&(before, key.clone()));
+                self.due.remove(&before, &key);
             }
-            self.due.insert((at, key.clone()));
+            self.due.insert(&next, key);
         }
-        self.due.first() == Some(&(at, key))
+        self.due.next_at() == Some(next.at)
     }
 
     /// Takes the earliest key due at `now`, marking it running. Returns the key and
     /// the reason of the wake-up that set its time, for logs.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(K, &'static str)> {
-        if self.next_due_at()? > now {
-            return None;
-        }
-        let (_, key) = self.due.pop_first()?;
+        let key = self.due.pop(now)?;
         let state = self.keys.get_mut(&key)?;
         let wake = state.next.take()?;
         self.waiting -= 1;
@@ -221,15 +252,15 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
         // The result's own request is the queue's decision and is not gated again;
         // a wake-up held during the run is gated like any other.
         if let Some((after, reason)) = own {
-            state.next = Some(Wake { at: later(now, after), generation: None, reason });
+            state.next = Some(Wake { at: later(now, after), generation: None, reason, priority: Priority::Key });
             self.waiting += 1;
         }
         if state.is_idle() && held.is_none() {
             self.keys.remove(&key);
             return;
         }
-        if let Some(at) = state.next.map(|next| next.at) {
-            self.due.insert((at, key.clone()));
+        if let Some(next) = state.next {
+            self.due.insert(&next, key.clone());
         }
         if let Some(held) = held {
             self.schedule(key, held);
@@ -257,14 +288,14 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
     /// Panics if the bookkeeping disagrees with itself, for tests.
     #[cfg(test)]
     pub(crate) fn assert_consistent(&self) {
-        let mut due = BTreeSet::new();
+        let mut due = Due::default();
         let (mut waiting, mut running) = (0, 0);
         for (key, state) in &self.keys {
             assert!(!state.is_idle(), "an idle key must not hold memory");
             waiting += usize::from(state.next.is_some());
             running += usize::from(state.running);
             if let (Some(next), false) = (state.next, state.running) {
-                due.insert((next.at, key.clone()));
+                due.insert(&next, key.clone());
             }
             if let Some(failing) = state.failing {
                 assert!(failing.failures >= 1, "a failing key has failed at least once");
@@ -284,6 +315,66 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
     #[cfg(test)]
     pub(crate) fn tracked(&self) -> usize {
         self.keys.len()
+    }
+}
+
+/// The keys waiting to run and not running: one ordered set per priority.
+#[derive(Debug, PartialEq, Eq)]
+struct Due<K> {
+    /// Single-key wake-ups, by time then key.
+    key: BTreeSet<(Instant, K)>,
+    /// Sweep wake-ups, by time then key.
+    sweep: BTreeSet<(Instant, K)>,
+}
+
+impl<K> Default for Due<K> {
+    fn default() -> Self {
+        Due { key: BTreeSet::new(), sweep: BTreeSet::new() }
+    }
+}
+
+impl<K: Clone + Ord> Due<K> {
+    fn set(&mut self, priority: Priority) -> &mut BTreeSet<(Instant, K)> {
+        match priority {
+            Priority::Key => &mut self.key,
+            Priority::Sweep => &mut self.sweep,
+        }
+    }
+
+    fn insert(&mut self, wake: &Wake, key: K) {
+        self.set(wake.priority).insert((wake.at, key));
+    }
+
+    fn remove(&mut self, wake: &Wake, key: &K) {
+        self.set(wake.priority).remove(&(wake.at, key.clone()));
+    }
+
+    fn clear(&mut self) {
+        self.key.clear();
+        self.sweep.clear();
+    }
+
+    /// When the earliest key of either priority becomes due.
+    fn next_at(&self) -> Option<Instant> {
+        let key = self.key.first().map(|(at, _)| *at);
+        let sweep = self.sweep.first().map(|(at, _)| *at);
+        key.into_iter().chain(sweep).min()
+    }
+
+    /// Takes the key to run at `now`: of the earliest due key of each priority, the one
+    /// that ranks first (a sweep's rank is its time plus [`SWEEP_HANDICAP`]; a tie goes
+    /// to the single-key wake-up).
+    fn pop(&mut self, now: Instant) -> Option<K> {
+        let key = self.key.first().filter(|(at, _)| *at <= now).map(|(at, _)| *at);
+        let sweep = self.sweep.first().filter(|(at, _)| *at <= now).map(|(at, _)| *at);
+        let take_sweep = match (key, sweep) {
+            (None, None) => return None,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(key), Some(sweep)) => later(sweep, SWEEP_HANDICAP) < key,
+        };
+        let set = if take_sweep { &mut self.sweep } else { &mut self.key };
+        set.pop_first().map(|(_, key)| key)
     }
 }
 

@@ -16,7 +16,81 @@ fn scheduler<K: Clone + Eq + std::hash::Hash + Ord>() -> Scheduler<K> {
 }
 
 fn wake(at: Instant, generation: Option<u64>) -> Wake {
-    Wake { at, generation, reason: "test" }
+    Wake { at, generation, reason: "test", priority: Priority::Key }
+}
+
+fn sweep(at: Instant) -> Wake {
+    Wake { at, generation: None, reason: "sweep", priority: Priority::Sweep }
+}
+
+/// Pops every key due at `now`, in order.
+fn drain<K: Clone + Eq + std::hash::Hash + Ord>(s: &mut Scheduler<K>, now: Instant) -> Vec<K> {
+    std::iter::from_fn(|| s.pop_due(now).map(|(key, _)| key)).collect()
+}
+
+#[test]
+fn scheduler_should_run_a_key_wake_up_ahead_of_a_sweep_due_earlier() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    for key in 0..1_000u32 {
+        s.schedule(key, sweep(t0));
+    }
+    s.schedule(5_000, wake(t0 + 1_000 * MS, None));
+    let now = t0 + 1_000 * MS;
+    let order = drain(&mut s, now);
+    assert_eq!(order.first(), Some(&5_000), "the single-key wake-up goes before the sweep's 1 000 keys");
+    assert_eq!(order.len(), 1_001);
+    assert_eq!(order[1..], (0..1_000).collect::<Vec<_>>()[..], "the sweep keeps its own order");
+    s.assert_consistent();
+}
+
+#[test]
+fn scheduler_should_run_a_sweep_ahead_of_key_wake_ups_due_after_its_handicap() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("swept", sweep(t0));
+    s.schedule("late", wake(t0 + SWEEP_HANDICAP + MS, None));
+    s.schedule("early", wake(t0 + SWEEP_HANDICAP - MS, None));
+    let now = t0 + 2 * SWEEP_HANDICAP;
+    assert_eq!(drain(&mut s, now), vec!["early", "swept", "late"], "a sweep is never starved past its handicap");
+}
+
+#[test]
+fn scheduler_should_run_a_due_sweep_at_once_when_no_key_wake_up_is_due() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("swept", sweep(t0));
+    s.schedule("later", wake(t0 + 10 * MS, None));
+    assert_eq!(s.next_due_at(), Some(t0));
+    assert_eq!(s.pop_due(t0).map(|p| p.0), Some("swept"), "a free worker never waits on the handicap");
+    assert_eq!(s.pop_due(t0), None);
+}
+
+#[test]
+fn scheduler_should_raise_a_swept_key_woken_on_its_own() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", sweep(t0));
+    s.schedule("b", sweep(t0));
+    s.schedule("b", wake(t0 + 5 * MS, None));
+    s.schedule("c", wake(t0 + 1 * MS, None));
+    assert_eq!(s.depth(), 3);
+    s.assert_consistent();
+    assert_eq!(drain(&mut s, t0 + 5 * MS), vec!["b", "c", "a"], "b keeps the sweep's time and the key's priority");
+}
+
+#[test]
+fn scheduler_should_keep_the_priority_of_a_wake_up_held_during_a_run() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", wake(t0, None));
+    assert_eq!(s.pop_due(t0).map(|p| p.0), Some("a"));
+    s.schedule("a", sweep(t0));
+    s.schedule("b", sweep(t0));
+    s.schedule("c", wake(t0 + MS, None));
+    s.finish("a", &Reconciled::done(None), t0 + MS, &mut rng());
+    s.assert_consistent();
+    assert_eq!(drain(&mut s, t0 + MS), vec!["c", "a", "b"], "the held sweep stays a sweep, ordered by time");
 }
 
 fn rng() -> StdRng {
@@ -218,7 +292,7 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Schedule { key: u8, after_ms: u32, generation: Option<u64> },
+        Schedule { key: u8, after_ms: u32, generation: Option<u64>, swept: bool },
         Advance { ms: u32 },
         Pop,
         Finish { pick: usize, outcome: u8, generation: Option<u64> },
@@ -226,11 +300,8 @@ mod model {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..6, 0u32..2_000, proptest::option::of(0u64..3)).prop_map(|(key, after_ms, generation)| Op::Schedule {
-                key,
-                after_ms,
-                generation
-            }),
+            (0u8..6, 0u32..2_000, proptest::option::of(0u64..3), any::<bool>())
+                .prop_map(|(key, after_ms, generation, swept)| Op::Schedule { key, after_ms, generation, swept }),
             (0u32..1_500).prop_map(|ms| Op::Advance { ms }),
             Just(Op::Pop),
             (any::<usize>(), 0u8..5, proptest::option::of(0u64..3))
@@ -257,9 +328,13 @@ mod model {
             let mut running: BTreeSet<u8> = BTreeSet::new();
             for op in ops {
                 match op {
-                    Op::Schedule { key, after_ms, generation } => {
+                    Op::Schedule { key, after_ms, generation, swept } => {
                         let before = s.failures(&key);
-                        s.schedule(key, wake(now + after_ms * MS, generation));
+                        let mut wake = wake(now + after_ms * MS, generation);
+                        if swept {
+                            wake.priority = Priority::Sweep;
+                        }
+                        s.schedule(key, wake);
                         let after = s.failures(&key);
                         prop_assert!(after == before || after == 0, "a wake-up changed failures {before} -> {after}");
                     }

@@ -442,3 +442,25 @@ async fn queue_should_run_ten_thousand_keys_once_each_within_the_worker_bound() 
     let stopped = timeout(HOUR, handle).await.expect("the runner did not stop");
     assert_eq!(stopped.expect("the runner panicked"), Stopped { aborted: 0 });
 }
+
+#[tokio::test(start_paused = true)]
+async fn queue_should_run_a_single_key_wake_up_ahead_of_a_resync_of_every_key() {
+    let mut h = start_ready(2);
+    h.queue.enqueue_all(0..10_000, "resync");
+    // Two workers take the first two keys of the sweep; the event arrives while they run.
+    let (first, second) = (h.next_call().await, h.next_call().await);
+    h.enqueue_now(99_999);
+    first.reply(Reconciled::done(None));
+    let call = h.next_call().await;
+    assert_eq!(call.key, 99_999, "the event ran after the run in flight, not after 9 998 swept keys");
+    call.reply(Reconciled::done(None));
+    second.reply(Reconciled::done(None));
+    let mut swept = 2;
+    while swept < 10_000 {
+        let call = h.next_call().await;
+        assert!(call.key < 10_000, "only swept keys are left");
+        call.reply(Reconciled::done(None));
+        swept += 1;
+    }
+    h.no_call_within(HOUR, "every key ran once").await;
+}

@@ -96,9 +96,15 @@ impl Drop for ChildGuard {
 
 /// Spawns `cmd` with stdout piped into a channel of lines (read on a helper thread) and stderr discarded unless
 /// `BENCH_VERBOSE` is set.
-pub fn spawn_piped(mut cmd: Command) -> anyhow::Result<ChildGuard> {
+pub fn spawn_piped(cmd: Command) -> anyhow::Result<ChildGuard> {
+    spawn_piped_to(cmd, None)
+}
+
+/// [`spawn_piped`], with stderr to `stderr` when given.
+pub fn spawn_piped_to(mut cmd: Command, stderr: Option<Stdio>) -> anyhow::Result<ChildGuard> {
     let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(if verbose { Stdio::inherit() } else { Stdio::null() });
+    let stderr = stderr.unwrap_or_else(|| if verbose { Stdio::inherit() } else { Stdio::null() });
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
     let mut child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
     let out = child.stdout.take().context("child stdout")?;
     let (tx, rx) = mpsc::channel();
@@ -231,7 +237,17 @@ impl Drover {
         if !extra.contains(&"--leader-elect") {
             cmd.args(["--leader-elect", "false"]);
         }
-        let proc = spawn_piped(cmd)?;
+        // `BENCH_DROVER_LOG=<filter>`: Drover's log at that level, to a file named on stdout.
+        let stderr = match std::env::var("BENCH_DROVER_LOG") {
+            Ok(filter) => {
+                let path = std::env::temp_dir().join(format!("drover-bench-{port}.log"));
+                println!("  drover log ({filter}): {}", path.display());
+                cmd.env("RUST_LOG", filter);
+                Some(Stdio::from(std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?))
+            }
+            Err(_) => None,
+        };
+        let proc = spawn_piped_to(cmd, stderr)?;
         Ok(Drover { proc, url: format!("http://127.0.0.1:{port}") })
     }
 
