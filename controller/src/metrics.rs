@@ -19,6 +19,12 @@ struct ResultLabel {
     result: &'static str,
 }
 
+/// Label set `{priority}` of `queue_wait_seconds`: `key` or `sweep`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriorityLabel {
+    priority: &'static str,
+}
+
 /// Label set `{phase}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
@@ -148,6 +154,7 @@ pub struct Metrics {
     reconcile_total: Family<ResultLabel, Counter>,
     reconcile_duration: Histogram,
     queue_depth: Gauge,
+    queue_wait: Family<PriorityLabel, Histogram>,
     apps: Family<PhaseLabel, Gauge>,
     apps_waiting: Family<WaitingLabel, Gauge>,
     drift_detected_total: Counter,
@@ -194,6 +201,14 @@ impl Metrics {
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Keys waiting in the work queue", queue_depth.clone());
+        let queue_wait = Family::<PriorityLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+        });
+        registry.register(
+            "queue_wait_seconds",
+            "Time a due key waited for a worker, by priority (key: one app's wake-up; sweep: start, resync, new leader)",
+            queue_wait.clone(),
+        );
         let apps = Family::<PhaseLabel, Gauge>::default();
         registry.register("apps", "Apps by phase", apps.clone());
         let apps_waiting = Family::<WaitingLabel, Gauge>::default();
@@ -305,6 +320,7 @@ impl Metrics {
             reconcile_total,
             reconcile_duration,
             queue_depth,
+            queue_wait,
             apps,
             apps_waiting,
             drift_detected_total,
@@ -401,6 +417,15 @@ impl Metrics {
     pub fn reconcile_finished(&self, result: &'static str, elapsed: Duration) {
         self.reconcile_total.get_or_create(&ResultLabel { result }).inc();
         self.reconcile_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// A due key waited `waited` for a worker before its reconcile started.
+    pub fn queue_waited(&self, priority: crate::queue::Priority, waited: Duration) {
+        let priority = match priority {
+            crate::queue::Priority::Key => "key",
+            crate::queue::Priority::Sweep => "sweep",
+        };
+        self.queue_wait.get_or_create(&PriorityLabel { priority }).observe(waited.as_secs_f64());
     }
 
     /// The work queue holds `depth` keys.

@@ -56,7 +56,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             prefix: "drover".to_string(),
-            workers: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            workers: NonZeroUsize::new(crate::queue::DEFAULT_WORKERS).unwrap_or(NonZeroUsize::MIN),
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
             watch_budget: crate::consul::budget::DEFAULT_BUDGET,
@@ -138,6 +138,10 @@ impl Controller {
             backoff: config.backoff.clone(),
             ..QueueConfig::default()
         });
+        let runner = {
+            let metrics = metrics.clone();
+            runner.with_wait_observer(move |priority, waited| metrics.queue_waited(priority, waited))
+        };
         let wake: crate::reconcile::Wake = {
             let queue = queue.clone();
             Arc::new(move |key: AppKey, why: &'static str| queue.enqueue(key, None, None, why))

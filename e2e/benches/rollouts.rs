@@ -157,6 +157,8 @@ struct Figures {
     query_ms: f64,
     /// Mean round trip of Drover's promote requests (the simulator applies writes one at a time, under one lock).
     promote_ms: f64,
+    /// Mean time a due app waited for a worker (`drover_queue_wait_seconds{priority="key"}`).
+    wait_ms: f64,
     /// Due → promote request, ms, ascending.
     delays: Vec<f64>,
     /// The last measurement's `at` (answer folded) → promote request, ms, ascending.
@@ -203,17 +205,21 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
     let sum_count = |text: &str, name: &str| {
         (common::metric_sum(text, &format!("{name}_sum"), ""), common::metric_sum(text, &format!("{name}_count"), ""))
     };
-    let promote_sum_count = |text: &str| {
-        let labels = "endpoint=\"deployment_promote\"";
+    let labelled_sum_count = |text: &str, name: &str, labels: &str| {
         (
-            common::metric_sum(text, "drover_nomad_request_duration_seconds_sum", labels),
-            common::metric_sum(text, "drover_nomad_request_duration_seconds_count", labels),
+            common::metric_sum(text, &format!("{name}_sum"), labels),
+            common::metric_sum(text, &format!("{name}_count"), labels),
         )
     };
-    let (rec0, query0, promote0) = (
+    let promote_sum_count = |text: &str| {
+        labelled_sum_count(text, "drover_nomad_request_duration_seconds", "endpoint=\"deployment_promote\"")
+    };
+    let wait_sum_count = |text: &str| labelled_sum_count(text, "drover_queue_wait_seconds", "priority=\"key\"");
+    let (rec0, query0, promote0, wait0) = (
         sum_count(&text, "drover_reconcile_duration_seconds"),
         sum_count(&text, "drover_analysis_query_duration_seconds"),
         promote_sum_count(&text),
+        wait_sum_count(&text),
     );
     let cpu0 = common::cpu_seconds(drover.proc.pid()).unwrap_or(0.0);
     let q0 = common::prometheus_queries(http, &prom).await?;
@@ -253,10 +259,11 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
     let hwm = common::proc_status_bytes(drover.proc.pid(), "VmHWM").unwrap_or(0);
     let text = drover.metrics(http).await?;
     let q1 = common::prometheus_queries(http, &prom).await?;
-    let (rec1, query1, promote1) = (
+    let (rec1, query1, promote1, wait1) = (
         sum_count(&text, "drover_reconcile_duration_seconds"),
         sum_count(&text, "drover_analysis_query_duration_seconds"),
         promote_sum_count(&text),
+        wait_sum_count(&text),
     );
     let mean_ms = |a: (f64, f64), b: (f64, f64)| (b.0 - a.0) / (b.1 - a.1).max(1.0) * 1000.0;
     let qps_peak =
@@ -345,6 +352,7 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
         reconcile_ms: mean_ms(rec0, rec1),
         query_ms: mean_ms(query0, query1),
         promote_ms: mean_ms(promote0, promote1),
+        wait_ms: mean_ms(wait0, wait1),
         delays,
         reactions,
     })
@@ -385,7 +393,7 @@ async fn run() -> anyhow::Result<()> {
         println!(
             "  run {run}: {}/{apps} promoted in {:.1} s; CPU {:.2} s; VmHWM {:.1} MB; {:.0} queries ({:.0} \
              measurements), {:.1}/s avg, {:.0}/s busiest second; due→promote p50/p99/max {d50:.0}/{d99:.0}/{dmax:.0} \
-             ms; answer→promote {r50:.0}/{r99:.0}/{rmax:.0} ms; load {}",
+             ms; answer→promote {r50:.0}/{r99:.0}/{rmax:.0} ms; mean wait for a worker {:.1} ms; load {}",
             f.succeeded,
             f.rollout_secs,
             f.cpu_seconds,
@@ -394,6 +402,7 @@ async fn run() -> anyhow::Result<()> {
             f.measurements,
             f.qps_avg,
             f.qps_peak,
+            f.wait_ms,
             loadavg()
         );
         all.push(f);
@@ -448,11 +457,13 @@ async fn run() -> anyhow::Result<()> {
         ),
     );
     info(
-        "reconciles during the rollout, mean duration; analysis query, promote request mean round trip",
+        "reconciles during the rollout, mean duration and wait for a worker; analysis query, promote request mean \
+         round trip",
         &format!(
-            "{:.0}, {:.1} ms; {:.1} ms, {:.1} ms (a woken app waits for a free worker: `--workers`, default 8)",
+            "{:.0}, {:.1} ms, {:.1} ms; {:.1} ms, {:.1} ms (`--workers`, default 8)",
             med(&|f| f.reconciles),
             med(&|f| f.reconcile_ms),
+            med(&|f| f.wait_ms),
             med(&|f| f.query_ms),
             med(&|f| f.promote_ms)
         ),

@@ -37,8 +37,8 @@ pub struct RunArgs {
     /// KV prefix.
     #[command(flatten)]
     pub prefix: PrefixArg,
-    /// Concurrent reconciles.
-    #[arg(long, default_value = "8")]
+    /// Concurrent reconciles: each mostly waits on Consul and Nomad, so this bounds the requests in flight.
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::queue::DEFAULT_WORKERS).unwrap_or(NonZeroUsize::MIN))]
     pub workers: NonZeroUsize,
     /// Every app is reconciled again this often, even without events (e.g. `5m`; 1s to 24h).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

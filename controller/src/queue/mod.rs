@@ -67,7 +67,7 @@ mod scheduler;
 
 pub use backoff::{Backoff, BackoffError};
 pub use outcome::{Outcome, Reconciled, Retry};
-pub use runner::{Queue, QueueConfig, Runner, Stopped};
+pub use runner::{DEFAULT_WORKERS, Queue, QueueConfig, Runner, Stopped};
 pub use scheduler::{Priority, SWEEP_HANDICAP};
 
 #[cfg(test)]

@@ -200,14 +200,20 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
 
     /// Takes the earliest key due at `now`, marking it running. Returns the key and
     /// the reason of the wake-up that set its time, for logs.
+    #[cfg(test)]
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(K, &'static str)> {
+        self.pop_due_wake(now).map(|(key, wake)| (key, wake.reason))
+    }
+
+    /// [`Scheduler::pop_due`], with the whole wake-up: its priority, and its time, to tell how long it waited.
+    pub(crate) fn pop_due_wake(&mut self, now: Instant) -> Option<(K, Wake)> {
         let key = self.due.pop(now)?;
         let state = self.keys.get_mut(&key)?;
         let wake = state.next.take()?;
         self.waiting -= 1;
         state.running = true;
         self.running += 1;
-        Some((key, wake.reason))
+        Some((key, wake))
     }
 
     /// Records the end of `key`'s run at `now` and schedules what follows: the run

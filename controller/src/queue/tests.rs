@@ -464,3 +464,34 @@ async fn queue_should_run_a_single_key_wake_up_ahead_of_a_resync_of_every_key() 
     }
     h.no_call_within(HOUR, "every key ran once").await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn queue_should_report_how_long_each_due_key_waited_for_a_worker() {
+    let waits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (queue, runner) = Queue::new(config(1));
+    let runner = {
+        let waits = waits.clone();
+        runner.with_wait_observer(move |priority, waited| {
+            waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((priority, waited));
+        })
+    };
+    let reconcile = |_key: u32| async {
+        tokio::time::sleep(30 * MS).await;
+        Reconciled::done(None)
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(reconcile, shutdown.clone()));
+    queue.enqueue(1, None, None, "test");
+    queue.enqueue_all([2], "resync");
+    queue.enqueue(3, Some(Instant::now() + 10 * MS), None, "test");
+    queue.set_ready();
+    tokio::time::sleep(200 * MS).await;
+    shutdown.cancel();
+    task.await.expect("the runner stops");
+    let waits = waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    assert_eq!(
+        waits,
+        vec![(Priority::Key, Duration::ZERO), (Priority::Key, 20 * MS), (Priority::Sweep, 60 * MS)],
+        "1 runs at once; 3, due at +10 ms, waits for 1 (30 ms); the sweep key waits for both"
+    );
+}

@@ -33,7 +33,11 @@ pub async fn run(
     println!("    wrote {apps} records ({record_bytes} bytes of values; the prefix listing is {listing} bytes)");
 
     let started = Instant::now();
-    let mut drover = Drover::start(&sim, &["--resync", RESYNC])?;
+    // `BENCH_DROVER_ARGS` adds flags to `drover run` (e.g. `--workers 8`).
+    let extra = std::env::var("BENCH_DROVER_ARGS").unwrap_or_default();
+    let mut args = vec!["--resync", RESYNC];
+    args.extend(extra.split_whitespace());
+    let mut drover = Drover::start(&sim, &args)?;
     drover.wait_healthz(http, Duration::from_secs(20)).await?;
     let ready = wait_ready(http, &drover, deadline).await?;
     let converged = converge(http, &sim, &mut drover, apps, started, deadline).await?;
