@@ -460,7 +460,7 @@ async fn run() -> anyhow::Result<()> {
         "reconciles during the rollout, mean duration and wait for a worker; analysis query, promote request mean \
          round trip",
         &format!(
-            "{:.0}, {:.1} ms, {:.1} ms; {:.1} ms, {:.1} ms (`--workers`, default 8)",
+            "{:.0}, {:.1} ms, {:.1} ms; {:.1} ms, {:.1} ms (`--workers`, default 32)",
             med(&|f| f.reconciles),
             med(&|f| f.reconcile_ms),
             med(&|f| f.wait_ms),
