@@ -216,59 +216,46 @@ impl Poller {
         self.runs.values().filter(|t| t.pending.is_none()).map(|t| t.next).min()
     }
 
-    /// Follows every status: starts measuring the `Running` runs of each app's current rollout it does not measure
+    /// Follows the statuses: starts measuring the `Running` runs of each app's current rollout it does not measure
     /// yet (resumed from the status copy, or from the store's when that one is ahead), stops measuring runs that are
     /// not `Running` in status any more, and forgets runs that left status. A run that cannot be resolved ends in
     /// `Error` at once (stored; its app is returned to be woken). Returns the statuses' revision it is as of, too.
+    ///
+    /// With `since`, only the statuses written after that revision are looked at, so following a status write costs
+    /// the apps written, not every rollout (a burst of 200 rollouts writes status hundreds of times); a status
+    /// removed (or all loaded) since falls back to looking at every one, as does `None`.
     pub fn sync(
         &mut self,
+        since: Option<u64>,
         statuses: &Statuses,
         specs: &impl Specs,
-        store: (&mut AnalysisRunsWriter, &AnalysisRuns),
+        (writer, reader): (&mut AnalysisRunsWriter, &AnalysisRuns),
         now: Instant,
         wall: SystemTime,
     ) -> (u64, Vec<AppKey>) {
-        let (writer, reader) = store;
-        let (revision, rollouts) = statuses.rollouts();
         let mut seen = Seen::default();
+        if let Some(crate::store::StatusDelta::Changed { revision, statuses: changed }) =
+            since.map(|since| statuses.changed_since(since))
+        {
+            let apps: BTreeSet<&AppKey> = changed.iter().map(|(app, _)| app).collect();
+            for (app, status) in &changed {
+                if let Some(status) = status {
+                    self.track(app, status, specs, (writer, reader), (now, wall), &mut seen);
+                }
+            }
+            self.runs.retain(|key, _| !apps.contains(&key.0) || seen.running.contains(key));
+            for app in apps {
+                writer.retain(app, |id| seen.listed.contains(&(app.clone(), id.clone())));
+            }
+            return (revision, seen.woken);
+        }
+        let (revision, rollouts) = statuses.rollouts();
         for (app, status) in &rollouts {
             self.track(app, status, specs, (writer, reader), (now, wall), &mut seen);
         }
         self.runs.retain(|key, _| seen.running.contains(key));
         for app in writer.apps() {
             writer.retain(&app, |id| seen.listed.contains(&(app.clone(), id.clone())));
-        }
-        (revision, seen.woken)
-    }
-
-    /// [`Poller::sync`] for the statuses that changed since revision `since` only, so that following a status write
-    /// costs the apps written, not every rollout: a burst of 200 rollouts writes status hundreds of times. A status
-    /// removed (or all loaded) since falls back to the full pass. Returns the revision it is as of.
-    pub fn sync_since(
-        &mut self,
-        since: u64,
-        statuses: &Statuses,
-        specs: &impl Specs,
-        store: (&mut AnalysisRunsWriter, &AnalysisRuns),
-        now: Instant,
-        wall: SystemTime,
-    ) -> (u64, Vec<AppKey>) {
-        let changed = match statuses.changed_since(since) {
-            crate::store::StatusDelta::Everything { .. } => return self.sync(statuses, specs, store, now, wall),
-            crate::store::StatusDelta::Changed { revision, statuses } => (revision, statuses),
-        };
-        let (revision, changed) = changed;
-        let (writer, reader) = store;
-        let mut seen = Seen::default();
-        let apps: BTreeSet<&AppKey> = changed.iter().map(|(app, _)| app).collect();
-        for (app, status) in &changed {
-            if let Some(status) = status {
-                self.track(app, status, specs, (writer, reader), (now, wall), &mut seen);
-            }
-        }
-        self.runs.retain(|key, _| !apps.contains(&key.0) || seen.running.contains(key));
-        for app in apps {
-            writer.retain(app, |id| seen.listed.contains(&(app.clone(), id.clone())));
         }
         (revision, seen.woken)
     }
@@ -546,14 +533,11 @@ where
             if moved || seen_statuses.is_none() {
                 moved = false;
                 status_changes.mark_unchanged();
-                let (now, wall, store) = (Instant::now(), clock(), (&mut *writer, reader));
-                let (revision, woken) = match seen_statuses {
-                    None => {
-                        seen_records = Some(specs.revision());
-                        poller.sync(statuses, specs, store, now, wall)
-                    }
-                    Some(since) => poller.sync_since(since, statuses, specs, store, now, wall),
-                };
+                if seen_statuses.is_none() {
+                    seen_records = Some(specs.revision());
+                }
+                let store = (&mut *writer, reader);
+                let (revision, woken) = poller.sync(seen_statuses, statuses, specs, store, Instant::now(), clock());
                 seen_statuses = Some(revision);
                 for app in woken {
                     metrics.analysis_run_finished("error");
