@@ -50,7 +50,7 @@ impl Specs for Records {
         Some(RunSpec {
             generation: v.generation,
             job_id: v.job_id.clone(),
-            group: measured_group(&v.job),
+            group: measured_group(&v.job.value()),
             strategy: v.strategy.clone(),
             analysis: v.analysis.clone(),
         })

@@ -49,7 +49,7 @@ pub use duration::HumanDuration;
 pub use hash::spec_hash;
 pub use key::{AppKey, ParseAppKeyError};
 pub use parse::{parse, parse_documents, record_key, split_documents};
-pub use record::{Record, ValidRecord};
+pub use record::{JobJson, Record, ValidRecord};
 pub use render::render;
 pub use schema::{schemas, write_schemas};
 pub use spec::{

@@ -37,10 +37,11 @@ impl Ctx<'_> {
         }
         let live_counts = self.live.job.as_ref().and_then(|j| j.counts.as_ref());
         let (job, preserve_counts) = match (owned.is_empty() || enforce_index == 0, live_counts) {
-            (true, _) => (r.job.clone(), false),
-            (false, Some(counts)) => (std::sync::Arc::new(with_counts(&r.job, &owned, counts)), false),
-            (false, None) => (r.job.clone(), true),
+            (true, _) => (r.job.value(), false),
+            (false, Some(counts)) => (with_counts(&r.job.value(), &owned, counts), false),
+            (false, None) => (r.job.value(), true),
         };
+        let job = std::sync::Arc::new(job);
         let action = Action::Register { job, enforce_index, hash: r.hash.clone(), reason, preserve_counts };
         Plan {
             actions: vec![action],

@@ -26,7 +26,7 @@ fn record() -> ValidRecord {
         generation: 10,
         job_id: "web".into(),
         hash: "h2".into(),
-        job: Arc::new(serde_json::json!({"ID": "web", "Meta": {OWNER_META_KEY: OWNER}})),
+        job: crate::app::JobJson::new(&serde_json::json!({"ID": "web", "Meta": {OWNER_META_KEY: OWNER}})),
         owner: OWNER.into(),
         legacy_owner: Some("default/web".into()),
         expects_deployment: true,
