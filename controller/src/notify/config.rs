@@ -156,7 +156,12 @@ pub struct Target {
 impl Target {
     /// Whether this target wants `kind` events of `app`.
     pub fn wants(&self, kind: EventKind, app: &AppKey) -> bool {
-        self.events.as_ref().is_none_or(|e| e.contains(&kind)) && self.selector.selects(app)
+        self.wants_kind(kind) && self.selector.selects(app)
+    }
+
+    /// Whether this target's `events:` list takes `kind` (all kinds when it has none).
+    pub fn wants_kind(&self, kind: EventKind) -> bool {
+        self.events.as_ref().is_none_or(|e| e.contains(&kind))
     }
 }
 

@@ -99,7 +99,7 @@ pub fn payload(event: &Event, format: Format) -> Value {
             let reason = event.reason.map(|r| format!(", reason {r:?}")).unwrap_or_default();
             let text = format!(
                 "{} {}: {} (generation {}, phase {}{reason}){}",
-                icon(event),
+                icon(event.kind),
                 event.app,
                 event.kind,
                 event.generation,
@@ -108,7 +108,7 @@ pub fn payload(event: &Event, format: Format) -> Value {
             );
             let mut section = format!(
                 "{} *{}* `{}`\ngeneration {}, phase *{}*{reason}",
-                icon(event),
+                icon(event.kind),
                 event.kind,
                 slack_escape(&event.app.to_string()),
                 event.generation,
@@ -126,21 +126,21 @@ pub fn payload(event: &Event, format: Format) -> Value {
     }
 }
 
-fn icon(event: &Event) -> &'static str {
+/// The emoji a Slack message of `kind` starts with.
+pub(super) fn icon(kind: super::events::EventKind) -> &'static str {
     use super::events::EventKind as K;
-    match event.kind {
+    match kind {
         K::RolloutCompleted => ":white_check_mark:",
         K::RolloutStarted | K::Scaled => ":arrows_counterclockwise:",
         K::RolloutPaused => ":double_vertical_bar:",
-        K::RolloutAborted | K::AnalysisFailed | K::Failed | K::Invalid => ":x:",
+        K::RolloutAborted | K::AnalysisFailed | K::Failed | K::Invalid | K::SyncFailed => ":x:",
         K::Drifted => ":warning:",
-        K::SyncFailed => ":x:",
     }
 }
 
 /// Slack's three control characters, escaped as its formatting guide asks
 /// (<https://api.slack.com/reference/surfaces/formatting#escaping>).
-fn slack_escape(text: &str) -> String {
+pub(super) fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 

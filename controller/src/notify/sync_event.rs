@@ -2,9 +2,10 @@
 //! `drover run` reads, through the same delivery (queue, retries, `drover_notifications_total`).
 //!
 //! A sync's outcome (the value recorded at `<prefix>/sync/<name>`) that is not `Succeeded` — invalid records, a
-//! conflict, a source or Consul it could not read — is one event, deduplicated per (sync, revision, event): a watch
-//! that fails again on the same commit every interval tells a target once, and a new commit that fails is news. A
-//! source that cannot be read has no revision; its failures share one occurrence until a sync reads a revision.
+//! conflict, a source or Consul it could not read — is one event, deduplicated per (revision, successes before it):
+//! a watch that fails again on the same commit every interval tells a target once, a new commit that fails is news,
+//! and so is any failure after a sync succeeded, on the same commit or with no revision at all (a source that
+//! cannot be read has none: its failures share one occurrence until a sync succeeds).
 //!
 //! A sync is not an app, so a target's `selector` (namespaces and apps) does not filter these events: the file is
 //! given to one sync process, and its `events:` list decides whether a target hears of `SyncFailed`.
@@ -35,22 +36,23 @@ pub struct SyncEvent {
     pub error_count: usize,
     /// When the sync ended (RFC 3339).
     pub at: String,
+    /// How many syncs of this process had succeeded before this one: a failure after a success is news.
+    pub successes_before: u64,
 }
 
-/// One occurrence of a sync's event: (sync, revision, event).
+/// One occurrence of a sync's failure (one process runs one sync, so its name is not part of it).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SyncKey {
-    /// The sync's name.
-    pub name: String,
     /// The revision; `None` when the source could not be read.
     pub revision: Option<String>,
-    /// The kind.
-    pub kind: EventKind,
+    /// [`SyncEvent::successes_before`].
+    pub successes_before: u64,
 }
 
 impl SyncEvent {
-    /// The event of `outcome`: `None` for a sync that succeeded.
-    pub fn from_outcome(outcome: &SyncOutcome) -> Option<SyncEvent> {
+    /// The event of `outcome`, after `successes_before` syncs of this process succeeded: `None` for a sync that
+    /// succeeded.
+    pub fn from_outcome(outcome: &SyncOutcome, successes_before: u64) -> Option<SyncEvent> {
         if outcome.result == SyncResult::Succeeded {
             return None;
         }
@@ -62,6 +64,7 @@ impl SyncEvent {
             errors: outcome.errors.iter().take(MAX_PAYLOAD_ERRORS).cloned().collect(),
             error_count: outcome.errors.len(),
             at: outcome.finished_at.clone(),
+            successes_before,
         })
     }
 
@@ -93,11 +96,11 @@ impl Notice for SyncEvent {
     }
 
     fn wanted_by(&self, target: &Target) -> bool {
-        target.events.as_ref().is_none_or(|e| e.contains(&EventKind::SyncFailed))
+        target.wants_kind(EventKind::SyncFailed)
     }
 
     fn dedup_key(&self) -> SyncKey {
-        SyncKey { name: self.name.clone(), revision: self.revision.clone(), kind: EventKind::SyncFailed }
+        SyncKey { revision: self.revision.clone(), successes_before: self.successes_before }
     }
 
     fn payload(&self, format: Format) -> Value {
@@ -113,9 +116,10 @@ impl Notice for SyncEvent {
                 "at": self.at,
             }),
             Format::Slack => {
-                let text = format!(":x: SyncFailed: {}", self.message());
+                let icon = super::deliver::icon(EventKind::SyncFailed);
+                let text = format!("{icon} SyncFailed: {}", self.message());
                 let mut section = format!(
-                    ":x: *SyncFailed* `{}`\nresult *{}*, source {}",
+                    "{icon} *SyncFailed* `{}`\nresult *{}*, source {}",
                     self.name,
                     self.result.as_str(),
                     self.source
@@ -128,8 +132,8 @@ impl Notice for SyncEvent {
                     section.push_str(e);
                 }
                 json!({
-                    "text": slack_escape(&text),
-                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&section)}}],
+                    "text": super::deliver::slack_escape(&text),
+                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": super::deliver::slack_escape(&section)}}],
                 })
             }
         }
@@ -138,11 +142,6 @@ impl Notice for SyncEvent {
     fn subject(&self) -> String {
         format!("sync {}", self.name)
     }
-}
-
-/// Slack's three control characters, escaped (<https://api.slack.com/reference/surfaces/formatting#escaping>).
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -183,10 +182,10 @@ mod tests {
 
     #[test]
     fn sync_event_should_be_built_from_a_failed_outcome_only() {
-        assert_eq!(SyncEvent::from_outcome(&outcome(SyncResult::Succeeded, Some("abc"), &[])), None);
+        assert_eq!(SyncEvent::from_outcome(&outcome(SyncResult::Succeeded, Some("abc"), &[]), 0), None);
         for result in [SyncResult::Invalid, SyncResult::Conflicted, SyncResult::Failed] {
-            let e = SyncEvent::from_outcome(&outcome(result, Some("abc"), &["x"])).expect("an event");
-            assert_eq!((e.kind(), e.result), (EventKind::SyncFailed, result));
+            let e = SyncEvent::from_outcome(&outcome(result, Some("abc"), &["x"]), 0).expect("an event");
+            assert_eq!(e.result, result);
         }
     }
 
@@ -197,7 +196,7 @@ mod tests {
             Some("0123456789abcdef0123"),
             &["web.yaml: documents[0].spec.template.count: must be ≥ 0", "db.yaml: documents[0]: not YAML"],
         );
-        let e = SyncEvent::from_outcome(&o).expect("an event");
+        let e = SyncEvent::from_outcome(&o, 0).expect("an event");
         let body = e.payload(Format::Drover);
         assert_eq!(body["event"], "SyncFailed");
         assert_eq!(body["sync"], "prod");
@@ -217,28 +216,35 @@ mod tests {
     fn sync_event_should_bound_the_errors_it_carries() {
         let errors: Vec<String> = (0..25).map(|i| format!("e{i}")).collect();
         let refs: Vec<&str> = errors.iter().map(String::as_str).collect();
-        let e = SyncEvent::from_outcome(&outcome(SyncResult::Conflicted, Some("r"), &refs)).expect("an event");
+        let e = SyncEvent::from_outcome(&outcome(SyncResult::Conflicted, Some("r"), &refs), 0).expect("an event");
         assert_eq!(e.errors.len(), MAX_PAYLOAD_ERRORS);
         assert!(e.message().ends_with("; and 15 more"), "{}", e.message());
     }
 
     #[test]
-    fn sync_event_should_be_deduplicated_per_sync_revision_and_event() {
-        let a = SyncEvent::from_outcome(&outcome(SyncResult::Invalid, Some("r1"), &["x"])).expect("event");
+    fn sync_event_should_be_news_for_a_new_revision_or_after_a_success_only() {
+        let mut seen = crate::notify::deliver::Seen::new(16);
+        let mut notified = |o: &SyncOutcome, successes: u64| {
+            SyncEvent::from_outcome(o, successes).is_some_and(|e| seen.insert(&e.dedup_key()))
+        };
+        let r1 = outcome(SyncResult::Invalid, Some("r1"), &["x"]);
+        assert!(notified(&r1, 0));
         // The next run fails again on the same revision, even with other errors: the same occurrence.
         let mut again = outcome(SyncResult::Conflicted, Some("r1"), &["y"]);
         again.run = 4;
-        let b = SyncEvent::from_outcome(&again).expect("event");
-        assert_eq!(a.dedup_key(), b.dedup_key());
-        let c = SyncEvent::from_outcome(&outcome(SyncResult::Invalid, Some("r2"), &["x"])).expect("event");
-        assert_ne!(a.dedup_key(), c.dedup_key(), "a new revision that fails is news");
-        let d = SyncEvent::from_outcome(&outcome(SyncResult::Failed, None, &["git: no such ref"])).expect("event");
-        assert_eq!(d.dedup_key().revision, None);
+        assert!(!notified(&again, 0), "the same commit failing every interval tells a target once");
+        assert!(notified(&outcome(SyncResult::Invalid, Some("r2"), &["x"]), 0), "a new revision that fails is news");
+        let unreadable = outcome(SyncResult::Failed, None, &["git: no such ref"]);
+        assert!(notified(&unreadable, 0));
+        assert!(!notified(&unreadable, 0), "one outage is one occurrence");
+        // A sync succeeded since: the same failures are news again.
+        assert!(notified(&r1, 1), "the same commit failing again after a success");
+        assert!(notified(&unreadable, 1), "a new outage after a success");
     }
 
     #[test]
     fn sync_event_should_follow_the_events_filter_but_not_the_app_selector() {
-        let e = SyncEvent::from_outcome(&outcome(SyncResult::Failed, None, &["x"])).expect("event");
+        let e = SyncEvent::from_outcome(&outcome(SyncResult::Failed, None, &["x"]), 0).expect("event");
         let only_apps = Selector { namespaces: vec![crate::notify::Pattern::new("payments")], apps: Vec::new() };
         assert!(e.wanted_by(&target(None, Selector::default())));
         assert!(e.wanted_by(&target(Some(&[EventKind::SyncFailed]), only_apps)));
