@@ -2,7 +2,6 @@
 //! simulator's `/_sim/metrics` every second, on a free loopback port, with its data in a fresh directory.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -49,17 +48,10 @@ impl PrometheusProcess {
         let binary = require_tool("prometheus");
         let dir = std::env::temp_dir().join(format!("drover-e2e-prometheus-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("create the Prometheus data directory");
-        let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, drover::cli::dev::prometheus::config(nomad_url)).expect("write prometheus.yml");
         let (log, stderr) = log_file("prometheus");
         eprintln!("prometheus stderr: {}", log.display());
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let child = drover::cli::dev::prometheus::command(&binary, &dir, &format!("127.0.0.1:{port}"), nomad_url)
+            .expect("write prometheus.yml")
             .stderr(stderr)
             .spawn()
             .expect("spawn prometheus");

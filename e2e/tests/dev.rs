@@ -37,7 +37,7 @@ impl Dev {
         .await;
     }
 
-    /// The value after `prefix` on a line dev printed (waiting for it).
+    /// What `find` extracts from the first line dev printed that it matches (waiting for one).
     async fn printed(&mut self, what: &str, find: impl Fn(&str) -> Option<String>) -> String {
         wait_until(DEADLINE, what, || {
             while let Ok(line) = self.lines.try_recv() {
@@ -51,16 +51,10 @@ impl Dev {
     }
 }
 
-fn prometheus_on_path() -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("prometheus").is_file()))
-}
-
 #[tokio::test]
 async fn dev_should_start_prometheus_on_the_simulator_and_point_the_canary_example_at_it() {
-    if !prometheus_on_path() {
-        println!("skipped: `prometheus` is not on PATH (scripts/test.sh installs Debian's `prometheus` package)");
-        return;
-    }
+    // Like every test that needs Prometheus, this one fails rather than passes without it.
+    drover_e2e::require_tool("prometheus");
     let port = free_port();
     let mut child = Command::new(binary("drover"))
         .args(["dev", "--plain", "--listen", "127.0.0.1:0", "--prometheus-addr", &format!("127.0.0.1:{port}")])

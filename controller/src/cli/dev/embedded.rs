@@ -39,8 +39,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     // Prometheus first: the canary example's address is where it listens.
     let (prometheus, prometheus_note) = start_prometheus(&args, &sim.nomad_url).await;
-    let prometheus_url =
-        prometheus.as_ref().map_or_else(|| format!("http://{}", args.prometheus_addr), |p| p.url.clone());
+    let prometheus_url = format!("http://{}", args.prometheus_addr);
     // Every example app takes 20 simulated requests per second without errors, so the canary's analysis has values
     // (a version is made bad with `POST /_sim/nomad/workload`).
     let http = reqwest::Client::new();

@@ -47,6 +47,25 @@ pub fn config(nomad_url: &str) -> String {
     )
 }
 
+/// The command that runs `binary` on `addr` scraping the simulator at `nomad_url`, with its configuration (written
+/// here) and data in `dir`, logging warnings only (dev's and the e2e tests' Prometheus).
+///
+/// # Errors
+/// `prometheus.yml` cannot be written in `dir`.
+pub fn command(binary: &Path, dir: &Path, addr: &str, nomad_url: &str) -> std::io::Result<Command> {
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, config(nomad_url))?;
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--log.level=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Ok(command)
+}
+
 /// Starts `binary` listening on `addr`, scraping the simulator at `nomad_url`, and waits until it is ready.
 ///
 /// # Errors
@@ -55,18 +74,10 @@ pub fn config(nomad_url: &str) -> String {
 pub(super) async fn start(binary: &Path, addr: &str, nomad_url: &str) -> anyhow::Result<DevPrometheus> {
     let dir = std::env::temp_dir().join(format!("drover-dev-prometheus-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let config_path = dir.join("prometheus.yml");
-    std::fs::write(&config_path, config(nomad_url))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
     let log_path = dir.join("prometheus.log");
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--log.level=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let child = command(binary, &dir, addr, nomad_url)
+        .with_context(|| format!("cannot write prometheus.yml in {}", dir.display()))?
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
