@@ -344,18 +344,16 @@ impl Statuses {
         StatusDelta::Changed { revision: table.revision, statuses }
     }
 
-    /// The apps whose status lists `key` in `dependsOn` (the record's list when that status was written), sorted.
-    /// A pass over every status: only asked for a deleted record, to hold its deletion back.
+    /// The apps whose status lists `key` in `dependsOn` (the record's list when that status was written), in no
+    /// order. A pass over every status: only asked for a deleted record, to hold its deletion back.
     pub fn depending_on(&self, key: &AppKey) -> Vec<AppKey> {
         let wanted = key.to_string();
-        let mut keys: Vec<AppKey> = read(&self.inner)
+        read(&self.inner)
             .entries
             .iter()
             .filter(|(_, (e, _))| e.status.as_ref().is_some_and(|s| s.depends_on.contains(&wanted)))
             .map(|(k, _)| k.clone())
-            .collect();
-        keys.sort();
-        keys
+            .collect()
     }
 
     /// A number that changes whenever a status is loaded, written, re-read or removed.

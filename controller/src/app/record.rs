@@ -150,13 +150,7 @@ impl Record {
                     externally_scaled,
                     strategy: Arc::new(d.app.spec.strategy.clone().unwrap_or_default()),
                     analysis: Arc::new(d.app.spec.analysis.clone()),
-                    depends_on: d
-                        .app
-                        .spec
-                        .depends_on
-                        .iter()
-                        .map(|dep| AppKey::new(dep.namespace.as_deref().unwrap_or(&key.namespace), &dep.name))
-                        .collect(),
+                    depends_on: d.app.spec.depends_on.iter().map(|dep| dep.key(&key.namespace)).collect(),
                 }))
             }
             Err(errors) => Record::Invalid { generation, errors: Arc::new(errors) },

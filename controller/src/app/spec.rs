@@ -125,6 +125,13 @@ pub struct Dependency {
     pub namespace: Option<String>,
 }
 
+impl Dependency {
+    /// The app it names, for an app in `namespace` (the dependency's own namespace when it gives one).
+    pub fn key(&self, namespace: &str) -> super::AppKey {
+        super::AppKey::new(self.namespace.as_deref().unwrap_or(namespace), &self.name)
+    }
+}
+
 fn job_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",

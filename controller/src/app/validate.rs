@@ -62,10 +62,14 @@ pub const MAX_DEPENDENCIES: usize = 64;
 fn validate_depends_on(app: &App, errors: &mut Vec<FieldError>) {
     let deps = &app.spec.depends_on;
     if deps.len() > MAX_DEPENDENCIES {
+        // Not checked entry by entry: a record of 512 KiB could list thousands.
         errors
             .push(FieldError::new("spec.dependsOn", format!("at most {MAX_DEPENDENCIES} entries, not {}", deps.len())));
+        return;
     }
-    let mut seen: Vec<(String, String)> = Vec::with_capacity(deps.len());
+    let own = super::AppKey::new(&app.metadata.namespace, &app.metadata.name);
+    // Each app listed so far, and where.
+    let mut seen: std::collections::HashMap<super::AppKey, usize> = std::collections::HashMap::new();
     for (i, dep) in deps.iter().enumerate() {
         let path = format!("spec.dependsOn[{i}]");
         let name_ok = match check_dns_label(&dep.name, false) {
@@ -75,7 +79,6 @@ fn validate_depends_on(app: &App, errors: &mut Vec<FieldError>) {
                 false
             }
         };
-        let namespace = dep.namespace.clone().unwrap_or_else(|| app.metadata.namespace.clone());
         let namespace_ok = match dep.namespace.as_deref().map(check_namespace) {
             Some(Err(reason)) => {
                 errors.push(FieldError::new(format!("{path}.namespace"), reason));
@@ -86,19 +89,17 @@ fn validate_depends_on(app: &App, errors: &mut Vec<FieldError>) {
         if !(name_ok && namespace_ok) {
             continue;
         }
-        let target = (namespace, dep.name.clone());
-        if target.0 == app.metadata.namespace && target.1 == app.metadata.name {
+        let target = dep.key(&app.metadata.namespace);
+        if target == own {
+            errors.push(FieldError::new(format!("{path}.name"), format!("an app cannot depend on itself ({target})")));
+        } else if let Some(j) = seen.get(&target) {
             errors.push(FieldError::new(
                 format!("{path}.name"),
-                format!("an app cannot depend on itself ({}/{})", target.0, target.1),
+                format!("{target} is already listed at spec.dependsOn[{j}]"),
             ));
-        } else if let Some(j) = seen.iter().position(|t| *t == target) {
-            errors.push(FieldError::new(
-                format!("{path}.name"),
-                format!("{}/{} is already listed at spec.dependsOn[{j}]", target.0, target.1),
-            ));
+        } else {
+            seen.insert(target, i);
         }
-        seen.push(target);
     }
 }
 

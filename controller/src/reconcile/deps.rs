@@ -25,10 +25,9 @@ pub enum DependencyState {
     Ready,
     /// Its record exists but it is not `Healthy` at that record's generation yet.
     Waiting {
-        /// Its status's phase; `None` when it has no status yet.
+        /// Its status's phase; `None` when it has no status yet. `Healthy` here means healthy at an older
+        /// generation of its record.
         phase: Option<Phase>,
-        /// True when its status is `Healthy` but for an older generation of its record.
-        stale: bool,
     },
     /// No record.
     Missing,
@@ -68,11 +67,11 @@ impl DependencyView {
             .iter()
             .filter_map(|(key, state)| match state {
                 DependencyState::Ready => None,
-                DependencyState::Waiting { phase: None, .. } => Some(format!("{key} (no status yet)")),
-                DependencyState::Waiting { phase: Some(p), stale: true } => {
-                    Some(format!("{key} ({} at an older generation)", p.as_str()))
+                DependencyState::Waiting { phase: None } => Some(format!("{key} (no status yet)")),
+                DependencyState::Waiting { phase: Some(Phase::Healthy) } => {
+                    Some(format!("{key} (Healthy at an older generation)"))
                 }
-                DependencyState::Waiting { phase: Some(p), stale: false } => Some(format!("{key} ({})", p.as_str())),
+                DependencyState::Waiting { phase: Some(p) } => Some(format!("{key} ({})", p.as_str())),
                 DependencyState::Missing => Some(format!("{key} (no such app)")),
             })
             .collect();
@@ -118,12 +117,9 @@ fn state_of(dep: &AppKey, records: &Records, statuses: &Statuses) -> DependencyS
     let Some(record) = records.get(dep) else { return DependencyState::Missing };
     let status = statuses.get(dep).and_then(|e| e.status);
     match status {
-        None => DependencyState::Waiting { phase: None, stale: false },
+        None => DependencyState::Waiting { phase: None },
         Some(s) if s.phase == Phase::Healthy && s.observed_generation == record.generation() => DependencyState::Ready,
-        Some(s) => DependencyState::Waiting {
-            phase: Some(s.phase),
-            stale: s.phase == Phase::Healthy && s.observed_generation != record.generation(),
-        },
+        Some(s) => DependencyState::Waiting { phase: Some(s.phase) },
     }
 }
 

@@ -87,10 +87,7 @@ fn view_should_be_empty_for_an_app_without_dependencies() {
 fn view_should_say_ready_only_for_healthy_at_the_current_generation() {
     let stores = Stores::new(&[record("db", 5, &[]), record("web", 6, &["db"])]);
     // No status yet.
-    assert_eq!(
-        stores.view("web").dependencies,
-        vec![(key("db"), DependencyState::Waiting { phase: None, stale: false })]
-    );
+    assert_eq!(stores.view("web").dependencies, vec![(key("db"), DependencyState::Waiting { phase: None })]);
     assert_eq!(stores.view("web").waiting_for().as_deref(), Some("waiting for default/db (no status yet)"));
     // Progressing.
     stores.status("db", Phase::Progressing, 5, &[]);
@@ -99,7 +96,7 @@ fn view_should_say_ready_only_for_healthy_at_the_current_generation() {
     stores.status("db", Phase::Healthy, 4, &[]);
     assert_eq!(
         stores.view("web").dependencies,
-        vec![(key("db"), DependencyState::Waiting { phase: Some(Phase::Healthy), stale: true })]
+        vec![(key("db"), DependencyState::Waiting { phase: Some(Phase::Healthy) })]
     );
     assert_eq!(
         stores.view("web").waiting_for().as_deref(),

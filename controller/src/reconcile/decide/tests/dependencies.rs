@@ -32,7 +32,7 @@ fn deps(state: DependencyState) -> DependencyView {
 }
 
 fn progressing() -> DependencyView {
-    deps(DependencyState::Waiting { phase: Some(Phase::Progressing), stale: false })
+    deps(DependencyState::Waiting { phase: Some(Phase::Progressing) })
 }
 
 fn message(plan: &Plan, type_: ConditionType) -> String {
@@ -53,7 +53,7 @@ fn decide_should_not_create_an_app_while_a_dependency_is_not_healthy() {
 
 #[test]
 fn decide_should_wait_for_a_dependency_healthy_only_at_an_older_generation() {
-    let stale = deps(DependencyState::Waiting { phase: Some(Phase::Healthy), stale: true });
+    let stale = deps(DependencyState::Waiting { phase: Some(Phase::Healthy) });
     let plan = run_with(&valid(depending()), &Live::default(), None, &stale);
     assert!(plan.actions.is_empty());
     assert_eq!(message(&plan, ConditionType::Ready), "waiting for default/db (Healthy at an older generation)");
@@ -84,7 +84,7 @@ fn decide_should_report_a_missing_dependency_and_wait() {
 #[test]
 fn decide_should_report_a_cycle_across_records_and_wait() {
     let cycle = DependencyView {
-        dependencies: vec![(db(), DependencyState::Waiting { phase: Some(Phase::Pending), stale: false })],
+        dependencies: vec![(db(), DependencyState::Waiting { phase: Some(Phase::Pending) })],
         cycle: Some(vec![key(), db(), key()]),
         dependents: Vec::new(),
     };
