@@ -22,9 +22,10 @@ pub const RUNS_BYTE_BUDGET: usize = 64 * 1024;
 const LAST_RESORT_CUT: usize = 256;
 
 /// Keeps `runs` within [`RUNS_BYTE_BUDGET`], giving up detail in this order until they fit: the resolved query of all
-/// but each run's newest measurement; older measurements (down to the newest one of each run); the oldest finished
-/// runs; then every remaining query, error and message is cut to 256 bytes. Counters are never touched, so verdicts
-/// and a resumed run's limits are unchanged: only what a person reads gets shorter.
+/// but each run's newest measurement; older measurements (down to the newest one of each run); every query, error
+/// and message cut to 256 bytes; then the oldest finished runs of earlier steps. Counters are never touched, and
+/// the runs of the current step (the newest run's) are never dropped, so verdicts and a resumed run's limits are
+/// unchanged (an inconclusive run the current step waits on stays): only what a person reads gets shorter.
 pub fn fit_runs(runs: &mut Vec<AnalysisRunStatus>) {
     let size = |runs: &Vec<AnalysisRunStatus>| serde_json::to_vec(runs).map_or(usize::MAX, |v| v.len());
     if size(runs) <= RUNS_BYTE_BUDGET {
@@ -45,20 +46,23 @@ pub fn fit_runs(runs: &mut Vec<AnalysisRunStatus>) {
             run.measurements.drain(..extra);
         }
     }
-    while size(runs) > RUNS_BYTE_BUDGET {
-        let Some(oldest) = runs.iter().position(|r| r.phase.is_terminal()) else { break };
-        runs.remove(oldest);
+    if size(runs) <= RUNS_BYTE_BUDGET {
+        return;
     }
-    if size(runs) > RUNS_BYTE_BUDGET {
-        for run in runs.iter_mut() {
-            cut(&mut run.message, LAST_RESORT_CUT);
-            for m in &mut run.measurements {
-                cut(&mut m.query, LAST_RESORT_CUT);
-                if let Some(error) = &mut m.error {
-                    cut(error, LAST_RESORT_CUT);
-                }
+    for run in runs.iter_mut() {
+        cut(&mut run.message, LAST_RESORT_CUT);
+        for m in &mut run.measurements {
+            cut(&mut m.query, LAST_RESORT_CUT);
+            if let Some(error) = &mut m.error {
+                cut(error, LAST_RESORT_CUT);
             }
         }
+    }
+    let current = runs.last().map(|r| (r.id.generation, r.id.step));
+    while size(runs) > RUNS_BYTE_BUDGET {
+        let earlier = |r: &AnalysisRunStatus| Some((r.id.generation, r.id.step)) != current;
+        let Some(oldest) = runs.iter().position(|r| r.phase.is_terminal() && earlier(r)) else { break };
+        runs.remove(oldest);
     }
 }
 
