@@ -47,6 +47,34 @@ pub fn job_version(job: &Value) -> u64 {
     job["Version"].as_u64().unwrap_or(0)
 }
 
+/// Every Drover status under `drover/status/default/` of the Consul API at `consul_url`, by app name (one recursive
+/// read; a value that is not a status is left out).
+pub async fn statuses(
+    http: &reqwest::Client,
+    consul_url: &str,
+) -> std::collections::BTreeMap<String, drover::status::AppStatus> {
+    use base64::Engine as _;
+    let url = format!("{consul_url}/v1/kv/drover/status/default/?recurse=true");
+    let resp = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return std::collections::BTreeMap::new();
+    }
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    let pairs: Vec<Value> = resp.json().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut out = std::collections::BTreeMap::new();
+    for pair in pairs {
+        let key = pair["Key"].as_str().unwrap_or_default();
+        let Some(name) = key.rsplit('/').next() else { continue };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pair["Value"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        if let Ok(status) = serde_json::from_slice(&bytes) {
+            out.insert(name.to_owned(), status);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

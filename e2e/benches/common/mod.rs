@@ -186,10 +186,35 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The median of a slice (sorted in place).
+/// The median of a slice (sorted in place): the middle value, or the mean of the two middle ones.
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    percentile(values, 50.0)
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Resets the peak RSS (`VmHWM`) of `pid` to its current RSS (`/proc/PID/clear_refs`, value 5), so a later
+/// `VmHWM` reading is the peak since now; false when the kernel refused.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// `defaults` followed by the flags of `BENCH_DROVER_ARGS`; a default whose flag `BENCH_DROVER_ARGS` also gives is
+/// left out (clap refuses a flag given twice).
+pub fn drover_args(defaults: &[(&str, &str)]) -> Vec<String> {
+    let extra = std::env::var("BENCH_DROVER_ARGS").unwrap_or_default();
+    let given: Vec<&str> = extra.split_whitespace().collect();
+    let mut args = Vec::new();
+    for (flag, value) in defaults {
+        if !given.iter().any(|g| g == flag || g.starts_with(&format!("{flag}="))) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    args.extend(given.iter().map(|g| g.to_string()));
+    args
 }
 
 /// Prints one figure with its target and PASS/MISS.

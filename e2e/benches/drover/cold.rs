@@ -34,10 +34,8 @@ pub async fn run(
 
     let started = Instant::now();
     // `BENCH_DROVER_ARGS` adds flags to `drover run` (e.g. `--workers 8`).
-    let extra = std::env::var("BENCH_DROVER_ARGS").unwrap_or_default();
-    let mut args = vec!["--resync", RESYNC];
-    args.extend(extra.split_whitespace());
-    let mut drover = Drover::start(&sim, &args)?;
+    let args = crate::common::drover_args(&[("--resync", RESYNC)]);
+    let mut drover = Drover::start(&sim, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
     drover.wait_healthz(http, Duration::from_secs(20)).await?;
     let ready = wait_ready(http, &drover, deadline).await?;
     let converged = converge(http, &sim, &mut drover, apps, started, deadline).await?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use drover::status::Phase;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 
 use super::apps::{self, Kind, SCALE_MAX, SCALE_MIN};
@@ -46,7 +46,7 @@ pub(super) async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) 
 /// its job running the last written image (an autoscaled one within its bounds); a colliding app's status at its
 /// last generation and Failed.
 pub(super) async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<(usize, String)> {
-    let statuses = all_statuses(sim).await;
+    let statuses = crate::statuses(&sim.http, &sim.consul_url).await;
     let mut pending = Vec::new();
     for (i, kind) in fleet.kinds.iter().enumerate() {
         let name = apps::name(i);
@@ -87,30 +87,6 @@ pub(super) async fn unconverged(sim: &SimProcess, fleet: &Fleet) -> Vec<(usize, 
         }
     }
     pending
-}
-
-/// Every status under `drover/status/default/`, by app name (one recursive read).
-async fn all_statuses(sim: &SimProcess) -> BTreeMap<String, drover::status::AppStatus> {
-    use base64::Engine as _;
-    let url = format!("{}/v1/kv/drover/status/default/?recurse=true", sim.consul_url);
-    let resp = sim.http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return BTreeMap::new();
-    }
-    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
-    let pairs: Vec<Value> = resp.json().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let mut out = BTreeMap::new();
-    for pair in pairs {
-        let key = pair["Key"].as_str().unwrap_or_default();
-        let Some(name) = key.rsplit('/').next() else { continue };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(pair["Value"].as_str().unwrap_or_default())
-            .unwrap_or_default();
-        if let Ok(status) = serde_json::from_slice(&bytes) {
-            out.insert(name.to_owned(), status);
-        }
-    }
-    out
 }
 
 /// Every job a person owns that is not as they left it: one line each.
