@@ -158,10 +158,14 @@ mod tests {
             samples.push(RssSample { t: i as f64, replica: "a1".into(), kb: 1000 });
             samples.push(RssSample { t: i as f64, replica: "b1".into(), kb: 1000 + i * 100 });
         }
-        // A replica that lived a short while at the end, growing fast: shown, not judged.
+        // A replica that lived a short while at the end, growing far faster than b1: shown, not judged (were it
+        // judged, it would be the worst).
         for i in 15..27u64 {
-            samples.push(RssSample { t: i as f64, replica: "b2".into(), kb: 1000 + i * 1000 });
+            samples.push(RssSample { t: i as f64, replica: "b2".into(), kb: 100 + (i - 15) * (i - 15) * 1000 });
         }
+        let short: Vec<u64> = samples.iter().filter(|s| s.replica == "b2").map(|s| s.kb).collect();
+        let long: Vec<u64> = samples.iter().filter(|s| s.replica == "b1").map(|s| s.kb).collect();
+        assert!(flatness(&short) > flatness(&long), "b2 grows faster: {:?} vs {:?}", flatness(&short), flatness(&long));
         let (table, worst) = memory_table(&samples, 5);
         assert!(table.contains("replica a1") && table.contains("replica b1"), "{table}");
         assert!(table.contains("not judged"), "{table}");
