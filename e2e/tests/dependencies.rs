@@ -76,10 +76,9 @@ async fn an_app_should_wait_for_its_dependency_to_be_healthy_and_be_deleted_firs
     assert!(sim.nomad_requests(since, "DELETE", "/v1/job/web").await.is_empty(), "web is not stopped");
     // The metrics say so too.
     wait_until(drover_e2e::DEADLINE, "drover_apps_waiting{on=\"dependents\"} 1", || async {
-        let text = reqwest::get(format!("{}/metrics", drover.url)).await.map_err(|e| e.to_string())?;
-        let text = text.text().await.map_err(|e| e.to_string())?;
-        let line = text.lines().find(|l| l.starts_with("drover_apps_waiting{on=\"dependents\"}")).map(str::to_owned);
-        if line.as_deref().is_some_and(|l| l.ends_with(" 1")) { Ok(()) } else { Err(line.unwrap_or_default()) }
+        let waiting =
+            drover_e2e::metric_sum(&drover.get_text("/metrics").await, "drover_apps_waiting{on=\"dependents\"}");
+        if waiting == 1 { Ok(()) } else { Err(format!("{waiting} waiting")) }
     })
     .await;
 

@@ -154,6 +154,13 @@ pub enum Output {
     Yaml,
 }
 
+/// The notifications file at `path` (`--notifications` of `run` and `sync --watch`), checked, with the default
+/// delivery settings.
+pub(crate) fn notifications(path: &std::path::Path) -> anyhow::Result<crate::notify::Notifications> {
+    let targets = crate::notify::load(path, &env_lookup)?;
+    Ok(crate::notify::Notifications::new(targets, crate::notify::DeliveryConfig::default())?)
+}
+
 /// The process environment, read through one seam (STYLE item 10).
 pub fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()

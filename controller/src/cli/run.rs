@@ -159,9 +159,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::leader::LockConfig::new(&config.prefix, s.ttl, s.lock_delay, holder)
     });
     if let Some(path) = &args.notifications {
-        let targets = crate::notify::load(path, &super::env_lookup)?;
-        let delivery = crate::notify::DeliveryConfig::default();
-        config.notifications = Some(crate::notify::Notifications::new(targets, delivery)?);
+        config.notifications = Some(super::notifications(path)?);
     }
     let metrics = Arc::new(Metrics::new());
     let consul_config = args.consul.config()?;

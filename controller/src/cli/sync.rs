@@ -72,7 +72,8 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (GitHub's X-Hub-Signature-256 HMAC); trailing whitespace ignored.
     #[arg(long, requires = "listen")]
     pub webhook_secret_file: Option<String>,
-    /// With --watch: tell webhook targets of every failed sync (`SyncFailed`, once per revision). The same file as
+    /// With --watch: tell webhook targets of every failed sync (`SyncFailed`, once per revision until a sync
+    /// succeeds). The same file as
     /// `drover run --notifications` (README "Notifications"), checked before the watch starts.
     #[arg(long, requires = "watch")]
     pub notifications: Option<std::path::PathBuf>,
@@ -136,11 +137,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             bail!("--interval must be at least {}", humantime::format_duration(MIN_INTERVAL));
         }
         let notifier = match &args.notifications {
-            Some(path) => {
-                let targets = crate::notify::load(path, &super::env_lookup)?;
-                let setup = crate::notify::Notifications::new(targets, crate::notify::DeliveryConfig::default())?;
-                Some(crate::notify::Notifier::<crate::notify::SyncEvent>::start(setup, metrics.clone()))
-            }
+            Some(path) => Some(crate::notify::Notifier::<crate::notify::SyncEvent>::start(
+                super::notifications(path)?,
+                metrics.clone(),
+            )),
             None => None,
         };
         super::run::init_logging(super::run::LogFormat::Text);

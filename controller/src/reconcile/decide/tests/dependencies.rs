@@ -13,18 +13,7 @@ fn depending() -> ValidRecord {
 }
 
 fn run_with(record: &RecordState, live: &Live, status: Option<&AppStatus>, deps: &DependencyView) -> Plan {
-    decide(&Observed {
-        key: &key(),
-        owner: OWNER,
-        record,
-        live,
-        status,
-        measurements: &BTreeMap::new(),
-        analysis: &BTreeMap::new(),
-        control: None,
-        dependencies: deps,
-        now: now(),
-    })
+    decide_with_deps(record, live, status, deps, now())
 }
 
 fn deps(state: DependencyState) -> DependencyView {

@@ -47,8 +47,19 @@ fn valid(r: ValidRecord) -> RecordState {
     RecordState::Present(Arc::new(Record::Valid(Arc::new(r))))
 }
 
-/// Runs the decision at `now()`.
+/// Runs the decision at `at`, with no dependency.
 fn decide_at(record: &RecordState, live: &Live, status: Option<&AppStatus>, at: SystemTime) -> Plan {
+    decide_with_deps(record, live, status, &crate::reconcile::deps::DependencyView::none(), at)
+}
+
+/// Runs the decision at `at` with the dependency view `deps`.
+fn decide_with_deps(
+    record: &RecordState,
+    live: &Live,
+    status: Option<&AppStatus>,
+    deps: &crate::reconcile::deps::DependencyView,
+    at: SystemTime,
+) -> Plan {
     decide(&Observed {
         key: &key(),
         owner: OWNER,
@@ -58,7 +69,7 @@ fn decide_at(record: &RecordState, live: &Live, status: Option<&AppStatus>, at: 
         measurements: &BTreeMap::new(),
         analysis: &BTreeMap::new(),
         control: None,
-        dependencies: &crate::reconcile::deps::DependencyView::none(),
+        dependencies: deps,
         now: at,
     })
 }
