@@ -87,6 +87,18 @@ impl DependencyView {
     }
 }
 
+/// The dependents holding a deletion back, for its status message: `default/web (its record depends on it), …`.
+pub fn describe_dependents(dependents: &[(AppKey, DependentState)]) -> String {
+    let names: Vec<String> = dependents
+        .iter()
+        .map(|(k, why)| match why {
+            DependentState::Listed => format!("{k} (its record depends on it)"),
+            DependentState::Deleting => format!("{k} (being deleted)"),
+        })
+        .collect();
+    names.join(", ")
+}
+
 /// `a → b → a`.
 pub fn path(keys: &[AppKey]) -> String {
     keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(" → ")

@@ -33,36 +33,12 @@ pub(super) fn deleted(
     ts: &str,
 ) -> Plan {
     // No status either: Drover never managed this key (or already finished deleting it).
-    let Some(status) = stored else { return Plan::nothing() };
-    // Deletion goes in reverse order: apps that depend on this one go first. Each dependent's status change (its
-    // record edited, its own deletion done) wakes this app again.
-    if !dependents.is_empty() {
-        let mut status = status.clone();
-        status.phase = Phase::Deleting;
-        let names: Vec<String> = dependents
-            .iter()
-            .map(|(k, why)| match why {
-                DependentState::Listed => format!("{k} (its record depends on it)"),
-                DependentState::Deleting => format!("{k} (being deleted)"),
-            })
-            .collect();
-        status.set_condition(
-            ConditionType::Ready,
-            ConditionStatus::False,
-            Reason::WaitingForDependents,
-            format!(
-                "the record is deleted; its deletionPolicy waits until the apps depending on it are gone: {}",
-                names.join(", ")
-            ),
-            ts,
-        );
-        return Plan::status(status, Requeue::AwaitChange);
-    }
+    let Some(stored) = stored else { return Plan::nothing() };
+    let mut status = stored.clone();
+    status.phase = Phase::Deleting;
     // Drover's last write is not in the cache yet (a create followed at once by a delete): its absence proves
     // nothing, so wait for the watch rather than forget a job that runs.
     if live.job.is_none() && status.applied_job_modify_index.is_some_and(|a| a > live.index) {
-        let mut status = status.clone();
-        status.phase = Phase::Deleting;
         return Plan::status(status, Requeue::After(super::AWAIT_NOMAD_RECHECK));
     }
     let mut actions: Vec<Action> = live
@@ -72,9 +48,23 @@ pub(super) fn deleted(
         .filter(|j| j.owned_by(owner))
         .filter_map(|j| retire(status.deletion_policy, j, owner))
         .collect();
+    // Deletion goes in reverse order: apps that depend on this one go first. Each dependent's status change (its
+    // record edited, its own deletion done) wakes this app again. A deletion that stops nothing (orphan, or no job
+    // left running) takes nothing from a dependent, so it does not wait.
+    if !actions.is_empty() && !dependents.is_empty() {
+        status.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::WaitingForDependents,
+            format!(
+                "the record is deleted; its deletionPolicy waits until the apps depending on it are gone: {}",
+                crate::reconcile::deps::describe_dependents(dependents)
+            ),
+            ts,
+        );
+        return Plan::status(status, Requeue::AwaitChange);
+    }
     actions.push(Action::DeleteStatus);
-    let mut status = status.clone();
-    status.phase = Phase::Deleting;
     Plan { actions, status: Some(status), requeue: Requeue::AwaitChange, drift_detected: false, evaluated: None }
 }
 

@@ -139,6 +139,14 @@ fn decide_should_delete_only_after_the_dependents_are_gone() {
     // The dependents are gone: the deletion policy applies.
     let plan = run_with(&RecordState::Gone, &l, Some(&stored), &DependencyView::none());
     assert_eq!(plan.actions, vec![stop("web", false), Action::DeleteStatus]);
+    // A deletion that stops nothing (orphan) takes nothing from a dependent: it does not wait.
+    let orphan = AppStatus { deletion_policy: ObservedDeletionPolicy::Orphan, ..stored.clone() };
+    let waiting = DependencyView {
+        dependents: vec![(AppKey::new("default", "api"), DependentState::Listed)],
+        ..DependencyView::none()
+    };
+    let plan = run_with(&RecordState::Gone, &l, Some(&orphan), &waiting);
+    assert_eq!(plan.actions, vec![Action::DeleteStatus], "{plan:?}");
 }
 
 #[test]
