@@ -79,6 +79,20 @@ pub struct SimProcess {
 }
 
 impl SimProcess {
+    /// Runs the `drover` CLI with `args` against this simulator (`CONSUL_HTTP_ADDR`, `NOMAD_ADDR`, `USER=tester`,
+    /// then `env`) on a blocking thread, and returns its output.
+    pub async fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(binary("drover"));
+        cmd.args(args)
+            .env("CONSUL_HTTP_ADDR", &self.consul_url)
+            .env("NOMAD_ADDR", &self.nomad_url)
+            .env("USER", "tester");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
+    }
+
     /// Starts `drover-sim` at this time scale and waits for both of its `… listening on http://…` lines.
     pub async fn start(time_scale: f64) -> SimProcess {
         SimProcess::start_with(time_scale, None, None).await

@@ -8,13 +8,6 @@ use drover::status::{AppStatus, Phase};
 use drover_e2e::{DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, template_record, wait_until};
 use serde_json::Value;
 
-/// Runs `drover <args>` against `sim`'s Consul (and Nomad) on a blocking thread.
-async fn drover_cli(sim: &SimProcess, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(binary("drover"));
-    cmd.args(args).env("CONSUL_HTTP_ADDR", &sim.consul_url).env("NOMAD_ADDR", &sim.nomad_url);
-    tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
-}
-
 fn stdout_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("stdout is JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
@@ -45,11 +38,11 @@ async fn cli_should_apply_get_describe_and_delete_against_a_running_controller()
     let file = temp_file("web.yaml", &template_record("web", "nginx:1.27", "deletionPolicy: Purge"));
     let file = file.to_str().expect("utf-8 path");
 
-    let out = drover_cli(&sim, &["apply", "-f", file]).await;
+    let out = sim.cli(&["apply", "-f", file], &[]).await;
     assert!(out.status.success(), "apply exits 0: {}", stderr(&out));
     sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
 
-    let out = drover_cli(&sim, &["get", "-o", "json"]).await;
+    let out = sim.cli(&["get", "-o", "json"], &[]).await;
     assert!(out.status.success(), "get exits 0: {}", stderr(&out));
     let rows = stdout_json(&out);
     let rows = rows.as_array().expect("get -o json prints an array");
@@ -59,17 +52,17 @@ async fn cli_should_apply_get_describe_and_delete_against_a_running_controller()
     assert_eq!(status.phase, Phase::Healthy);
     assert_eq!(rows[0]["generation"].as_u64(), Some(status.observed_generation));
 
-    let out = drover_cli(&sim, &["describe", "default/web", "-o", "json"]).await;
+    let out = sim.cli(&["describe", "default/web", "-o", "json"], &[]).await;
     assert!(out.status.success(), "describe exits 0: {}", stderr(&out));
     let row = stdout_json(&out);
     let status: AppStatus = serde_json::from_value(row["status"].clone()).expect("an AppStatus");
     assert_eq!(status.job_id.as_deref(), Some("web"));
     assert!(!status.history.is_empty(), "describe shows the history: {status:?}");
 
-    let out = drover_cli(&sim, &["describe", "default/nothing", "-o", "json"]).await;
+    let out = sim.cli(&["describe", "default/nothing", "-o", "json"], &[]).await;
     assert!(!out.status.success(), "describe of an unknown app exits non-zero");
 
-    let out = drover_cli(&sim, &["delete", "default/web"]).await;
+    let out = sim.cli(&["delete", "default/web"], &[]).await;
     assert!(out.status.success(), "delete exits 0: {}", stderr(&out));
     wait_until(DEADLINE, "job web purged and its status deleted", || async {
         let job = sim.job("default", "web").await;
@@ -77,7 +70,7 @@ async fn cli_should_apply_get_describe_and_delete_against_a_running_controller()
         if job.is_none() && status.is_none() { Ok(()) } else { Err((job.is_some(), status.map(|s| s.phase))) }
     })
     .await;
-    let out = drover_cli(&sim, &["get", "-o", "json"]).await;
+    let out = sim.cli(&["get", "-o", "json"], &[]).await;
     assert!(out.status.success(), "get exits 0: {}", stderr(&out));
     assert_eq!(stdout_json(&out), serde_json::json!([]), "no app left");
     drover.assert_running();
@@ -120,7 +113,7 @@ async fn wait_should_exit_with_the_rollouts_outcome() {
     let drover = DroverProcess::start(&sim, &[]).await;
 
     sim.put_record("default", "good", template_record("good", "nginx:1.27", "")).await;
-    let out = drover_cli(&sim, &["wait", "default/good", "--timeout", "30s"]).await;
+    let out = sim.cli(&["wait", "default/good", "--timeout", "30s"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "Healthy: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Healthy"));
 
@@ -130,17 +123,17 @@ async fn wait_should_exit_with_the_rollouts_outcome() {
     // minutes instead of its default 10.
     let fast_fail = "  progressDeadline: 2m";
     sim.put_record("default", "bad", template_record("bad", "nginx:1.27", fast_fail)).await;
-    let out = drover_cli(&sim, &["wait", "bad", "--timeout", "30s"]).await;
+    let out = sim.cli(&["wait", "bad", "--timeout", "30s"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "Degraded: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Degraded"), "{}", String::from_utf8_lossy(&out.stdout));
 
     // Allocations whose health never comes: still Progressing when the timeout passes.
     sim.set_health("default", "slow", None, "never").await;
     sim.put_record("default", "slow", template_record("slow", "nginx:1.27", "")).await;
-    let out = drover_cli(&sim, &["wait", "slow", "--timeout", "1s"]).await;
+    let out = sim.cli(&["wait", "slow", "--timeout", "1s"], &[]).await;
     assert_eq!(out.status.code(), Some(2), "timeout: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
 
-    let out = drover_cli(&sim, &["wait", "nothing", "--timeout", "1s"]).await;
+    let out = sim.cli(&["wait", "nothing", "--timeout", "1s"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "an app that does not exist is an error");
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
     let _ = drover;

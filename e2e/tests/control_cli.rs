@@ -8,14 +8,7 @@ use std::process::Output;
 use drover::rollout::status::PausedReason;
 use drover::rollout::{Control, ControlAction, RolloutStatus, StepRef};
 use drover::status::{AppStatus, Phase};
-use drover_e2e::{SimProcess, TIME_SCALE, binary};
-
-/// Runs `drover <args>` against `sim`'s Consul on a blocking thread, as user `tester`.
-async fn drover_cli(sim: &SimProcess, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(binary("drover"));
-    cmd.args(args).env("CONSUL_HTTP_ADDR", &sim.consul_url).env("USER", "tester");
-    tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
-}
+use drover_e2e::{SimProcess, TIME_SCALE};
 
 fn text(out: &Output) -> String {
     format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -70,7 +63,7 @@ async fn control_commands_should_write_the_control_for_the_current_generation() 
     let generation = sim.put_record("default", "web", RECORD).await;
     sim.kv_put("drover/status/default/web", status(generation, Some(StepRef::Step(1)))).await;
 
-    let out = drover_cli(&sim, &["promote", "web", "--by", "ci-bot"]).await;
+    let out = sim.cli(&["promote", "web", "--by", "ci-bot"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "promote at a manual gate writes a control: {}", text(&out));
     let (written, first_index) = control(&sim).await.expect("a control was written");
     assert_eq!(
@@ -81,7 +74,7 @@ async fn control_commands_should_write_the_control_for_the_current_generation() 
     let rfc3339 = at.len() == 20 && at[4] == b'-' && at[10] == b'T' && at[19] == b'Z';
     assert!(rfc3339, "requestedAt is RFC 3339 in UTC: {:?}", written.requested_at);
 
-    let out = drover_cli(&sim, &["promote", "default/web", "--full"]).await;
+    let out = sim.cli(&["promote", "default/web", "--full"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (written, index) = control(&sim).await.expect("a control");
     assert_eq!((written.action, written.by.as_str()), (ControlAction::PromoteFull, "tester"), "by defaults to $USER");
@@ -90,7 +83,7 @@ async fn control_commands_should_write_the_control_for_the_current_generation() 
     // The record changes; the controller has not observed it yet: the control names the new generation.
     let newer = sim.put_record("default", "web", RECORD.replace("1.27", "1.28")).await;
     assert!(newer > generation);
-    let out = drover_cli(&sim, &["abort", "-n", "default", "web"]).await;
+    let out = sim.cli(&["abort", "-n", "default", "web"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (written, _) = control(&sim).await.expect("a control");
     assert_eq!((written.action, written.generation), (ControlAction::Abort, newer), "never the stale generation");
@@ -99,18 +92,18 @@ async fn control_commands_should_write_the_control_for_the_current_generation() 
     sim.kv_put("drover/status/default/web", status(newer, None)).await;
     let (_, before) = control(&sim).await.expect("a control");
     for args in [&["promote", "web"][..], &["pause", "web"], &["resume", "web"], &["retry", "web"]] {
-        let out = drover_cli(&sim, args).await;
+        let out = sim.cli(args, &[]).await;
         assert_eq!(out.status.code(), Some(3), "{args:?} has nothing to act on: {}", text(&out));
     }
     assert_eq!(control(&sim).await.map(|(_, i)| i), Some(before), "no control was written");
     sim.kv_put("drover/status/default/web", status(newer, Some(StepRef::Step(0)))).await;
-    let out = drover_cli(&sim, &["restart", "web"]).await;
+    let out = sim.cli(&["restart", "web"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "the steps of a rollout can start again: {}", text(&out));
     assert_eq!(control(&sim).await.map(|(c, _)| (c.action, c.generation)), Some((ControlAction::Restart, newer)));
 
-    let out = drover_cli(&sim, &["promote", "default/nothing"]).await;
+    let out = sim.cli(&["promote", "default/nothing"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "an unknown app is an error: {}", text(&out));
-    let out = drover_cli(&sim, &["promote", "prod/web", "-n", "default"]).await;
+    let out = sim.cli(&["promote", "prod/web", "-n", "default"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "a -n that disagrees with APP is an error: {}", text(&out));
     assert!(sim.kv_get("drover/control/default/nothing").await.is_none());
 }

@@ -201,13 +201,6 @@ async fn an_unhealthy_canary_failed_by_nomad_should_not_be_registered_again() {
     drover.assert_running();
 }
 
-/// Runs `drover <args>` against `sim`'s Consul on a blocking thread.
-async fn drover_cli(sim: &SimProcess, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(drover_e2e::binary("drover"));
-    cmd.args(args).env("CONSUL_HTTP_ADDR", &sim.consul_url).env("USER", "e2e");
-    tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
-}
-
 /// Scenario 3: a manual gate holds the rollout `Paused` until `drover promote`; a control written for an older
 /// generation is ignored and reported, and never promotes the newer spec.
 #[tokio::test]
@@ -248,7 +241,7 @@ async fn a_manual_gate_should_wait_for_drover_promote_and_ignore_a_stale_control
     };
     assert_eq!(promotes(&sim.log(Some("nomad"), 0).await.requests), 0);
 
-    let out = drover_cli(&sim, &["promote", "web"]).await;
+    let out = sim.cli(&["promote", "web"], &[]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let done = sim
         .wait_for_status("default", "web", "Healthy after drover promote", |s| {
@@ -270,7 +263,7 @@ async fn drover_wait_should_exit_by_the_rollouts_outcome() {
     let mut drover = DroverProcess::start(&sim, &[]).await;
     let gate = "      - pause: {}\n";
     sim.put_record("default", "web", canary_record("nginx:1", gate)).await;
-    let out = drover_cli(&sim, &["wait", "web", "--timeout", "30s"]).await;
+    let out = sim.cli(&["wait", "web", "--timeout", "30s"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "the first version rolls out: {}", String::from_utf8_lossy(&out.stdout));
 
     let second = sim.put_record("default", "web", canary_record("nginx:2", gate)).await;
@@ -278,11 +271,11 @@ async fn drover_wait_should_exit_by_the_rollouts_outcome() {
         s.phase == Phase::Paused && s.observed_generation == second
     })
     .await;
-    let out = drover_cli(&sim, &["wait", "web", "--timeout", "2s"]).await;
+    let out = sim.cli(&["wait", "web", "--timeout", "2s"], &[]).await;
     assert_eq!(out.status.code(), Some(2), "a gate nobody promotes: timeout; {}", String::from_utf8_lossy(&out.stdout));
-    let promote = drover_cli(&sim, &["promote", "web"]).await;
+    let promote = sim.cli(&["promote", "web"], &[]).await;
     assert!(promote.status.success(), "{}", String::from_utf8_lossy(&promote.stderr));
-    let out = drover_cli(&sim, &["wait", "web", "--timeout", "30s"]).await;
+    let out = sim.cli(&["wait", "web", "--timeout", "30s"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "promoted and healthy: {}", String::from_utf8_lossy(&out.stdout));
 
     let third = sim.put_record("default", "web", canary_record("nginx:3", gate)).await;
@@ -290,9 +283,9 @@ async fn drover_wait_should_exit_by_the_rollouts_outcome() {
         s.phase == Phase::Paused && s.observed_generation == third
     })
     .await;
-    let abort = drover_cli(&sim, &["abort", "web"]).await;
+    let abort = sim.cli(&["abort", "web"], &[]).await;
     assert!(abort.status.success(), "{}", String::from_utf8_lossy(&abort.stderr));
-    let out = drover_cli(&sim, &["wait", "web", "--timeout", "30s"]).await;
+    let out = sim.cli(&["wait", "web", "--timeout", "30s"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "aborted: {}", String::from_utf8_lossy(&out.stdout));
     let status = sim.status("default", "web").await.expect("status");
     assert_eq!((status.phase, ready_reason(&status)), (Phase::Degraded, Some(Reason::Aborted)));
