@@ -26,17 +26,14 @@ impl Fleet {
     }
 }
 
-/// Polls (every second) until every app is converged, or `within` has passed: `Err` with what each app that is not
-/// shows.
-pub(super) async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) -> Result<(), Vec<(usize, String)>> {
+/// Polls (every second) until every app is converged, or `within` has passed: what each app that is not shows
+/// (empty: all converged).
+pub(super) async fn converge(sim: &SimProcess, fleet: &Fleet, within: Duration) -> Vec<(usize, String)> {
     let until = Instant::now() + within;
     loop {
         let pending = unconverged(sim, fleet).await;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= until {
-            return Err(pending);
+        if pending.is_empty() || Instant::now() >= until {
+            return pending;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
