@@ -105,19 +105,15 @@ impl CompiledTemplate {
     pub fn new(t: &AnalysisTemplate) -> Result<CompiledTemplate, Vec<FieldError>> {
         let mut errors = Vec::new();
         let provider = provider(t, &mut errors);
-        let timeout_field = match (&t.prometheus, &t.web) {
-            (Some(p), _) => p.timeout.map(|d| ("prometheus.timeout", d)),
-            (None, Some(w)) => w.timeout.map(|d| ("web.timeout", d)),
-            (None, None) => None,
-        };
-        let timeout = positive(timeout_field, DEFAULT_TIMEOUT, &mut errors);
-        let interval = positive(t.interval.map(|d| ("interval", d)), DEFAULT_INTERVAL, &mut errors);
-        let initial_delay = t.initial_delay.map_or(Duration::ZERO, HumanDuration::get);
-        let count = limit("count", t.count, 1, 1, &mut errors);
-        let failure_limit = limit("failureLimit", t.failure_limit, 0, 0, &mut errors);
-        let inconclusive_limit = limit("inconclusiveLimit", t.inconclusive_limit, 0, 0, &mut errors);
-        let consecutive_error_limit =
-            limit("consecutiveErrorLimit", t.consecutive_error_limit, DEFAULT_CONSECUTIVE_ERROR_LIMIT, 1, &mut errors);
+        let Schedule {
+            timeout,
+            interval,
+            count,
+            initial_delay,
+            failure_limit,
+            inconclusive_limit,
+            consecutive_error_limit,
+        } = Schedule::checked(t, &mut errors);
         let mut condition = |path: &str, text: &Option<String>| {
             let text = text.as_ref()?;
             Condition::parse(text)
@@ -184,10 +180,62 @@ impl CompiledTemplate {
     pub fn error_retry(&self) -> Duration {
         self.interval.min(ERROR_RETRY)
     }
+}
 
-    /// The longest a run of this template can take before it must have ended (the step's deadline, plan contract
-    /// 6): `initialDelay + (count + failureLimit + inconclusiveLimit + consecutiveErrorLimit + 1) × (interval +
-    /// timeout)`, saturating.
+/// When a template measures and when it must have ended: its timing fields with their defaults applied. The
+/// analysis stage measures on it (through [`CompiledTemplate`]) and the rollout engine sets step deadlines from it,
+/// so the two cannot disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// How long one query or call may take.
+    pub timeout: Duration,
+    /// Time between measurements.
+    pub interval: Duration,
+    /// Measurements to take.
+    pub count: u32,
+    /// Wait before the first measurement.
+    pub initial_delay: Duration,
+    /// Failed measurements tolerated.
+    pub failure_limit: u32,
+    /// Inconclusive measurements tolerated.
+    pub inconclusive_limit: u32,
+    /// Errors in a row that fail the run.
+    pub consecutive_error_limit: u32,
+}
+
+impl Schedule {
+    /// The schedule of `t`, a value out of range taking its default (validation reports it; see
+    /// [`CompiledTemplate::new`]).
+    pub fn of(t: &AnalysisTemplate) -> Schedule {
+        Schedule::checked(t, &mut Vec::new())
+    }
+
+    /// The schedule of `t`, each value out of range reported in `errors` and replaced by its default.
+    fn checked(t: &AnalysisTemplate, errors: &mut Vec<FieldError>) -> Schedule {
+        let timeout_field = match (&t.prometheus, &t.web) {
+            (Some(p), _) => p.timeout.map(|d| ("prometheus.timeout", d)),
+            (None, Some(w)) => w.timeout.map(|d| ("web.timeout", d)),
+            (None, None) => None,
+        };
+        Schedule {
+            timeout: positive(timeout_field, DEFAULT_TIMEOUT, errors),
+            interval: positive(t.interval.map(|d| ("interval", d)), DEFAULT_INTERVAL, errors),
+            initial_delay: t.initial_delay.map_or(Duration::ZERO, HumanDuration::get),
+            count: limit("count", t.count, 1, 1, errors),
+            failure_limit: limit("failureLimit", t.failure_limit, 0, 0, errors),
+            inconclusive_limit: limit("inconclusiveLimit", t.inconclusive_limit, 0, 0, errors),
+            consecutive_error_limit: limit(
+                "consecutiveErrorLimit",
+                t.consecutive_error_limit,
+                DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+                1,
+                errors,
+            ),
+        }
+    }
+
+    /// The longest a run can take before it must have ended (the step's deadline, plan contract 6): `initialDelay +
+    /// (count + failureLimit + inconclusiveLimit + consecutiveErrorLimit + 1) × (interval + timeout)`, saturating.
     pub fn max_duration(&self) -> Duration {
         let attempts = self
             .count
@@ -316,7 +364,7 @@ mod tests {
         assert!(!t.needs_baseline());
         assert_eq!(t.provider.kind(), "prometheus");
         // (1 + 0 + 0 + 4 + 1) × (30 s + 10 s).
-        assert_eq!(t.max_duration(), Duration::from_secs(240));
+        assert_eq!(Schedule::of(&t.template).max_duration(), Duration::from_secs(240));
         assert_eq!(t.error_retry(), Duration::from_secs(5));
     }
 

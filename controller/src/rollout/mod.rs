@@ -21,7 +21,7 @@ pub mod status;
 
 pub(crate) use compiled::check_headers;
 pub use compiled::{
-    DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, ERROR_RETRY, MAX_MEASUREMENT_COUNT,
+    DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, ERROR_RETRY, MAX_MEASUREMENT_COUNT, Schedule,
 };
 pub use control::{Control, ControlAction, ControlEntry, StoredControl};
 pub use controls_store::{Controls, ControlsWriter, controls};

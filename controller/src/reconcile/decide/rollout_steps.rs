@@ -8,10 +8,8 @@ use crate::app::{AnalysisStep, AnalysisTemplate, CanaryStep, OnTimeout, Strategy
 use crate::live::LiveDeployment;
 use crate::rollout::{AnalysisPhase, AnalysisRunStatus, RunId, StepRef};
 
-// A template's defaults are the analysis stage's (one source: what measures is what the deadlines assume).
-use crate::rollout::compiled::{DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
-/// Default `consecutiveErrorLimit` of a template, as this module counts.
-const DEFAULT_ERROR_LIMIT: u64 = DEFAULT_CONSECUTIVE_ERROR_LIMIT as u64;
+// A webhook's default timeout is the analysis stage's (one source: what measures is what the deadlines assume).
+use crate::rollout::compiled::DEFAULT_TIMEOUT;
 /// Default `consecutiveErrorLimit` of a webhook step (contract 2).
 const WEBHOOK_ERROR_LIMIT: u64 = 3;
 /// What a webhook's retry adds to its timeout in the step's deadline (contract 6).
@@ -159,31 +157,15 @@ impl StepKind<'_> {
     }
 }
 
-/// The longest any of the step's templates may take: `initialDelay + (count + failureLimit + inconclusiveLimit +
-/// consecutiveErrorLimit + 1) × (interval + timeout)` (contract 6), enough for every measurement the run can take
-/// before a limit ends it.
+/// The longest any of the step's templates may take ([`Schedule::max_duration`], contract 6): enough for every
+/// measurement the run can take before a limit ends it, on the schedule the analysis stage measures on.
+///
+/// [`Schedule::max_duration`]: crate::rollout::Schedule::max_duration
 pub(crate) fn analysis_budget(a: &AnalysisStep, templates: &BTreeMap<String, AnalysisTemplate>) -> Duration {
     let default = AnalysisTemplate::default();
-    let positive = |v: Option<i64>, d: u64| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(d);
     a.template_names()
         .into_iter()
-        .map(|name| {
-            let t = templates.get(name).unwrap_or(&default);
-            let interval = t.interval.map_or(DEFAULT_INTERVAL, |d| d.0);
-            let timeout = t
-                .prometheus
-                .as_ref()
-                .and_then(|p| p.timeout)
-                .or(t.web.as_ref().and_then(|w| w.timeout))
-                .map_or(DEFAULT_TIMEOUT, |d| d.0);
-            let tries = positive(t.count, 1).max(1)
-                + positive(t.failure_limit, 0)
-                + positive(t.inconclusive_limit, 0)
-                + positive(t.consecutive_error_limit, DEFAULT_ERROR_LIMIT)
-                + 1;
-            let initial = t.initial_delay.map_or(Duration::ZERO, |d| d.0);
-            initial + (interval + timeout).saturating_mul(u32::try_from(tries).unwrap_or(u32::MAX))
-        })
+        .map(|name| crate::rollout::Schedule::of(templates.get(name).unwrap_or(&default)).max_duration())
         .max()
         .unwrap_or(Duration::ZERO)
 }
