@@ -2,21 +2,15 @@
 //! pair written — and of nothing when the write fails or is skipped.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::test_receiver::{Receiver, bodies, count, eventually, start_receiver};
 use super::*;
-use crate::reconcile::Stage;
-use crate::reconcile::fake::{FakeKv, FakeNomad, KvFault};
+use crate::reconcile::fake::KvFault;
 use crate::status::Phase;
-use crate::store;
 
 const WEB: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 1}\n";
 const STATUS: &str = "drover/status/default/web";
-
-fn clock() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
 
 #[tokio::test]
 async fn stage_should_notify_each_status_it_writes_and_nothing_else() {
@@ -34,21 +28,9 @@ async fn stage_should_notify_each_status_it_writes_and_nothing_else() {
     let delivery = DeliveryConfig { min_delay: Duration::from_millis(5), ..DeliveryConfig::default() };
     let notifier = Notifier::start(Notifications::new(vec![target], delivery).expect("client"), metrics.clone());
 
-    let (mut records_writer, records) = store::records("drover");
-    let (status_writer, statuses) = store::statuses("drover");
-    let (mut live_writer, live) = store::live_cache();
-    let (nomad, kv) = (FakeNomad::default(), FakeKv::default());
-    let stage = Stage::new(
-        "drover",
-        nomad.clone(),
-        kv.clone(),
-        records,
-        live,
-        (status_writer, statuses),
-        metrics.clone(),
-        clock,
-    )
-    .with_notifier(Some(notifier));
+    let t = crate::reconcile::fake::TestStage::new(metrics.clone());
+    let (nomad, kv, mut records_writer, mut live_writer) = (t.nomad, t.kv, t.records, t.live);
+    let stage = t.stage.with_notifier(Some(notifier));
     let key = AppKey::new("default", "web");
     kv.put("drover/apps/default/web", WEB.as_bytes());
     records_writer.apply_snapshot(&kv.read("drover/apps/default/web").into_iter().collect::<Vec<_>>());

@@ -555,3 +555,46 @@ impl super::ports::ControlSource for FakeControls {
         lock(&self.controls).get(key).cloned()
     }
 }
+
+/// A fixed wall clock for stage tests: 2027-01-15T08:00:00Z.
+pub fn fixed_clock() -> std::time::SystemTime {
+    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
+}
+
+/// A reconcile stage over fresh stores and these fakes, at [`fixed_clock`], and the handles a test drives it with.
+/// Tests add what they exercise (`with_wake`, `with_notifier`, `with_leadership`, …) to `stage`.
+pub struct TestStage {
+    /// The stage.
+    pub stage: super::Stage<FakeNomad, FakeKv>,
+    /// Its Nomad.
+    pub nomad: FakeNomad,
+    /// Its Consul KV.
+    pub kv: FakeKv,
+    /// The records store's writer (the records watch's part).
+    pub records: crate::store::RecordsWriter,
+    /// The live cache's writer (the Nomad watch's part).
+    pub live: crate::store::LiveWriter,
+    /// A reader of the statuses the stage writes.
+    pub statuses: crate::store::Statuses,
+}
+
+impl TestStage {
+    /// A stage for installation `drover` reporting to `metrics`.
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> TestStage {
+        let (records_writer, records) = crate::store::records("drover");
+        let (status_writer, statuses) = crate::store::statuses("drover");
+        let (live_writer, live) = crate::store::live_cache();
+        let (nomad, kv) = (FakeNomad::default(), FakeKv::default());
+        let stage = super::Stage::new(
+            "drover",
+            nomad.clone(),
+            kv.clone(),
+            records,
+            live,
+            (status_writer, statuses.clone()),
+            metrics,
+            fixed_clock,
+        );
+        TestStage { stage, nomad, kv, records: records_writer, live: live_writer, statuses }
+    }
+}

@@ -2,17 +2,12 @@
 //! dependents are woken once the store holds the new status, and a deleted dependency waits for its dependents.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
 use super::fake::{FakeKv, FakeNomad};
 use super::*;
 use crate::app::AppKey;
 use crate::status::{Phase, Reason};
-use crate::store::{self, LiveWriter, RecordsWriter, Statuses};
-
-fn clock() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
+use crate::store::{LiveWriter, RecordsWriter, Statuses};
 
 fn yaml(name: &str, deps: &[&str]) -> String {
     let mut y = format!(
@@ -45,10 +40,8 @@ struct Deps {
 }
 
 fn harness() -> Deps {
-    let (records_writer, records) = store::records("drover");
-    let (status_writer, statuses) = store::statuses("drover");
-    let (live_writer, live) = store::live_cache();
-    let (nomad, kv) = (FakeNomad::default(), FakeKv::default());
+    let t = super::fake::TestStage::new(Arc::new(crate::metrics::Metrics::new()));
+    let statuses = t.statuses;
     let woken: Woken = Arc::default();
     let wake: Wake = {
         let (woken, statuses) = (woken.clone(), statuses.clone());
@@ -57,18 +50,8 @@ fn harness() -> Deps {
             woken.lock().unwrap_or_else(|p| p.into_inner()).push((k, why, db));
         })
     };
-    let stage = Stage::new(
-        "drover",
-        nomad.clone(),
-        kv.clone(),
-        records,
-        live,
-        (status_writer, statuses.clone()),
-        Arc::new(crate::metrics::Metrics::new()),
-        clock,
-    )
-    .with_wake(wake);
-    Deps { stage, nomad, kv, records: records_writer, live: live_writer, statuses, woken }
+    let stage = t.stage.with_wake(wake);
+    Deps { stage, nomad: t.nomad, kv: t.kv, records: t.records, live: t.live, statuses, woken }
 }
 
 impl Deps {

@@ -2,23 +2,20 @@
 //! every conflict and error path, without processes.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use super::fake::fixed_clock as clock;
 use super::fake::{FakeKv, FakeNomad, KvFault, NomadFault};
 use super::*;
 use crate::app::AppKey;
 use crate::queue::{Outcome, Retry};
 use crate::status::{AppStatus, ConditionType, Phase, Reason};
-use crate::store::{self, LiveWriter, RecordsWriter};
+use crate::store::{LiveWriter, RecordsWriter};
 
 const WEB: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 1}\n";
 const WEB2: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:2', count: 1}\n";
 const RECORD: &str = "drover/apps/default/web";
 const STATUS: &str = "drover/status/default/web";
-
-fn clock() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
 
 struct Harness {
     measurements: crate::measure::MeasurementsWriter,
@@ -36,24 +33,18 @@ fn harness() -> Harness {
 
 /// A harness whose stage writes only while `gate` leads.
 fn harness_leading(gate: crate::leader::LeaderGate) -> Harness {
-    let (records_writer, records) = store::records("drover");
-    let (status_writer, statuses) = store::statuses("drover");
-    let (live_writer, live) = store::live_cache();
-    let (nomad, kv) = (FakeNomad::default(), FakeKv::default());
+    let t = super::fake::TestStage::new(Arc::new(crate::metrics::Metrics::new()));
     let (measurements, readings) = crate::measure::measurements();
-    let stage = Stage::new(
-        "drover",
-        nomad.clone(),
-        kv.clone(),
-        records,
-        live,
-        (status_writer, statuses.clone()),
-        Arc::new(crate::metrics::Metrics::new()),
-        clock,
-    )
-    .with_measurements(readings)
-    .with_leadership(gate);
-    Harness { measurements, stage, nomad, kv, records: records_writer, live: live_writer, handle_statuses: statuses }
+    let stage = t.stage.with_measurements(readings).with_leadership(gate);
+    Harness {
+        measurements,
+        stage,
+        nomad: t.nomad,
+        kv: t.kv,
+        records: t.records,
+        live: t.live,
+        handle_statuses: t.statuses,
+    }
 }
 
 impl Harness {
