@@ -318,12 +318,12 @@ impl Poller {
     fn resume_at(&self, r: &Resolved, run: &AnalysisRunStatus, now: Instant, wall: SystemTime) -> Instant {
         let t = &r.template;
         let due = match run.measurements.last() {
-            None => parse_time(&run.started_at).map(|s| s + t.initial_delay),
+            None => parse_time(&run.started_at).map(|s| s + t.schedule.initial_delay),
             Some(m) => {
                 let step = if m.phase == MeasurementPhase::Error {
-                    t.interval.min(self.config.error_retry)
+                    t.schedule.interval.min(self.config.error_retry)
                 } else {
-                    t.interval
+                    t.schedule.interval
                 };
                 parse_time(&m.at).map(|at| at + step)
             }
@@ -380,11 +380,11 @@ impl Poller {
             let m = measurement(&t.resolved, p, wall);
             let phase = m.phase;
             judge::record(&mut t.run, &t.resolved.template, m);
-            let retry = t.resolved.template.interval.min(self.config.error_retry);
+            let retry = t.resolved.template.schedule.interval.min(self.config.error_retry);
             t.next = if phase == MeasurementPhase::Error {
                 now + retry
             } else {
-                (t.next + t.resolved.template.interval).max(now)
+                (t.next + t.resolved.template.schedule.interval).max(now)
             };
             writer.put(&key.0, t.run.clone());
             let ended = t.run.phase.is_terminal().then_some(t.run.phase);

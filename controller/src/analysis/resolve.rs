@@ -308,8 +308,8 @@ mod tests {
         let r = resolve(&AppKey::new("prod", "web"), &spec(), &rollout(), &id(1, WEBHOOK_RUN)).expect("resolves");
         assert_eq!(r.request.describe(), "POST http://smoke/web/v7");
         assert_eq!(r.kind, Kind::Webhook { expect_status: vec![204] });
-        assert_eq!(r.template.count, 1);
-        assert_eq!(r.template.consecutive_error_limit, WEBHOOK_ERROR_LIMIT as u32);
+        assert_eq!(r.template.schedule.count, 1);
+        assert_eq!(r.template.schedule.consecutive_error_limit, WEBHOOK_ERROR_LIMIT as u32);
     }
 
     #[test]

@@ -70,24 +70,12 @@ pub struct CompiledTemplate {
     pub template: AnalysisTemplate,
     /// Where measurements come from.
     pub provider: Provider,
-    /// How long one query or call may take before the measurement is an error.
-    pub timeout: Duration,
+    /// When it measures and how many results it tolerates (timeout, interval, count, limits).
+    pub schedule: Schedule,
     /// Passes a measurement; `None`: a measurement passes unless `failure` holds.
     pub success: Option<Condition>,
     /// Fails a measurement; checked first.
     pub failure: Option<Condition>,
-    /// Time between measurements.
-    pub interval: Duration,
-    /// Measurements to take.
-    pub count: u32,
-    /// Wait before the first measurement.
-    pub initial_delay: Duration,
-    /// Failed measurements tolerated.
-    pub failure_limit: u32,
-    /// Inconclusive measurements tolerated.
-    pub inconclusive_limit: u32,
-    /// Errors in a row that fail the run (at least 1).
-    pub consecutive_error_limit: u32,
     /// How an empty result counts.
     pub on_empty: OnEmpty,
     /// How a NaN result counts.
@@ -105,15 +93,7 @@ impl CompiledTemplate {
     pub fn new(t: &AnalysisTemplate) -> Result<CompiledTemplate, Vec<FieldError>> {
         let mut errors = Vec::new();
         let provider = provider(t, &mut errors);
-        let Schedule {
-            timeout,
-            interval,
-            count,
-            initial_delay,
-            failure_limit,
-            inconclusive_limit,
-            consecutive_error_limit,
-        } = Schedule::checked(t, &mut errors);
+        let schedule = Schedule::checked(t, &mut errors);
         let mut condition = |path: &str, text: &Option<String>| {
             let text = text.as_ref()?;
             Condition::parse(text)
@@ -132,15 +112,9 @@ impl CompiledTemplate {
             Some(provider) if errors.is_empty() => Ok(CompiledTemplate {
                 template: t.clone(),
                 provider,
-                timeout,
+                schedule,
                 success,
                 failure,
-                interval,
-                count,
-                initial_delay,
-                failure_limit,
-                inconclusive_limit,
-                consecutive_error_limit,
                 on_empty: t.on_empty.unwrap_or_default(),
                 on_nan: t.on_nan.unwrap_or_default(),
                 dry_run: t.dry_run,
@@ -178,7 +152,7 @@ impl CompiledTemplate {
 
     /// How long after an error the next attempt is due: the interval, but at most [`ERROR_RETRY`].
     pub fn error_retry(&self) -> Duration {
-        self.interval.min(ERROR_RETRY)
+        self.schedule.interval.min(ERROR_RETRY)
     }
 }
 
@@ -199,7 +173,7 @@ pub struct Schedule {
     pub failure_limit: u32,
     /// Inconclusive measurements tolerated.
     pub inconclusive_limit: u32,
-    /// Errors in a row that fail the run.
+    /// Errors in a row that fail the run (at least 1).
     pub consecutive_error_limit: u32,
 }
 
@@ -356,11 +330,19 @@ mod tests {
     #[test]
     fn new_should_apply_the_documented_defaults() {
         let t = CompiledTemplate::new(&prometheus("sum(rate(errors[1m]))")).expect("valid");
-        assert_eq!(t.interval, Duration::from_secs(30));
-        assert_eq!(t.timeout, Duration::from_secs(10));
-        assert_eq!((t.count, t.failure_limit, t.inconclusive_limit, t.consecutive_error_limit), (1, 0, 0, 4));
+        assert_eq!(t.schedule.interval, Duration::from_secs(30));
+        assert_eq!(t.schedule.timeout, Duration::from_secs(10));
+        assert_eq!(
+            (
+                t.schedule.count,
+                t.schedule.failure_limit,
+                t.schedule.inconclusive_limit,
+                t.schedule.consecutive_error_limit
+            ),
+            (1, 0, 0, 4)
+        );
         assert_eq!((t.on_empty, t.on_nan, t.dry_run), (OnEmpty::Inconclusive, OnEmpty::Inconclusive, false));
-        assert_eq!(t.initial_delay, Duration::ZERO);
+        assert_eq!(t.schedule.initial_delay, Duration::ZERO);
         assert!(!t.needs_baseline());
         assert_eq!(t.provider.kind(), "prometheus");
         // (1 + 0 + 0 + 4 + 1) × (30 s + 10 s).
@@ -458,7 +440,7 @@ mod tests {
             ..AnalysisTemplate::default()
         };
         let t = CompiledTemplate::new(&ok).expect("a web template");
-        assert_eq!((t.provider.kind(), t.timeout), ("web", Duration::from_secs(3)));
+        assert_eq!((t.provider.kind(), t.schedule.timeout), ("web", Duration::from_secs(3)));
         let bad = AnalysisTemplate {
             web: Some(WebMetric { url: "metrics.example".into(), json_path: "$..data".into(), ..web }),
             ..ok

@@ -188,32 +188,32 @@ pub fn record(run: &mut AnalysisRunStatus, t: &CompiledTemplate, m: MeasurementR
     }
     let name = &run.id.template;
     let taken = run.successful + run.failed + run.inconclusive;
-    let (phase, message) = if run.failed > t.failure_limit {
+    let (phase, message) = if run.failed > t.schedule.failure_limit {
         (
             AnalysisPhase::Failed,
             format!(
                 "\"{name}\" failed: {} of {taken} measurements failed (failureLimit {}); last: {last}",
-                run.failed, t.failure_limit
+                run.failed, t.schedule.failure_limit
             ),
         )
-    } else if run.consecutive_errors >= t.consecutive_error_limit {
+    } else if run.consecutive_errors >= t.schedule.consecutive_error_limit {
         (
             AnalysisPhase::Failed,
             format!(
                 "\"{name}\" failed: {} measurements in a row could not be taken (consecutiveErrorLimit {}), so \
                  nothing was measured; last: {last}",
-                run.consecutive_errors, t.consecutive_error_limit
+                run.consecutive_errors, t.schedule.consecutive_error_limit
             ),
         )
-    } else if run.inconclusive > t.inconclusive_limit {
+    } else if run.inconclusive > t.schedule.inconclusive_limit {
         (
             AnalysisPhase::Inconclusive,
             format!(
                 "\"{name}\" inconclusive: {} of {taken} measurements inconclusive (inconclusiveLimit {}); last: {last}",
-                run.inconclusive, t.inconclusive_limit
+                run.inconclusive, t.schedule.inconclusive_limit
             ),
         )
-    } else if taken >= t.count {
+    } else if taken >= t.schedule.count {
         (
             AnalysisPhase::Successful,
             format!("\"{name}\" passed: {} of {taken} measurements passed; last: {last}", run.successful),

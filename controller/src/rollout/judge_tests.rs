@@ -278,9 +278,9 @@ proptest! {
         prop_assert!(r.measurements.len() <= MAX_MEASUREMENTS);
         let taken = r.successful + r.failed + r.inconclusive;
         prop_assert!(u64::from(taken) <= (count + failure_limit + inconclusive_limit + 1) as u64);
-        prop_assert!(r.consecutive_errors <= t.consecutive_error_limit);
+        prop_assert!(r.consecutive_errors <= t.schedule.consecutive_error_limit);
         if r.phase == AnalysisPhase::Running {
-            prop_assert!(taken < t.count && r.failed <= t.failure_limit && r.inconclusive <= t.inconclusive_limit);
+            prop_assert!(taken < t.schedule.count && r.failed <= t.schedule.failure_limit && r.inconclusive <= t.schedule.inconclusive_limit);
         } else {
             prop_assert!(!r.message.is_empty());
         }
