@@ -23,6 +23,7 @@ mod process;
 mod prometheus;
 mod records;
 mod sim_api;
+pub mod webhook;
 
 pub use process::{DroverProcess, Ready, SimProcess, SimTls, binary, free_port};
 pub use prometheus::{PrometheusProcess, require_tool};

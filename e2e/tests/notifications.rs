@@ -1,89 +1,27 @@
 //! Notifications (`drover run --notifications FILE`) end to end: a real `drover run` against the simulator, and a
-//! local webhook receiver (axum on a free port, in this test) that fails its first two deliveries. Events arrive
+//! local webhook receiver (axum on a free port, `drover_e2e::webhook`) that fails its first two deliveries. Events arrive
 //! once each after the retries, a selector keeps other apps out, the Slack payload has its shape, and an invalid
 //! file stops `drover run` naming the field.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use drover::status::Phase;
+use drover_e2e::webhook::{Receiver, serve};
 use drover_e2e::{
     DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, metric_sum, require_tool, template_record, wait_until,
 };
-use serde_json::Value;
 
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    /// The body, as JSON.
-    body: Value,
-    /// The `Authorization` header.
-    auth: Option<String>,
-    /// What the receiver answered.
-    answered: u16,
-}
-
-/// The receiver: per path, what it got; the first `fail_first` requests to `/drover` are answered 503.
-#[derive(Default)]
-struct Receiver {
-    fail_first: usize,
-    got: Mutex<BTreeMap<String, Vec<Received>>>,
-}
-
-impl Receiver {
-    fn got(&self, path: &str) -> Vec<Received> {
-        self.got.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned().unwrap_or_default()
-    }
-
-    /// `(event, app, generation)` of each delivered (200) body at `path`.
-    fn delivered(&self, path: &str) -> Vec<(String, String, u64)> {
-        self.got(path)
-            .iter()
-            .filter(|r| r.answered == 200)
-            .map(|r| {
-                let app = format!(
-                    "{}/{}",
-                    r.body["namespace"].as_str().unwrap_or("?"),
-                    r.body["app"].as_str().unwrap_or("?")
-                );
-                (r.body["event"].as_str().unwrap_or("?").to_string(), app, r.body["generation"].as_u64().unwrap_or(0))
-            })
-            .collect()
-    }
-}
-
-async fn receive(
-    State(r): State<Arc<Receiver>>,
-    UrlPath(path): UrlPath<String>,
-    headers: HeaderMap,
-    body: String,
-) -> StatusCode {
-    let mut got = r.got.lock().unwrap_or_else(|p| p.into_inner());
-    let list = got.entry(path.clone()).or_default();
-    let status =
-        if path == "drover" && list.len() < r.fail_first { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    list.push(Received {
-        body: serde_json::from_str(&body).unwrap_or(Value::Null),
-        auth: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
-        answered: status.as_u16(),
-    });
-    status
-}
-
-/// Serves `receiver` on a free loopback port; returns its base URL.
-async fn serve(receiver: Arc<Receiver>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    let app = Router::new().route("/{path}", post(receive)).with_state(receiver);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+/// `(event, app, generation)` of each body `/{path}` took (answered 200).
+fn delivered(receiver: &Receiver, path: &str) -> Vec<(String, String, u64)> {
+    receiver
+        .delivered(path)
+        .iter()
+        .map(|b| {
+            let app = format!("{}/{}", b["namespace"].as_str().unwrap_or("?"), b["app"].as_str().unwrap_or("?"));
+            (b["event"].as_str().unwrap_or("?").to_string(), app, b["generation"].as_u64().unwrap_or(0))
+        })
+        .collect()
 }
 
 /// A file in a directory of this test's own.
@@ -119,7 +57,7 @@ fn promtool_check(text: &str) {
 
 #[tokio::test]
 async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fails_twice() {
-    let receiver = Arc::new(Receiver { fail_first: 2, ..Receiver::default() });
+    let receiver = Arc::new(Receiver::failing_first("drover", 2));
     let base = serve(receiver.clone()).await;
     let token = temp_file("once", "token", "Bearer s3cret\n");
     let file = temp_file(
@@ -154,7 +92,7 @@ async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fail
     let first =
         vec![("RolloutStarted".to_string(), web.clone(), g1), ("RolloutCompleted".to_string(), web.clone(), g1)];
     wait_until(DEADLINE, "RolloutStarted and RolloutCompleted of web delivered after two failures", || async {
-        let got = receiver.delivered("drover");
+        let got = delivered(&receiver, "drover");
         if got == first { Ok(()) } else { Err(receiver.got("drover")) }
     })
     .await;
@@ -179,7 +117,7 @@ async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fail
     let mut want = first.clone();
     want.extend([("RolloutStarted".to_string(), web.clone(), g2), ("RolloutCompleted".to_string(), web.clone(), g2)]);
     wait_until(DEADLINE, "the second rollout's events delivered", || async {
-        let got = receiver.delivered("drover");
+        let got = delivered(&receiver, "drover");
         if got == want { Ok(()) } else { Err(got) }
     })
     .await;
@@ -187,7 +125,7 @@ async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fail
     // Resyncs re-reconcile both apps without writing: nothing more is sent (counted after 3 resyncs of 2 apps).
     let seen = drover.reconcile_total().await;
     drover.wait_reconciles(seen, 3 * 2).await;
-    assert_eq!(receiver.delivered("drover"), want, "each event once; `other` is not selected");
+    assert_eq!(delivered(&receiver, "drover"), want, "each event once; `other` is not selected");
     let text = metrics(&drover).await;
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"delivered\"}"), 4, "{text}");
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"retried\"}"), 2, "{text}");

@@ -440,43 +440,12 @@ async fn sync_watch_should_sync_a_new_commit_on_a_signed_webhook_and_refuse_a_ba
     let _ = std::fs::remove_file(secret_file);
 }
 
-/// What a local webhook receiver got: every body POSTed to `/sync`, and what it answered (the first one 503).
-#[derive(Default)]
-struct SyncReceiver {
-    got: std::sync::Mutex<Vec<(Value, u16)>>,
-}
-
-impl SyncReceiver {
-    fn delivered(&self) -> Vec<Value> {
-        let got = self.got.lock().unwrap_or_else(|p| p.into_inner());
-        got.iter().filter(|(_, status)| *status == 200).map(|(body, _)| body.clone()).collect()
-    }
-}
-
-/// Serves `receiver` on a free loopback port; returns its base URL.
-async fn serve_receiver(receiver: std::sync::Arc<SyncReceiver>) -> String {
-    use axum::extract::State;
-    use axum::http::StatusCode;
-    async fn receive(State(r): State<std::sync::Arc<SyncReceiver>>, body: String) -> StatusCode {
-        let mut got = r.got.lock().unwrap_or_else(|p| p.into_inner());
-        let status = if got.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-        got.push((serde_json::from_str(&body).unwrap_or(Value::Null), status.as_u16()));
-        status
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    let app = axum::Router::new().route("/sync", axum::routing::post(receive)).with_state(receiver);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn sync_watch_should_notify_one_sync_failed_per_failing_revision() {
     let sim = SimProcess::start(TIME_SCALE).await;
-    let receiver = std::sync::Arc::new(SyncReceiver::default());
-    let base = serve_receiver(receiver.clone()).await;
+    // The first delivery is refused (503), to exercise the retry.
+    let receiver = std::sync::Arc::new(drover_e2e::webhook::Receiver::failing_first("sync", 1));
+    let base = drover_e2e::webhook::serve(receiver.clone()).await;
     let repo = Repo::new();
     repo.write("web.yaml", &template_record("web", "nginx:1", ""));
     repo.commit("web");
@@ -513,7 +482,7 @@ async fn sync_watch_should_notify_one_sync_failed_per_failing_revision() {
     })
     .await;
     let delivered = wait_until(DEADLINE, "a SyncFailed delivered (after one 503)", || async {
-        match receiver.delivered() {
+        match receiver.delivered("sync") {
             d if !d.is_empty() => Ok(d),
             d => Err(d),
         }
@@ -527,7 +496,7 @@ async fn sync_watch_should_notify_one_sync_failed_per_failing_revision() {
         }
     })
     .await;
-    let delivered_after = receiver.delivered();
+    let delivered_after = receiver.delivered("sync");
     assert_eq!(delivered_after.len(), 1, "one SyncFailed per (sync, revision): {delivered_after:?}");
     let body = &delivered[0];
     assert_eq!(body["event"], json!("SyncFailed"), "{body}");
@@ -538,7 +507,7 @@ async fn sync_watch_should_notify_one_sync_failed_per_failing_revision() {
         body["errors"].as_array().is_some_and(|e| e.iter().any(|e| e.as_str().is_some_and(|e| e.contains("count")))),
         "the payload names the field in error: {body}"
     );
-    let attempts = receiver.got.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let attempts = receiver.got("sync").len();
     assert_eq!(attempts, 2, "one refused attempt (503), then one delivery");
     let _ = std::fs::remove_file(file);
 }
