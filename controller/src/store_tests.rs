@@ -6,15 +6,7 @@ use super::*;
 use crate::live::{DeploymentStatus, JobStatus};
 
 fn pair(key: &str, index: u64, value: &str) -> KvPair {
-    KvPair {
-        key: key.into(),
-        value: value.as_bytes().to_vec(),
-        flags: 0,
-        session: None,
-        lock_index: 0,
-        create_index: index,
-        modify_index: index,
-    }
+    KvPair::written(key, index, value.as_bytes())
 }
 
 const WEB: &str = "apiVersion: drover.io/v1alpha1\nkind: App\nmetadata: {name: web, namespace: default}\nspec:\n  template: {image: 'nginx:1', count: 1}\n";

@@ -329,15 +329,7 @@ mod tests {
                     template: {image: 'nginx:1.27', count: 3, ports: {http: 8080}}\n  strategy:\n    type: Canary\n    \
                     canary:\n      replicas: 1\n      steps:\n        - webhook: {url: 'http://smoke/{{ .JobID }}'}\n";
         let (mut writer, records) = crate::store::records("drover");
-        let pair = crate::consul::kv::KvPair {
-            key: "drover/apps/default/web".into(),
-            value: yaml.as_bytes().to_vec(),
-            flags: 0,
-            session: None,
-            lock_index: 0,
-            create_index: 9,
-            modify_index: 9,
-        };
+        let pair = crate::consul::kv::KvPair::written("drover/apps/default/web", 9, yaml.as_bytes());
         writer.apply_snapshot(&[pair]);
         let app = AppKey::new("default", "web");
         let spec = records.spec(&app).unwrap_or_else(|| panic!("a valid record: {:?}", records.get(&app)));

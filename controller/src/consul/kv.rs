@@ -38,6 +38,22 @@ pub struct KvPair {
     pub modify_index: u64,
 }
 
+#[cfg(test)]
+impl KvPair {
+    /// A key as a plain write at `index` leaves it (created and modified then, no session), for tests.
+    pub(crate) fn written(key: &str, index: u64, value: &[u8]) -> KvPair {
+        KvPair {
+            key: key.into(),
+            value: value.to_vec(),
+            flags: 0,
+            session: None,
+            lock_index: 0,
+            create_index: index,
+            modify_index: index,
+        }
+    }
+}
+
 fn base64_value<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(Vec::new()),

@@ -201,15 +201,7 @@ mod tests {
     }
 
     fn stored(key: &str, bytes: &[u8], index: u64) -> KvPair {
-        KvPair {
-            key: format!("drover/apps/default/{key}"),
-            value: bytes.to_vec(),
-            flags: 0,
-            session: None,
-            lock_index: 0,
-            create_index: index,
-            modify_index: index,
-        }
+        KvPair::written(&format!("drover/apps/default/{key}"), index, bytes)
     }
 
     fn actions(plan: &Plan) -> Vec<(String, Action)> {

@@ -27,15 +27,7 @@ fn record(name: &str, index: u64, deps: &[&str]) -> KvPair {
 }
 
 fn pair(k: &str, index: u64, value: &str) -> KvPair {
-    KvPair {
-        key: k.into(),
-        value: value.as_bytes().to_vec(),
-        flags: 0,
-        session: None,
-        lock_index: 0,
-        create_index: index,
-        modify_index: index,
-    }
+    KvPair::written(k, index, value.as_bytes())
 }
 
 struct Stores {
