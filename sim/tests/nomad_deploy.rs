@@ -147,6 +147,25 @@ async fn b13_progress_deadline_fails_deployment() {
     assert_eq!(d["StatusDescription"], "Failed due to progress deadline");
 }
 
+/// Nomad's `computeGroup` places nothing new while the deployment is failed (`deploymentPlaceReady`), and does not
+/// reschedule the allocations of the failed deployment: a job whose allocations keep failing stays at what it had.
+#[tokio::test]
+async fn b13_failed_deployment_places_nothing_new() {
+    let s = fast().await;
+    health(&s, "web", None, "unhealthy").await;
+    let j = with_update(
+        job("web", 2),
+        json!({"HealthyDeadline": secs(20), "ProgressDeadline": secs(60), "MinHealthyTime": secs(1)}),
+    );
+    s.register(&j).await;
+    s.deployment_status("web", 0, "failed").await;
+    let before = allocs(&s, "web").await.len();
+    // Five simulated minutes: each of them used to fill the count again with an allocation that failed in turn.
+    s.shared.clock.sleep(std::time::Duration::from_secs(300)).await;
+    let after = allocs(&s, "web").await;
+    assert_eq!(after.len(), before, "allocations placed after the deployment failed: {after:#?}");
+}
+
 #[tokio::test]
 async fn b13_canary_requires_manual_promotion() {
     let s = fast().await;

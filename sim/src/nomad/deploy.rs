@@ -464,7 +464,9 @@ fn reconcile_group(
             .collect();
         let live_count =
             txn.t.job_allocs(key).filter(|a| a.group == g.name && a.live()).count() as u64 + waiting_slots.len() as u64;
-        if live_count < g.count && !matches!(dep_status, Some("paused")) {
+        // Not while the deployment is paused or failed (`deploymentPlaceReady` in Nomad's `computeGroup`): a failed
+        // deployment places nothing new, so a job whose allocations keep failing does not pile up allocations.
+        if live_count < g.count && !matches!(dep_status, Some("paused") | Some("failed")) {
             let mut slot = 0u64;
             for _ in 0..(g.count - live_count) {
                 while used.contains(&slot) {

@@ -120,8 +120,10 @@ impl Nomad {
                 tokio::select! {
                     _ = async {
                         match next {
-                            Some(t) => clock.sleep_until(t).await,
-                            None => std::future::pending().await,
+                            // More is due: let the HTTP handlers have the lock (and the worker) first.
+                            watcher::Next::Now => tokio::task::yield_now().await,
+                            watcher::Next::At(t) => clock.sleep_until(t).await,
+                            watcher::Next::Idle => std::future::pending().await,
                         }
                     } => {}
                     _ = n.wake.notified() => {}

@@ -211,6 +211,8 @@ pub struct Tables {
     pub deps_by_job: BTreeMap<Key, Vec<String>>,
     /// Jobs with an evaluation waiting for the scheduler.
     pub pending_evals: BTreeSet<Key>,
+    /// The job whose evaluation the scheduler processed last: the next tick goes on after it (round robin).
+    pub eval_cursor: Option<Key>,
     /// Evaluations by ID.
     pub evals: BTreeMap<String, Eval>,
     /// Evaluation IDs per job, in creation order.

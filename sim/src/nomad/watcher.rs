@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::time::Duration;
 
 use super::deploy::{Changes, can_reschedule, emit_deployment, eval_for, touch_deployment};
@@ -22,12 +23,33 @@ use crate::{Shared, SimInstant};
 /// Delay before a task in `unhealthy` mode fails.
 const FAIL_DELAY: Duration = Duration::from_secs(1);
 
-/// Runs everything due now: timers, then pending evaluations. Returns the next deadline.
-pub fn tick(st: &mut NomadState, shared: &Shared) -> Option<SimInstant> {
+/// Timers one tick fires at most; the rest wait for the next tick.
+const TIMER_BATCH: usize = 128;
+/// Evaluations one tick processes at most; the rest wait for the next tick.
+const EVAL_BATCH: usize = 4;
+
+/// What the background loop does after a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// More is due already: yield to the HTTP handlers, then tick again.
+    Now,
+    /// Sleep until this deadline or a wake-up.
+    At(SimInstant),
+    /// Nothing is scheduled: sleep until a wake-up.
+    Idle,
+}
+
+/// Runs a bounded share of what is due now: timers, then pending evaluations. The bound keeps the model's lock
+/// short: Nomad serves HTTP reads from a snapshot of its state store while its scheduler workers run, so a backlog
+/// of evaluations never stalls the API there, and must not stall it here (a tick that ran every due evaluation under
+/// the lock held every request behind it for seconds on a loaded machine).
+pub fn tick(st: &mut NomadState, shared: &Shared) -> Next {
     let now = shared.clock.now();
     let mut client = Vec::new();
     let mut progress = BTreeSet::new();
-    while st.t.timers.first().is_some_and(|t| t.0 <= now) {
+    let mut fired = 0;
+    while fired < TIMER_BATCH && st.t.timers.first().is_some_and(|t| t.0 <= now) {
+        fired += 1;
         let Some((_, _, t)) = st.t.timers.pop_first() else { break };
         match t {
             Timer::Progress(d) => {
@@ -68,11 +90,35 @@ pub fn tick(st: &mut NomadState, shared: &Shared) -> Option<SimInstant> {
         let blocked: Vec<Key> = st.t.blocked.iter().cloned().collect();
         st.t.pending_evals.extend(blocked);
     }
-    let keys: Vec<Key> = std::mem::take(&mut st.t.pending_evals).into_iter().collect();
-    for k in keys {
+    for k in next_evals(st) {
         process_eval(st, shared, &k);
     }
-    st.t.timers.first().map(|t| t.0)
+    let timer_due = st.t.timers.first().map(|t| t.0);
+    if !st.t.pending_evals.is_empty() || timer_due.is_some_and(|t| t <= now) {
+        Next::Now
+    } else {
+        timer_due.map_or(Next::Idle, Next::At)
+    }
+}
+
+/// The next [`EVAL_BATCH`] jobs with a pending evaluation, round robin from the last one processed, so a job whose
+/// evaluations keep coming cannot hold back the others.
+fn next_evals(st: &mut NomadState) -> Vec<Key> {
+    let pending = &st.t.pending_evals;
+    let after = st.t.eval_cursor.take();
+    let mut keys: Vec<Key> = match &after {
+        Some(c) => pending.range((Bound::Excluded(c), Bound::Unbounded)).take(EVAL_BATCH).cloned().collect(),
+        None => Vec::new(),
+    };
+    let wrap: Vec<Key> = pending
+        .iter()
+        .take_while(|k| after.as_ref().is_none_or(|c| *k <= c))
+        .take(EVAL_BATCH - keys.len())
+        .cloned()
+        .collect();
+    keys.extend(wrap);
+    st.t.eval_cursor = keys.last().cloned();
+    keys
 }
 
 fn group_of(txn: &Txn<'_>, ns: &str, job: &str, version: u64, group: &str) -> Option<GroupModel> {
@@ -499,4 +545,39 @@ pub fn set_alloc_health(
         let eval = eval_for(txn, &key, "deployment-watcher");
         (reverted, eval, txn.index)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{Notify, watch};
+
+    use super::*;
+    use crate::ClusterConfig;
+
+    fn key(i: usize) -> Key {
+        ("default".to_string(), format!("job-{i:02}"))
+    }
+
+    #[test]
+    fn evaluations_should_be_taken_in_bounded_batches_round_robin() {
+        let (tx, _rx) = watch::channel(0);
+        let mut st = NomadState::new(tx, Arc::new(Notify::new()), &ClusterConfig::default());
+        st.t.pending_evals.extend((0..10).map(key));
+        let first = next_evals(&mut st);
+        assert_eq!(first, (0..EVAL_BATCH).map(key).collect::<Vec<_>>());
+        // The processed jobs leave the set (as `process_eval` does) and job-00 is evaluated again at once: the next
+        // batch still goes on after the last one taken, and job-00 waits for the wrap.
+        for k in &first {
+            st.t.pending_evals.remove(k);
+        }
+        st.t.pending_evals.insert(key(0));
+        assert_eq!(next_evals(&mut st), (EVAL_BATCH..2 * EVAL_BATCH).map(key).collect::<Vec<_>>());
+        for k in (EVAL_BATCH..2 * EVAL_BATCH).map(key) {
+            st.t.pending_evals.remove(&k);
+        }
+        let wrapped = next_evals(&mut st);
+        assert_eq!(wrapped, vec![key(8), key(9), key(0)], "the end of the set, then the wrap to its start");
+    }
 }
