@@ -487,9 +487,16 @@ macro_rules! display_as_name {
 }
 display_as_name!(ConditionType, Reason, HistoryResult);
 
-/// RFC 3339 (seconds precision, UTC) for status timestamps.
+/// RFC 3339 (UTC, millisecond precision) for status timestamps. Milliseconds, because step and analysis timing is
+/// measured from these stamps: whole seconds let a pause or an `initialDelay` end up to a second early.
 pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A status timestamp read back: RFC 3339, with or without fractional seconds (statuses written before stamps had
+/// milliseconds have none).
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
 }
 
 #[cfg(test)]

@@ -70,9 +70,9 @@ async fn control_commands_should_write_the_control_for_the_current_generation() 
         (written.action, written.generation, written.by.as_str()),
         (ControlAction::Promote, generation, "ci-bot")
     );
-    let at = written.requested_at.as_bytes();
-    let rfc3339 = at.len() == 20 && at[4] == b'-' && at[10] == b'T' && at[19] == b'Z';
-    assert!(rfc3339, "requestedAt is RFC 3339 in UTC: {:?}", written.requested_at);
+    let at = &written.requested_at;
+    let rfc3339 = drover::status::parse_timestamp(at).is_some() && at.get(10..11) == Some("T") && at.ends_with('Z');
+    assert!(rfc3339, "requestedAt is RFC 3339 in UTC: {at:?}");
 
     let out = sim.cli(&["promote", "default/web", "--full"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

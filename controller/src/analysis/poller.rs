@@ -34,6 +34,7 @@ use crate::leader::{LeaderGate, Leadership};
 use crate::metrics::Metrics;
 use crate::rollout::judge::{self, Outcome};
 use crate::rollout::{AnalysisPhase, AnalysisRunStatus, MeasurementPhase, MeasurementRecord, RunId};
+use crate::status::parse_timestamp;
 use crate::store::Statuses;
 
 /// How the poller runs.
@@ -116,10 +117,6 @@ pub struct Poller {
     config: PollerConfig,
     runs: BTreeMap<RunKey, Tracked>,
     in_flight: HashMap<Request, Vec<(RunKey, Role)>>,
-}
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(text).ok()
 }
 
 /// The wall-clock moment `at` as an instant, given that `wall` is `now`.
@@ -318,14 +315,14 @@ impl Poller {
     fn resume_at(&self, r: &Resolved, run: &AnalysisRunStatus, now: Instant, wall: SystemTime) -> Instant {
         let t = &r.template;
         let due = match run.measurements.last() {
-            None => parse_time(&run.started_at).map(|s| s + t.schedule.initial_delay),
+            None => parse_timestamp(&run.started_at).map(|s| s + t.schedule.initial_delay),
             Some(m) => {
                 let step = if m.phase == MeasurementPhase::Error {
                     t.schedule.interval.min(self.config.error_retry)
                 } else {
                     t.schedule.interval
                 };
-                parse_time(&m.at).map(|at| at + step)
+                parse_timestamp(&m.at).map(|at| at + step)
             }
         };
         due.map_or(now, |due| instant_of(due, wall, now))

@@ -91,7 +91,7 @@ impl RolloutMetrics {
         if after.step == StepRef::Done && !was_done {
             let result = ResultLabel { result: result_label(after.result) };
             self.total.get_or_create(&result).inc();
-            let started = after.started_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            let started = after.started_at.as_deref().and_then(crate::status::parse_timestamp);
             if let Some(took) = started.and_then(|s| now.duration_since(s).ok()) {
                 self.duration.get_or_create(&result).observe(took.as_secs_f64());
             }

@@ -137,7 +137,7 @@ impl Ctx<'_> {
             .iter()
             .find(|h| h.result != HistoryResult::Controlled)
             .filter(|h| Some(&h.hash) == s.applied_hash.as_ref())
-            .and_then(|h| humantime::parse_rfc3339_weak(&h.at).ok())
+            .and_then(|h| crate::status::parse_timestamp(&h.at))
             .and_then(|at| self.now.duration_since(at).ok())
     }
 

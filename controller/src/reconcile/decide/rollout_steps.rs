@@ -239,5 +239,5 @@ pub(crate) fn add(at: SystemTime, d: Duration) -> SystemTime {
 
 /// Parses an RFC 3339 timestamp written by [`crate::status::timestamp`].
 pub(crate) fn parse_time(text: Option<&str>) -> Option<SystemTime> {
-    text.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    text.and_then(crate::status::parse_timestamp)
 }

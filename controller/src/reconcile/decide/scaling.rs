@@ -4,21 +4,16 @@
 //! version is recorded as Drover's write, so it is never taken for drift.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use super::Ctx;
 use crate::autoscale::{self, Direction, Inputs, LastScale, Recommendation};
 use crate::live::LiveJob;
 use crate::measure::Measurement;
 use crate::reconcile::plan::{Action, Plan, Requeue};
-use crate::status::{AutoscalingCheckStatus, ConditionStatus, Phase, Reason, timestamp};
+use crate::status::{AutoscalingCheckStatus, ConditionStatus, Phase, Reason, parse_timestamp, timestamp};
 
 /// The most recommendations kept in status (the stabilization window bounds them further).
 const MAX_RECOMMENDATIONS: usize = 64;
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(text).ok()
-}
 
 impl Ctx<'_> {
     /// Evaluates a new measurement round for an app whose applied spec runs, and adds the scale it asks for.
@@ -33,13 +28,13 @@ impl Ctx<'_> {
         let mut a = s.autoscaling.clone().unwrap_or_default();
         // Each round once: the newest measurement must be newer than the one last evaluated.
         let Some(round) = measurements.values().map(|m| m.at).max() else { return plan };
-        if a.last_evaluated.as_deref().and_then(parse_time).is_some_and(|last| last >= round) {
+        if a.last_evaluated.as_deref().and_then(parse_timestamp).is_some_and(|last| last >= round) {
             return plan;
         }
         let Some(current) = job.counts.as_ref().and_then(|c| c.get(&policy.group)).map(|c| *c as i64) else {
             return plan;
         };
-        let last_scale = a.last_scale_time.as_deref().and_then(parse_time).map(|at| LastScale {
+        let last_scale = a.last_scale_time.as_deref().and_then(parse_timestamp).map(|at| LastScale {
             at,
             direction: match a.last_direction.as_deref() {
                 Some("up") => Direction::Up,
@@ -50,7 +45,7 @@ impl Ctx<'_> {
         let mut recommendations: Vec<Recommendation> = a
             .recommendations
             .iter()
-            .filter_map(|(at, count)| Some(Recommendation { at: parse_time(at)?, count: *count }))
+            .filter_map(|(at, count)| Some(Recommendation { at: parse_timestamp(at)?, count: *count }))
             .collect();
         let inputs = Inputs {
             current,

@@ -227,6 +227,22 @@ fn rollout_should_end_a_timed_pause_on_time_then_promote() {
     assert_eq!((r.rollout().step, r.rollout().result), (StepRef::Done, Some(RolloutResult::Succeeded)));
 }
 
+/// Step times are kept to the millisecond: a pause that starts 900 ms into a second must not end 29.1 s later (with
+/// whole-second stamps its start read back as the second before).
+#[test]
+fn rollout_should_not_end_a_pause_early_when_it_starts_within_a_second() {
+    let mut r = Rollout::new(canary(vec![pause(30)]));
+    r.at += Duration::from_millis(900);
+    let l = live_with(canary_job(), vec![canary_deployment(DeploymentStatus::Running, 1, false)]);
+    r.decide(&l);
+    assert_eq!(r.rollout().step, StepRef::Step(0));
+    r.later(29);
+    r.at += Duration::from_millis(950);
+    assert!(r.decide(&l).actions.is_empty(), "29.95 s into a 30 s pause: not yet");
+    r.at += Duration::from_millis(50);
+    assert!(promoted(&r.decide(&l)), "30 s into a 30 s pause: promoted");
+}
+
 #[test]
 fn rollout_should_wait_at_a_manual_gate_until_promoted_and_ignore_a_stale_control() {
     let mut r = Rollout::new(canary(vec![gate(None, OnTimeout::Abort)]));
