@@ -277,6 +277,29 @@ async fn removing_a_node_should_lose_its_allocations_and_queue_their_replacement
     running(&s, "web", 2).await;
 }
 
+/// A failed deployment places nothing new, except replacements for lost allocations (`computeReplacements`).
+#[tokio::test]
+async fn a_failed_deployment_should_still_replace_lost_allocations() {
+    let s = small_cluster().await;
+    let r = s.post("/_sim/nomad/health", &json!({"namespace": "default", "job": "web", "mode": "never"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let update = json!({"MaxParallel": 2, "MinHealthyTime": secs(1), "HealthyDeadline": secs(3600),
+        "ProgressDeadline": secs(7200)});
+    s.register(&with_update(job("web", 2), update)).await;
+    running(&s, "web", 2).await;
+    let id = s.deployment_status("web", 0, "running").await["ID"].as_str().expect("a deployment ID").to_string();
+    let r = s.post(&format!("/v1/deployment/fail/{id}"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let old = node_ids(&s).await.remove(0);
+    let new = add_node(&s, 1000, 1000).await;
+    let r = s.raw(Method::DELETE, &format!("/_sim/nomad/nodes/{old}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let live = running(&s, "web", 2).await;
+    assert!(live.iter().all(|a| a["NodeID"] == new.as_str()), "the replacements run on the new node: {live:?}");
+    let all = s.get("/v1/job/web/allocations").await.json();
+    assert_eq!(all.as_array().map(Vec::len), Some(4), "two lost, two replacements, nothing else: {all:#?}");
+}
+
 #[tokio::test]
 async fn deployment_with_unplaceable_allocations_should_fail_at_its_progress_deadline() {
     let s = small_cluster_at(0.01).await;

@@ -464,11 +464,23 @@ fn reconcile_group(
             .collect();
         let live_count =
             txn.t.job_allocs(key).filter(|a| a.group == g.name && a.live()).count() as u64 + waiting_slots.len() as u64;
-        // Not while the deployment is paused or failed (`deploymentPlaceReady` in Nomad's `computeGroup`): a failed
-        // deployment places nothing new, so a job whose allocations keep failing does not pile up allocations.
-        if live_count < g.count && !matches!(dep_status, Some("paused") | Some("failed")) {
+        // While the deployment is paused or failed (`deploymentPlaceReady` false in Nomad's `computeGroup`) only lost
+        // allocations are replaced (`computeReplacements`): a failed deployment places nothing new, so a job whose
+        // allocations keep failing does not pile up allocations.
+        let missing = g.count.saturating_sub(live_count);
+        let missing = if matches!(dep_status, Some("paused") | Some("failed")) {
+            let lost: BTreeSet<u64> = allocs
+                .iter()
+                .filter(|a| a.client_status == "lost" && !used.contains(&a.slot))
+                .map(|a| a.slot)
+                .collect();
+            missing.min(lost.len() as u64)
+        } else {
+            missing
+        };
+        if missing > 0 {
             let mut slot = 0u64;
-            for _ in 0..(g.count - live_count) {
+            for _ in 0..missing {
                 while used.contains(&slot) {
                     slot += 1;
                 }
