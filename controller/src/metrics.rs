@@ -404,6 +404,11 @@ impl Metrics {
         self.autoscale_evaluation_duration.observe(elapsed.as_secs_f64());
     }
 
+    /// Registers more metrics in the same registry: those only one command has (`sync --watch`'s).
+    pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
     /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]) of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -26,7 +26,7 @@ mod sim_api;
 pub mod webhook;
 
 pub use process::{DroverProcess, Ready, SimProcess, SimTls, binary, free_port};
-pub use prometheus::{PrometheusProcess, require_tool};
+pub use prometheus::{PrometheusProcess, promtool_check_metrics, require_tool};
 pub use records::{job_image, job_modify_index, job_owner, job_version, metric_sum, statuses, template_record};
 pub use sim_api::{LoggedRequest, RequestLog};
 

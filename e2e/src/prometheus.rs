@@ -17,6 +17,24 @@ pub fn require_tool(name: &str) -> PathBuf {
     })
 }
 
+/// Runs `promtool check metrics` on a `/metrics` text; panics with promtool's words unless it passes. Returns what
+/// promtool said (callers may look for their own series in it).
+pub fn promtool_check_metrics(text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(require_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child.stdin.take().expect("promtool stdin").write_all(text.as_bytes()).expect("write metrics to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics: {said}");
+    said
+}
+
 /// A `prometheus` process; killed, and its data removed, when dropped.
 #[derive(Debug)]
 pub struct PrometheusProcess {

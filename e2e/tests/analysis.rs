@@ -257,19 +257,6 @@ async fn analysis_should_fail_a_bad_version_pass_a_good_one_and_count_errors_whi
 
 /// `promtool check metrics` passes on `text` (here with the analysis families populated).
 fn promtool_check(text: &str) {
-    let mut child = std::process::Command::new(drover_e2e::require_tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().expect("promtool stdin");
-        stdin.write_all(text.as_bytes()).expect("write metrics to promtool");
-    }
-    let out = child.wait_with_output().expect("promtool ran");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && !said.contains("analysis"), "promtool check metrics: {said}");
+    let said = drover_e2e::promtool_check_metrics(text);
+    assert!(!said.contains("analysis"), "promtool check metrics: {said}");
 }

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use drover::status::Phase;
 use drover_e2e::webhook::{Receiver, serve};
-use drover_e2e::{
-    DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, metric_sum, require_tool, template_record, wait_until,
-};
+use drover_e2e::{DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, metric_sum, template_record, wait_until};
 
 /// `(event, app, generation)` of each body `/{path}` took (answered 200).
 fn delivered(receiver: &Receiver, path: &str) -> Vec<(String, String, u64)> {
@@ -40,18 +38,7 @@ async fn metrics(drover: &DroverProcess) -> String {
 
 /// `promtool check metrics` accepts `text` (the notification series included).
 fn promtool_check(text: &str) {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(require_tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    child.stdin.take().expect("promtool stdin").write_all(text.as_bytes()).expect("write metrics to promtool");
-    let out = child.wait_with_output().expect("promtool ran");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "promtool check metrics: {said}");
+    drover_e2e::promtool_check_metrics(text);
     assert!(text.contains("# TYPE drover_notifications_total counter"), "{text}");
 }
 

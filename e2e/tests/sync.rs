@@ -437,6 +437,19 @@ async fn sync_watch_should_sync_a_new_commit_on_a_signed_webhook_and_refuse_a_ba
     assert_eq!((synced.result, synced.counts.updated), (SyncResult::Succeeded, 1));
     let (rec, _) = record(&sim, "web").await.expect("web");
     assert_eq!(rec["spec"]["template"]["image"], json!("nginx:2"));
+
+    // The same listener serves the sync's metrics: two successful syncs, the lock held, a last success set.
+    let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("GET /metrics");
+    let text = text.text().await.expect("the metrics text");
+    let value =
+        |series: &str| text.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(value("drover_sync_runs_total{sync=\"w\",result=\"Succeeded\"}"), Some(2.0), "{text}");
+    assert_eq!(value("drover_sync_runs_total{sync=\"w\",result=\"Failed\"}"), Some(0.0), "{text}");
+    assert_eq!(value("drover_sync_lock_held{sync=\"w\"}"), Some(1.0), "{text}");
+    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let last = value("drover_sync_last_success_timestamp_seconds{sync=\"w\"}").unwrap_or_default();
+    assert!((unix_now - last).abs() < 120.0, "the last success is recent: {last} vs now {unix_now}");
+    drover_e2e::promtool_check_metrics(&text);
     let _ = std::fs::remove_file(secret_file);
 }
 

@@ -66,8 +66,9 @@ pub struct RunArgs {
     /// How often --watch syncs without a webhook.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, requires = "watch")]
     pub interval: Duration,
-    /// Where --watch serves POST /api/v1/sync/<name> (needs --webhook-secret-file).
-    #[arg(long, requires_all = ["watch", "webhook_secret_file"])]
+    /// Where --watch serves /metrics, /healthz and the webhook, POST /api/v1/sync/<name> (refused without
+    /// --webhook-secret-file).
+    #[arg(long, requires = "watch")]
     pub listen: Option<SocketAddr>,
     /// File holding the webhook's shared secret (GitHub's X-Hub-Signature-256 HMAC); trailing whitespace ignored.
     #[arg(long, requires = "listen")]
@@ -162,13 +163,17 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             None => None,
         };
         if let Some(l) = &listener {
-            eprintln!("webhook listening on http://{}/api/v1/sync/{}", l.local_addr()?, spec.name);
+            let addr = l.local_addr()?;
+            eprintln!("metrics on http://{addr}/metrics");
+            if secret.is_some() {
+                eprintln!("webhook listening on http://{addr}/api/v1/sync/{}", spec.name);
+            }
         }
         let config = WatchConfig { spec, interval: args.interval, secret };
         let output = args.output;
         // Syncs that succeeded so far: a failure after a success is news, even on the same revision.
         let successes = std::sync::atomic::AtomicU64::new(0);
-        watch(consul, config, listener, super::run::signal(), move |report| {
+        watch(consul, config, listener, metrics.clone(), super::run::signal(), move |report| {
             let _ = print_report(report, output, false);
             // Queued, never awaited: a slow receiver never delays the next sync.
             let before = successes.load(std::sync::atomic::Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! `SyncFailed`: what `drover sync --watch --notifications FILE` tells the targets of the same notifications file
-//! `drover run` reads, through the same delivery (queue, retries; `sync --watch` serves no `/metrics`, so its
-//! deliveries are in its log, not in `drover_notifications_total`).
+//! `drover run` reads, through the same delivery (queue, retries, `drover_notifications_total` on the `/metrics` of
+//! `sync --watch --listen`).
 //!
 //! A sync's outcome (the value recorded at `<prefix>/sync/<name>`) that is not `Succeeded` — invalid records, a
 //! conflict, a source or Consul it could not read — is one event, deduplicated per (revision, successes before it):

@@ -22,6 +22,7 @@
 pub mod diff;
 pub mod execute;
 pub mod load;
+pub mod metrics;
 pub mod outcome;
 pub mod plan;
 pub mod run;

@@ -34,9 +34,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::metrics::SyncMetrics;
 use super::run::{Report, SyncSpec, run_once};
 use super::webhook::{self, SIGNATURE_HEADER};
 use crate::consul::{Behavior, Client, PutParams, Renewed, SessionRequest};
+use crate::metrics::Metrics;
 
 /// The lock session's TTL.
 pub const SESSION_TTL: Duration = Duration::from_secs(15);
@@ -57,20 +59,26 @@ pub struct WatchConfig {
     pub secret: Option<Vec<u8>>,
 }
 
-/// The webhook's state.
+/// The listener's state: the webhook's, and the metrics.
 #[derive(Clone)]
 struct Hook {
     name: String,
     secret: Option<Arc<Vec<u8>>>,
     trigger: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
-/// The webhook routes: `POST /api/v1/sync/<name>` (signed), `GET /healthz`.
+/// The routes: `POST /api/v1/sync/<name>` (signed), `GET /metrics`, `GET /healthz`.
 fn router(hook: Hook) -> Router {
     Router::new()
         .route("/api/v1/sync/{name}", post(deliver))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(hook)
+}
+
+async fn metrics(State(hook): State<Hook>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], hook.metrics.encode()).into_response()
 }
 
 async fn deliver(State(hook): State<Hook>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
@@ -89,8 +97,8 @@ async fn deliver(State(hook): State<Hook>, Path(name): Path<String>, headers: He
     (StatusCode::ACCEPTED, "sync queued\n").into_response()
 }
 
-/// Runs the watch until `shutdown` completes: the webhook on `listener` (if any), the lock, and the syncs. `on_sync`
-/// sees every sync's report (the command prints it).
+/// Runs the watch until `shutdown` completes: the webhook and `/metrics` on `listener` (if any), the lock, and the
+/// syncs. `on_sync` sees every sync's report (the command prints it); `metrics` gains the sync metrics.
 ///
 /// # Errors
 /// The webhook's listener failed.
@@ -98,16 +106,19 @@ pub async fn watch(
     client: Client,
     config: WatchConfig,
     listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_sync: impl Fn(&Report),
 ) -> std::io::Result<()> {
     let trigger = Arc::new(Notify::new());
+    let sync_metrics = SyncMetrics::register(&metrics, config.spec.name.as_str());
     let stop = tokio_util::sync::CancellationToken::new();
     let server = listener.map(|listener| {
         let hook = Hook {
             name: config.spec.name.to_string(),
             secret: config.secret.clone().map(Arc::new),
             trigger: trigger.clone(),
+            metrics: metrics.clone(),
         };
         let stop = stop.clone();
         tokio::spawn(async move { crate::http::serve(listener, router(hook), stop.cancelled_owned()).await })
@@ -127,6 +138,7 @@ pub async fn watch(
             }
         };
         tracing::info!(sync = %config.spec.name, lock = %lock, "holding the sync lock");
+        sync_metrics.set_lock_held(true);
         let mut renew = tokio::time::interval(SESSION_TTL / 2);
         renew.reset();
         let mut tick = tokio::time::interval(config.interval);
@@ -136,28 +148,31 @@ pub async fn watch(
             tokio::select! {
                 () = &mut shutdown => {
                     release(&client, &lock, &session).await;
+                    sync_metrics.set_lock_held(false);
                     break 'acquiring;
                 }
                 _ = renew.tick() => match client.renew_session(&session).await {
                     Ok(Renewed::Alive { .. }) => renewed_at = Instant::now(),
                     Ok(Renewed::Gone) => {
                         tracing::warn!(sync = %config.spec.name, "the lock's session is gone; stopping until it is won again");
+                        sync_metrics.set_lock_held(false);
                         continue 'acquiring;
                     }
                     Err(e) if renewed_at.elapsed() >= SESSION_TTL => {
                         tracing::warn!(error = %crate::error_chain(&e), "cannot renew the lock's session for a TTL; stopping");
                         let _ = client.destroy_session(&session).await;
+                        sync_metrics.set_lock_held(false);
                         continue 'acquiring;
                     }
                     Err(e) => tracing::warn!(error = %crate::error_chain(&e), "cannot renew the lock's session; retrying"),
                 },
                 _ = tick.tick() => {
                     run += 1;
-                    sync_once(&client, &config.spec, run, &on_sync).await;
+                    sync_once(&client, &config.spec, run, &sync_metrics, &on_sync).await;
                 }
                 () = trigger.notified() => {
                     run += 1;
-                    sync_once(&client, &config.spec, run, &on_sync).await;
+                    sync_once(&client, &config.spec, run, &sync_metrics, &on_sync).await;
                 }
             }
         }
@@ -172,8 +187,9 @@ pub async fn watch(
     Ok(())
 }
 
-async fn sync_once(client: &Client, spec: &SyncSpec, run: u64, on_sync: &impl Fn(&Report)) {
+async fn sync_once(client: &Client, spec: &SyncSpec, run: u64, metrics: &SyncMetrics, on_sync: &impl Fn(&Report)) {
     let report = run_once(client, spec, false, run, SystemTime::now).await;
+    metrics.sync_finished(report.outcome.result, SystemTime::now());
     if let Some(e) = &report.record_error {
         tracing::warn!(sync = %spec.name, error = %e, "the sync's outcome is not recorded");
     }
