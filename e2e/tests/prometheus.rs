@@ -7,8 +7,7 @@ use std::time::Duration;
 use drover::prometheus::{Client, InstantQuery, QueryError, QueryTemplate, Scope, Shape, Vars};
 use drover::status::Phase;
 use drover_e2e::{
-    DEADLINE, DroverProcess, PrometheusProcess, SimProcess, TIME_SCALE, http_client, require_tool, template_record,
-    wait_until,
+    DEADLINE, DroverProcess, PrometheusProcess, SimProcess, TIME_SCALE, http_client, template_record, wait_until,
 };
 
 fn query<'a>(address: &'a str, q: &'a str) -> InstantQuery<'a> {
@@ -64,7 +63,6 @@ async fn measurements_should_come_from_a_real_prometheus_and_say_why_they_are_no
 
 #[tokio::test]
 async fn drovers_metrics_should_pass_promtool() {
-    let promtool = require_tool("promtool");
     let sim = SimProcess::start(TIME_SCALE).await;
     let drover = DroverProcess::start(&sim, &[]).await;
     sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
@@ -72,23 +70,5 @@ async fn drovers_metrics_should_pass_promtool() {
     let text = http_client().get(format!("{}/metrics", drover.url)).send().await.expect("GET /metrics");
     let text = text.text().await.expect("metrics text");
     assert!(text.contains("drover_reconcile_total"), "{text}");
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().expect("promtool stdin");
-        stdin.write_all(text.as_bytes()).expect("write metrics to promtool");
-    }
-    let out = child.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    drover_e2e::promtool_check_metrics(&text);
 }
