@@ -13,7 +13,7 @@ use drover::sync::webhook::sign;
 use drover::sync::{SyncOutcome, SyncResult};
 use drover_e2e::{
     DEADLINE, DroverProcess, SimProcess, TIME_SCALE, binary, free_port, http_client, job_image, job_version,
-    template_record, wait_until,
+    metric_sum, template_record, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -441,14 +441,12 @@ async fn sync_watch_should_sync_a_new_commit_on_a_signed_webhook_and_refuse_a_ba
     // The same listener serves the sync's metrics: two successful syncs, the lock held, a last success set.
     let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("GET /metrics");
     let text = text.text().await.expect("the metrics text");
-    let value =
-        |series: &str| text.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok());
-    assert_eq!(value("drover_sync_runs_total{sync=\"w\",result=\"Succeeded\"}"), Some(2.0), "{text}");
-    assert_eq!(value("drover_sync_runs_total{sync=\"w\",result=\"Failed\"}"), Some(0.0), "{text}");
-    assert_eq!(value("drover_sync_lock_held{sync=\"w\"}"), Some(1.0), "{text}");
-    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let last = value("drover_sync_last_success_timestamp_seconds{sync=\"w\"}").unwrap_or_default();
-    assert!((unix_now - last).abs() < 120.0, "the last success is recent: {last} vs now {unix_now}");
+    assert_eq!(metric_sum(&text, "drover_sync_runs_total{sync=\"w\",result=\"Succeeded\"}"), 2, "{text}");
+    assert!(text.contains("drover_sync_runs_total{sync=\"w\",result=\"Failed\"} 0\n"), "{text}");
+    assert_eq!(metric_sum(&text, "drover_sync_lock_held{sync=\"w\"}"), 1, "{text}");
+    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = metric_sum(&text, "drover_sync_last_success_timestamp_seconds{sync=\"w\"}");
+    assert!(unix_now.abs_diff(last) < 120, "the last success is recent: {last} vs now {unix_now}");
     drover_e2e::promtool_check_metrics(&text);
     let _ = std::fs::remove_file(secret_file);
 }

@@ -95,44 +95,32 @@ mod tests {
 
     use super::*;
 
-    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-        text.lines().find(|l| l.starts_with(prefix))
+    /// The value of the one sample of `series` (name and labels) in `text`.
+    fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
     }
+
+    const FAILED: &str = r#"drover_sync_runs_total{sync="apps",result="Failed"}"#;
+    const SUCCEEDED: &str = r#"drover_sync_runs_total{sync="apps",result="Succeeded"}"#;
+    const LAST_SUCCESS: &str = r#"drover_sync_last_success_timestamp_seconds{sync="apps"}"#;
+    const LOCK_HELD: &str = r#"drover_sync_lock_held{sync="apps"}"#;
 
     #[test]
     fn sync_metrics_should_count_results_and_keep_the_last_success() {
         let metrics = Metrics::new();
         let m = SyncMetrics::register(&metrics, "apps");
         let text = metrics.encode();
-        assert_eq!(
-            line(&text, "drover_sync_runs_total{sync=\"apps\",result=\"Failed\"}"),
-            Some("drover_sync_runs_total{sync=\"apps\",result=\"Failed\"} 0")
-        );
-        assert_eq!(
-            line(&text, "drover_sync_last_success_timestamp_seconds{"),
-            Some("drover_sync_last_success_timestamp_seconds{sync=\"apps\"} 0")
-        );
-        assert_eq!(line(&text, "drover_sync_lock_held{"), Some("drover_sync_lock_held{sync=\"apps\"} 0"));
+        let at_start = [FAILED, SUCCEEDED, LAST_SUCCESS, LOCK_HELD].map(|s| sample(&text, s));
+        assert_eq!(at_start, [Some("0"); 4], "every series exists from the start: {text}");
 
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         m.set_lock_held(true);
         m.sync_finished(SyncResult::Succeeded, at);
         m.sync_finished(SyncResult::Failed, at + Duration::from_secs(60));
         let text = metrics.encode();
-        assert_eq!(
-            line(&text, "drover_sync_runs_total{sync=\"apps\",result=\"Succeeded\"}"),
-            Some("drover_sync_runs_total{sync=\"apps\",result=\"Succeeded\"} 1")
-        );
-        assert_eq!(
-            line(&text, "drover_sync_runs_total{sync=\"apps\",result=\"Failed\"}"),
-            Some("drover_sync_runs_total{sync=\"apps\",result=\"Failed\"} 1")
-        );
-        assert_eq!(
-            line(&text, "drover_sync_last_success_timestamp_seconds{"),
-            Some("drover_sync_last_success_timestamp_seconds{sync=\"apps\"} 1800000000"),
-            "a failure does not move the last success"
-        );
-        assert_eq!(line(&text, "drover_sync_lock_held{"), Some("drover_sync_lock_held{sync=\"apps\"} 1"));
+        assert_eq!((sample(&text, SUCCEEDED), sample(&text, FAILED)), (Some("1"), Some("1")), "{text}");
+        assert_eq!(sample(&text, LAST_SUCCESS), Some("1800000000"), "a failure does not move the last success");
+        assert_eq!(sample(&text, LOCK_HELD), Some("1"));
     }
 
     #[test]
