@@ -18,8 +18,9 @@
 //! goes first; one due after that waits its turn. The handicap is finite on purpose:
 //! with a strict priority, a steady stream of requeues starves a sweep forever
 //! (controller-runtime's priority queue, kubernetes-sigs/controller-runtime#3496), and
-//! the periodic resync is what repairs a missed event. A key woken both ways keeps the
-//! higher priority. Nothing waits on the handicap while a worker is free: a due sweep
+//! the periodic resync is what repairs a missed event. A key woken both ways runs at
+//! the earlier time, under the priority of the wake-up that ranks first: a requeue due
+//! in ten minutes does not make a swept key jump the sweep. Nothing waits on the handicap while a worker is free: a due sweep
 //! key runs at once when no single-key wake-up is due.
 
 use std::collections::{BTreeSet, HashMap};
@@ -60,14 +61,30 @@ pub(crate) struct Wake {
 }
 
 impl Wake {
-    /// Folds `other` into `self`: the earlier time wins (with its reason), the higher
-    /// priority wins, and the newer known generation is kept.
+    /// Where this wake-up ranks among due keys: a sweep's time plus [`SWEEP_HANDICAP`].
+    fn rank(&self) -> Instant {
+        match self.priority {
+            Priority::Sweep => later(self.at, SWEEP_HANDICAP),
+            Priority::Key => self.at,
+        }
+    }
+
+    /// Folds `other` into `self`: the earlier time wins (with its reason), the priority
+    /// of the wake-up that ranks first wins (a tie goes to the single-key one), and the
+    /// newer known generation is kept.
     fn merge(&mut self, other: Wake) {
+        let other_first = match other.rank().cmp(&self.rank()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => other.priority > self.priority,
+        };
+        if other_first {
+            self.priority = other.priority;
+        }
         if other.at < self.at {
             self.at = other.at;
             self.reason = other.reason;
         }
-        self.priority = self.priority.max(other.priority);
         self.generation = other.generation.or(self.generation);
     }
 }

@@ -80,6 +80,19 @@ fn scheduler_should_raise_a_swept_key_woken_on_its_own() {
 }
 
 #[test]
+fn scheduler_should_keep_a_swept_key_in_the_sweep_when_its_own_wake_up_is_far_off() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.schedule("a", sweep(t0));
+    s.schedule("b", sweep(t0));
+    // b's own requeue is due long after the handicap: it ranks after the sweep, so b stays a swept key (run at t0).
+    s.schedule("b", wake(t0 + SWEEP_HANDICAP * 20, None));
+    s.schedule("c", wake(t0 + 1 * MS, None));
+    s.assert_consistent();
+    assert_eq!(drain(&mut s, t0 + 1 * MS), vec!["c", "a", "b"], "the event first, then the sweep in its order");
+}
+
+#[test]
 fn scheduler_should_keep_the_priority_of_a_wake_up_held_during_a_run() {
     let t0 = Instant::now();
     let mut s = scheduler();

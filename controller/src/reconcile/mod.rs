@@ -47,9 +47,6 @@ use crate::queue::{Outcome, Reconciled, Retry};
 use crate::status::{AppStatus, ConditionStatus, ConditionType, HistoryEntry, Phase, Reason, timestamp};
 use crate::store::{LiveCache, Records, Statuses, StatusesWriter};
 
-/// Why a dependency is woken: a dependent's `dependsOn` list changed or its deletion is done.
-const DEPENDENT_CHANGED: &str = "dependent changed";
-
 /// After this many write conflicts in a row, the app's status reports them (`lastError`).
 pub const CONFLICTS_REPORTED: u32 = 3;
 
@@ -419,8 +416,8 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
 
     /// After the status of `key` went from `old` to `new` (`None`: removed), the apps to wake: its dependents when its
     /// readiness may have changed (phase or generation), and the apps it depends (or depended) on when its
-    /// dependency list changed or its deletion is done — a deleted dependency waits for exactly that, so
-    /// [`Stage::wake_all`] wakes only those whose record is gone.
+    /// dependency list changed or its deletion is done, and only those whose record is gone: only a deletion waits
+    /// for its dependents; a present dependency reads nothing of them.
     fn related<'a>(
         &self,
         key: &AppKey,
@@ -442,20 +439,20 @@ impl<N: NomadPort, K: KvPort> Stage<N, K> {
             let mut deps: Vec<&String> = before.iter().chain(after.iter()).collect();
             deps.sort();
             deps.dedup();
-            out.extend(deps.into_iter().filter_map(|d| d.parse::<AppKey>().ok()).map(|k| (k, DEPENDENT_CHANGED)));
+            let deleted = deps
+                .into_iter()
+                .filter_map(|d| d.parse::<AppKey>().ok())
+                .filter(|k| self.records.get(k).is_none())
+                .map(|k| (k, "dependent changed"));
+            out.extend(deleted);
         }
         out
     }
 
-    /// Wakes `keys`, after the status store holds the new status. A dependency is woken only when its record is gone
-    /// (checked now, not when `keys` were listed): only a deletion waits for its dependents; a present dependency
-    /// reads nothing of them.
+    /// Wakes `keys`, after the status store holds the new status.
     fn wake_all(&self, keys: Vec<(AppKey, &'static str)>) {
         if let Some(wake) = &self.wake {
             for (key, why) in keys {
-                if why == DEPENDENT_CHANGED && self.records.get(&key).is_some() {
-                    continue;
-                }
                 wake(key, why);
             }
         }

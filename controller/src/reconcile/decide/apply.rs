@@ -36,10 +36,14 @@ impl Ctx<'_> {
             owned.push(&policy.group);
         }
         let live_counts = self.live.job.as_ref().and_then(|j| j.counts.as_ref());
-        let (job, preserve_counts) = match (owned.is_empty() || enforce_index == 0, live_counts) {
-            (true, _) => (r.job.value(), false),
-            (false, Some(counts)) => (with_counts(&r.job.value(), &owned, counts), false),
-            (false, None) => (r.job.value(), true),
+        let mut job = r.job.value();
+        let preserve_counts = match (owned.is_empty() || enforce_index == 0, live_counts) {
+            (true, _) => false,
+            (false, Some(counts)) => {
+                set_counts(&mut job, &owned, counts);
+                false
+            }
+            (false, None) => true,
         };
         let job = std::sync::Arc::new(job);
         let action = Action::Register { job, enforce_index, hash: r.hash.clone(), reason, preserve_counts };
@@ -124,18 +128,12 @@ impl Ctx<'_> {
     }
 }
 
-/// `job` with the live count of each group in `groups`.
-fn with_counts(
-    job: &serde_json::Value,
-    groups: &[&str],
-    counts: &std::collections::BTreeMap<String, u64>,
-) -> serde_json::Value {
-    let mut job = job.clone();
+/// Sets the live count of each group in `groups` in `job`.
+fn set_counts(job: &mut serde_json::Value, groups: &[&str], counts: &std::collections::BTreeMap<String, u64>) {
     for g in job.get_mut("TaskGroups").and_then(serde_json::Value::as_array_mut).into_iter().flatten() {
         let name = g.get("Name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
         if let Some(count) = counts.get(&name).filter(|_| groups.contains(&name.as_str())) {
             g["Count"] = serde_json::Value::from(*count);
         }
     }
-    job
 }
