@@ -464,21 +464,22 @@ fn reconcile_group(
             .collect();
         let live_count =
             txn.t.job_allocs(key).filter(|a| a.group == g.name && a.live()).count() as u64 + waiting_slots.len() as u64;
-        // While the deployment is paused or failed (`deploymentPlaceReady` false in Nomad's `computeGroup`) only lost
-        // allocations are replaced (`computeReplacements`): a failed deployment places nothing new, so a job whose
-        // allocations keep failing does not pile up allocations.
         let missing = g.count.saturating_sub(live_count);
-        let missing = if matches!(dep_status, Some("paused") | Some("failed")) {
-            let lost: BTreeSet<u64> = allocs
-                .iter()
-                .filter(|a| a.client_status == "lost" && !used.contains(&a.slot))
-                .map(|a| a.slot)
-                .collect();
-            missing.min(lost.len() as u64)
+        if matches!(dep_status, Some("paused") | Some("failed")) {
+            // While the deployment is paused or failed (`deploymentPlaceReady` false in Nomad's `computeGroup`) only
+            // lost allocations are replaced, each once, in its own slot (`computeReplacements`): a failed deployment
+            // places nothing new, so a job whose allocations keep failing does not pile up allocations.
+            let lost = allocs.iter().filter(|a| a.client_status == "lost" && a.next_allocation.is_empty());
+            let lost: Vec<&Alloc> = lost.filter(|a| !used.contains(&a.slot)).take(missing as usize).collect();
+            for old_a in lost {
+                let Some(nid) = place(txn, ch, job, g, old_a.slot, None, false, Some(&old_a.id)) else { continue };
+                if let Some(o) = txn.t.allocs.get_mut(&old_a.id) {
+                    o.next_allocation = nid.clone();
+                }
+                ch.alloc(txn, &old_a.id);
+                ch.alloc(txn, &nid);
+            }
         } else {
-            missing
-        };
-        if missing > 0 {
             let mut slot = 0u64;
             for _ in 0..missing {
                 while used.contains(&slot) {

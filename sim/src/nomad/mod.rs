@@ -120,7 +120,8 @@ impl Nomad {
                 tokio::select! {
                     _ = async {
                         match next {
-                            // More is due: let the HTTP handlers have the lock (and the worker) first.
+                            // More is due: give waiting HTTP handlers a chance at the worker and the lock (best
+                            // effort: std's mutex is not fair).
                             watcher::Next::Now => tokio::task::yield_now().await,
                             watcher::Next::At(t) => clock.sleep_until(t).await,
                             watcher::Next::Idle => std::future::pending().await,

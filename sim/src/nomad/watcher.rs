@@ -23,7 +23,8 @@ use crate::{Shared, SimInstant};
 /// Delay before a task in `unhealthy` mode fails.
 const FAIL_DELAY: Duration = Duration::from_secs(1);
 
-/// Timers one tick fires at most; the rest wait for the next tick.
+/// Timers one tick fires at least before it stops at the next instant; the rest wait for the next tick. Timers due
+/// at one instant always fire in one tick (client updates before the progress check, as before the bound).
 const TIMER_BATCH: usize = 128;
 /// Evaluations one tick processes at most; the rest wait for the next tick.
 const EVAL_BATCH: usize = 4;
@@ -48,9 +49,11 @@ pub fn tick(st: &mut NomadState, shared: &Shared) -> Next {
     let mut client = Vec::new();
     let mut progress = BTreeSet::new();
     let mut fired = 0;
-    while fired < TIMER_BATCH && st.t.timers.first().is_some_and(|t| t.0 <= now) {
+    let mut last = None;
+    while st.t.timers.first().is_some_and(|t| t.0 <= now && (fired < TIMER_BATCH || Some(t.0) == last)) {
         fired += 1;
-        let Some((_, _, t)) = st.t.timers.pop_first() else { break };
+        let Some((at, _, t)) = st.t.timers.pop_first() else { break };
+        last = Some(at);
         match t {
             Timer::Progress(d) => {
                 progress.insert(d);
@@ -105,18 +108,15 @@ pub fn tick(st: &mut NomadState, shared: &Shared) -> Next {
 /// evaluations keep coming cannot hold back the others.
 fn next_evals(st: &mut NomadState) -> Vec<Key> {
     let pending = &st.t.pending_evals;
-    let after = st.t.eval_cursor.take();
-    let mut keys: Vec<Key> = match &after {
-        Some(c) => pending.range((Bound::Excluded(c), Bound::Unbounded)).take(EVAL_BATCH).cloned().collect(),
-        None => Vec::new(),
+    let keys: Vec<Key> = match st.t.eval_cursor.take() {
+        Some(c) => pending
+            .range((Bound::Excluded(&c), Bound::Unbounded))
+            .chain(pending.range(..=&c))
+            .take(EVAL_BATCH)
+            .cloned()
+            .collect(),
+        None => pending.iter().take(EVAL_BATCH).cloned().collect(),
     };
-    let wrap: Vec<Key> = pending
-        .iter()
-        .take_while(|k| after.as_ref().is_none_or(|c| *k <= c))
-        .take(EVAL_BATCH - keys.len())
-        .cloned()
-        .collect();
-    keys.extend(wrap);
     st.t.eval_cursor = keys.last().cloned();
     keys
 }
@@ -579,5 +579,18 @@ mod tests {
         }
         let wrapped = next_evals(&mut st);
         assert_eq!(wrapped, vec![key(8), key(9), key(0)], "the end of the set, then the wrap to its start");
+    }
+
+    #[test]
+    fn timers_due_at_one_instant_should_fire_in_one_tick_beyond_the_batch() {
+        let shared = crate::Shared::new(&crate::SimConfig::fast());
+        let (tx, _rx) = watch::channel(0);
+        let mut st = NomadState::new(tx, Arc::new(Notify::new()), &ClusterConfig::default());
+        let at = shared.clock.now();
+        for i in 0..2 * TIMER_BATCH {
+            st.t.add_timer(at, Timer::Eval(key(i)));
+        }
+        tick(&mut st, &shared);
+        assert!(st.t.timers.is_empty(), "{} of {} timers left for a later tick", st.t.timers.len(), 2 * TIMER_BATCH);
     }
 }
