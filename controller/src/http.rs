@@ -42,7 +42,7 @@ pub struct AppView {
 pub fn router(handle: Handle) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/apps", get(apps))
         .route("/api/v1/apps/{namespace}/{name}", get(app))
@@ -189,7 +189,17 @@ pub async fn serve_tls(
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn metrics(State(h): State<Handle>) -> Response {
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], h.metrics.encode()).into_response()
+    metrics_response(&h.metrics)
+}
+
+/// `GET /metrics`: every metric of `metrics`, as Prometheus reads them (also `drover sync --watch`'s).
+pub(crate) fn metrics_response(metrics: &crate::metrics::Metrics) -> Response {
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], metrics.encode()).into_response()
+}
+
+/// `GET /healthz`: the process answers.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// 200 on the leader once its stores are loaded; 503 `standby` on a replica that does not lead (a load balancer or

@@ -56,7 +56,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             prefix: "drover".to_string(),
-            workers: NonZeroUsize::new(crate::queue::DEFAULT_WORKERS).unwrap_or(NonZeroUsize::MIN),
+            workers: crate::queue::DEFAULT_WORKERS,
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
             watch_budget: crate::consul::budget::DEFAULT_BUDGET,

@@ -253,8 +253,11 @@ impl StatusTable {
     }
 
     fn remove(&mut self, key: &AppKey) {
-        self.reset = self.bump();
-        self.entries.remove(key);
+        let revision = self.bump();
+        // Only a removal that removed something sends followers back to a full look.
+        if self.entries.remove(key).is_some() {
+            self.reset = revision;
+        }
     }
 }
 

@@ -150,7 +150,7 @@ pub fn measurement_label(p: MeasurementPhase) -> &'static str {
 /// One measurement from its answers.
 fn measurement(resolved: &Resolved, p: Pending, at: SystemTime) -> MeasurementRecord {
     let query = resolved.request.describe();
-    let at = humantime::format_rfc3339_millis(at).to_string();
+    let at = crate::status::timestamp(at);
     let record = |value, baseline, phase, error| MeasurementRecord {
         value,
         baseline,
@@ -218,9 +218,11 @@ impl Poller {
     /// not `Running` in status any more, and forgets runs that left status. A run that cannot be resolved ends in
     /// `Error` at once (stored; its app is returned to be woken). Returns the statuses' revision it is as of, too.
     ///
-    /// With `since`, only the statuses written after that revision are looked at, so following a status write costs
-    /// the apps written, not every rollout (a burst of 200 rollouts writes status hundreds of times); a status
-    /// removed (or all loaded) since falls back to looking at every one, as does `None`.
+    /// With `since`, only the statuses written after that revision are looked at, so following a status write
+    /// copies and tracks the apps written, not every rollout (a burst of 200 rollouts writes status hundreds of
+    /// times). Finding them is still one pass comparing a revision number per status ([`Statuses::changed_since`]):
+    /// at 10 000 apps a few microseconds, against a per-entry change log that would cost memory on every app. A
+    /// status removed (or all loaded) since falls back to looking at every one, as does `None`.
     pub fn sync(
         &mut self,
         since: Option<u64>,

@@ -93,7 +93,7 @@ fn base() -> SystemTime {
 }
 
 fn rfc(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
+    crate::status::timestamp(at)
 }
 
 /// A template over query `q{v="<version>"}`, failing above 0.05.

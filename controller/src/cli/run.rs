@@ -38,7 +38,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub prefix: PrefixArg,
     /// Concurrent reconciles: each mostly waits on Consul and Nomad, so this bounds the requests in flight.
-    #[arg(long, default_value_t = NonZeroUsize::new(crate::queue::DEFAULT_WORKERS).unwrap_or(NonZeroUsize::MIN))]
+    #[arg(long, default_value_t = crate::queue::DEFAULT_WORKERS)]
     pub workers: NonZeroUsize,
     /// Every app is reconciled again this often, even without events (e.g. `5m`; 1s to 24h).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

@@ -171,21 +171,12 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         let config = WatchConfig { spec, interval: args.interval, secret };
         let output = args.output;
-        // Syncs that succeeded so far: a failure after a success is news, even on the same revision.
-        let successes = std::sync::atomic::AtomicU64::new(0);
+        let events = crate::notify::SyncEvents::default();
         watch(consul, config, listener, metrics.clone(), super::run::signal(), move |report| {
             let _ = print_report(report, output, false);
             // Queued, never awaited: a slow receiver never delays the next sync.
-            let before = successes.load(std::sync::atomic::Ordering::Relaxed);
-            match crate::notify::SyncEvent::from_outcome(&report.outcome, before) {
-                None => {
-                    successes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Some(event) => {
-                    if let Some(n) = &notifier {
-                        n.send(&event);
-                    }
-                }
+            if let (Some(event), Some(n)) = (events.after(&report.outcome), &notifier) {
+                n.send(&event);
             }
         })
         .await

@@ -113,15 +113,7 @@ impl FakeConsul {
     pub fn put_plain(&self, key: &str, value: &[u8]) {
         self.with(|s| {
             s.index += 1;
-            s.key = Some(KvPair {
-                key: key.to_string(),
-                value: value.to_vec(),
-                flags: 0,
-                session: None,
-                lock_index: 0,
-                create_index: s.index,
-                modify_index: s.index,
-            });
+            s.key = Some(KvPair::written(key, s.index, value));
         });
     }
 }

@@ -39,7 +39,7 @@ use tokio_util::task::AbortOnDropHandle;
 pub use config::{Format, LoadError, Pattern, Selector, Target, load};
 pub use deliver::DeliveryConfig;
 pub use events::{DedupKey, Event, EventKind, events};
-pub use sync_event::{SyncEvent, SyncKey};
+pub use sync_event::{SyncEvent, SyncEvents, SyncKey};
 
 use crate::app::AppKey;
 use crate::metrics::{Metrics, NotificationResult};

@@ -50,6 +50,24 @@ pub struct SyncKey {
     pub successes_before: u64,
 }
 
+/// The events of one `sync --watch` process, outcome by outcome: it counts the syncs that succeeded, so a failure
+/// after a success is news again, even on the same revision ([`SyncEvent::successes_before`]).
+#[derive(Debug, Default)]
+pub struct SyncEvents {
+    successes: std::cell::Cell<u64>,
+}
+
+impl SyncEvents {
+    /// The event of the sync that ended with `outcome` (`None` when it succeeded).
+    pub fn after(&self, outcome: &SyncOutcome) -> Option<SyncEvent> {
+        let event = SyncEvent::from_outcome(outcome, self.successes.get());
+        if event.is_none() {
+            self.successes.set(self.successes.get() + 1);
+        }
+        event
+    }
+}
+
 impl SyncEvent {
     /// The event of `outcome`, after `successes_before` syncs of this process succeeded: `None` for a sync that
     /// succeeded.
@@ -225,22 +243,22 @@ mod tests {
     #[test]
     fn sync_event_should_be_news_for_a_new_revision_or_after_a_success_only() {
         let mut seen = crate::notify::deliver::Seen::new(16);
-        let mut notified = |o: &SyncOutcome, successes: u64| {
-            SyncEvent::from_outcome(o, successes).is_some_and(|e| seen.insert(&e.dedup_key()))
-        };
+        let events = SyncEvents::default();
+        let mut notified = |o: &SyncOutcome| events.after(o).is_some_and(|e| seen.insert(&e.dedup_key()));
         let r1 = outcome(SyncResult::Invalid, Some("r1"), &["x"]);
-        assert!(notified(&r1, 0));
+        assert!(notified(&r1));
         // The next run fails again on the same revision, even with other errors: the same occurrence.
         let mut again = outcome(SyncResult::Conflicted, Some("r1"), &["y"]);
         again.run = 4;
-        assert!(!notified(&again, 0), "the same commit failing every interval tells a target once");
-        assert!(notified(&outcome(SyncResult::Invalid, Some("r2"), &["x"]), 0), "a new revision that fails is news");
+        assert!(!notified(&again), "the same commit failing every interval tells a target once");
+        assert!(notified(&outcome(SyncResult::Invalid, Some("r2"), &["x"])), "a new revision that fails is news");
         let unreadable = outcome(SyncResult::Failed, None, &["git: no such ref"]);
-        assert!(notified(&unreadable, 0));
-        assert!(!notified(&unreadable, 0), "one outage is one occurrence");
-        // A sync succeeded since: the same failures are news again.
-        assert!(notified(&r1, 1), "the same commit failing again after a success");
-        assert!(notified(&unreadable, 1), "a new outage after a success");
+        assert!(notified(&unreadable));
+        assert!(!notified(&unreadable), "one outage is one occurrence");
+        // A sync succeeds: the same failures are news again.
+        assert!(!notified(&outcome(SyncResult::Succeeded, Some("r3"), &[])), "a success is no event");
+        assert!(notified(&r1), "the same commit failing again after a success");
+        assert!(notified(&unreadable), "a new outage after a success");
     }
 
     #[test]

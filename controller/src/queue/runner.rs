@@ -34,16 +34,15 @@ pub struct QueueConfig {
 /// ~38 ms on average for one of 8 workers and ~17 ms for one of 32 (end condition → promote request p50 92 ms with
 /// 8, 78 ms with 32, against a 100 ms target; README, `--bench rollouts`). Argo Rollouts runs 10 rollout workers;
 /// kube-rs leaves it unbounded.
-pub const DEFAULT_WORKERS: usize = 32;
+pub const DEFAULT_WORKERS: NonZeroUsize = match NonZeroUsize::new(32) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 impl Default for QueueConfig {
     /// [`DEFAULT_WORKERS`] workers, the default [`Backoff`], 30 s of shutdown grace.
     fn default() -> Self {
-        QueueConfig {
-            workers: NonZeroUsize::new(DEFAULT_WORKERS).unwrap_or(NonZeroUsize::MIN),
-            backoff: Backoff::default(),
-            shutdown_grace: Duration::from_secs(30),
-        }
+        QueueConfig { workers: DEFAULT_WORKERS, backoff: Backoff::default(), shutdown_grace: Duration::from_secs(30) }
     }
 }
 

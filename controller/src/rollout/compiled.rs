@@ -346,7 +346,7 @@ mod tests {
         assert!(!t.needs_baseline());
         assert_eq!(t.provider.kind(), "prometheus");
         // (1 + 0 + 0 + 4 + 1) × (30 s + 10 s).
-        assert_eq!(Schedule::of(&t.template).max_duration(), Duration::from_secs(240));
+        assert_eq!(t.schedule.max_duration(), Duration::from_secs(240));
         assert_eq!(t.error_retry(), Duration::from_secs(5));
     }
 

@@ -73,12 +73,12 @@ fn router(hook: Hook) -> Router {
     Router::new()
         .route("/api/v1/sync/{name}", post(deliver))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(crate::http::healthz))
         .with_state(hook)
 }
 
 async fn metrics(State(hook): State<Hook>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], hook.metrics.encode()).into_response()
+    crate::http::metrics_response(&hook.metrics)
 }
 
 async fn deliver(State(hook): State<Hook>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
@@ -127,6 +127,7 @@ pub async fn watch(
     let mut run = 0u64;
     tokio::pin!(shutdown);
     'acquiring: loop {
+        sync_metrics.set_lock_held(false);
         let session = tokio::select! {
             () = &mut shutdown => break 'acquiring,
             s = acquire(&client, &lock) => s,
@@ -148,20 +149,17 @@ pub async fn watch(
             tokio::select! {
                 () = &mut shutdown => {
                     release(&client, &lock, &session).await;
-                    sync_metrics.set_lock_held(false);
                     break 'acquiring;
                 }
                 _ = renew.tick() => match client.renew_session(&session).await {
                     Ok(Renewed::Alive { .. }) => renewed_at = Instant::now(),
                     Ok(Renewed::Gone) => {
                         tracing::warn!(sync = %config.spec.name, "the lock's session is gone; stopping until it is won again");
-                        sync_metrics.set_lock_held(false);
                         continue 'acquiring;
                     }
                     Err(e) if renewed_at.elapsed() >= SESSION_TTL => {
                         tracing::warn!(error = %crate::error_chain(&e), "cannot renew the lock's session for a TTL; stopping");
                         let _ = client.destroy_session(&session).await;
-                        sync_metrics.set_lock_held(false);
                         continue 'acquiring;
                     }
                     Err(e) => tracing::warn!(error = %crate::error_chain(&e), "cannot renew the lock's session; retrying"),
@@ -177,6 +175,7 @@ pub async fn watch(
             }
         }
     }
+    sync_metrics.set_lock_held(false);
     stop.cancel();
     if let Some(server) = server {
         match server.await {
