@@ -185,9 +185,6 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
     let measured = |text: &str| common::metric_sum(text, "drover_analysis_measurements_total", "");
     let text = drover.metrics(http).await?;
     let (r0, m0) = (rollouts(&text), measured(&text));
-    let sum_count = |text: &str, name: &str| {
-        (common::metric_sum(text, &format!("{name}_sum"), ""), common::metric_sum(text, &format!("{name}_count"), ""))
-    };
     let labelled_sum_count = |text: &str, name: &str, labels: &str| {
         (
             common::metric_sum(text, &format!("{name}_sum"), labels),
@@ -198,6 +195,7 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
         labelled_sum_count(text, "drover_nomad_request_duration_seconds", "endpoint=\"deployment_promote\"")
     };
     let wait_sum_count = |text: &str| labelled_sum_count(text, "drover_queue_wait_seconds", "priority=\"key\"");
+    let sum_count = |text: &str, name: &str| labelled_sum_count(text, name, "");
     let (rec0, query0, promote0, wait0) = (
         sum_count(&text, "drover_reconcile_duration_seconds"),
         sum_count(&text, "drover_analysis_query_duration_seconds"),

@@ -397,9 +397,7 @@ impl DroverProcess {
 
     /// The sum of `drover_reconcile_total` over all results: reconciles finished so far.
     pub async fn reconcile_total(&self) -> u64 {
-        let text = self.http.get(format!("{}/metrics", self.url)).send().await.expect("GET /metrics");
-        let text = text.text().await.expect("metrics text");
-        metric_sum(&text, "drover_reconcile_total")
+        metric_sum(&self.get_text("/metrics").await, "drover_reconcile_total")
     }
 
     /// Waits until at least `n` more reconciles finished than `since` (for example `n = resyncs × apps`): the

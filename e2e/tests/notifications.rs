@@ -31,11 +31,6 @@ fn temp_file(test: &str, name: &str, text: &str) -> PathBuf {
     path
 }
 
-async fn metrics(drover: &DroverProcess) -> String {
-    let resp = reqwest::get(format!("{}/metrics", drover.url)).await.expect("GET /metrics");
-    resp.text().await.expect("metrics text")
-}
-
 /// `promtool check metrics` accepts `text` (the notification series included).
 fn promtool_check(text: &str) {
     drover_e2e::promtool_check_metrics(text);
@@ -113,7 +108,7 @@ async fn notifications_should_arrive_once_per_event_through_a_receiver_that_fail
     let seen = drover.reconcile_total().await;
     drover.wait_reconciles(seen, 3 * 2).await;
     assert_eq!(delivered(&receiver, "drover"), want, "each event once; `other` is not selected");
-    let text = metrics(&drover).await;
+    let text = drover.get_text("/metrics").await;
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"delivered\"}"), 4, "{text}");
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"retried\"}"), 2, "{text}");
     assert_eq!(metric_sum(&text, "drover_notifications_total{target=\"all\",result=\"failed\"}"), 0, "{text}");

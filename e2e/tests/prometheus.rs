@@ -67,8 +67,7 @@ async fn drovers_metrics_should_pass_promtool() {
     let drover = DroverProcess::start(&sim, &[]).await;
     sim.put_record("default", "web", template_record("web", "nginx:1.27", "")).await;
     sim.wait_for_status("default", "web", "Healthy", |s| s.phase == Phase::Healthy).await;
-    let text = http_client().get(format!("{}/metrics", drover.url)).send().await.expect("GET /metrics");
-    let text = text.text().await.expect("metrics text");
+    let text = drover.get_text("/metrics").await;
     assert!(text.contains("drover_reconcile_total"), "{text}");
     drover_e2e::promtool_check_metrics(&text);
 }

@@ -77,13 +77,6 @@ impl Drop for Repo {
     }
 }
 
-/// Runs `drover <args>` against `sim`'s Consul on a blocking thread.
-async fn drover(sim: &SimProcess, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary("drover"));
-    cmd.args(args).env("CONSUL_HTTP_ADDR", &sim.consul_url);
-    tokio::task::spawn_blocking(move || cmd.output().expect("run drover")).await.expect("the CLI thread")
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -92,7 +85,7 @@ fn stderr(out: &Output) -> String {
 async fn sync_json(sim: &SimProcess, args: &[&str]) -> (Output, Value) {
     let mut all = vec!["sync", "-o", "json"];
     all.extend_from_slice(args);
-    let out = drover(sim, &all).await;
+    let out = sim.cli(&all, &[]).await;
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("sync -o json prints JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(&out))
     });
@@ -190,7 +183,7 @@ async fn sync_should_create_the_apps_then_update_only_the_app_a_commit_changes()
     let recorded = outcome(&sim, "deploy").await.expect("the outcome is recorded");
     assert_eq!((recorded.result, recorded.transactions), (SyncResult::Succeeded, 0));
 
-    let out = drover(&sim, &["sync", "status", "deploy", "-o", "json"]).await;
+    let out = sim.cli(&["sync", "status", "deploy", "-o", "json"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let shown: SyncOutcome = serde_json::from_slice(&out.stdout).expect("sync status -o json prints the outcome");
     assert_eq!(shown, recorded);
@@ -213,7 +206,7 @@ async fn sync_with_prune_should_delete_only_its_own_records_that_left_the_source
     sim.put_record("default", "hand", template_record("hand", "nginx:1", "")).await;
 
     for (url, name) in [(repo.url(), "team"), (other.url(), "other")] {
-        let out = drover(&sim, &["sync", &url, "--name", name]).await;
+        let out = sim.cli(&["sync", &url, "--name", name], &[]).await;
         assert!(out.status.success(), "sync {name}: {}", stderr(&out));
     }
     sim.wait_for_status("default", "gone", "Healthy", |s| s.phase == Phase::Healthy).await;
@@ -273,7 +266,7 @@ async fn sync_should_report_a_racing_hand_edit_and_not_overwrite_it() {
         repo.write(&format!("{app}.yaml"), &template_record(app, "nginx:1", ""));
     }
     repo.commit("three apps");
-    let out = drover(&sim, &["sync", &repo.url(), "--name", "deploy"]).await;
+    let out = sim.cli(&["sync", &repo.url(), "--name", "deploy"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     for app in ["a", "b", "c"] {
         repo.write(&format!("{app}.yaml"), &template_record(app, "nginx:2", ""));
@@ -325,7 +318,7 @@ async fn sync_dry_run_should_print_the_plan_and_a_diff_and_write_nothing() {
     repo.write("web.yaml", &template_record("web", "nginx:1", ""));
     repo.write("old.yaml", &template_record("old", "nginx:1", ""));
     repo.commit("two apps");
-    let out = drover(&sim, &["sync", &repo.url(), "--name", "deploy"]).await;
+    let out = sim.cli(&["sync", &repo.url(), "--name", "deploy"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let before = outcome(&sim, "deploy").await.expect("outcome");
     repo.write("web.yaml", &template_record("web", "nginx:2", ""));
@@ -347,7 +340,7 @@ async fn sync_dry_run_should_print_the_plan_and_a_diff_and_write_nothing() {
     let web_diff = report["plan"][2]["diff"].as_str().expect("a diff for the update");
     assert!(web_diff.contains("-    image: nginx:1\n+    image: nginx:2\n"), "{web_diff}");
 
-    let out = drover(&sim, &["sync", &repo.url(), "--name", "deploy", "--prune", "--dry-run"]).await;
+    let out = sim.cli(&["sync", &repo.url(), "--name", "deploy", "--prune", "--dry-run"], &[]).await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("--- default/web (update)") && table.contains("dry run: nothing written"), "{table}");
 

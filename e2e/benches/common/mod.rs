@@ -186,13 +186,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The median of a slice (sorted in place): the middle value, or the mean of the two middle ones.
+/// The median of a slice (sorted in place): the middle value, or the mean of the two middle ones. A run that has no
+/// value for the figure (NaN) is left out, rather than counted as the largest; NaN when no run has one.
 pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
+    values.sort_by(|a, b| a.is_nan().cmp(&b.is_nan()).then(a.total_cmp(b)));
+    let known = &values[..values.iter().filter(|v| !v.is_nan()).count()];
+    match known.len() {
         0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        n if n % 2 == 1 => known[n / 2],
+        n => (known[n / 2 - 1] + known[n / 2]) / 2.0,
     }
 }
 

@@ -27,7 +27,9 @@ pub async fn back_to_back(http: &reqwest::Client, deadline: Duration) -> anyhow:
     let sim = Sim::start(TIME_SCALE)?;
     write_records(http, &sim.consul, APPS).await?;
     let started = Instant::now();
-    let mut drover = Drover::start(&sim, &[])?;
+    // `BENCH_DROVER_ARGS` adds flags to `drover run` here too (e.g. `--workers 8`), as in part b.
+    let args = crate::common::drover_args(&[]);
+    let mut drover = Drover::start(&sim, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
     drover.wait_healthz(http, Duration::from_secs(20)).await?;
     wait_ready(http, &drover, deadline).await?;
     let converged = converge(http, &sim, &mut drover, APPS, started, deadline).await?;
