@@ -10,7 +10,10 @@
 //!   run, the time from when it was due (`startedAt + initialDelay + (count − 1) × interval`, the poller's own
 //!   schedule) to the promote request in the simulator's request log (`POST /v1/deployment/promote/:id`). Target:
 //!   p50 ≤ 100 ms. It includes the Prometheus query itself; the part after the answer was folded (the measurement's
-//!   `at` → promote: wake, reconcile, status write, promote) is printed beside it.
+//!   `at` → promote: wake, reconcile, status write, promote) is printed beside it. The due time comes from the
+//!   run's `startedAt`, which Drover stamps: lateness before the run started is not in it. So the bench also times
+//!   each app end to end with its own clock alone: from its update write being answered to its promote request,
+//!   beyond the 35 s the steps take by themselves (pause 10 s, initial delay 5 s, two intervals).
 //!
 //! The rollout each app runs (a realistic small canary): count 2, one canary; steps `pause 10s` (the canary takes
 //! traffic) then `analysis error-rate`: the canary version's share of 500s over `[30s]`, failing above 5 %, first
@@ -148,6 +151,9 @@ struct Figures {
     delays: Vec<f64>,
     /// The last measurement's `at` (answer folded) → promote request, ms, ascending.
     reactions: Vec<f64>,
+    /// The app's update write answered → its promote request, beyond the steps' own time (pause, initial delay and
+    /// intervals), ms, ascending: everything Drover, Nomad and Prometheus add, timed by this bench alone.
+    overheads: Vec<f64>,
 }
 
 async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: usize) -> anyhow::Result<Figures> {
@@ -218,10 +224,16 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
             format!("{}/v1/kv/drover/apps/default/{}", sim.consul, name(i)),
             record(&name(i), "ghcr.io/acme/web:2", &prom),
         );
-        puts.spawn(async move { http.put(url).body(body).send().await?.error_for_status().map(|_| ()) });
+        puts.spawn(async move {
+            http.put(url).body(body).send().await?.error_for_status()?;
+            anyhow::Ok((name(i), wall_ms(SystemTime::now())))
+        });
     }
+    // When each app's update was written (its PUT answered), by the bench's own clock.
+    let mut written: HashMap<String, f64> = HashMap::new();
     while let Some(done) = puts.join_next().await {
-        done??;
+        let (app, at) = done??;
+        written.insert(app, at);
     }
 
     // Until every rollout ended, sampling Prometheus' query counter for its busiest second.
@@ -270,7 +282,8 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
     }
 
     // Each rollout's analysis run: when its last measurement was due and taken.
-    let (mut delays, mut reactions) = (Vec::new(), Vec::new());
+    let (mut delays, mut reactions, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
+    let steps_ms = ((PAUSE_SECS + INITIAL_DELAY_SECS + (COUNT - 1) * INTERVAL_SECS) * 1000) as f64;
     // (delay, app, deployment, due, promote) of each rollout, for the timeline of the median one.
     let mut by_app: Vec<(f64, String, String, f64, f64)> = Vec::new();
     let (mut first_start, mut last_taken) = (f64::MAX, 0.0f64);
@@ -299,6 +312,9 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
             continue;
         };
         delays.push(promote - due);
+        if let Some(at) = written.get(&app) {
+            overheads.push(promote - at - steps_ms);
+        }
         let deployment = rollout.deployment_id.clone().unwrap_or_default();
         by_app.push((promote - due, app.clone(), deployment, due, promote));
         if let Some(taken) = taken {
@@ -307,6 +323,7 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
     }
     delays.sort_by(f64::total_cmp);
     reactions.sort_by(f64::total_cmp);
+    overheads.sort_by(f64::total_cmp);
     by_app.sort_by(|a, b| a.0.total_cmp(&b.0));
     if std::env::var_os("BENCH_TRACE").is_some()
         && let Some((delay, app, deployment, due, promote)) = by_app.get(by_app.len() / 2)
@@ -341,6 +358,7 @@ async fn one_run(http: &reqwest::Client, apps: usize, background: usize, run: us
         wait_ms: mean_ms(wait0, wait1),
         delays,
         reactions,
+        overheads,
     })
 }
 
@@ -376,10 +394,12 @@ async fn run() -> anyhow::Result<()> {
         let f = one_run(&http, apps, background, run).await?;
         let (d50, d99, dmax) = ms3(&f.delays);
         let (r50, r99, rmax) = ms3(&f.reactions);
+        let (o50, o99, omax) = ms3(&f.overheads);
         println!(
             "  run {run}: {}/{apps} promoted in {:.1} s; CPU {:.2} s; VmHWM {:.1} MB; {:.0} queries ({:.0} \
              measurements), {:.1}/s avg, {:.0}/s busiest second; due→promote p50/p99/max {d50:.0}/{d99:.0}/{dmax:.0} \
-             ms; answer→promote {r50:.0}/{r99:.0}/{rmax:.0} ms; mean wait for a worker {:.1} ms; load {}",
+             ms; answer→promote {r50:.0}/{r99:.0}/{rmax:.0} ms; update→promote beyond 35 s \
+             {o50:.0}/{o99:.0}/{omax:.0} ms; mean wait for a worker {:.1} ms; load {}",
             f.succeeded,
             f.rollout_secs,
             f.cpu_seconds,
@@ -444,6 +464,16 @@ async fn run() -> anyhow::Result<()> {
             med(&|f| percentile(&f.reactions, 50.0)),
             med(&|f| percentile(&f.reactions, 99.0)),
             med(&|f| f.reactions.last().copied().unwrap_or(f64::NAN))
+        ),
+    );
+    info(
+        "end to end: update written → promote request, beyond the steps' own 35 s (placing and health of the \
+         canary in Nomad at the simulator's speed, every step start, the measurements, the promote), p50/p99/max",
+        &format!(
+            "{:.0} / {:.0} / {:.0} ms",
+            med(&|f| percentile(&f.overheads, 50.0)),
+            med(&|f| percentile(&f.overheads, 99.0)),
+            med(&|f| f.overheads.last().copied().unwrap_or(f64::NAN))
         ),
     );
     info(
