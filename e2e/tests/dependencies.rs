@@ -49,7 +49,11 @@ async fn an_app_should_wait_for_its_dependency_to_be_healthy_and_be_deleted_firs
         "the observation of web waiting was made while db was not healthy: {db:?}"
     );
     assert!(sim.job("default", "web").await.is_none(), "no job web while db is not Healthy: {waiting:?}");
-    assert!(sim.job("default", "db").await.is_some(), "db itself is registered and rolling out");
+    // db itself is registered meanwhile (its reconcile and web's run in parallel: either may come first).
+    wait_until(drover_e2e::DEADLINE, "db itself registered and rolling out", || async {
+        if sim.job("default", "db").await.is_some() { Ok(()) } else { Err(sim.status("default", "db").await) }
+    })
+    .await;
 
     // db turns Healthy: web is created and turns Healthy, with no resync to help.
     sim.wait_for_status("default", "db", "Healthy", |s| s.phase == Phase::Healthy).await;
